@@ -1,0 +1,240 @@
+"""Mergeable per-cell statistics and the cell classes derived from them.
+
+Per grid cell, operator and technology we keep the sample count, a histogram of
+integer dBm from −140 to −44 (97 bins) and the first and last sample time. Two
+sets of statistics merge by adding counts and histograms and taking the min and
+max of the times, so new measurement files update cells without re-reading the
+old ones (DESIGN.md §3.2, §5). Percentiles come out of the histogram.
+"""
+
+from __future__ import annotations
+
+import enum
+
+import numpy as np
+import pandas as pd
+
+from covgap.grid import Grid
+
+DBM_MIN = -140
+DBM_MAX = -44
+NBINS = DBM_MAX - DBM_MIN + 1
+HIST_COLUMNS = [f"h{d}" for d in range(DBM_MIN, DBM_MAX + 1)]
+KEY_COLUMNS = ["cell", "operator", "technology"]
+STAT_COLUMNS = [*KEY_COLUMNS, "n_samples", "t_first_s", "t_last_s", *HIST_COLUMNS]
+
+#: Technologies that give 4G service or better (a 5G NR sample shows the target is met).
+TARGET_TECHNOLOGIES = ("4G", "5G")
+
+
+class CellClass(enum.IntEnum):
+    """Class of a grid cell for the 4G target. The integer is the GeoTIFF value (0 = outside)."""
+
+    COVERED = 1
+    WEAK = 2
+    DEAD = 3
+    INSUFFICIENT = 4
+
+    @property
+    def label(self) -> str:
+        return self.name.lower()
+
+
+def empty_stats() -> pd.DataFrame:
+    """Statistics with no cell."""
+    frame = pd.DataFrame({c: pd.Series(dtype=np.int64) for c in STAT_COLUMNS})
+    frame["operator"] = frame["operator"].astype(object)
+    frame["technology"] = frame["technology"].astype(object)
+    frame["t_first_s"] = frame["t_first_s"].astype(float)
+    frame["t_last_s"] = frame["t_last_s"].astype(float)
+    return frame
+
+
+def aggregate_to_cells(rows: pd.DataFrame, grid: Grid) -> pd.DataFrame:
+    """Per-cell statistics of normalised measurement rows with ``x``, ``y`` in the grid's CRS.
+
+    Rows outside the grid are not counted (callers filter to the study area first).
+    Levels are rounded to integer dBm and clipped to −140…−44 for the histogram
+    (3G RSCP above −44 dBm counts in the top bin); rows without a level count in
+    ``n_samples`` but not in the histogram.
+    """
+    if rows.empty:
+        return empty_stats()
+    cell = grid.cell_of(rows["x"].to_numpy(), rows["y"].to_numpy())
+    keep = cell >= 0
+    frame = pd.DataFrame(
+        {
+            "cell": cell[keep],
+            "operator": rows["operator"].to_numpy(dtype=object)[keep],
+            "technology": rows["technology"].to_numpy(dtype=object)[keep],
+        }
+    )
+    codes, uniques = pd.MultiIndex.from_frame(frame).factorize()
+    ngroups = len(uniques)
+    sig = rows["signal_dbm"].to_numpy(dtype=float)[keep]
+    has = np.isfinite(sig)
+    bins = np.clip(np.rint(sig[has]), DBM_MIN, DBM_MAX).astype(np.int64) - DBM_MIN
+    hist = np.bincount(codes[has] * NBINS + bins, minlength=ngroups * NBINS).reshape(ngroups, NBINS)
+    n = np.bincount(codes, minlength=ngroups)
+    t = rows["time_s"].to_numpy(dtype=float)[keep]
+    t_first = pd.Series(t).groupby(codes).min().reindex(range(ngroups)).to_numpy()
+    t_last = pd.Series(t).groupby(codes).max().reindex(range(ngroups)).to_numpy()
+    keys = uniques.to_frame(index=False)
+    keys.columns = KEY_COLUMNS
+    out = pd.concat(
+        [
+            keys,
+            pd.DataFrame({"n_samples": n.astype(np.int64), "t_first_s": t_first, "t_last_s": t_last}),
+            pd.DataFrame(hist.astype(np.int64), columns=HIST_COLUMNS),
+        ],
+        axis=1,
+    )
+    out["cell"] = out["cell"].astype(np.int64)
+    return sort_stats(out)
+
+
+def merge_stats(*parts: pd.DataFrame) -> pd.DataFrame:
+    """Merge statistics exactly: counts and histograms add, times take min and max."""
+    parts = [p for p in parts if p is not None and not p.empty]
+    if not parts:
+        return empty_stats()
+    if len(parts) == 1:
+        return sort_stats(parts[0].copy())
+    both = pd.concat(parts, ignore_index=True)
+    agg = {c: "sum" for c in ["n_samples", *HIST_COLUMNS]}
+    agg.update({"t_first_s": "min", "t_last_s": "max"})
+    merged = both.groupby(KEY_COLUMNS, sort=False, dropna=False).agg(agg).reset_index()
+    return sort_stats(merged[STAT_COLUMNS])
+
+
+def sort_stats(stats: pd.DataFrame) -> pd.DataFrame:
+    """A canonical row order, so equal statistics give byte-identical files."""
+    return stats.sort_values(KEY_COLUMNS, kind="mergesort").reset_index(drop=True)[STAT_COLUMNS]
+
+
+def hist_percentile(hist: np.ndarray, q: float) -> np.ndarray:
+    """The q-th percentile (0–1) of each histogram row, in integer dBm; NaN for empty rows.
+
+    Notes
+    -----
+    The percentile is the smallest level ``d`` such that at least ``q·n`` samples
+    are at or below ``d``. For the median of an even count this is the lower of
+    the two middle values (−110 for samples −100 and −110).
+    """
+    hist = np.atleast_2d(hist)
+    n = hist.sum(axis=1)
+    cum = np.cumsum(hist, axis=1)
+    target = np.maximum(q * n, 1e-9)
+    idx = np.argmax(cum >= target[:, None] - 1e-9, axis=1)
+    out = (idx + DBM_MIN).astype(float)
+    out[n == 0] = np.nan
+    return out
+
+
+def operator_view(stats: pd.DataFrame, *, covered_dbm: float, dead_dbm: float, min_samples: int,
+                  min_time_spread_hours: float = 0.0) -> pd.DataFrame:
+    """Per cell and operator: the 4G class and its figures.
+
+    Returns one row per (cell, operator) with ``n_samples`` (all technologies),
+    ``n_4g`` (4G or 5G samples with a level), ``n_no_4g`` (samples on 2G/3G),
+    ``rsrp_dbm_p10``, ``rsrp_dbm_p50``, ``share_ge_covered``, ``t_first_s``,
+    ``t_last_s`` and ``cell_class`` (:class:`CellClass` value).
+
+    Notes
+    -----
+    * insufficient evidence: fewer than ``min_samples`` samples (any technology),
+      or, when ``min_time_spread_hours`` > 0, first and last sample closer in time;
+    * dead: more samples report no 4G (2G/3G) than 4G, or median RSRP < ``dead_dbm``;
+    * covered: median RSRP ≥ ``covered_dbm``; weak: in between.
+    """
+    if stats.empty:
+        return pd.DataFrame(columns=["cell", "operator", "n_samples", "n_4g", "n_no_4g", "rsrp_dbm_p10", "rsrp_dbm_p50",
+                                     "share_ge_covered", "t_first_s", "t_last_s", "cell_class"])
+    is4 = stats["technology"].isin(TARGET_TECHNOLOGIES).to_numpy()
+    hist = stats[HIST_COLUMNS].to_numpy(dtype=np.int64)
+    frame = pd.DataFrame(
+        {
+            "cell": stats["cell"].to_numpy(),
+            "operator": stats["operator"].to_numpy(),
+            "n_samples": stats["n_samples"].to_numpy(),
+            "n_no_4g": np.where(is4, 0, stats["n_samples"].to_numpy()),
+            "t_first_s": stats["t_first_s"].to_numpy(),
+            "t_last_s": stats["t_last_s"].to_numpy(),
+        }
+    )
+    hist4 = np.where(is4[:, None], hist, 0)
+    grouped = frame.groupby(["cell", "operator"], sort=True)
+    view = grouped.agg(n_samples=("n_samples", "sum"), n_no_4g=("n_no_4g", "sum"),
+                       t_first_s=("t_first_s", "min"), t_last_s=("t_last_s", "max")).reset_index()
+    codes = grouped.ngroup().to_numpy()
+    h = np.zeros((len(view), NBINS), dtype=np.int64)
+    np.add.at(h, codes, hist4)
+    view["n_4g"] = h.sum(axis=1)
+    view["rsrp_dbm_p10"] = hist_percentile(h, 0.10)
+    view["rsrp_dbm_p50"] = hist_percentile(h, 0.50)
+    ge = h[:, int(np.ceil(covered_dbm)) - DBM_MIN:].sum(axis=1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        view["share_ge_covered"] = np.where(view["n_4g"] > 0, ge / np.maximum(view["n_4g"], 1), np.nan)
+    view["cell_class"] = classify(
+        view["n_samples"].to_numpy(), view["n_4g"].to_numpy(), view["n_no_4g"].to_numpy(),
+        view["rsrp_dbm_p50"].to_numpy(), view["t_last_s"].to_numpy() - view["t_first_s"].to_numpy(),
+        covered_dbm=covered_dbm, dead_dbm=dead_dbm, min_samples=min_samples,
+        min_time_spread_s=min_time_spread_hours * 3600.0,
+    )
+    view.attrs["hist"] = h
+    return view
+
+
+def classify(n_samples: np.ndarray, n_4g: np.ndarray, n_no_4g: np.ndarray, p50: np.ndarray, spread_s: np.ndarray, *,
+             covered_dbm: float, dead_dbm: float, min_samples: int, min_time_spread_s: float = 0.0) -> np.ndarray:
+    """Cell classes (:class:`CellClass` integers) from counts and the median level."""
+    out = np.full(len(n_samples), int(CellClass.INSUFFICIENT), dtype=np.int64)
+    enough = np.asarray(n_samples) >= min_samples
+    if min_time_spread_s > 0:
+        enough &= np.nan_to_num(np.asarray(spread_s, dtype=float), nan=0.0) >= min_time_spread_s
+    no4 = np.asarray(n_no_4g) > np.asarray(n_4g)
+    p50 = np.asarray(p50, dtype=float)
+    out[enough & (no4 | (np.nan_to_num(p50, nan=-999) < dead_dbm))] = int(CellClass.DEAD)
+    out[enough & ~no4 & (p50 >= dead_dbm) & (p50 < covered_dbm)] = int(CellClass.WEAK)
+    out[enough & ~no4 & (p50 >= covered_dbm)] = int(CellClass.COVERED)
+    return out
+
+
+def best_operator_view(op_view: pd.DataFrame) -> pd.DataFrame:
+    """Per cell, the 'any operator' view: the best class among operators with enough evidence.
+
+    Returns one row per measured cell with ``n_samples`` (all operators),
+    ``n_operators``, ``best_operator``, ``rsrp_dbm_p50`` (best median among
+    operators with enough evidence), ``t_first_s``, ``t_last_s`` and ``cell_class``.
+    Covered beats weak beats dead; a cell where no operator has enough evidence is
+    insufficient evidence, even if its pooled samples are many.
+    """
+    if op_view.empty:
+        return pd.DataFrame(columns=["cell", "n_samples", "n_operators", "best_operator", "rsrp_dbm_p50",
+                                     "t_first_s", "t_last_s", "cell_class"])
+    rank = op_view["cell_class"].map({1: 0, 2: 1, 3: 2, 4: 3}).to_numpy()
+    ordered = op_view.assign(_rank=rank, _neg_p50=-op_view["rsrp_dbm_p50"].fillna(-999))
+    ordered = ordered.sort_values(["cell", "_rank", "_neg_p50", "operator"], kind="mergesort")
+    best = ordered.groupby("cell", sort=True).first().reset_index()
+    totals = op_view.groupby("cell", sort=True).agg(
+        n_samples=("n_samples", "sum"), n_operators=("operator", "nunique"),
+        t_first_s=("t_first_s", "min"), t_last_s=("t_last_s", "max")).reset_index()
+    sufficient = op_view[op_view["cell_class"] != int(CellClass.INSUFFICIENT)]
+    best_p50 = sufficient.groupby("cell")["rsrp_dbm_p50"].max()
+    out = totals.merge(best[["cell", "operator", "cell_class"]], on="cell").rename(columns={"operator": "best_operator"})
+    out["rsrp_dbm_p50"] = out["cell"].map(best_p50)
+    out.loc[out["cell_class"] == int(CellClass.INSUFFICIENT), "best_operator"] = ""
+    return out[["cell", "n_samples", "n_operators", "best_operator", "rsrp_dbm_p50", "t_first_s", "t_last_s", "cell_class"]]
+
+
+def class_raster(view: pd.DataFrame, grid: Grid, inside: np.ndarray) -> np.ndarray:
+    """A (nrows, ncols) uint8 array of cell classes; 0 outside the study area.
+
+    ``inside`` is a boolean (nrows, ncols) mask of the cells in the study area;
+    unmeasured cells inside it are insufficient evidence.
+    """
+    arr = np.where(inside, int(CellClass.INSUFFICIENT), 0).astype(np.uint8).ravel()
+    if not view.empty:
+        cells = view["cell"].to_numpy(dtype=np.int64)
+        arr[cells] = np.where(inside.ravel()[cells], view["cell_class"].to_numpy(dtype=np.uint8), 0)
+    return arr.reshape(grid.nrows, grid.ncols)

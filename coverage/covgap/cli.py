@@ -1,0 +1,152 @@
+"""The ``covgap`` command line: a thin layer over the library.
+
+Only this module configures logging (``-v``/``-q``). Errors covgap raises on
+purpose (:class:`~covgap.errors.CovgapError`) end the command with one line and
+exit status 1; anything else is a bug and shows its traceback with ``-v``.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+import time
+from pathlib import Path
+
+import click
+
+from covgap import __version__
+from covgap.config import Config, describe_config, load_config
+from covgap.errors import CovgapError
+
+log = logging.getLogger("covgap")
+
+SAMPLE_CONFIG = Path(__file__).resolve().parents[2] / "data" / "sample" / "covgap.toml"
+
+
+class CovgapGroup(click.Group):
+    """Turns covgap's own errors into one line and exit status 1."""
+
+    def invoke(self, ctx: click.Context):
+        try:
+            return super().invoke(ctx)
+        except CovgapError as err:
+            click.echo(f"Error: {err}", err=True)
+            ctx.exit(1)
+        except KeyboardInterrupt:
+            click.echo("Interrupted; the previous outputs are unchanged.", err=True)
+            ctx.exit(130)
+        except (click.ClickException, click.exceptions.Exit, click.exceptions.Abort):
+            raise
+        except Exception as err:  # a bug: say so in one line, details with -v
+            if logging.getLogger("covgap").isEnabledFor(logging.DEBUG):
+                raise
+            click.echo(f"Error: internal error {type(err).__name__}: {err} (run again with -v for the traceback "
+                       "and report it)", err=True)
+            ctx.exit(2)
+
+
+def _setup_logging(verbose: int, quiet: int) -> None:
+    level = logging.INFO - 10 * verbose + 10 * quiet
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s" if verbose else "%(message)s",
+                                           datefmt="%H:%M:%S"))
+    root = logging.getLogger("covgap")
+    root.handlers[:] = [handler]
+    root.setLevel(max(logging.DEBUG, min(level, logging.ERROR)))
+    root.propagate = False
+
+
+@click.group(cls=CovgapGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="covgap")
+@click.option("-v", "--verbose", count=True, help="More detail (repeat for debug output and tracebacks).")
+@click.option("-q", "--quiet", count=True, help="Less output: only warnings and the scorecard.")
+def main(verbose: int, quiet: int) -> None:
+    """covgap: where a district still has no mobile signal and no fibre broadband.
+
+    Intersects villages, mobile signal measurements and fibre routes into dead
+    zones, village indicators and scorecards against the district's targets, and
+    writes maps for planners and gap packages for operators.
+    """
+    _setup_logging(verbose, quiet)
+
+
+# Options shared by the commands that write outputs.
+def output_options(func):
+    func = click.option("--lang", type=click.Choice(["vi", "en"]), default=None,
+                        help="Language of the maps (default: [output] lang of the config, else vi).")(func)
+    func = click.option("--maps", "maps_dir", type=click.Path(file_okay=False, path_type=Path), default=None,
+                        help="Folder for the HTML maps (default: [output] maps_dir).")(func)
+    func = click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path), default=None,
+                        help="Folder for the GeoPackage, CSV scorecards and GeoTIFFs (default: [output] dir).")(func)
+    return func
+
+
+def _execute(config: Config) -> None:
+    """Run the pipeline, write outputs and maps atomically, print the district scorecard."""
+    from covgap import outputs, pipeline
+    from covgap.scorecard import format_scorecard, scorecard_long
+
+    started = time.monotonic()
+    out_dir = Path(config.output.dir)
+    with outputs.output_lock(out_dir):
+        results = pipeline.run_pipeline(config)
+        with outputs.atomic_output_dir(out_dir) as tmp:
+            outputs.write_outputs(results, tmp)
+        written_maps = _write_maps(results, config)
+    report = results.report
+    reasons = ", ".join(f"{k} {v}" for k, v in report.reason_counts().items()) or "none"
+    click.echo(f"Rows: {report.rows_read} read, {report.rows_used} used, {report.rows_rejected} rejected ({reasons}); "
+               f"details in {out_dir / 'rejected_rows.csv'}")
+    click.echo(f"Outputs: {out_dir}/  Maps: {Path(config.output.maps_dir)}/ ({len(written_maps)} pages)  "
+               f"in {time.monotonic() - started:.1f} s")
+    lang = config.output.lang
+    long = scorecard_long(results.district, goal_share=config.fibre.goal_share, lang=lang)
+    title = (f"Bảng điểm {config.study.name}" if lang == "vi" else f"Scorecard: {config.study.name}")
+    click.echo("")
+    click.echo(format_scorecard(long, title))
+
+
+def _write_maps(results, config: Config) -> list[Path]:
+    from covgap import maps
+
+    return maps.write_maps(results, Path(config.output.maps_dir), lang=config.output.lang)
+
+
+@main.command()
+@click.option("--config", "config_path", type=click.Path(dir_okay=False, path_type=Path), default=Path("covgap.toml"),
+              show_default=True, help="The covgap.toml that names the inputs and thresholds.")
+@output_options
+def run(config_path: Path, out_dir: Path | None, maps_dir: Path | None, lang: str | None) -> None:
+    """Run the whole analysis on the inputs named in a covgap.toml.
+
+    Writes the GeoPackage, CSV scorecards and GeoTIFFs to the output folder and
+    the HTML maps to the maps folder, then prints the district scorecard.
+    """
+    config = load_config(config_path).replace_output(dir=out_dir, maps_dir=maps_dir, lang=lang)
+    _execute(config)
+
+
+@main.command()
+@click.option("--data", "data_config", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="covgap.toml of the sample district (default: data/sample/covgap.toml of this checkout).")
+@output_options
+def demo(data_config: Path | None, out_dir: Path | None, maps_dir: Path | None, lang: str | None) -> None:
+    """Run the analysis on the bundled sample district (Tư Nghĩa, Quảng Ngãi).
+
+    Outputs go to ./out and maps to ./maps unless --out/--maps say otherwise.
+    """
+    path = data_config or SAMPLE_CONFIG
+    if not path.is_file():
+        raise CovgapError(f"{path}: sample district not found; run from a covgap checkout or give --data PATH/covgap.toml")
+    config = load_config(path).replace_output(dir=out_dir or Path("out"), maps_dir=maps_dir or Path("maps"), lang=lang)
+    _execute(config)
+
+
+@main.command("config-doc")
+def config_doc() -> None:
+    """Print the reference of every covgap.toml field (default, meaning, source)."""
+    click.echo(describe_config(), nl=False)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

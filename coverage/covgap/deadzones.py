@@ -1,0 +1,129 @@
+"""Dead zones: contiguous dead cells polygonised, kept above a minimum area."""
+
+from __future__ import annotations
+
+import geopandas as gpd
+import numpy as np
+import pandas as pd
+import rasterio.features
+import shapely
+
+from covgap.cellstats import NBINS, CellClass, hist_percentile
+from covgap.grid import Grid
+
+ZONE_COLUMNS = ["zone_id", "area_km2", "n_cells", "geometry"]
+
+
+def delineate_dead_zones(classes: np.ndarray, grid: Grid, *, min_area_km2: float, connectivity: int = 4,
+                         dead_value: int = int(CellClass.DEAD), prefix: str = "DZ") -> gpd.GeoDataFrame:
+    """Polygons of contiguous cells whose class is ``dead_value``, at least ``min_area_km2``.
+
+    Parameters
+    ----------
+    classes
+        (nrows, ncols) array of :class:`CellClass` values on ``grid``.
+    grid
+        The analysis grid (gives the transform and CRS).
+    min_area_km2
+        Zones smaller than this are dropped (DESIGN.md §3.4, default 0.05 km²).
+    connectivity
+        4: cells touching by an edge form one zone; 8: corners too.
+
+    Returns
+    -------
+    GeoDataFrame with ``zone_id`` (``DZ001``… by decreasing area), ``area_km2``,
+    ``n_cells`` and the polygon, in the grid's CRS.
+    """
+    mask = classes == dead_value
+    if not mask.any():
+        return gpd.GeoDataFrame({c: [] for c in ZONE_COLUMNS[:-1]}, geometry=[], crs=grid.crs)
+    shapes = rasterio.features.shapes(mask.astype(np.uint8), mask=mask, transform=grid.transform,
+                                      connectivity=connectivity)
+    polys = [shapely.geometry.shape(geom) for geom, value in shapes if value == 1]
+    areas = np.array([p.area for p in polys]) / 1e6
+    keep = areas >= min_area_km2 - 1e-9
+    polys = [p for p, k in zip(polys, keep) if k]
+    areas = areas[keep]
+    if not polys:
+        return gpd.GeoDataFrame({c: [] for c in ZONE_COLUMNS[:-1]}, geometry=[], crs=grid.crs)
+    bounds = np.array([p.bounds for p in polys])
+    order = np.lexsort((bounds[:, 1], bounds[:, 0], -np.round(areas, 9)))
+    polys = [polys[i] for i in order]
+    areas = areas[order]
+    return gpd.GeoDataFrame(
+        {
+            "zone_id": [f"{prefix}{i + 1:03d}" for i in range(len(polys))],
+            "area_km2": np.round(areas, 6),
+            "n_cells": np.rint(areas / grid.cell_area_km2).astype(np.int64),
+        },
+        geometry=polys,
+        crs=grid.crs,
+    )
+
+
+def label_cells(zones: gpd.GeoDataFrame, grid: Grid) -> np.ndarray:
+    """Flat array: for each cell the 1-based row of the zone it lies in, 0 if none."""
+    if zones.empty:
+        return np.zeros(grid.ncells, dtype=np.int32)
+    labels = rasterio.features.rasterize(
+        ((g, i + 1) for i, g in enumerate(zones.geometry)),
+        out_shape=(grid.nrows, grid.ncols), transform=grid.transform, fill=0, dtype="int32", all_touched=False,
+    )
+    return labels.ravel()
+
+
+def describe_dead_zones(zones: gpd.GeoDataFrame, grid: Grid, *, pieces: pd.DataFrame, villages: gpd.GeoDataFrame,
+                        any_view: pd.DataFrame, op_view: pd.DataFrame) -> tuple[gpd.GeoDataFrame, pd.DataFrame]:
+    """Add to each zone the villages and households it touches and its evidence.
+
+    Returns the zones with ``villages`` (names, ``; ``-separated), ``n_villages``,
+    ``households`` (households living in the zone, from each village's share of
+    weight there), ``n_samples``, ``t_first_s``, ``t_last_s``; and a table of
+    per-operator figures (``zone_id, operator, n_samples, n_4g, rsrp_dbm_p10,
+    rsrp_dbm_p50``).
+    """
+    zones = zones.copy()
+    op_cols = ["zone_id", "operator", "n_samples", "n_4g", "rsrp_dbm_p10", "rsrp_dbm_p50"]
+    if zones.empty:
+        for c, dtype in (("villages", object), ("n_villages", np.int64), ("households", float), ("n_samples", np.int64),
+                         ("t_first_s", float), ("t_last_s", float)):
+            zones[c] = pd.Series(dtype=dtype)
+        return zones, pd.DataFrame(columns=op_cols)
+    labels = label_cells(zones, grid)
+    # Villages and households in each zone, from the village pieces (village ∩ cell).
+    pz = labels[pieces["cell"].to_numpy()]
+    in_zone = pieces.loc[pz > 0].assign(zone=pz[pz > 0])
+    hh = villages["households"].to_numpy(dtype=float)
+    in_zone = in_zone.assign(hh=hh[in_zone["village"].to_numpy()] * in_zone["weight_share"].to_numpy())
+    names = villages["name"].astype(str).to_numpy()
+    per_zone = in_zone.groupby("zone")
+    zones["households"] = np.round(per_zone["hh"].sum().reindex(range(1, len(zones) + 1), fill_value=0.0).to_numpy(), 1)
+    vlists = per_zone["village"].apply(lambda v: "; ".join(names[np.unique(v.to_numpy())]))
+    zones["villages"] = vlists.reindex(range(1, len(zones) + 1), fill_value="").to_numpy()
+    zones["n_villages"] = per_zone["village"].nunique().reindex(range(1, len(zones) + 1), fill_value=0).to_numpy()
+    # Evidence in each zone.
+    av = any_view.assign(zone=labels[any_view["cell"].to_numpy()])
+    av = av[av["zone"] > 0].groupby("zone").agg(n_samples=("n_samples", "sum"), t_first_s=("t_first_s", "min"),
+                                                t_last_s=("t_last_s", "max"))
+    av = av.reindex(range(1, len(zones) + 1))
+    zones["n_samples"] = av["n_samples"].fillna(0).astype(np.int64).to_numpy()
+    zones["t_first_s"] = av["t_first_s"].to_numpy()
+    zones["t_last_s"] = av["t_last_s"].to_numpy()
+    # Per operator: pooled 4G histogram over the zone's cells.
+    hist = op_view.attrs.get("hist")
+    ov_zone = labels[op_view["cell"].to_numpy()]
+    rows = []
+    if hist is not None:
+        sel = ov_zone > 0
+        sub = op_view.loc[sel, ["operator", "n_samples", "n_4g"]].assign(zone=ov_zone[sel])
+        h = hist[sel]
+        for (zone, operator), idx in sub.groupby(["zone", "operator"]).indices.items():
+            pooled = h[idx].sum(axis=0).reshape(1, NBINS)
+            rows.append({
+                "zone_id": zones["zone_id"].iloc[zone - 1], "operator": operator,
+                "n_samples": int(sub["n_samples"].iloc[idx].sum()), "n_4g": int(sub["n_4g"].iloc[idx].sum()),
+                "rsrp_dbm_p10": hist_percentile(pooled, 0.10)[0], "rsrp_dbm_p50": hist_percentile(pooled, 0.50)[0],
+            })
+    per_op = pd.DataFrame(rows, columns=op_cols).sort_values(["zone_id", "operator"]).reset_index(drop=True)
+    cols = ["zone_id", "area_km2", "n_cells", "n_villages", "villages", "households", "n_samples", "t_first_s", "t_last_s", "geometry"]
+    return zones[cols], per_op

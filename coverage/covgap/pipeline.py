@@ -1,0 +1,357 @@
+"""The end-to-end pipeline: layers × measurements × fibre → indicators and scorecards.
+
+``run_pipeline`` = :func:`load_layers` → :func:`ingest_measurements` →
+:func:`analyse`. Each stage logs one INFO line with its counts. ``analyse`` is
+pure (no file I/O), so the refresh command reuses it on merged cell statistics.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import geopandas as gpd
+import numpy as np
+import pandas as pd
+import rasterio
+import rasterio.features
+import rasterio.warp
+import shapely
+from pyproj import CRS, Transformer
+
+from covgap import cellstats, deadzones, fibre as fibre_mod, layers as layers_mod, measurements as meas, scorecard, villages as villages_mod
+from covgap.cellstats import CellClass
+from covgap.config import Config
+from covgap.errors import InputError
+from covgap.grid import Grid, make_grid
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Layers:
+    """The vector layers and the grid, all in the working CRS."""
+
+    crs: CRS
+    grid: Grid
+    villages: gpd.GeoDataFrame
+    communes: gpd.GeoDataFrame
+    fibre: gpd.GeoDataFrame
+    study_area: shapely.Geometry
+    inside: np.ndarray  # (nrows, ncols) bool: cells touching the study area
+    density: np.ndarray | None  # flat per-cell population density, or None
+    input_files: tuple[Path, ...] = ()
+
+
+@dataclass
+class ReadReport:
+    """What happened to every measurement row: per file, rows read, used and rejected by reason."""
+
+    files: pd.DataFrame = field(default_factory=lambda: pd.DataFrame(
+        columns=["file", "format", "rows_read", "rows_used", "rows_rejected", *meas.REJECT_REASONS]))
+    rejected: pd.DataFrame = field(default_factory=lambda: pd.DataFrame(columns=["source_file", "source_row", "reason", "detail"]))
+
+    @property
+    def rows_read(self) -> int:
+        return int(self.files["rows_read"].sum())
+
+    @property
+    def rows_used(self) -> int:
+        return int(self.files["rows_used"].sum())
+
+    @property
+    def rows_rejected(self) -> int:
+        return int(self.files["rows_rejected"].sum())
+
+    def reason_counts(self) -> dict[str, int]:
+        return {r: int(self.files[r].sum()) for r in meas.REJECT_REASONS if int(self.files[r].sum())}
+
+
+@dataclass
+class Results:
+    """Everything the outputs, maps and partner packages are made from (working CRS)."""
+
+    config: Config
+    layers: Layers
+    stats: pd.DataFrame  # mergeable cell statistics (cellstats.STAT_COLUMNS)
+    op_view: pd.DataFrame  # per cell and operator: class and figures
+    any_view: pd.DataFrame  # per measured cell: best operator class and figures
+    classes: np.ndarray  # (nrows, ncols) uint8 CellClass, 0 outside
+    best_p50: np.ndarray  # (nrows, ncols) float, best operator median RSRP, NaN where unknown
+    villages: gpd.GeoDataFrame  # villages with every indicator
+    communes: gpd.GeoDataFrame  # communes of the report level with their scorecard
+    zones: gpd.GeoDataFrame  # dead zones (any operator)
+    zone_operators: pd.DataFrame  # per zone and operator figures
+    operator_zones: gpd.GeoDataFrame  # per-operator dead zones (column operator)
+    needs_measurement: gpd.GeoDataFrame  # village areas without enough evidence
+    district: pd.DataFrame  # one row
+    scorecard_long: pd.DataFrame  # one row per target
+    report: ReadReport
+    operators: list[str]
+    data_period: tuple[float, float]  # first and last measurement time (Unix s), NaN if unknown
+
+
+def load_layers(config: Config) -> Layers:
+    """Read villages, communes (report level) and fibre; choose the CRS; make the grid."""
+    inputs = config.inputs
+    level = config.report.level
+    levels = list(inputs.communes)
+    communes_path = inputs.communes[level]
+    # The working CRS is derived from the communes, read once in WGS84 terms.
+    raw = layers_mod.read_vector(communes_path, f"communes ({level})")
+    crs = layers_mod.working_crs(raw, config.study.crs)
+    communes = layers_mod.read_communes(communes_path, crs=crs, level=level)
+    villages = layers_mod.read_villages(inputs.villages, levels=levels, crs=crs, point_radius_m=inputs.village_point_radius_m)
+    unknown = sorted(set(villages[level]) - set(communes["name"]))
+    if unknown:
+        raise InputError(
+            inputs.villages,
+            [f"column '{level}' names communes that are not in {Path(communes_path).name}: {', '.join(unknown)}; "
+             f"known: {', '.join(communes['name'])}"],
+        )
+    fibre = layers_mod.read_fibre(inputs.fibre, crs=crs)
+    study_area = shapely.union_all(communes.geometry.to_numpy())
+    grid = make_grid(tuple(study_area.bounds), size=config.grid.cell_size_m, crs=crs)
+    inside = rasterio.features.rasterize([(study_area, 1)], out_shape=(grid.nrows, grid.ncols), transform=grid.transform,
+                                         fill=0, dtype="uint8", all_touched=True).astype(bool)
+    density = _density_on_grid(inputs.population, grid) if inputs.population else None
+    log.info("layers: %d villages, %d communes (%s), %d fibre routes; CRS %s; grid %d×%d cells of %g m",
+             len(villages), len(communes), level, len(fibre), crs.to_string(), grid.nrows, grid.ncols, grid.size)
+    files = (Path(inputs.villages), *(Path(p) for p in inputs.communes.values()), Path(inputs.fibre))
+    if inputs.population:
+        files += (Path(inputs.population),)
+    return Layers(crs=crs, grid=grid, villages=villages, communes=communes, fibre=fibre, study_area=study_area,
+                  inside=inside, density=density, input_files=files)
+
+
+def _density_on_grid(path: Path, grid: Grid) -> np.ndarray:
+    """Population density resampled onto the grid (bilinear), as a flat array ≥ 0."""
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(path, ["population raster not found (check [inputs] population in covgap.toml)"])
+    try:
+        with rasterio.open(path) as src:
+            dest = np.zeros((grid.nrows, grid.ncols), dtype=np.float64)
+            rasterio.warp.reproject(
+                source=rasterio.band(src, 1), destination=dest, dst_transform=grid.transform, dst_crs=grid.crs,
+                dst_nodata=0.0, resampling=rasterio.warp.Resampling.bilinear,
+            )
+    except rasterio.errors.RasterioIOError as err:
+        raise InputError(path, [f"cannot read the population raster: {err}"]) from err
+    return np.clip(np.nan_to_num(dest, nan=0.0), 0, None).ravel()
+
+
+def study_area_test(layers: Layers) -> Callable[[np.ndarray, np.ndarray], np.ndarray]:
+    """A vectorised test: are these WGS84 lon/lat points inside the study area?"""
+    to_work = Transformer.from_crs("EPSG:4326", layers.crs, always_xy=True)
+    area = layers.study_area
+    shapely.prepare(area)
+    minx, miny, maxx, maxy = area.bounds
+
+    def inside(lon: np.ndarray, lat: np.ndarray) -> np.ndarray:
+        lon = np.asarray(lon, dtype=float)
+        lat = np.asarray(lat, dtype=float)
+        ok = (np.abs(lat) <= 90) & (np.abs(lon) <= 180)
+        out = np.zeros(len(lon), dtype=bool)
+        if not ok.any():
+            return out
+        x, y = to_work.transform(lon[ok], lat[ok])
+        x = np.asarray(x)
+        y = np.asarray(y)
+        box = np.isfinite(x) & (x >= minx) & (x <= maxx) & (y >= miny) & (y <= maxy)
+        res = np.zeros(len(x), dtype=bool)
+        res[box] = shapely.contains_xy(area, x[box], y[box])
+        out[ok] = res
+        return out
+
+    return inside
+
+
+def project_rows(rows: pd.DataFrame, crs: CRS) -> pd.DataFrame:
+    """Add working-CRS ``x``, ``y`` to normalised rows."""
+    to_work = Transformer.from_crs("EPSG:4326", crs, always_xy=True)
+    x, y = to_work.transform(rows["lon"].to_numpy(), rows["lat"].to_numpy())
+    return rows.assign(x=np.asarray(x), y=np.asarray(y))
+
+
+def read_context(layers: Layers, config: Config, *, now_s: float | None = None) -> meas.ReadContext:
+    return meas.ReadContext(
+        in_study_area=study_area_test(layers),
+        now_s=time.time() if now_s is None else now_s,
+        timezone=config.study.timezone,
+        default_technology=config.inputs.default_technology,
+        default_operator=config.inputs.default_operator,
+        mapping=config.inputs.columns,
+    )
+
+
+def ingest_file(path: Path, layers: Layers, ctx: meas.ReadContext, *, chunk_rows: int = 250_000,
+                on_chunk: Callable[[int], None] | None = None) -> tuple[pd.DataFrame, dict, pd.DataFrame]:
+    """Read one measurement file into cell statistics: ``(stats, file_report, rejected_rows)``."""
+    fmt = meas.detect_format(path, ctx.mapping)
+    stats_parts, rejected_parts = [], []
+    counts = {"file": path.name, "format": fmt.name, "rows_read": 0, "rows_used": 0, "rows_rejected": 0,
+              **{r: 0 for r in meas.REJECT_REASONS}}
+    for used, rejected in meas.read_measurement_chunks(path, ctx, chunk_rows=chunk_rows, fmt=fmt):
+        counts["rows_read"] += len(used) + len(rejected)
+        counts["rows_used"] += len(used)
+        counts["rows_rejected"] += len(rejected)
+        for reason, k in rejected["reason"].value_counts().items():
+            counts[reason] += int(k)
+        if len(used):
+            stats_parts.append(cellstats.aggregate_to_cells(project_rows(used, layers.crs), layers.grid))
+        if len(rejected):
+            rejected_parts.append(rejected)
+        if on_chunk:
+            on_chunk(len(used) + len(rejected))
+    if counts["rows_read"] == 0:
+        raise InputError(path, [f"has a header ({', '.join(fmt.columns)}) but no data rows"])
+    if counts["rows_used"] == 0:
+        top = max(meas.REJECT_REASONS, key=lambda r: counts[r])
+        raise InputError(path, [f"no usable row: all {counts['rows_read']} rows rejected (mostly {top}: "
+                                f"{meas.REJECT_REASONS[top]})"])
+    stats = cellstats.merge_stats(*stats_parts)
+    rejected = pd.concat(rejected_parts, ignore_index=True) if rejected_parts else ReadReport().rejected
+    log.info("%s (%s): %d rows read, %d used, %d rejected", path.name, fmt.name, counts["rows_read"],
+             counts["rows_used"], counts["rows_rejected"])
+    return stats, counts, rejected
+
+
+def ingest_measurements(files: list[Path], layers: Layers, config: Config, *, now_s: float | None = None,
+                        on_chunk: Callable[[int], None] | None = None) -> tuple[pd.DataFrame, ReadReport]:
+    """Read every measurement file into merged cell statistics and a report of every row."""
+    ctx = read_context(layers, config, now_s=now_s)
+    parts, reports, rejected = [], [], []
+    problems: list[InputError] = []
+    for path in files:
+        try:
+            stats, counts, rej = ingest_file(path, layers, ctx, on_chunk=on_chunk)
+        except InputError as err:
+            problems.append(err)
+            continue
+        parts.append(stats)
+        reports.append(counts)
+        rejected.append(rej)
+    if problems:
+        if len(problems) == 1:
+            raise problems[0]
+        raise InputError(problems[0].path.parent, [str(p) for p in problems])
+    report = ReadReport()
+    if reports:
+        report.files = pd.DataFrame(reports, columns=report.files.columns)
+        report.rejected = pd.concat(rejected, ignore_index=True)
+    stats = cellstats.merge_stats(*parts)
+    log.info("measurements: %d files, %d rows read, %d used, %d rejected; %d cell statistics",
+             len(files), report.rows_read, report.rows_used, report.rows_rejected, len(stats))
+    return stats, report
+
+
+def analyse(layers: Layers, stats: pd.DataFrame, config: Config, report: ReadReport | None = None) -> Results:
+    """Classes, dead zones, village indicators and scorecards from cell statistics (no I/O)."""
+    grid = layers.grid
+    sig = config.signal
+    op_view = cellstats.operator_view(stats, covered_dbm=sig.covered_dbm, dead_dbm=sig.dead_dbm,
+                                      min_samples=sig.min_samples, min_time_spread_hours=sig.min_time_spread_hours)
+    any_view = cellstats.best_operator_view(op_view)
+    classes = cellstats.class_raster(any_view, grid, layers.inside)
+    best = np.full(grid.ncells, np.nan)
+    if not any_view.empty:
+        best[any_view["cell"].to_numpy()] = any_view["rsrp_dbm_p50"].to_numpy(dtype=float)
+    best = np.where(layers.inside.ravel(), best, np.nan).reshape(grid.nrows, grid.ncols)
+
+    dz = config.dead_zones
+    zones = deadzones.delineate_dead_zones(classes, grid, min_area_km2=dz.min_area_km2, connectivity=dz.connectivity)
+    pieces = villages_mod.village_pieces(layers.villages, grid, layers.density)
+    labels = deadzones.label_cells(zones, grid)
+    zones, zone_ops = deadzones.describe_dead_zones(zones, grid, pieces=pieces, villages=layers.villages,
+                                                    any_view=any_view, op_view=op_view)
+    operators = sorted(op_view["operator"].unique().tolist()) if not op_view.empty else []
+    operator_zones = _operator_dead_zones(op_view, grid, layers, operators, config)
+
+    vc = config.villages
+    signal_ind = villages_mod.compute_signal_indicators(layers.villages, pieces, classes, any_view, labels, grid,
+                                                        min_measured_share=vc.min_measured_share,
+                                                        min_covered_share=vc.min_covered_share)
+    fibre_ind = fibre_mod.compute_fibre_indicators(layers.villages, pieces, layers.fibre,
+                                                   drop_distance_m=config.fibre.drop_distance_m,
+                                                   goal_share=config.fibre.goal_share)
+    villages = pd.concat([layers.villages.reset_index(drop=True), signal_ind, fibre_ind], axis=1)
+    villages = gpd.GeoDataFrame(villages, geometry="geometry", crs=layers.crs)
+
+    reach = fibre_mod.commune_centre_reach(layers.communes, layers.fibre, reach_m=config.fibre.centre_reach_m)
+    communes = pd.concat([layers.communes.reset_index(drop=True), reach], axis=1)
+    per_commune, district = scorecard.compute_scorecards(villages, zones, communes, level=config.report.level,
+                                                         goal_share=config.fibre.goal_share, study_name=config.study.name)
+    communes = gpd.GeoDataFrame(
+        communes[["commune_id", "name", "centre", "centre_source", "geometry"]].merge(
+            per_commune, on=["commune_id", "name"], how="left"),
+        geometry="geometry", crs=layers.crs)
+    long = scorecard.scorecard_long(district, goal_share=config.fibre.goal_share, lang="en")
+    needs = _needs_measurement(classes, grid, villages, config.report.level)
+    t = stats["t_first_s"].dropna() if not stats.empty else pd.Series(dtype=float)
+    t2 = stats["t_last_s"].dropna() if not stats.empty else pd.Series(dtype=float)
+    period = (float(t.min()) if len(t) else np.nan, float(t2.max()) if len(t2) else np.nan)
+    log.info("analysis: %d measured cells (%s), %d dead zones (%.2f km²), villages 4G %d meet / %d fail / %d insufficient",
+             len(any_view), ", ".join(f"{CellClass(k).label} {v}" for k, v in
+                                      sorted(any_view["cell_class"].value_counts().items())) if not any_view.empty else "none",
+             len(zones), float(zones["area_km2"].sum()) if len(zones) else 0.0,
+             int(district["villages_meeting_4g"].iloc[0]), int(district["villages_failing_4g"].iloc[0]),
+             int(district["villages_insufficient_4g"].iloc[0]))
+    return Results(config=config, layers=layers, stats=stats, op_view=op_view, any_view=any_view, classes=classes,
+                   best_p50=best, villages=villages, communes=communes, zones=zones, zone_operators=zone_ops,
+                   operator_zones=operator_zones, needs_measurement=needs, district=district, scorecard_long=long,
+                   report=report or ReadReport(), operators=operators, data_period=period)
+
+
+def _operator_dead_zones(op_view: pd.DataFrame, grid: Grid, layers: Layers, operators: list[str],
+                         config: Config) -> gpd.GeoDataFrame:
+    """Per operator: zones where it is measured dead (enough samples, median below the dead level or no 4G)."""
+    frames = []
+    for op in operators:
+        sub = op_view[op_view["operator"] == op]
+        classes = cellstats.class_raster(sub, grid, layers.inside)
+        zones = deadzones.delineate_dead_zones(classes, grid, min_area_km2=config.dead_zones.min_area_km2,
+                                               connectivity=config.dead_zones.connectivity, prefix=f"{_slug(op)}-")
+        if len(zones):
+            frames.append(zones.assign(operator=op))
+    if not frames:
+        return gpd.GeoDataFrame({"zone_id": [], "area_km2": [], "n_cells": [], "operator": []}, geometry=[], crs=grid.crs)
+    return gpd.GeoDataFrame(pd.concat(frames, ignore_index=True), geometry="geometry", crs=grid.crs)
+
+
+def _slug(text: str) -> str:
+    return "".join(ch for ch in text.upper() if ch.isalnum())[:8] or "OP"
+
+
+def _needs_measurement(classes: np.ndarray, grid: Grid, villages: gpd.GeoDataFrame, level: str) -> gpd.GeoDataFrame:
+    """Village areas whose cells lack enough evidence, one (multi)polygon per village."""
+    mask = classes == int(CellClass.INSUFFICIENT)
+    cols = ["village_id", "name", level, "households", "area_km2", "geometry"]
+    if not mask.any():
+        return gpd.GeoDataFrame({c: [] for c in cols[:-1]}, geometry=[], crs=grid.crs)
+    polys = [shapely.geometry.shape(g) for g, v in rasterio.features.shapes(
+        mask.astype(np.uint8), mask=mask, transform=grid.transform, connectivity=4) if v == 1]
+    area = shapely.union_all(polys)
+    geoms = shapely.intersection(villages.geometry.to_numpy(), area)
+    geoms = np.array([shapely.union_all([p for p in shapely.get_parts(g) if p.geom_type == "Polygon"]) if not g.is_empty else g
+                      for g in geoms], dtype=object)
+    out = gpd.GeoDataFrame(villages[["village_id", "name", level, "households"]].copy(), geometry=geoms, crs=grid.crs)
+    out["area_km2"] = np.round(shapely.area(geoms) / 1e6, 6)
+    out = out[out["area_km2"] > 0]
+    return out[cols].reset_index(drop=True)
+
+
+def run_pipeline(config: Config, *, now_s: float | None = None,
+                 on_chunk: Callable[[int], None] | None = None) -> Results:
+    """Run every stage on the inputs named in ``config``."""
+    layers = load_layers(config)
+    files = meas.list_measurement_files(config.inputs.measurements)
+    if not files:
+        raise InputError(Path(config.inputs.measurements[0]) if config.inputs.measurements else Path("."),
+                         ["no measurement files (*.csv, *.txt, *.tsv) found; add some or fix [inputs] measurements"])
+    stats, report = ingest_measurements(files, layers, config, now_s=now_s, on_chunk=on_chunk)
+    results = analyse(layers, stats, config, report)
+    return results

@@ -92,6 +92,7 @@ class Results:
     report: ReadReport
     operators: list[str]
     data_period: tuple[float, float]  # first and last measurement time (Unix s), NaN if unknown
+    changes: pd.DataFrame | None = None  # what changed since the previous run (set by refresh), else None
 
 
 def load_layers(config: Config) -> Layers:

@@ -101,10 +101,23 @@ def merge_stats(*parts: pd.DataFrame) -> pd.DataFrame:
     if len(parts) == 1:
         return sort_stats(parts[0].copy())
     both = pd.concat(parts, ignore_index=True)
-    agg = {c: "sum" for c in ["n_samples", *HIST_COLUMNS]}
-    agg.update({"t_first_s": "min", "t_last_s": "max"})
-    merged = both.groupby(KEY_COLUMNS, sort=False, dropna=False).agg(agg).reset_index()
-    return sort_stats(merged[STAT_COLUMNS])
+    codes, uniques = pd.MultiIndex.from_frame(both[KEY_COLUMNS]).factorize()
+    order = np.argsort(codes, kind="stable")
+    sorted_codes = codes[order]
+    starts = np.flatnonzero(np.r_[True, sorted_codes[1:] != sorted_codes[:-1]])
+    counts = both[["n_samples", *HIST_COLUMNS]].to_numpy(dtype=np.int64)[order]
+    summed = np.add.reduceat(counts, starts, axis=0)
+    t_first = np.fmin.reduceat(both["t_first_s"].to_numpy(dtype=float)[order], starts)
+    t_last = np.fmax.reduceat(both["t_last_s"].to_numpy(dtype=float)[order], starts)
+    keys = uniques[sorted_codes[starts]].to_frame(index=False)
+    keys.columns = KEY_COLUMNS
+    merged = pd.concat(
+        [keys, pd.DataFrame({"n_samples": summed[:, 0], "t_first_s": t_first, "t_last_s": t_last}),
+         pd.DataFrame(summed[:, 1:], columns=HIST_COLUMNS)],
+        axis=1,
+    )
+    merged["cell"] = merged["cell"].astype(np.int64)
+    return sort_stats(merged)
 
 
 def sort_stats(stats: pd.DataFrame) -> pd.DataFrame:

@@ -203,8 +203,7 @@ def config_from_dict(raw: dict, path: Path) -> Config:
             problems.append(f"[{name}] must be a table")
             continue
         sections[name] = _build_section(name, cls, values, base, problems)
-    if not problems:
-        _check_values(sections, problems, path)
+    _check_values(sections, problems, path)
     if problems:
         raise ConfigError(f"{path}: " + "; ".join(problems))
     return Config(**sections, source=path.resolve())

@@ -1,0 +1,108 @@
+"""Unit tests of the building blocks: timestamps, operators, histograms, merging, config."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+from pyproj import CRS
+
+from covgap import cellstats, measurements as meas
+from covgap.config import describe_config, load_config, Config
+from covgap.errors import ConfigError
+from covgap.grid import make_grid
+
+
+def test_timestamps_of_many_shapes():
+    raw = pd.Series([
+        "2026-03-14T09:21:05+07:00",  # ISO with offset
+        "2026-03-14T02:21:05Z",  # UTC
+        "2026-03-14 09:21:05",  # naive → Asia/Ho_Chi_Minh
+        "2026.03.14_09.21.05",  # G-NetTrack
+        "14/03/2026 09:21:05",  # day first
+        "1773454865",  # Unix seconds
+        "1773454865000",  # Unix milliseconds
+        None,
+        "yesterday",
+    ])
+    out = meas.parse_timestamps(raw, "Asia/Ho_Chi_Minh")
+    # 2026-03-14T02:21:05Z = 1773454865 (checked with `date -d 2026-03-14T02:21:05Z +%s`)
+    assert out[:7].tolist() == [1773454865.0] * 7
+    assert np.isnan(out[7]) and np.isnan(out[8])
+
+
+def test_operators_from_names_and_codes():
+    raw = pd.Series(["Viettel", "45204", "452-02", "mobifone", "VNPT", "5", None, "Acme Tel"])
+    assert meas.normalise_operator(raw, "unknown").tolist() == [
+        "Viettel", "Viettel", "VNPT-VinaPhone", "MobiFone", "VNPT-VinaPhone", "Vietnamobile", "unknown", "Acme Tel"]
+
+
+def test_histogram_percentiles_by_hand():
+    h = np.zeros((3, cellstats.NBINS), dtype=np.int64)
+    for v in (-100, -110, -120):
+        h[0, v - cellstats.DBM_MIN] += 1
+    for v in (-100, -110):
+        h[1, v - cellstats.DBM_MIN] += 1
+    assert cellstats.hist_percentile(h, 0.5)[:2].tolist() == [-110.0, -110.0]
+    assert cellstats.hist_percentile(h, 0.1)[0] == -120.0
+    assert np.isnan(cellstats.hist_percentile(h, 0.5)[2])
+
+
+def _rows(n, seed):
+    rng = np.random.default_rng(seed)
+    return pd.DataFrame({
+        "x": rng.uniform(0, 1000, n), "y": rng.uniform(0, 1000, n),
+        "signal_dbm": rng.integers(-140, -44, n).astype(float),
+        "technology": rng.choice(["4G", "3G"], n), "operator": rng.choice(["A", "B"], n),
+        "time_s": rng.uniform(1.7e9, 1.8e9, n),
+    })
+
+
+def test_merging_partial_statistics_equals_aggregating_all_rows():
+    grid = make_grid((0, 0, 1000, 1000), size=100, crs=CRS.from_epsg(32649))
+    a, b = _rows(500, 1), _rows(700, 2)
+    merged = cellstats.merge_stats(cellstats.aggregate_to_cells(a, grid), cellstats.aggregate_to_cells(b, grid))
+    whole = cellstats.aggregate_to_cells(pd.concat([a, b], ignore_index=True), grid)
+    pd.testing.assert_frame_equal(merged, whole, check_dtype=False)
+    assert merged["n_samples"].sum() == 1200
+    assert merged[cellstats.HIST_COLUMNS].to_numpy().sum() == 1200
+
+
+def test_grid_binning_by_arithmetic_matches_polygons():
+    import shapely
+
+    grid = make_grid((0, 0, 1000, 500), size=100, crs=CRS.from_epsg(32649))
+    rows = _rows(300, 3)
+    rows = rows[rows["y"] < 500]
+    cells = grid.cell_of(rows["x"].to_numpy(), rows["y"].to_numpy())
+    boxes = grid.cell_boxes(cells)
+    assert shapely.contains_xy(boxes, rows["x"].to_numpy(), rows["y"].to_numpy()).all()
+
+
+def test_config_lists_every_problem(tmp_path):
+    p = tmp_path / "covgap.toml"
+    p.write_text('[signal]\ncovered_dbm = "high"\nmin_sampels = 3\n[report]\nlevel = "district"\n[inputs]\ncommunes = {commune = "c.geojson"}\n')
+    with pytest.raises(ConfigError) as err:
+        load_config(p)
+    msg = str(err.value)
+    assert "covered_dbm" in msg and "must be a number" in msg
+    assert "unknown key 'min_sampels'" in msg
+    assert "level = 'district'" in msg
+
+
+def test_config_reference_documents_every_field():
+    import dataclasses
+
+    doc = describe_config()
+    for section in ("study", "inputs", "grid", "signal", "dead_zones", "villages", "fibre", "report", "output"):
+        cls = type(getattr(Config(), section))
+        for f in dataclasses.fields(cls):
+            assert f.metadata["doc"] and f.metadata["source"]
+            assert f"`{f.name}`" in doc
+
+
+def test_config_reference_is_current():
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "docs" / "configuration.md"
+    assert path.read_text(encoding="utf-8") == describe_config(), "regenerate with: covgap config-doc > docs/configuration.md"

@@ -1,0 +1,106 @@
+"""Outputs: byte-identical CSVs for the same input, atomic replacement, the lock."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+from covgap import outputs, pipeline
+from covgap.config import load_config
+from covgap.errors import OutputError
+
+NOW = 1_790_000_000
+
+
+def _write(config, folder):
+    results = pipeline.run_pipeline(config, now_s=NOW)
+    with outputs.atomic_output_dir(folder) as tmp:
+        outputs.write_outputs(results, tmp)
+    return results
+
+
+def test_same_input_gives_byte_identical_csvs(hand_project, tmp_path):
+    config = load_config(hand_project)
+    _write(config, tmp_path / "a")
+    _write(config, tmp_path / "b")
+    csvs = sorted(p.name for p in (tmp_path / "a").glob("*.csv"))
+    assert {"scorecard_district.csv", "scorecard_communes.csv", "scorecard_villages.csv", "rejected_rows.csv"} <= set(csvs)
+    for name in csvs:
+        assert (tmp_path / "a" / name).read_bytes() == (tmp_path / "b" / name).read_bytes(), name
+    for name in ("best_4g_rsrp_p50_dbm.tif", "cell_class.tif"):
+        assert (tmp_path / "a" / name).read_bytes() == (tmp_path / "b" / name).read_bytes(), name
+
+
+def test_every_row_is_used_or_reported(hand_project, tmp_path):
+    import pandas as pd
+
+    config = load_config(hand_project)
+    results = _write(config, tmp_path / "out")
+    files = pd.read_csv(tmp_path / "out" / "measurement_files.csv")
+    rejected = pd.read_csv(tmp_path / "out" / "rejected_rows.csv")
+    data_lines = sum(1 for line in open(hand_project.parent / "measurements" / "hand.csv", encoding="utf-8")) - 1
+    assert files["rows_read"].sum() == data_lines == 30
+    assert files["rows_used"].sum() + len(rejected) == data_lines
+    assert int(results.stats["n_samples"].sum()) == files["rows_used"].sum()
+
+
+def test_geotiffs_read_back_with_gdal(hand_project, tmp_path):
+    import rasterio
+
+    _write(load_config(hand_project), tmp_path / "out")
+    with rasterio.open(tmp_path / "out" / "cell_class.tif") as src:
+        assert (src.width, src.height) == (6, 3)
+        assert src.crs.to_epsg() == 32649
+        assert src.transform.c == 250000 and src.transform.f == 1660300
+        assert src.read(1).tolist() == [[1, 1, 2, 3, 4, 4], [1, 1, 1, 3, 4, 4], [1, 4, 4, 4, 4, 4]]
+    with rasterio.open(tmp_path / "out" / "best_4g_rsrp_p50_dbm.tif") as src:
+        assert src.read(1)[1, 2] == -102 and src.nodata == -9999
+
+
+def test_failed_run_leaves_previous_outputs_intact(hand_project, tmp_path, monkeypatch):
+    config = load_config(hand_project)
+    out = tmp_path / "out"
+    _write(config, out)
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
+
+    def broken(results, folder):
+        (folder / "scorecard_villages.csv").write_text("half written")
+        raise OSError("disk full")
+
+    monkeypatch.setattr(outputs, "write_rasters", broken)
+    with pytest.raises(OSError):
+        _write(config, out)
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == before
+    assert not list(tmp_path.glob(".out.tmp-*"))
+
+
+def test_kill_between_the_two_renames_is_repaired(hand_project, tmp_path):
+    out = tmp_path / "out"
+    _write(load_config(hand_project), out)
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
+    # The state a kill -9 leaves between "out → .out.previous" and "tmp → out".
+    out.rename(tmp_path / ".out.previous")
+    (tmp_path / ".out.tmp-999").mkdir()
+    outputs.recover_output_dir(out)
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == before
+    assert not (tmp_path / ".out.previous").exists() and not (tmp_path / ".out.tmp-999").exists()
+
+
+def test_second_writer_is_refused_while_the_first_holds_the_lock(tmp_path):
+    out = tmp_path / "out"
+    holder = subprocess.Popen(
+        [sys.executable, "-c", "import fcntl,sys,time; f=open(sys.argv[1],'a+'); fcntl.flock(f, fcntl.LOCK_EX); "
+         "print('locked', flush=True); time.sleep(30)", str(tmp_path / ".out.lock")],
+        stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "locked"
+        with pytest.raises(OutputError, match="another covgap run"):
+            with outputs.output_lock(out):
+                pass
+    finally:
+        holder.kill()
+        holder.wait()
+    with outputs.output_lock(out):  # free again once the holder is gone
+        pass

@@ -53,6 +53,7 @@ class ReadReport:
     files: pd.DataFrame = field(default_factory=lambda: pd.DataFrame(
         columns=["file", "format", "rows_read", "rows_used", "rows_rejected", *meas.REJECT_REASONS]))
     rejected: pd.DataFrame = field(default_factory=lambda: pd.DataFrame(columns=["source_file", "source_row", "reason", "detail"]))
+    paths: list[Path] = field(default_factory=list)  # the measurement files read (partner READMEs hash them)
 
     @property
     def rows_read(self) -> int:
@@ -240,7 +241,7 @@ def ingest_measurements(files: list[Path], layers: Layers, config: Config, *, no
         if len(problems) == 1:
             raise problems[0]
         raise InputError(problems[0].path.parent, [str(p) for p in problems])
-    report = ReadReport()
+    report = ReadReport(paths=[Path(p) for p in files])
     if reports:
         report.files = pd.DataFrame(reports, columns=report.files.columns)
         report.rejected = pd.concat(rejected, ignore_index=True)

@@ -83,7 +83,7 @@ def output_options(func):
 
 def _execute(config: Config) -> None:
     """Run the pipeline, write outputs and maps atomically, print the district scorecard."""
-    from covgap import outputs, pipeline
+    from covgap import outputs, partners, pipeline
     from covgap.scorecard import format_scorecard, scorecard_long
 
     started = time.monotonic()
@@ -92,6 +92,7 @@ def _execute(config: Config) -> None:
         results = pipeline.run_pipeline(config)
         with outputs.atomic_output_dir(out_dir) as tmp:
             outputs.write_outputs(results, tmp)
+            partners.write_partner_packages(results, tmp / "partners")
         written_maps = _write_maps(results, config)
     report = results.report
     reasons = ", ".join(f"{k} {v}" for k, v in report.reason_counts().items()) or "none"
@@ -140,6 +141,34 @@ def demo(data_config: Path | None, out_dir: Path | None, maps_dir: Path | None, 
         raise CovgapError(f"{path}: sample district not found; run from a covgap checkout or give --data PATH/covgap.toml")
     config = load_config(path).replace_output(dir=out_dir or Path("out"), maps_dir=maps_dir or Path("maps"), lang=lang)
     _execute(config)
+
+
+@main.command()
+@click.option("--config", "config_path", type=click.Path(dir_okay=False, path_type=Path), default=Path("covgap.toml"),
+              show_default=True, help="The covgap.toml that names the inputs and thresholds.")
+@click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Output folder; the packages go to its partners/ subfolder (default: [output] dir).")
+def export(config_path: Path, out_dir: Path | None) -> None:
+    """Write only the gap packages for telecom partners, one per operator.
+
+    Runs the analysis like `covgap run`, then replaces <output>/partners/ whole:
+    per operator a folder and a zip with Shapefiles, a GeoPackage, fields.csv and
+    README.txt (docs/partners.md). The rest of the output folder is untouched.
+    """
+    from covgap import outputs, partners, pipeline
+
+    started = time.monotonic()
+    config = load_config(config_path).replace_output(dir=out_dir)
+    out = Path(config.output.dir)
+    with outputs.output_lock(out):
+        results = pipeline.run_pipeline(config)
+        with outputs.atomic_output_dir(out / "partners") as tmp:
+            zips = partners.write_partner_packages(results, tmp)
+    for z in zips:  # the paths named the temporary folder, now swapped into place
+        final = out / "partners" / z.name
+        click.echo(f"{final}  ({final.stat().st_size} bytes)")
+    click.echo(f"Partner packages: {len(zips)} operators ({', '.join(results.operators) or 'none'}) in "
+               f"{out / 'partners'}/  in {time.monotonic() - started:.1f} s")
 
 
 @main.command("config-doc")

@@ -1,0 +1,677 @@
+"""Gap packages for telecom partners: per operator, Shapefiles + GeoPackage + dictionary + README.
+
+For each operator in the measurements, :func:`write_partner_packages` writes
+``<folder>/<slug>/`` and ``<folder>/<slug>.zip`` with five layers (``LAYERS``),
+each as a Shapefile (UTF-8 ``.cpg``, field names of at most 10 characters) and
+all together in one GeoPackage with the full field names, plus ``fields.csv``
+(the data dictionary, Vietnamese and English) and ``README.txt``.
+
+The layers are built by pure functions (:func:`partner_layers`); only
+``write_*`` functions touch files.
+
+Safety: operator names come from data. They only ever reach the file system
+through :func:`safe_slug` (ASCII letters, digits, ``_`` and ``-``), and every
+path is checked to stay inside the package folder before writing.
+
+Determinism: the same inputs give byte-identical files except ``README.txt``
+(its generation time). Shapefile ``.dbf`` headers carry the date of the last
+measurement (``DBF_DATE_LAST_UPDATE``) instead of today, GeoPackages carry the
+time of the last measurement in ``gpkg_contents.last_change``
+(``OGR_CURRENT_DATE``), and zip entries have a fixed timestamp and sorted order.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import logging
+import re
+import time
+import unicodedata
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import geopandas as gpd
+import numpy as np
+import pandas as pd
+import pyogrio
+
+from covgap import __version__, cellstats, deadzones, villages as villages_mod
+from covgap.errors import OutputError
+from covgap.outputs import format_time, sha256_file
+from covgap.villages import Verdict
+
+log = logging.getLogger(__name__)
+
+#: Layer names, in the order they are written and described.
+LAYERS = ("dead_zones", "villages_without_4g", "needs_measurement", "villages_below_fibre_goal", "communes_without_fibre")
+
+SCOPE_OPERATOR = "operator"
+SCOPE_ALL = "all_operators"
+FAILS_BOTH = "both"
+
+#: Fixed timestamp of every zip entry (the earliest a zip can hold).
+ZIP_DATE_TIME = (1980, 1, 1, 0, 0, 0)
+#: Longest string a .dbf field holds (bytes); longer values are cut at a character boundary.
+DBF_MAX_BYTES = 254
+
+_WINDOWS_RESERVED = {"CON", "PRN", "AUX", "NUL", *(f"COM{i}" for i in range(1, 10)), *(f"LPT{i}" for i in range(1, 10))}
+
+
+@dataclass(frozen=True)
+class FieldSpec:
+    """One field of the partner layers: its shapefile name, type, unit and meaning."""
+
+    short: str  # at most 10 ASCII characters
+    kind: str  # "str", "int" or "float"
+    unit: str
+    vi: str
+    en: str
+
+
+#: Every field of the partner layers: full name (GeoPackage) → shapefile name and meaning. Defined once here.
+FIELDS: dict[str, FieldSpec] = {
+    "zone_id": FieldSpec("zone_id", "str", "", "Mã vùng lõm sóng", "Dead zone identifier"),
+    "scope": FieldSpec("scope", "str", "", "Phạm vi: 'operator' = nhà mạng này đo được không có dịch vụ dùng được; "
+                       "'all_operators' = không nhà mạng nào có dịch vụ dùng được",
+                       "Scope: 'operator' = this operator measured with no usable service; "
+                       "'all_operators' = no operator has usable service"),
+    "operator": FieldSpec("operator", "str", "", "Nhà mạng của gói dữ liệu này", "Operator this package is for"),
+    "area_km2": FieldSpec("area_km2", "float", "km²", "Diện tích vùng", "Area of the zone"),
+    "n_cells": FieldSpec("n_cells", "int", "cells", "Số ô lưới (ô vuông của lưới phân tích) trong vùng",
+                         "Number of analysis grid cells in the zone"),
+    "n_villages": FieldSpec("n_village", "int", "villages", "Số thôn/tổ dân phố mà vùng chạm tới",
+                            "Number of villages the zone touches"),
+    "villages": FieldSpec("villages", "str", "", "Tên các thôn mà vùng chạm tới, cách nhau bởi '; '",
+                          "Names of the villages the zone touches, separated by '; '"),
+    "households": FieldSpec("households", "float", "households", "Số hộ gia đình", "Number of households"),
+    "households_in_zone": FieldSpec("hh_in_zone", "float", "households",
+                                    "Số hộ gia đình sống trong vùng (theo tỷ lệ dân cư của từng thôn)",
+                                    "Households living in the zone (from each village's share of population there)"),
+    "n_samples": FieldSpec("n_samples", "int", "samples", "Số mẫu đo của mọi nhà mạng", "Measurement samples, all operators"),
+    "operator_n_samples": FieldSpec("op_samples", "int", "samples", "Số mẫu đo của nhà mạng này",
+                                    "Measurement samples of this operator"),
+    "operator_rsrp_dbm_p50": FieldSpec("op_rsrp50", "float", "dBm", "Trung vị RSRP 4G của nhà mạng này (trống nếu không có mẫu 4G)",
+                                       "Median 4G RSRP of this operator (empty if it has no 4G sample)"),
+    "first_measured": FieldSpec("first_meas", "str", "ISO 8601", "Thời điểm đo đầu tiên (giờ địa phương)",
+                                "First measurement time (local time)"),
+    "last_measured": FieldSpec("last_meas", "str", "ISO 8601", "Thời điểm đo cuối cùng (giờ địa phương)",
+                               "Last measurement time (local time)"),
+    "village_id": FieldSpec("village_id", "str", "", "Mã thôn/tổ dân phố", "Village identifier"),
+    "name": FieldSpec("name", "str", "", "Tên", "Name"),
+    "fails_for": FieldSpec("fails_for", "str", "",
+                           "Không đạt 4G với: 'operator' = riêng nhà mạng này, 'all_operators' = mọi nhà mạng, 'both' = cả hai",
+                           "Fails the 4G target for: 'operator' = this operator, 'all_operators' = the best of all operators, 'both'"),
+    "verdict_4g": FieldSpec("verdict_4g", "str", "", "Kết luận 4G với mọi nhà mạng (meets / fails / insufficient evidence)",
+                            "4G verdict, any operator (meets / fails / insufficient evidence)"),
+    "share_covered": FieldSpec("sh_covered", "float", "0–1", "Tỷ lệ diện tích thôn có sóng 4G tốt (mọi nhà mạng)",
+                               "Share of the village area covered by 4G (any operator)"),
+    "share_weak": FieldSpec("sh_weak", "float", "0–1", "Tỷ lệ diện tích thôn có sóng 4G yếu (mọi nhà mạng)",
+                            "Share of the village area with weak 4G (any operator)"),
+    "share_dead": FieldSpec("sh_dead", "float", "0–1", "Tỷ lệ diện tích thôn không có dịch vụ dùng được (mọi nhà mạng)",
+                            "Share of the village area with no usable service (any operator)"),
+    "share_unmeasured": FieldSpec("sh_unmeas", "float", "0–1", "Tỷ lệ diện tích thôn chưa đủ mẫu đo",
+                                  "Share of the village area without enough samples"),
+    "households_in_dead_zones": FieldSpec("hh_dead", "float", "households",
+                                          "Số hộ trong vùng lõm sóng của mọi nhà mạng", "Households in any-operator dead zones"),
+    "operator_verdict_4g": FieldSpec("op_verdict", "str", "", "Kết luận 4G với riêng nhà mạng này",
+                                     "4G verdict for this operator alone"),
+    "operator_share_covered": FieldSpec("op_sh_cov", "float", "0–1", "Tỷ lệ diện tích thôn có sóng 4G tốt của nhà mạng này",
+                                        "Share of the village area covered by this operator's 4G"),
+    "operator_share_weak": FieldSpec("op_sh_weak", "float", "0–1", "Tỷ lệ diện tích thôn có sóng 4G yếu của nhà mạng này",
+                                     "Share of the village area with weak 4G from this operator"),
+    "operator_share_dead": FieldSpec("op_sh_dead", "float", "0–1",
+                                     "Tỷ lệ diện tích thôn nơi nhà mạng này không có dịch vụ dùng được",
+                                     "Share of the village area where this operator has no usable service"),
+    "operator_share_unmeasured": FieldSpec("op_sh_unm", "float", "0–1", "Tỷ lệ diện tích thôn chưa đủ mẫu đo của nhà mạng này",
+                                           "Share of the village area without enough samples of this operator"),
+    "operator_households_in_dead_zones": FieldSpec("op_hh_dead", "float", "households",
+                                                   "Số hộ trong vùng lõm sóng của nhà mạng này",
+                                                   "Households in this operator's dead zones"),
+    "unmeasured_area_km2": FieldSpec("unmeas_km2", "float", "km²", "Diện tích phần thôn chưa đủ mẫu đo",
+                                     "Area of the village part without enough samples"),
+    "households_passed": FieldSpec("hh_passed", "float", "households",
+                                   "Số hộ được cáp quang đi qua (trong khoảng cách thả cáp của tuyến hiện có)",
+                                   "Households passed by fibre (within the drop distance of an existing route)"),
+    "fibre_share": FieldSpec("fibre_sh", "float", "0–1", "Tỷ lệ hộ được cáp quang đi qua", "Share of households passed by fibre"),
+    "dist_to_fibre_m": FieldSpec("dist_fib_m", "float", "m", "Khoảng cách từ thôn đến tuyến cáp quang hiện có gần nhất",
+                                 "Distance from the village to the nearest existing fibre route"),
+    "spur_length_m": FieldSpec("spur_m", "float", "m", "Chiều dài nhánh cáp mới cần để đưa thôn vào khoảng cách thả cáp",
+                               "Length of new cable needed to bring the village within the drop distance"),
+    "dist_to_planned_fibre_m": FieldSpec("dist_pln_m", "float", "m", "Khoảng cách đến tuyến cáp quang dự kiến gần nhất",
+                                         "Distance to the nearest planned fibre route"),
+    "commune_id": FieldSpec("commune_id", "str", "", "Mã xã", "Commune identifier"),
+    "centre_source": FieldSpec("centre_src", "str", "", "Nguồn vị trí trung tâm xã (given = trụ sở UBND; representative point = điểm đại diện)",
+                               "Where the centre comes from (given = People's Committee; representative point of the polygon)"),
+    "centre_dist_to_fibre_m": FieldSpec("cen_dist_m", "float", "m", "Khoảng cách từ trung tâm xã đến tuyến cáp quang hiện có gần nhất",
+                                        "Distance from the commune centre to the nearest existing fibre route"),
+}
+
+_TYPE_NAMES = {"str": "String", "int": "Integer", "float": "Real"}
+_ROUND = {"area_km2": 6, "unmeasured_area_km2": 6, "households": 1, "households_in_zone": 1, "households_in_dead_zones": 1,
+          "operator_households_in_dead_zones": 1, "households_passed": 1, "dist_to_fibre_m": 1, "spur_length_m": 1,
+          "dist_to_planned_fibre_m": 1, "centre_dist_to_fibre_m": 1, "operator_rsrp_dbm_p50": 1}
+
+
+def _check_fields() -> None:
+    shorts = [f.short for f in FIELDS.values()]
+    bad = [s for s in shorts if len(s) > 10 or not re.fullmatch(r"[a-z][a-z0-9_]*", s)]
+    dupes = sorted({s for s in shorts if shorts.count(s) > 1})
+    if bad or dupes:  # pragma: no cover - a programming error caught at import
+        raise AssertionError(f"partner field names: too long or not plain ASCII {bad}, used twice {dupes}")
+
+
+_check_fields()
+
+
+# --------------------------------------------------------------------------- names
+def safe_slug(name: str) -> str:
+    """A file-system-safe name for an operator: ASCII letters, digits, ``_`` and ``-`` only.
+
+    ``"Viettel"`` stays ``"Viettel"``, ``"VNPT-VinaPhone"`` stays, ``"../x"`` becomes ``"x"``,
+    ``"Viettel/.."`` becomes ``"Viettel"``, ``"Đông Á"`` becomes ``"Dong_A"``; a name with
+    nothing usable becomes ``"operator"``; Windows device names (``CON``, ``NUL``…) get a prefix.
+    """
+    text = unicodedata.normalize("NFKD", str(name)).replace("đ", "d").replace("Đ", "D")
+    text = text.encode("ascii", "ignore").decode("ascii")
+    text = re.sub(r"[^A-Za-z0-9_-]+", "_", text).strip("_-")[:48].strip("_-")
+    if not text:
+        text = "operator"
+    if text.upper() in _WINDOWS_RESERVED:
+        text = f"op_{text}"
+    return text
+
+
+def package_slugs(operators: list[str]) -> dict[str, str]:
+    """One distinct slug per operator (case-insensitively distinct: ``-2``, ``-3``… on collision)."""
+    out: dict[str, str] = {}
+    taken: set[str] = set()
+    for op in sorted(operators):
+        base = safe_slug(op)
+        slug, k = base, 2
+        while slug.lower() in taken:
+            slug, k = f"{base}-{k}", k + 1
+        taken.add(slug.lower())
+        out[op] = slug
+    return out
+
+
+def level_fields(levels: list[str]) -> dict[str, FieldSpec]:
+    """Fields for the administrative-unit columns (their names come from the configuration)."""
+    taken = {f.short for f in FIELDS.values()}
+    out = {}
+    for level in levels:
+        if level in FIELDS:
+            raise OutputError(f"[inputs] communes level '{level}' has the name of a partner field; rename the level")
+        base = re.sub(r"[^a-z0-9_]+", "_", unicodedata.normalize("NFKD", level).encode("ascii", "ignore").decode().lower())
+        base = (base.strip("_") or "unit")[:10]
+        if not base[0].isalpha():
+            base = ("u" + base)[:10]
+        short, k = base, 2
+        while short in taken:
+            suffix = str(k)
+            short, k = base[:10 - len(suffix)] + suffix, k + 1
+        taken.add(short)
+        out[level] = FieldSpec(short, "str", "", f"Đơn vị hành chính cấp '{level}' chứa thôn (theo cấu hình [inputs] communes)",
+                               f"Administrative unit of level '{level}' that holds the village ([inputs] communes)")
+    return out
+
+
+# --------------------------------------------------------------------------- layers (pure)
+def operator_village_indicators(results, operator: str, pieces: gpd.GeoDataFrame) -> pd.DataFrame:
+    """Coverage shares and 4G verdict of every village for one operator alone.
+
+    The same computation as the any-operator indicators
+    (:func:`covgap.villages.compute_signal_indicators`), fed with this operator's
+    cell classes and its own dead zones (``results.operator_zones``).
+    """
+    layers, grid, cfg = results.layers, results.layers.grid, results.config
+    sub = _operator_rows(results.op_view, operator)
+    classes = cellstats.class_raster(sub, grid, layers.inside)
+    own = results.operator_zones[results.operator_zones["operator"] == operator]
+    labels = deadzones.label_cells(own, grid)
+    return villages_mod.compute_signal_indicators(layers.villages, pieces, classes, sub, labels, grid,
+                                                  min_measured_share=cfg.villages.min_measured_share,
+                                                  min_covered_share=cfg.villages.min_covered_share)
+
+
+def _operator_rows(op_view: pd.DataFrame, operator: str) -> pd.DataFrame:
+    """The op_view rows of one operator, with the matching rows of its 4G histogram."""
+    mask = (op_view["operator"] == operator).to_numpy()
+    sub = op_view.loc[mask].copy()
+    hist = op_view.attrs.get("hist")
+    sub.attrs = {"hist": hist[mask]} if hist is not None and len(hist) == len(op_view) else {}
+    return sub
+
+
+def partner_layers(results, operator: str, *, pieces: gpd.GeoDataFrame | None = None) -> dict[str, gpd.GeoDataFrame]:
+    """The five layers of one operator's package, full field names, working CRS.
+
+    Parameters
+    ----------
+    results
+        :class:`covgap.pipeline.Results` of a run.
+    operator
+        An operator of ``results.operators``.
+    pieces
+        Village pieces (:func:`covgap.villages.village_pieces`); computed when not given.
+
+    Returns
+    -------
+    dict of layer name (``LAYERS``) → GeoDataFrame. Columns follow ``FIELDS`` and the
+    configured administrative levels.
+    """
+    if operator not in results.operators:
+        raise ValueError(f"operator {operator!r} is not among the measured operators {results.operators}")
+    layers = results.layers
+    if pieces is None:
+        pieces = villages_mod.village_pieces(layers.villages, layers.grid, layers.density)
+    levels = list(results.config.inputs.communes)
+    return {
+        "dead_zones": _dead_zones_layer(results, operator, pieces),
+        "villages_without_4g": _villages_without_4g_layer(results, operator, pieces, levels),
+        "needs_measurement": _needs_measurement_layer(results),
+        "villages_below_fibre_goal": _below_fibre_goal_layer(results, levels),
+        "communes_without_fibre": _communes_without_fibre_layer(results),
+    }
+
+
+_ZONE_COLS = ["zone_id", "scope", "operator", "area_km2", "n_cells", "n_villages", "villages", "households_in_zone",
+              "n_samples", "operator_n_samples", "operator_rsrp_dbm_p50", "first_measured", "last_measured"]
+
+
+def _dead_zones_layer(results, operator: str, pieces: gpd.GeoDataFrame) -> gpd.GeoDataFrame:
+    grid, tz = results.layers.grid, results.config.study.timezone
+    own = results.operator_zones[results.operator_zones["operator"] == operator]
+    own = gpd.GeoDataFrame(own[["zone_id", "area_km2", "n_cells", "geometry"]].reset_index(drop=True), geometry="geometry", crs=grid.crs)
+    own_desc, own_ops = deadzones.describe_dead_zones(own, grid, pieces=pieces, villages=results.layers.villages,
+                                                      any_view=results.any_view,
+                                                      op_view=_operator_rows(results.op_view, operator))
+    frames = []
+    for zones, per_op, scope in ((own_desc, own_ops, SCOPE_OPERATOR), (results.zones, results.zone_operators, SCOPE_ALL)):
+        if zones.empty:
+            continue
+        mine = per_op[per_op["operator"] == operator].set_index("zone_id") if len(per_op) else pd.DataFrame()
+        z = pd.DataFrame({
+            "zone_id": zones["zone_id"].astype(str).to_numpy(),
+            "scope": scope,
+            "operator": operator,
+            "area_km2": zones["area_km2"].to_numpy(dtype=float),
+            "n_cells": zones["n_cells"].to_numpy(dtype=np.int64),
+            "n_villages": zones["n_villages"].to_numpy(dtype=np.int64),
+            "villages": zones["villages"].astype(str).to_numpy(),
+            "households_in_zone": zones["households"].to_numpy(dtype=float),
+            "n_samples": zones["n_samples"].to_numpy(dtype=np.int64),
+            "operator_n_samples": (mine["n_samples"].reindex(zones["zone_id"]).fillna(0).to_numpy(dtype=np.int64)
+                                   if len(mine) else 0),
+            "operator_rsrp_dbm_p50": (mine["rsrp_dbm_p50"].reindex(zones["zone_id"]).to_numpy(dtype=float)
+                                      if len(mine) else np.nan),
+            "first_measured": format_time(zones["t_first_s"].to_numpy(), tz).to_numpy(),
+            "last_measured": format_time(zones["t_last_s"].to_numpy(), tz).to_numpy(),
+        })
+        frames.append(gpd.GeoDataFrame(z, geometry=zones.geometry.to_numpy(), crs=grid.crs))
+    if not frames:
+        return _empty(_ZONE_COLS, grid.crs)
+    return gpd.GeoDataFrame(pd.concat(frames, ignore_index=True), geometry="geometry", crs=grid.crs)
+
+
+def _villages_without_4g_layer(results, operator: str, pieces: gpd.GeoDataFrame, levels: list[str]) -> gpd.GeoDataFrame:
+    v = results.villages
+    own = operator_village_indicators(results, operator, pieces)
+    fails_all = (v["verdict_4g"] == Verdict.FAILS.value).to_numpy()
+    fails_op = (own["verdict_4g"] == Verdict.FAILS.value).to_numpy()
+    frame = pd.DataFrame({
+        "village_id": v["village_id"].astype(str).to_numpy(),
+        "name": v["name"].astype(str).to_numpy(),
+        **{level: v[level].astype(str).to_numpy() for level in levels},
+        "households": v["households"].to_numpy(dtype=float),
+        "fails_for": np.where(fails_all & fails_op, FAILS_BOTH, np.where(fails_op, SCOPE_OPERATOR, SCOPE_ALL)),
+        "verdict_4g": v["verdict_4g"].to_numpy(),
+        "share_covered": v["share_covered"].to_numpy(dtype=float),
+        "share_weak": v["share_weak"].to_numpy(dtype=float),
+        "share_dead": v["share_dead"].to_numpy(dtype=float),
+        "share_unmeasured": v["share_unmeasured"].to_numpy(dtype=float),
+        "households_in_dead_zones": v["households_in_dead_zones"].to_numpy(dtype=float),
+        "operator_verdict_4g": own["verdict_4g"].to_numpy(),
+        "operator_share_covered": own["share_covered"].to_numpy(dtype=float),
+        "operator_share_weak": own["share_weak"].to_numpy(dtype=float),
+        "operator_share_dead": own["share_dead"].to_numpy(dtype=float),
+        "operator_share_unmeasured": own["share_unmeasured"].to_numpy(dtype=float),
+        "operator_households_in_dead_zones": own["households_in_dead_zones"].to_numpy(dtype=float),
+        "operator_n_samples": own["n_samples"].to_numpy(dtype=np.int64),
+    })
+    keep = fails_all | fails_op
+    return gpd.GeoDataFrame(frame[keep].reset_index(drop=True), geometry=v.geometry.to_numpy()[keep], crs=v.crs)
+
+
+def _needs_measurement_layer(results) -> gpd.GeoDataFrame:
+    nm = results.needs_measurement
+    level = results.config.report.level
+    frame = pd.DataFrame({
+        "village_id": nm["village_id"].astype(str).to_numpy(),
+        "name": nm["name"].astype(str).to_numpy(),
+        level: nm[level].astype(str).to_numpy() if level in nm else np.array([], dtype=object),
+        "households": nm["households"].to_numpy(dtype=float),
+        "unmeasured_area_km2": nm["area_km2"].to_numpy(dtype=float),
+    })
+    return gpd.GeoDataFrame(frame, geometry=nm.geometry.to_numpy(), crs=nm.crs)
+
+
+def _below_fibre_goal_layer(results, levels: list[str]) -> gpd.GeoDataFrame:
+    v = results.villages
+    frame = pd.DataFrame({
+        "village_id": v["village_id"].astype(str).to_numpy(),
+        "name": v["name"].astype(str).to_numpy(),
+        **{level: v[level].astype(str).to_numpy() for level in levels},
+        "households": v["households"].to_numpy(dtype=float),
+        "households_passed": v["households_passed"].to_numpy(dtype=float),
+        "fibre_share": v["fibre_share"].to_numpy(dtype=float),
+        "dist_to_fibre_m": v["dist_to_fibre_m"].to_numpy(dtype=float),
+        "spur_length_m": v["spur_length_m"].to_numpy(dtype=float),
+        "dist_to_planned_fibre_m": pd.to_numeric(v["dist_to_planned_fibre_m"], errors="coerce").to_numpy(dtype=float),
+    })
+    keep = ~v["meets_fibre_goal"].astype(bool).to_numpy()
+    return gpd.GeoDataFrame(frame[keep].reset_index(drop=True), geometry=v.geometry.to_numpy()[keep], crs=v.crs)
+
+
+def _communes_without_fibre_layer(results) -> gpd.GeoDataFrame:
+    c = results.communes
+    keep = ~c["communes_reached"].astype(bool).to_numpy()
+    frame = pd.DataFrame({
+        "commune_id": c["commune_id"].astype(str).to_numpy(),
+        "name": c["name"].astype(str).to_numpy(),
+        "centre_source": c["centre_source"].astype(str).to_numpy(),
+        "centre_dist_to_fibre_m": c["centre_dist_to_fibre_m"].to_numpy(dtype=float),
+        "households": c["households"].to_numpy(dtype=float),
+        "households_passed": c["households_passed"].to_numpy(dtype=float),
+        "fibre_share": c["fibre_share"].to_numpy(dtype=float),
+    })
+    centres = gpd.GeoSeries(c["centre"], crs=c.crs).to_numpy()
+    return gpd.GeoDataFrame(frame[keep].reset_index(drop=True), geometry=centres[keep], crs=c.crs)
+
+
+def _empty(columns: list[str], crs) -> gpd.GeoDataFrame:
+    return gpd.GeoDataFrame({c: pd.Series([], dtype=_dtype(FIELDS[c].kind)) for c in columns}, geometry=[], crs=crs)
+
+
+def _dtype(kind: str):
+    return {"str": object, "int": np.int32, "float": np.float64}[kind]
+
+
+# --------------------------------------------------------------------------- writing
+_GEOMETRY_TYPES = {"communes_without_fibre": "Point"}
+
+
+def _prepare(layer: gpd.GeoDataFrame, specs: dict[str, FieldSpec], crs: str) -> gpd.GeoDataFrame:
+    """Fixed dtypes, rounded figures, export CRS."""
+    out = {}
+    for col in layer.columns:
+        if col == "geometry":
+            continue
+        spec = specs[col]
+        values = layer[col]
+        if spec.kind == "str":
+            out[col] = values.astype(object).where(values.notna(), None)
+        elif spec.kind == "int":
+            out[col] = values.fillna(0).astype(np.int32)
+        else:
+            vals = values.astype(np.float64)
+            out[col] = vals.round(_ROUND.get(col, 4))
+    frame = gpd.GeoDataFrame(pd.DataFrame(out, index=layer.index), geometry=layer.geometry.to_numpy(), crs=layer.crs)
+    return frame.to_crs(crs)
+
+
+def _dbf_safe(text: str | None) -> str | None:
+    """Cut a string to the 254 bytes a .dbf field holds, at a character boundary (full text stays in the GeoPackage)."""
+    if text is None:
+        return None
+    raw = text.encode("utf-8")
+    if len(raw) <= DBF_MAX_BYTES:
+        return text
+    cut = raw[:DBF_MAX_BYTES - len("…".encode())].decode("utf-8", errors="ignore")
+    return cut + "…"
+
+
+def _inside(folder: Path, name: str) -> Path:
+    """``folder / name``, refusing anything that would land outside ``folder``."""
+    path = folder / name
+    if Path(name).is_absolute() or ".." in Path(name).parts or path.resolve().parent != folder.resolve():
+        raise OutputError(f"{folder}: refusing to write '{name}' outside the package folder")
+    return path
+
+
+def write_partner_packages(results, folder: Path, *, generated: str | None = None) -> list[Path]:
+    """Write one package folder and one zip per operator into ``folder``.
+
+    Parameters
+    ----------
+    results
+        :class:`covgap.pipeline.Results` of a run.
+    folder
+        Where ``<slug>/`` and ``<slug>.zip`` go (created if needed; normally
+        ``<output>/partners`` inside the run's temporary output folder).
+    generated
+        Generation time written in README.txt (default: now, local time).
+
+    Returns
+    -------
+    The zip files written, one per operator, in operator order.
+    """
+    started = time.monotonic()
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    layers = results.layers
+    pieces = villages_mod.village_pieces(layers.villages, layers.grid, layers.density)
+    generated = generated or time.strftime("%Y-%m-%dT%H:%M:%S%z")
+    inputs = input_hashes(results)
+    zips = []
+    for operator, slug in package_slugs(results.operators).items():
+        package = _inside(folder, slug)
+        package.mkdir()
+        counts = write_partner_package(results, operator, package, pieces=pieces, generated=generated, inputs=inputs)
+        zip_path = _inside(folder, f"{slug}.zip")
+        zip_folder(package, zip_path)
+        zips.append(zip_path)
+        log.info("partner package %s (%s): %s; %d bytes zipped", slug, operator,
+                 ", ".join(f"{k} {v}" for k, v in counts.items()), zip_path.stat().st_size)
+    log.info("partner packages: %d operators in %.1f s", len(zips), time.monotonic() - started)
+    return zips
+
+
+def write_partner_package(results, operator: str, package: Path, *, pieces: gpd.GeoDataFrame | None = None,
+                          generated: str, inputs: list[tuple[str, str]] | None = None) -> dict[str, int]:
+    """Write one operator's layers (Shapefiles + GeoPackage), fields.csv and README.txt into ``package``.
+
+    Returns the feature count of each layer.
+    """
+    package = Path(package)
+    cfg = results.config
+    crs = cfg.output.export_crs
+    specs = {**FIELDS, **level_fields(list(cfg.inputs.communes))}
+    layers = {name: _prepare(layer, specs, crs) for name, layer in partner_layers(results, operator, pieces=pieces).items()}
+    slug = package.name
+    stamp_date, stamp_time = _stamps(results)
+    gpkg = _inside(package, f"{slug}.gpkg")
+    previous = pyogrio.get_gdal_config_option("OGR_CURRENT_DATE")
+    pyogrio.set_gdal_config_options({"OGR_CURRENT_DATE": stamp_time})
+    try:
+        for name, layer in layers.items():
+            gtype = _GEOMETRY_TYPES.get(name, "MultiPolygon")
+            pyogrio.write_dataframe(layer, gpkg, layer=name, driver="GPKG", geometry_type=gtype,
+                                    promote_to_multi=gtype == "MultiPolygon")
+    finally:
+        pyogrio.set_gdal_config_options({"OGR_CURRENT_DATE": previous})
+    rows = []
+    for name, layer in layers.items():
+        short = layer.rename(columns={c: specs[c].short for c in layer.columns if c != "geometry"})
+        for col, full in zip(short.columns, layer.columns):
+            if col != "geometry" and specs[full].kind == "str":
+                short[col] = short[col].map(_dbf_safe)
+        gtype = _GEOMETRY_TYPES.get(name, "MultiPolygon")
+        pyogrio.write_dataframe(short, _inside(package, f"{name}.shp"), driver="ESRI Shapefile", encoding="UTF-8",
+                                geometry_type=gtype, promote_to_multi=gtype == "MultiPolygon",
+                                layer_options={"DBF_DATE_LAST_UPDATE": stamp_date})
+        for full in layer.columns:
+            if full != "geometry":
+                s = specs[full]
+                rows.append([name, s.short, full, _TYPE_NAMES[s.kind], s.unit, s.vi, s.en])
+    write_fields_csv(rows, _inside(package, "fields.csv"))
+    counts = {name: len(layer) for name, layer in layers.items()}
+    _inside(package, "README.txt").write_text(
+        partner_readme(results, operator, counts=counts, generated=generated,
+                       inputs=input_hashes(results) if inputs is None else inputs, gpkg_name=gpkg.name),
+        encoding="utf-8", newline="\n")
+    return counts
+
+
+def write_fields_csv(rows: list[list[str]], path: Path) -> None:
+    """The data dictionary: one row per layer and shapefile field."""
+    buf = io.StringIO()
+    writer = csv.writer(buf, lineterminator="\n")
+    writer.writerow(["layer", "field", "full_name", "type", "unit", "meaning_vi", "meaning_en"])
+    writer.writerows(rows)
+    path.write_text(buf.getvalue(), encoding="utf-8", newline="\n")
+
+
+def zip_folder(package: Path, zip_path: Path) -> None:
+    """Zip ``package`` as ``<name>/<file>`` entries: sorted, fixed timestamps and permissions."""
+    files = sorted(p for p in package.rglob("*") if p.is_file())
+    with zipfile.ZipFile(zip_path, "w") as zf:
+        for path in files:
+            rel = path.relative_to(package).as_posix()
+            arcname = f"{package.name}/{rel}"
+            if arcname.startswith("/") or ".." in arcname.split("/"):  # pragma: no cover - slugs cannot do this
+                raise OutputError(f"{zip_path}: refusing the zip entry name '{arcname}'")
+            info = zipfile.ZipInfo(arcname, date_time=ZIP_DATE_TIME)
+            # README.txt (the only file with a varying part, its generation time) is stored, not deflated, so
+            # its entry keeps the same size and every other byte of the zip stays the same from run to run.
+            info.compress_type = zipfile.ZIP_STORED if rel == "README.txt" else zipfile.ZIP_DEFLATED
+            info.create_system = 3  # Unix, whatever the machine
+            info.external_attr = 0o644 << 16
+            zf.writestr(info, path.read_bytes(), compresslevel=9)
+
+
+def _stamps(results) -> tuple[str, str]:
+    """The date (DBF header) and UTC time (GeoPackage) of the last measurement: stamps that depend only on the data."""
+    last = results.data_period[1]
+    if last is None or not np.isfinite(last):
+        return "2000-01-01", "2000-01-01T00:00:00Z"
+    ts = pd.Timestamp(int(last), unit="s", tz="UTC")
+    return ts.tz_convert(results.config.study.timezone).strftime("%Y-%m-%d"), ts.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def input_hashes(results) -> list[tuple[str, str]]:
+    """``(name, sha256)`` of every input file: layers, population raster, measurement files.
+
+    Names are relative to the configuration's folder where possible, so no absolute
+    path of the analyst's machine reaches a partner.
+    """
+    base = Path(results.config.source).parent if results.config.source else None
+    paths = [*results.layers.input_files, *getattr(results.report, "paths", [])]
+    out, seen = [], set()
+    for p in paths:
+        p = Path(p)
+        if p in seen or not p.is_file():
+            continue
+        seen.add(p)
+        try:
+            name = p.resolve().relative_to(base.resolve()).as_posix() if base else p.name
+        except ValueError:
+            name = p.name
+        out.append((name, sha256_file(p)))
+    return out
+
+
+_LAYER_TEXT = {
+    "dead_zones": (
+        "Vùng lõm sóng: scope = 'operator' là vùng mà nhà mạng này đã được đo và không có dịch vụ dùng được "
+        "(đủ mẫu, trung vị RSRP 4G dưới ngưỡng lõm sóng hoặc phần lớn mẫu không phải 4G); scope = 'all_operators' là "
+        "vùng lõm sóng của cả huyện (không nhà mạng nào có dịch vụ dùng được).",
+        "Dead zones: scope = 'operator' where this operator was measured with no usable service (enough samples, "
+        "median 4G RSRP below the dead level or most samples not on 4G); scope = 'all_operators' the district's dead "
+        "zones (no operator has usable service).",
+    ),
+    "villages_without_4g": (
+        "Thôn chưa đạt mục tiêu 4G với nhà mạng này (op_verdict) hoặc với mọi nhà mạng (verdict_4g); fails_for cho biết "
+        "trường hợp nào; có số hộ và tỷ lệ diện tích có sóng / yếu / lõm / chưa đo.",
+        "Villages failing the 4G target for this operator (op_verdict) or for all operators (verdict_4g); fails_for "
+        "says which; with households and the shares of area covered / weak / dead / unmeasured.",
+    ),
+    "needs_measurement": (
+        "Phần diện tích thôn chưa đủ mẫu đo (mọi nhà mạng gộp lại): cần đo thêm trước khi kết luận.",
+        "Village areas without enough samples (all operators together): measure there before drawing conclusions.",
+    ),
+    "villages_below_fibre_goal": (
+        "Thôn có tỷ lệ hộ được cáp quang đi qua chưa vượt mục tiêu; có số hộ, số hộ được đi qua, tỷ lệ, khoảng "
+        "cách đến cáp quang và chiều dài nhánh cáp cần thêm.",
+        "Villages whose share of households passed by fibre does not exceed the goal; with households, households "
+        "passed, the share, the distance to fibre and the spur length needed.",
+    ),
+    "communes_without_fibre": (
+        "Trung tâm xã (điểm) chưa được cáp quang hiện có đi tới trong khoảng cách quy định.",
+        "Commune centres (points) not within reach of an existing fibre route.",
+    ),
+}
+
+
+def partner_readme(results, operator: str, *, counts: dict[str, int], generated: str,
+                   inputs: list[tuple[str, str]], gpkg_name: str) -> str:
+    """README.txt of one package, in Vietnamese then English."""
+    cfg = results.config
+    tz = cfg.study.timezone
+    first, last = (format_time(np.array([t]), tz).iloc[0] or "?" for t in results.data_period)
+    sig, dz, vc, fib = cfg.signal, cfg.dead_zones, cfg.villages, cfg.fibre
+    thresholds = [
+        ("covered_dbm", f"{sig.covered_dbm:g} dBm", "ô có sóng 4G tốt khi trung vị RSRP ≥ ngưỡng",
+         "a cell is covered when its median RSRP is at or above this"),
+        ("dead_dbm", f"{sig.dead_dbm:g} dBm", "ô lõm sóng khi trung vị RSRP < ngưỡng", "a cell is dead when its median RSRP is below this"),
+        ("min_samples", f"{sig.min_samples}", "số mẫu tối thiểu mỗi ô, mỗi nhà mạng", "fewest samples per cell and operator"),
+        ("min_time_spread_hours", f"{sig.min_time_spread_hours:g} h", "khoảng thời gian tối thiểu giữa mẫu đầu và cuối (0 = không xét)",
+         "least time between first and last sample (0 = not used)"),
+        ("cell_size_m", f"{cfg.grid.cell_size_m:g} m", "cạnh ô lưới", "grid cell side"),
+        ("min_area_km2", f"{dz.min_area_km2:g} km²", "diện tích tối thiểu của vùng lõm sóng", "smallest dead zone kept"),
+        ("connectivity", f"{dz.connectivity}", "ô nối theo cạnh (4) hoặc cả góc (8)", "cells joined by edges (4) or corners too (8)"),
+        ("min_measured_share", f"{vc.min_measured_share:g}", "tỷ lệ diện tích thôn cần đo đủ để kết luận",
+         "share of a village's area that must be measured for a verdict"),
+        ("min_covered_share", f"{vc.min_covered_share:g}", "tỷ lệ diện tích đã đo có sóng tốt để đạt 4G",
+         "share of the measured area that must be covered to meet the 4G target"),
+        ("drop_distance_m", f"{fib.drop_distance_m:g} m", "hộ được cáp quang đi qua khi trong khoảng cách này",
+         "a household is passed within this distance of an existing route"),
+        ("goal_share", f"{fib.goal_share:g}", "mục tiêu: tỷ lệ hộ được đi qua phải vượt mức này", "goal: the passed share must exceed this"),
+        ("centre_reach_m", f"{fib.centre_reach_m:g} m", "trung tâm xã được cáp quang tới khi trong khoảng cách này",
+         "a commune centre is reached within this distance of an existing route"),
+    ]
+    lines = [
+        f"covgap — gói dữ liệu cho nhà mạng / package for operator: {operator}",
+        f"Khu vực / study area: {cfg.study.name}",
+        "",
+        f"Công cụ / tool: covgap {__version__}",
+        f"Thời điểm tạo / generated: {generated}",
+        f"Thời gian đo / data period: {first} — {last}",
+        f"Hệ toạ độ / CRS: {cfg.output.export_crs}",
+        "",
+        "LỚP DỮ LIỆU / LAYERS",
+        f"Mỗi lớp là một Shapefile (.shp .shx .dbf .prj .cpg, mã UTF-8; tên trường ≤ 10 ký tự, xem fields.csv) và tất cả "
+        f"các lớp nằm trong {gpkg_name} với tên trường đầy đủ.",
+        f"Each layer is a Shapefile (.shp .shx .dbf .prj .cpg, UTF-8; field names ≤ 10 characters, see fields.csv); all "
+        f"layers are also in {gpkg_name} with full field names.",
+        "",
+    ]
+    for name in LAYERS:
+        vi, en = _LAYER_TEXT[name]
+        lines += [f"{name} ({counts.get(name, 0)} đối tượng / features)", f"  VI: {vi}", f"  EN: {en}", ""]
+    lines += ["NGƯỠNG / THRESHOLDS (covgap.toml)"]
+    lines += [f"  {key} = {value}: {vi} / {en}" for key, value, vi, en in thresholds]
+    lines += ["", "DỮ LIỆU ĐẦU VÀO / INPUT FILES (SHA-256)"]
+    lines += [f"  {digest}  {name}" for name, digest in inputs]
+    lines += [
+        "",
+        "GHI CHÚ / NOTES",
+        "  VI: Chuỗi dài hơn 254 byte bị cắt trong .dbf (kết thúc bằng '…'); bản đầy đủ có trong GeoPackage. "
+        "Ngày trong tiêu đề .dbf và last_change trong GeoPackage là thời điểm đo cuối cùng, để cùng dữ liệu cho cùng tệp.",
+        "  EN: Strings longer than 254 bytes are cut in the .dbf (ending in '…'); the GeoPackage holds them whole. "
+        "The .dbf header date and the GeoPackage last_change are the last measurement time, so the same data gives the same files.",
+        "",
+    ]
+    return "\n".join(lines)

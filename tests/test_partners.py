@@ -1,0 +1,361 @@
+"""Partner packages: what the operators' GIS teams open, read back with GDAL's ogrinfo.
+
+Fixture: the hand-worked district of conftest.py split into two communes with real
+Tư Nghĩa names, so that Vietnamese values travel through every file:
+
+    "Nghĩa Điền"        = x 250000–250400 (villages V1 "Thôn Một", V2 "Thôn Hai")
+    "Thị trấn Sông Vệ"  = x 250400–250600 (village V3 "Thôn Ba")
+
+Hand-worked expectations (see test_hand_worked.py for the cell classes):
+
+* any-operator dead zone: 1 (cells (0,3) + (1,3)); Viettel's own dead zone: 1 (3 cells,
+  (1,2) too); MobiFone: none of its own.
+* villages_without_4g: V2 fails for all operators; for Viettel alone V2 fails too (covered
+  share of its measured area 1/4 → "both"); for MobiFone alone V2 has one measured cell of six
+  (insufficient evidence) → "all_operators".
+* needs_measurement: V1 (1 cell), V2 (2 cells), V3 (6 cells) → 3 features.
+* villages_below_fibre_goal: V2 (0.1), V3 (0.0) → 2 features.
+* communes_without_fibre: the centre of Nghĩa Điền (x = 250200) is 80 m from the route at
+  x = 250120 (reach 100 m) → reached; Thị trấn Sông Vệ (x = 250500) is 380 m away → 1 feature.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import re
+import shutil
+import subprocess
+import zipfile
+from pathlib import Path
+
+import pandas as pd
+import pyogrio
+import pytest
+from click.testing import CliRunner
+
+from conftest import X0, Y0, _box_lonlat, _feature, write_geojson
+from covgap import outputs, partners, pipeline
+from covgap.cli import main
+from covgap.config import load_config
+
+NOW_S = 1_790_000_000
+SHAPEFILE_PARTS = (".shp", ".shx", ".dbf", ".prj", ".cpg")
+HAS_OGRINFO = shutil.which("ogrinfo") is not None
+gdal = pytest.mark.skipif(not HAS_OGRINFO, reason="GDAL's ogrinfo is not installed (make system-deps)")
+
+EXPECTED = {
+    "Viettel": {"dead_zones": 2, "villages_without_4g": 1, "needs_measurement": 3, "villages_below_fibre_goal": 2,
+                "communes_without_fibre": 1},
+    "MobiFone": {"dead_zones": 1, "villages_without_4g": 1, "needs_measurement": 3, "villages_below_fibre_goal": 2,
+                 "communes_without_fibre": 1},
+}
+
+
+def _viet_project(hand_project: Path, *, export_crs: str = "EPSG:4326", operators: dict[str, str] | None = None) -> Path:
+    d = hand_project.parent
+    y0, y1 = Y0 - 300, Y0
+    write_geojson(d / "communes.geojson", [
+        _feature(_box_lonlat(X0, y0, X0 + 400, y1), commune_id="ND", name="Nghĩa Điền"),
+        _feature(_box_lonlat(X0 + 400, y0, X0 + 600, y1), commune_id="SV", name="Thị trấn Sông Vệ"),
+    ])
+    villages = json.loads((d / "villages.geojson").read_text(encoding="utf-8"))
+    for f in villages["features"]:
+        f["properties"]["commune"] = "Thị trấn Sông Vệ" if f["properties"]["village_id"] == "V3" else "Nghĩa Điền"
+    write_geojson(d / "villages.geojson", villages["features"])
+    if operators:
+        csv_path = d / "measurements" / "hand.csv"
+        text = csv_path.read_text(encoding="utf-8")
+        for old, new in operators.items():
+            text = text.replace(f",{old},", f",{new},")
+        csv_path.write_text(text, encoding="utf-8")
+    toml = hand_project.read_text(encoding="utf-8").replace('maps_dir = "maps"', f'maps_dir = "maps"\nexport_crs = "{export_crs}"')
+    hand_project.write_text(toml, encoding="utf-8")
+    return hand_project
+
+
+@pytest.fixture
+def viet_project(hand_project):
+    return _viet_project(hand_project)
+
+
+@pytest.fixture
+def viet_results(viet_project):
+    return pipeline.run_pipeline(load_config(viet_project), now_s=NOW_S)
+
+
+@pytest.fixture
+def exported(viet_results, tmp_path):
+    """The run's outputs (GeoPackage, scorecards) and the partner packages beside them."""
+    out = tmp_path / "out"
+    out.mkdir()
+    outputs.write_outputs(viet_results, out)
+    partners.write_partner_packages(viet_results, out / "partners", generated="2026-09-21T00:00:00+0700")
+    return out
+
+
+def ogrinfo(*args: str) -> str:
+    done = subprocess.run(["ogrinfo", "-ro", *args], capture_output=True, check=True)
+    return done.stdout.decode("utf-8")
+
+
+def ogr_summary(path: Path) -> dict:
+    """Geometry type, feature count, fields and CRS as ogrinfo -al -so reports them."""
+    text = ogrinfo("-al", "-so", str(path))
+    fields = re.findall(r"^(\w+): (String|Integer|Integer64|Real) ", text, flags=re.M)
+    return {
+        "geometry": re.search(r"^Geometry: (.+)$", text, flags=re.M).group(1),
+        "count": int(re.search(r"^Feature Count: (\d+)$", text, flags=re.M).group(1)),
+        "fields": [f for f, _ in fields],
+        "types": dict(fields),
+        "text": text,
+    }
+
+
+def read_fields_csv(package: Path) -> list[dict]:
+    with open(package / "fields.csv", encoding="utf-8", newline="") as fh:
+        return list(csv.DictReader(fh))
+
+
+# --------------------------------------------------------------------------- names and safety
+def test_safe_slug_keeps_plain_names_and_neutralises_paths():
+    assert partners.safe_slug("Viettel") == "Viettel"
+    assert partners.safe_slug("VNPT-VinaPhone") == "VNPT-VinaPhone"
+    assert partners.safe_slug("../x") == "x"
+    assert partners.safe_slug("Viettel/..") == "Viettel"
+    assert partners.safe_slug("/etc/passwd") == "etc_passwd"
+    assert partners.safe_slug("..") == "operator"
+    assert partners.safe_slug("Đông Á") == "Dong_A"
+    assert partners.safe_slug("con") == "op_con"
+    assert partners.package_slugs(["Viettel", "Viettel/..", "viettel"]) == {
+        "Viettel": "Viettel", "Viettel/..": "Viettel-2", "viettel": "viettel-3"}
+
+
+def test_every_shapefile_field_name_is_short_unique_and_documented():
+    shorts = [s.short for s in partners.FIELDS.values()]
+    assert all(len(s) <= 10 and s.isascii() for s in shorts)
+    assert len(shorts) == len(set(shorts))
+    levels = partners.level_fields(["commune", "commune_2025", "commune_2019", "xã phường"])
+    assert [f.short for f in levels.values()] == ["commune", "commune_20", "commune_22", "xa_phuong"]
+
+
+def test_hostile_operator_names_stay_inside_the_package_folder(hand_project, tmp_path):
+    config = _viet_project(hand_project, operators={"Viettel": "../x", "MobiFone": "Viettel/.."})
+    results = pipeline.run_pipeline(load_config(config), now_s=NOW_S)
+    assert results.operators == ["../x", "Viettel/.."]
+    root = tmp_path / "box" / "partners"
+    zips = partners.write_partner_packages(results, root, generated="x")
+    assert sorted(p.name for p in root.iterdir()) == ["Viettel", "Viettel.zip", "x", "x.zip"]
+    assert sorted(p.name for p in (tmp_path / "box").iterdir()) == ["partners"]  # nothing written beside it
+    assert not (tmp_path / "x").exists() and not (tmp_path / "box" / "x").exists()
+    for z in zips:
+        with zipfile.ZipFile(z) as zf:
+            for name in zf.namelist():
+                assert not name.startswith("/") and ".." not in name.split("/") and "\\" not in name
+                assert name.split("/")[0] == z.stem
+    # The data keeps the operator's real name; only file names are slugs.
+    dz = pyogrio.read_dataframe(root / "x" / "x.gpkg", layer="dead_zones")
+    assert set(dz["operator"]) == {"../x"}
+
+
+# --------------------------------------------------------------------------- contents
+def test_package_files_and_counts(exported):
+    root = exported / "partners"
+    assert sorted(p.name for p in root.iterdir()) == ["MobiFone", "MobiFone.zip", "Viettel", "Viettel.zip"]
+    for op, slug in (("Viettel", "Viettel"), ("MobiFone", "MobiFone")):
+        package = root / slug
+        expected_files = {f"{layer}{ext}" for layer in partners.LAYERS for ext in SHAPEFILE_PARTS}
+        expected_files |= {f"{slug}.gpkg", "fields.csv", "README.txt"}
+        assert {p.name for p in package.iterdir()} == expected_files
+        for layer in partners.LAYERS:
+            assert (package / f"{layer}.cpg").read_text() == "UTF-8"
+            assert len(pyogrio.read_dataframe(package / f"{layer}.shp")) == EXPECTED[op][layer], (op, layer)
+            assert len(pyogrio.read_dataframe(package / f"{slug}.gpkg", layer=layer)) == EXPECTED[op][layer]
+        with zipfile.ZipFile(root / f"{slug}.zip") as zf:
+            names = zf.namelist()
+            assert names == sorted(names)
+            assert {n.split("/", 1)[1] for n in names} == expected_files
+            assert all(i.date_time == partners.ZIP_DATE_TIME for i in zf.infolist())
+            assert zf.read(f"{slug}/README.txt") == (package / "README.txt").read_bytes()
+
+
+def test_hand_worked_layer_values(viet_results):
+    viettel = partners.partner_layers(viet_results, "Viettel")
+    dz = viettel["dead_zones"].set_index("scope")
+    assert dz.loc["operator", "n_cells"] == 3 and dz.loc["all_operators", "n_cells"] == 2
+    assert dz.loc["operator", "households_in_zone"] == pytest.approx(30.0)  # 3 of V2's 6 cells × 60
+    assert dz.loc["all_operators", "operator_n_samples"] == 4  # Viettel's 4 samples in (0,3), (1,3)
+    assert dz.loc["all_operators", "operator_rsrp_dbm_p50"] == -121  # its 4G samples there: −118, −121
+    v = viettel["villages_without_4g"].iloc[0]
+    assert (v["name"], v["commune"], v["fails_for"]) == ("Thôn Hai", "Nghĩa Điền", "both")
+    # Viettel alone in V2: (0,2) weak, (1,2) and (1,3) and (0,3) dead, 2 cells unmeasured.
+    assert (v["operator_share_covered"], v["operator_share_weak"], v["operator_share_dead"]) == pytest.approx((0, 1 / 6, 3 / 6))
+    assert v["operator_households_in_dead_zones"] == pytest.approx(30.0)
+    mobi = partners.partner_layers(viet_results, "MobiFone")
+    m = mobi["villages_without_4g"].iloc[0]
+    assert (m["name"], m["operator_verdict_4g"], m["fails_for"]) == ("Thôn Hai", "insufficient evidence", "all_operators")
+    assert m["operator_share_covered"] == pytest.approx(1 / 6)
+    assert list(mobi["dead_zones"]["scope"]) == ["all_operators"]
+    fib = viettel["villages_below_fibre_goal"]
+    assert list(fib["name"]) == ["Thôn Hai", "Thôn Ba"]
+    assert list(fib["fibre_share"]) == pytest.approx([0.1, 0.0])
+    assert list(fib["spur_length_m"]) == pytest.approx([80, 280])
+    c = viettel["communes_without_fibre"]
+    assert list(c["name"]) == ["Thị trấn Sông Vệ"] and list(c["centre_dist_to_fibre_m"]) == pytest.approx([380.0])
+
+
+def test_counts_agree_with_the_run_geopackage_and_scorecard(exported, viet_results):
+    run_gpkg = exported / outputs.GPKG_NAME
+    district = pd.read_csv(exported / "scorecard_district_figures.csv").iloc[0]
+    run_zones = pyogrio.read_dataframe(run_gpkg, layer="dead_zones")
+    run_op_zones = pyogrio.read_dataframe(run_gpkg, layer="operator_dead_zones")
+    run_needs = pyogrio.read_dataframe(run_gpkg, layer="needs_measurement")
+    run_centres = pyogrio.read_dataframe(run_gpkg, layer="commune_centres")
+    villages = pd.read_csv(exported / "scorecard_villages.csv")
+    for op in viet_results.operators:
+        package = exported / "partners" / partners.safe_slug(op)
+        dz = pyogrio.read_dataframe(package / "dead_zones.shp")
+        assert (dz["scope"] == "all_operators").sum() == len(run_zones) == district["dead_zones"]
+        assert (dz["scope"] == "operator").sum() == (run_op_zones["operator"] == op).sum()
+        assert sorted(dz.loc[dz["scope"] == "all_operators", "zone_id"]) == sorted(run_zones["zone_id"])
+        v4 = pyogrio.read_dataframe(package / "villages_without_4g.shp")
+        assert v4["fails_for"].isin(["all_operators", "both"]).sum() == district["villages_failing_4g"]
+        assert len(pyogrio.read_dataframe(package / "needs_measurement.shp")) == len(run_needs)
+        fib = pyogrio.read_dataframe(package / "villages_below_fibre_goal.shp")
+        assert len(fib) == district["n_villages"] - district["villages_meeting_fibre_goal"]
+        assert sorted(fib["village_id"]) == sorted(villages.loc[~villages["meets_fibre_goal"], "village_id"])
+        com = pyogrio.read_dataframe(package / "communes_without_fibre.shp")
+        assert len(com) == district["communes"] - district["communes_reached"] == (~run_centres["centre_reached"]).sum()
+
+
+def test_fields_csv_lists_every_shapefile_field(exported):
+    package = exported / "partners" / "Viettel"
+    rows = read_fields_csv(package)
+    assert all(r["meaning_vi"] and r["meaning_en"] and r["full_name"] and r["type"] for r in rows)
+    for layer in partners.LAYERS:
+        listed = [r["field"] for r in rows if r["layer"] == layer]
+        actual = list(pyogrio.read_info(package / f"{layer}.shp")["fields"])
+        assert actual == listed
+        assert all(len(f) <= 10 for f in actual) and len(set(actual)) == len(actual)
+        full = [r["full_name"] for r in rows if r["layer"] == layer]
+        assert list(pyogrio.read_info(package / "Viettel.gpkg", layer=layer)["fields"]) == full
+
+
+def test_readme_says_thresholds_period_inputs_and_version(exported, viet_results):
+    text = (exported / "partners" / "Viettel" / "README.txt").read_text(encoding="utf-8")
+    assert "covgap 0.1.0" in text and "2026-09-21T00:00:00+0700" in text
+    assert "2026-03-01T08:00:00+07:00 — 2026-03-03T10:00:00+07:00" in text
+    assert "covered_dbm = -105 dBm" in text and "drop_distance_m = 100 m" in text and "goal_share = 0.8" in text
+    for p in [*viet_results.layers.input_files, *viet_results.report.paths]:
+        assert f"{outputs.sha256_file(p)}  {Path(p).relative_to(viet_results.config.source.parent).as_posix()}" in text
+    assert "measurements/hand.csv" in text
+    assert str(viet_results.config.source.parent) not in text  # no absolute path of the analyst's machine
+    for layer in partners.LAYERS:
+        assert layer in text
+
+
+def test_same_input_same_bytes_except_readme(viet_results, tmp_path):
+    a = partners.write_partner_packages(viet_results, tmp_path / "a", generated="2026-01-01T00:00:00+0700")
+    b = partners.write_partner_packages(viet_results, tmp_path / "b", generated="2026-12-31T23:59:59+0700")
+    files_a = sorted(p.relative_to(tmp_path / "a") for p in (tmp_path / "a").rglob("*") if p.is_file())
+    files_b = sorted(p.relative_to(tmp_path / "b") for p in (tmp_path / "b").rglob("*") if p.is_file())
+    assert files_a == files_b
+    for rel in files_a:
+        same = (tmp_path / "a" / rel).read_bytes() == (tmp_path / "b" / rel).read_bytes()
+        assert same == (rel.name != "README.txt" and rel.suffix != ".zip"), rel
+    for za, zb in zip(a, b):
+        with zipfile.ZipFile(za) as x, zipfile.ZipFile(zb) as y:
+            assert x.namelist() == y.namelist()
+            for name in x.namelist():
+                assert (x.read(name) == y.read(name)) == (not name.endswith("README.txt"))
+        # Same-length generation times: the zips differ only inside README.txt's entry.
+        bytes_a, bytes_b = za.read_bytes(), zb.read_bytes()
+        assert len(bytes_a) == len(bytes_b)
+        with zipfile.ZipFile(za) as x:
+            info = x.getinfo(f"{za.stem}/README.txt")
+            start = info.header_offset
+            end = start + 30 + len(info.filename.encode()) + info.compress_size
+        diff = [i for i in range(len(bytes_a)) if bytes_a[i] != bytes_b[i]]
+        assert diff and all(start <= i < end or _in_central_crc(za, i) for i in diff)
+
+
+def _in_central_crc(zip_path: Path, offset: int) -> bool:
+    """Is ``offset`` inside README.txt's CRC-32 in the central directory (the only other place it differs)?"""
+    data = zip_path.read_bytes()
+    name = f"{zip_path.stem}/README.txt".encode()
+    pos = data.rfind(b"PK\x01\x02", 0, data.rfind(name))
+    return pos + 16 <= offset < pos + 28  # CRC-32, compressed size, uncompressed size
+
+
+# --------------------------------------------------------------------------- GDAL's view
+@pytest.mark.gdal
+@gdal
+def test_ogrinfo_reads_every_shapefile(exported):
+    package = exported / "partners" / "Viettel"
+    rows = read_fields_csv(package)
+    for layer in partners.LAYERS:
+        s = ogr_summary(package / f"{layer}.shp")
+        assert s["geometry"] == ("Point" if layer == "communes_without_fibre" else "Polygon")
+        assert s["count"] == EXPECTED["Viettel"][layer]
+        assert s["fields"] == [r["field"] for r in rows if r["layer"] == layer]
+        assert 'ID["EPSG",4326]' in s["text"]
+        types = {r["field"]: r["type"] for r in rows if r["layer"] == layer}
+        for field, t in s["types"].items():
+            assert t == {"String": "String", "Integer": "Integer", "Real": "Real"}[types[field]], (layer, field)
+    g = ogr_summary(package / "Viettel.gpkg")
+    assert "villages_below_fibre_goal" in ogrinfo(str(package / "Viettel.gpkg"))
+
+
+@pytest.mark.gdal
+@gdal
+def test_ogrinfo_reads_vietnamese_byte_for_byte(exported):
+    package = exported / "partners" / "Viettel"
+    raw = subprocess.run(["ogrinfo", "-ro", "-al", str(package / "communes_without_fibre.shp")],
+                         capture_output=True, check=True).stdout
+    assert "name (String) = Thị trấn Sông Vệ".encode("utf-8") in raw
+    raw = subprocess.run(["ogrinfo", "-ro", "-al", str(package / "villages_below_fibre_goal.shp")],
+                         capture_output=True, check=True).stdout
+    assert "commune (String) = Nghĩa Điền".encode("utf-8") in raw
+    assert raw.count("commune (String) = Nghĩa Điền".encode("utf-8")) == 1
+    assert "commune (String) = Thị trấn Sông Vệ".encode("utf-8") in raw
+    gpkg = subprocess.run(["ogrinfo", "-ro", "-al", str(package / "Viettel.gpkg"), "communes_without_fibre"],
+                          capture_output=True, check=True).stdout
+    assert "name (String) = Thị trấn Sông Vệ".encode("utf-8") in gpkg
+    assert "centre_dist_to_fibre_m (Real) = 380" in gpkg.decode("utf-8")
+
+
+@pytest.mark.gdal
+@gdal
+@pytest.mark.parametrize("crs, name", [("EPSG:4326", "WGS 84"), ("EPSG:5898", "VN-2000 / TM-3 zone 491"),
+                                       ("EPSG:3406", "VN-2000 / UTM zone 49N")])
+def test_ogrinfo_reports_the_configured_crs(hand_project, tmp_path, crs, name):
+    config = load_config(_viet_project(hand_project, export_crs=crs))
+    results = pipeline.run_pipeline(config, now_s=NOW_S)
+    partners.write_partner_packages(results, tmp_path / "p", generated="x")
+    package = tmp_path / "p" / "Viettel"
+    code = crs.split(":")[1]
+    for layer in partners.LAYERS:
+        text = ogr_summary(package / f"{layer}.shp")["text"]
+        assert f'"{name}"' in text and text.rstrip().count(f'ID["EPSG",{code}]') >= 1, (crs, layer)
+    gpkg = ogrinfo("-so", str(package / "Viettel.gpkg"), "dead_zones")
+    assert f'ID["EPSG",{code}]' in gpkg
+    if crs != "EPSG:4326":
+        prj = (package / "dead_zones.prj").read_text()
+        assert prj.startswith('PROJCS["VN_2000_') and "D_Vietnam_2000" in prj
+        # Coordinates are metres in the configured projection, not degrees.
+        x = pyogrio.read_dataframe(package / "dead_zones.shp").geometry.centroid.x.iloc[0]
+        assert x > 1000
+
+
+# --------------------------------------------------------------------------- command line
+def test_export_command_writes_only_the_partner_packages(viet_project, tmp_path):
+    out = tmp_path / "exp"
+    result = CliRunner().invoke(main, ["export", "--config", str(viet_project), "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    assert sorted(p.name for p in out.iterdir()) == ["partners"]
+    assert sorted(p.name for p in (out / "partners").iterdir()) == ["MobiFone", "MobiFone.zip", "Viettel", "Viettel.zip"]
+    assert "Viettel.zip" in result.output
+    # A second export replaces the packages whole and leaves no temporary folder behind.
+    result = CliRunner().invoke(main, ["export", "--config", str(viet_project), "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    assert sorted(p.name for p in out.iterdir()) == ["partners"]

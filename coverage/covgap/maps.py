@@ -1,0 +1,833 @@
+"""Planner maps: self-contained, bilingual HTML pages of the district and of each commune.
+
+Two steps, so that ``covgap map`` can redraw without re-running the analysis:
+
+1. :func:`map_layers` turns the :class:`~covgap.pipeline.Results` into plain,
+   language-neutral display data (simplified WGS84 GeoJSON, the cell classes as
+   small PNG images, the scorecard figures). ``outputs.write_outputs`` saves it
+   as ``map_layers.json.gz`` beside the GeoPackage.
+2. :func:`render_page` draws one page from that data in one language, with
+   folium for the page and map skeleton and ``templates/map.js`` for the layers,
+   legend, popups, scorecard panel and village search.
+
+Every page is self-contained: Leaflet (vendored from npm under ``vendor/``) and
+its images are inlined; folium's CDN links are removed; the writer refuses a page
+that still refers to an external script or stylesheet. Strings from the input
+data reach the page only inside a JSON block whose ``<``, ``>`` and ``&`` are
+escaped, and the page script puts them in the DOM as text, never as HTML.
+"""
+
+from __future__ import annotations
+
+import base64
+import gzip
+import json
+import logging
+import os
+import re
+import struct
+import unicodedata
+import zlib
+from importlib import resources
+from pathlib import Path
+
+import geopandas as gpd
+import numpy as np
+import pandas as pd
+import rasterio.features
+import rasterio.warp
+import shapely
+from pyproj import Transformer
+
+from covgap.cellstats import CellClass, class_raster
+from covgap.errors import OutputError
+
+log = logging.getLogger(__name__)
+
+MAP_LAYERS_NAME = "map_layers.json.gz"
+MAP_LAYERS_VERSION = 1
+INDEX_NAME = "index.html"
+GENERATOR = "covgap-map"
+
+#: Display simplification in the working CRS (m) and coordinate rounding (decimal degrees).
+SIMPLIFY_M = 5.0
+DECIMALS = 5
+#: Screen pixels per grid cell in the cell images (nearest-neighbour, then drawn pixelated).
+PIXELS_PER_CELL = 3
+
+#: Colours of the cell classes (RGBA); 0 = outside the page's area (transparent).
+CELL_COLOURS = {
+    0: (0, 0, 0, 0),
+    int(CellClass.COVERED): (26, 150, 65, 200),
+    int(CellClass.WEAK): (253, 174, 97, 210),
+    int(CellClass.DEAD): (215, 25, 28, 220),
+    int(CellClass.INSUFFICIENT): (150, 150, 150, 90),
+}
+
+#: Every label of the page, one dictionary per language (same keys).
+STRINGS: dict[str, dict[str, str]] = {
+    "vi": {
+        "title_district": "Bản đồ vùng lõm sóng và cáp quang: {name}",
+        "title_commune": "Bản đồ vùng lõm sóng và cáp quang: {name}",
+        "district": "Toàn huyện",
+        "communes": "Các xã",
+        "back_to_district": "← Bản đồ toàn huyện",
+        "panel_toggle": "Bảng điểm",
+        "scorecard": "Bảng điểm so với mục tiêu",
+        "target": "Mục tiêu",
+        "value": "Hiện tại",
+        "goal": "Mục tiêu",
+        "status": "Đánh giá",
+        "status_met": "đạt",
+        "status_not met": "chưa đạt",
+        "status_insufficient evidence": "chưa đủ số liệu",
+        "changes": "Thay đổi so với lần chạy trước",
+        "no_changes": "Không có thay đổi.",
+        "change_kind": "Loại",
+        "change_name": "Tên",
+        "change_change": "Thay đổi",
+        "change_detail": "Chi tiết",
+        "search": "Tìm thôn",
+        "search_placeholder": "Tên thôn, ví dụ: nghia dien",
+        "search_none": "Không tìm thấy thôn nào.",
+        "data_period": "Số liệu đo từ {first} đến {last}",
+        "layer_basemap": "Nền OpenStreetMap (cần mạng)",
+        "layer_communes": "Ranh giới xã",
+        "layer_villages_4g": "Thôn theo sóng 4G",
+        "layer_villages_fibre": "Thôn theo tỷ lệ hộ có cáp quang",
+        "layer_dead_zones": "Vùng lõm sóng",
+        "layer_needs_measurement": "Khu vực cần đo thêm",
+        "layer_cells": "Ô đo sóng: {operator}",
+        "layer_cells_control": "Ô đo sóng (chọn nhà mạng)",
+        "any_operator": "mọi nhà mạng",
+        "layer_fibre": "Tuyến cáp quang",
+        "layer_centres": "Trụ sở UBND xã",
+        "legend": "Chú giải",
+        "verdict_meets": "đạt 4G",
+        "verdict_fails": "chưa đạt 4G",
+        "verdict_insufficient evidence": "chưa đủ số liệu đo",
+        "fibre_meets": "> {goal} hộ có cáp quang (đạt)",
+        "fibre_mid": "50% – {goal} hộ",
+        "fibre_low": "dưới 50% hộ",
+        "fibre_none": "chưa có hộ nào",
+        "dead_zone": "vùng lõm sóng (không có sóng dùng được)",
+        "needs_measurement": "chưa đủ số liệu đo",
+        "cell_covered": "có sóng (≥ {covered} dBm)",
+        "cell_weak": "sóng yếu",
+        "cell_dead": "không có sóng (< {dead} dBm)",
+        "cell_insufficient": "chưa đủ mẫu đo",
+        "fibre_existing": "cáp quang hiện có",
+        "fibre_planned": "cáp quang theo kế hoạch",
+        "centre_reached": "trụ sở xã có cáp quang",
+        "centre_not_reached": "trụ sở xã chưa có cáp quang",
+        "commune_boundary": "ranh giới xã",
+        "village": "Thôn",
+        "commune": "Xã",
+        "households": "Số hộ",
+        "verdict_4g": "Sóng 4G",
+        "share_covered": "Diện tích có sóng",
+        "share_weak": "Diện tích sóng yếu",
+        "share_dead": "Diện tích lõm sóng",
+        "share_unmeasured": "Diện tích chưa đo đủ",
+        "households_in_dead_zones": "Hộ trong vùng lõm",
+        "n_samples": "Số mẫu đo",
+        "last_measured": "Lần đo gần nhất",
+        "first_measured": "Lần đo đầu tiên",
+        "fibre_share": "Hộ có cáp quang đi qua",
+        "households_passed": "Số hộ có cáp đi qua",
+        "dist_to_fibre_m": "Khoảng cách tới cáp quang",
+        "spur_length_m": "Cần kéo thêm cáp",
+        "dist_to_planned_fibre_m": "Khoảng cách tới cáp theo kế hoạch",
+        "subscribed_share": "Hộ đã đăng ký cáp quang",
+        "zone": "Vùng lõm sóng",
+        "area_km2": "Diện tích",
+        "villages": "Các thôn",
+        "operator": "Nhà mạng",
+        "median_rsrp": "RSRP trung vị",
+        "status_route": "Tình trạng",
+        "year": "Năm",
+        "existing": "hiện có",
+        "planned": "kế hoạch",
+        "centre": "Trụ sở UBND xã",
+        "centre_dist": "Khoảng cách từ trụ sở tới cáp",
+        "reached": "có cáp quang",
+        "not_reached": "chưa có cáp quang",
+        "villages_4g": "Thôn đạt 4G",
+        "dead_zones": "Số vùng lõm sóng",
+        "open_commune": "Mở bản đồ xã",
+        "yes": "có",
+        "no": "không",
+        "unknown": "không rõ",
+        "cells_counts": "ô",
+        "offline_note": "Bản đồ dùng được không cần mạng; nền OpenStreetMap chỉ hiện khi có mạng.",
+        "target_villages_4g": "100% thôn có sóng 4G",
+        "target_no_dead_zones": "không còn vùng lõm sóng",
+        "target_fibre_households": "cáp quang đến > {goal} hộ gia đình",
+        "target_fibre_communes": "cáp quang đến 100% xã",
+        "target_measured": "diện tích thôn đã đo đủ",
+        "detail_villages_4g": "{meets}/{n} thôn đạt, {fails} chưa đạt, {insufficient} chưa đủ số liệu",
+        "detail_no_dead_zones": "{area} km², {households} hộ",
+        "detail_fibre_households": "{passed}/{households} hộ",
+        "detail_fibre_communes": "{reached}/{total} trụ sở xã",
+        "detail_measured": "tỷ lệ diện tích thôn có đủ mẫu đo",
+    },
+    "en": {
+        "title_district": "Mobile dead zones and fibre map: {name}",
+        "title_commune": "Mobile dead zones and fibre map: {name}",
+        "district": "Whole district",
+        "communes": "Communes",
+        "back_to_district": "← District map",
+        "panel_toggle": "Scorecard",
+        "scorecard": "Scorecard against the targets",
+        "target": "Target",
+        "value": "Now",
+        "goal": "Goal",
+        "status": "Status",
+        "status_met": "met",
+        "status_not met": "not met",
+        "status_insufficient evidence": "insufficient evidence",
+        "changes": "What changed since the previous run",
+        "no_changes": "No changes.",
+        "change_kind": "Kind",
+        "change_name": "Name",
+        "change_change": "Change",
+        "change_detail": "Detail",
+        "search": "Find a village",
+        "search_placeholder": "Village name, e.g. nghia dien",
+        "search_none": "No village found.",
+        "data_period": "Measurements from {first} to {last}",
+        "layer_basemap": "OpenStreetMap background (online)",
+        "layer_communes": "Commune boundaries",
+        "layer_villages_4g": "Villages by 4G verdict",
+        "layer_villages_fibre": "Villages by fibre passed share",
+        "layer_dead_zones": "Dead zones",
+        "layer_needs_measurement": "Needs measurement",
+        "layer_cells": "Signal cells: {operator}",
+        "layer_cells_control": "Signal cells (choose operator)",
+        "any_operator": "any operator",
+        "layer_fibre": "Fibre routes",
+        "layer_centres": "Commune centres",
+        "legend": "Legend",
+        "verdict_meets": "meets the 4G target",
+        "verdict_fails": "fails the 4G target",
+        "verdict_insufficient evidence": "insufficient evidence",
+        "fibre_meets": "> {goal} of households passed (goal met)",
+        "fibre_mid": "50% – {goal} of households",
+        "fibre_low": "under 50% of households",
+        "fibre_none": "no household passed",
+        "dead_zone": "dead zone (no usable service)",
+        "needs_measurement": "not enough measurements",
+        "cell_covered": "covered (≥ {covered} dBm)",
+        "cell_weak": "weak",
+        "cell_dead": "no service (< {dead} dBm)",
+        "cell_insufficient": "insufficient evidence",
+        "fibre_existing": "existing fibre",
+        "fibre_planned": "planned fibre",
+        "centre_reached": "commune centre reached by fibre",
+        "centre_not_reached": "commune centre not reached",
+        "commune_boundary": "commune boundary",
+        "village": "Village",
+        "commune": "Commune",
+        "households": "Households",
+        "verdict_4g": "4G",
+        "share_covered": "Area covered",
+        "share_weak": "Area with weak signal",
+        "share_dead": "Area with no service",
+        "share_unmeasured": "Area not measured enough",
+        "households_in_dead_zones": "Households in dead zones",
+        "n_samples": "Samples",
+        "last_measured": "Last measured",
+        "first_measured": "First measured",
+        "fibre_share": "Households passed by fibre",
+        "households_passed": "Households passed",
+        "dist_to_fibre_m": "Distance to fibre",
+        "spur_length_m": "Spur needed",
+        "dist_to_planned_fibre_m": "Distance to planned fibre",
+        "subscribed_share": "Households subscribed to fibre",
+        "zone": "Dead zone",
+        "area_km2": "Area",
+        "villages": "Villages",
+        "operator": "Operator",
+        "median_rsrp": "Median RSRP",
+        "status_route": "Status",
+        "year": "Year",
+        "existing": "existing",
+        "planned": "planned",
+        "centre": "Commune centre",
+        "centre_dist": "Centre to fibre",
+        "reached": "reached by fibre",
+        "not_reached": "not reached by fibre",
+        "villages_4g": "Villages meeting 4G",
+        "dead_zones": "Dead zones",
+        "open_commune": "Open the commune map",
+        "yes": "yes",
+        "no": "no",
+        "unknown": "unknown",
+        "cells_counts": "cells",
+        "offline_note": "The map works offline; the OpenStreetMap background shows only when online.",
+        "target_villages_4g": "4G in every village",
+        "target_no_dead_zones": "no dead zones left",
+        "target_fibre_households": "fibre passes > {goal} of households",
+        "target_fibre_communes": "fibre reaches every commune",
+        "target_measured": "village area with enough measurements",
+        "detail_villages_4g": "{meets}/{n} villages meet, {fails} fail, {insufficient} insufficient evidence",
+        "detail_no_dead_zones": "{area} km², {households} households",
+        "detail_fibre_households": "{passed}/{households} households passed",
+        "detail_fibre_communes": "{reached}/{total} commune centres reached",
+        "detail_measured": "share of village area with enough samples",
+    },
+}
+
+#: Figures of a unit (commune or district) that the scorecard panel shows.
+UNIT_FIGURES = (
+    "n_villages", "villages_meeting_4g", "villages_failing_4g", "villages_insufficient_4g", "share_villages_4g",
+    "dead_zones", "dead_zone_area_km2", "households_in_dead_zones", "households", "households_passed", "fibre_share",
+    "communes", "communes_reached", "share_communes_reached", "share_area_measured", "status_villages_4g",
+    "status_no_dead_zones", "status_fibre_households", "status_fibre_communes", "centre_dist_to_fibre_m",
+    "subscribed_share",
+)
+
+VILLAGE_FIELDS = (
+    "village_id", "name", "households", "share_covered", "share_weak", "share_dead", "share_unmeasured",
+    "verdict_4g", "households_in_dead_zones", "n_samples", "households_passed", "fibre_share", "meets_fibre_goal",
+    "dist_to_fibre_m", "spur_length_m", "dist_to_planned_fibre_m", "subscribed_share",
+)
+
+
+# --------------------------------------------------------------------------- names
+def slugify(name: str) -> str:
+    """A safe file stem for a commune name: ASCII letters, digits and dashes only.
+
+    ``"Xã Nghĩa Điền"`` → ``"xa-nghia-dien"``. Never empty, never contains a path
+    separator or ``..``.
+    """
+    text = str(name).replace("đ", "d").replace("Đ", "D")
+    text = unicodedata.normalize("NFKD", text)
+    text = "".join(ch for ch in text if not unicodedata.combining(ch)).lower()
+    text = re.sub(r"[^a-z0-9]+", "-", text).strip("-")[:60].strip("-")
+    return text or "commune"
+
+
+def page_files(names: list[str]) -> dict[str, str]:
+    """A distinct, safe HTML file name per commune name (``index.html`` is the district's)."""
+    files: dict[str, str] = {}
+    used = {INDEX_NAME}
+    for name in names:
+        stem = slugify(name)
+        candidate, k = f"{stem}.html", 2
+        while candidate in used:
+            candidate, k = f"{stem}-{k}.html", k + 1
+        used.add(candidate)
+        files[name] = candidate
+    return files
+
+
+# --------------------------------------------------------------------------- display data
+def _plain(value):
+    """A JSON-safe Python value: numpy scalars unwrapped, NaN and NaT become None."""
+    if isinstance(value, (np.bool_, bool)):
+        return bool(value)
+    if isinstance(value, (np.integer,)):
+        return int(value)
+    if isinstance(value, (float, np.floating)):
+        return None if not np.isfinite(value) else float(value)
+    if value is None or value is pd.NA:
+        return None
+    return value
+
+
+def _display_geoms(geoms: np.ndarray, *, simplify_m: float) -> np.ndarray:
+    """Geometries simplified by ``simplify_m`` in the working CRS (topology kept)."""
+    return np.asarray(shapely.simplify(np.asarray(geoms, dtype=object), simplify_m, preserve_topology=True), dtype=object)
+
+
+def _feature_collection(frame: gpd.GeoDataFrame, props: list[dict], *, simplify_m: float = SIMPLIFY_M) -> dict:
+    geoms = _display_geoms(frame.geometry.to_numpy(), simplify_m=simplify_m)
+    wgs = gpd.GeoSeries(geoms, crs=frame.crs).to_crs(4326).to_numpy()
+    wgs = shapely.transform(wgs, lambda c: np.round(c, DECIMALS))
+    features = []
+    for geom, p in zip(wgs, props):
+        if geom is None or geom.is_empty:
+            continue
+        features.append({"type": "Feature", "properties": p, "geometry": json.loads(shapely.to_geojson(geom))})
+    return {"type": "FeatureCollection", "features": features}
+
+
+def _local_date(seconds, timezone: str) -> str | None:
+    if seconds is None or not np.isfinite(seconds):
+        return None
+    return pd.Timestamp(float(seconds), unit="s", tz="UTC").tz_convert(timezone).strftime("%Y-%m-%d")
+
+
+def _unit_figures(row: pd.Series) -> dict:
+    return {k: _plain(row[k]) for k in UNIT_FIGURES if k in row.index}
+
+
+def _encode_png(index: np.ndarray, palette: dict[int, tuple[int, int, int, int]]) -> bytes:
+    """A palette PNG (8-bit indices, tRNS alpha) of a 2-D uint8 array; no imaging library needed."""
+    height, width = index.shape
+    n = max(palette) + 1
+    plte = b"".join(bytes(palette.get(i, (0, 0, 0, 0))[:3]) for i in range(n))
+    trns = bytes(palette.get(i, (0, 0, 0, 0))[3] for i in range(n))
+    raw = b"".join(b"\x00" + index[r].astype(np.uint8).tobytes() for r in range(height))
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
+
+    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, 3, 0, 0, 0))
+            + chunk(b"PLTE", plte) + chunk(b"tRNS", trns) + chunk(b"IDAT", zlib.compress(raw, 9)) + chunk(b"IEND", b""))
+
+
+def _cell_image(classes: np.ndarray, grid, area: shapely.Geometry | None) -> dict | None:
+    """The class raster of an area as a Web Mercator PNG with its lat/lon bounds and class counts.
+
+    Cells whose centre is outside ``area`` (when given) are left out. The image is
+    reprojected with nearest-neighbour resampling at :data:`PIXELS_PER_CELL` pixels
+    per cell, so Leaflet's image overlay (linear in Web Mercator) puts every cell
+    where it is.
+    """
+    classes = np.asarray(classes, dtype=np.uint8)
+    if area is not None:
+        inside = rasterio.features.rasterize([(area, 1)], out_shape=classes.shape, transform=grid.transform,
+                                             fill=0, dtype="uint8", all_touched=False).astype(bool)
+        classes = np.where(inside, classes, 0).astype(np.uint8)
+    rows = np.flatnonzero(classes.any(axis=1))
+    cols = np.flatnonzero(classes.any(axis=0))
+    if not len(rows):
+        return None
+    r0, r1, c0, c1 = rows[0], rows[-1] + 1, cols[0], cols[-1] + 1
+    sub = classes[r0:r1, c0:c1]
+    transform = grid.transform * rasterio.Affine.translation(c0, r0)
+    left, top = transform * (0, 0)
+    right, bottom = transform * (sub.shape[1], sub.shape[0])
+    dst_transform, width, height = rasterio.warp.calculate_default_transform(
+        grid.crs, "EPSG:3857", sub.shape[1], sub.shape[0], left=left, bottom=bottom, right=right, top=top)
+    # calculate_default_transform keeps about one pixel per cell; draw PIXELS_PER_CELL per cell.
+    dst_transform = dst_transform * rasterio.Affine.scale(1 / PIXELS_PER_CELL)
+    width, height = width * PIXELS_PER_CELL, height * PIXELS_PER_CELL
+    out = np.zeros((height, width), dtype=np.uint8)
+    rasterio.warp.reproject(sub, out, src_transform=transform, src_crs=grid.crs, dst_transform=dst_transform,
+                            dst_crs="EPSG:3857", resampling=rasterio.warp.Resampling.nearest, src_nodata=0, dst_nodata=0)
+    west, north = dst_transform * (0, 0)
+    east, south = dst_transform * (width, height)
+    to_wgs = Transformer.from_crs("EPSG:3857", "EPSG:4326", always_xy=True)
+    (lon0, lon1), (lat0, lat1) = to_wgs.transform([west, east], [south, north])
+    counts = np.bincount(sub.ravel(), minlength=5)
+    png = _encode_png(out, CELL_COLOURS)
+    return {
+        "png": "data:image/png;base64," + base64.b64encode(png).decode("ascii"),
+        "bounds": [[round(lat0, 7), round(lon0, 7)], [round(lat1, 7), round(lon1, 7)]],
+        "counts": {c.label: int(counts[int(c)]) for c in CellClass},
+    }
+
+
+def _class_views(results) -> dict[str, np.ndarray]:
+    """The class raster of each view: ``"*"`` (any operator), then each operator."""
+    grid = results.layers.grid
+    views = {"*": results.classes}
+    for op in results.operators:
+        views[op] = class_raster(results.op_view[results.op_view["operator"] == op], grid, results.layers.inside)
+    return views
+
+
+def _cell_images(views: dict[str, np.ndarray], grid, area: shapely.Geometry | None) -> dict:
+    """Per view the cell image of an area (the whole grid when ``area`` is None)."""
+    images = {}
+    for key, classes in views.items():
+        image = _cell_image(classes, grid, area)
+        if image is not None:
+            images[key] = image
+    return images
+
+
+def map_layers(results) -> dict:
+    """Everything the maps draw, as plain language-neutral data (WGS84, JSON-serialisable).
+
+    Parameters
+    ----------
+    results
+        The :class:`~covgap.pipeline.Results` of a run.
+
+    Returns
+    -------
+    dict
+        ``study``, ``level``, ``goal_share``, thresholds, ``operators``,
+        ``district`` and ``communes`` (figures, page file, cell images),
+        ``layers`` (GeoJSON feature collections: ``communes``, ``villages``,
+        ``dead_zones``, ``needs_measurement``, ``fibre``, ``centres``) and
+        ``changes`` (list of rows, or None).
+
+    Notes
+    -----
+    Display geometries are simplified by :data:`SIMPLIFY_M` metres in the working
+    CRS and rounded to :data:`DECIMALS` decimals (about 1 m) in WGS84; the
+    analysis figures are unchanged.
+    """
+    cfg = results.config
+    level = cfg.report.level
+    tz = cfg.study.timezone
+    communes = results.communes
+    files = page_files([str(n) for n in communes["name"]])
+
+    # Villages
+    v = results.villages
+    labels = gpd.GeoSeries(shapely.point_on_surface(v.geometry.to_numpy()), crs=v.crs).to_crs(4326)
+    vprops = []
+    for i, (_, row) in enumerate(v.iterrows()):
+        p = {k: _plain(row[k]) for k in VILLAGE_FIELDS if k in row.index}
+        p["name"] = str(row["name"])
+        p["commune"] = str(row[level])
+        p["last_measured"] = _local_date(row.get("t_last_s"), tz)
+        p["label"] = [round(labels.iloc[i].y, DECIMALS), round(labels.iloc[i].x, DECIMALS)]
+        vprops.append(p)
+
+    # Communes (polygons and their centres)
+    cgeoms = communes.geometry.to_numpy()
+    cprops = []
+    for _, row in communes.iterrows():
+        cprops.append({"name": str(row["name"]), "commune_id": str(row["commune_id"]), "file": files[str(row["name"])],
+                       **_unit_figures(row)})
+    centres = gpd.GeoDataFrame({"i": range(len(communes))}, geometry=gpd.GeoSeries(communes["centre"]).to_numpy(),
+                               crs=communes.crs)
+    centre_props = [{"name": str(r["name"]), "reached": bool(r["communes_reached"]),
+                     "centre_dist_to_fibre_m": _plain(r["centre_dist_to_fibre_m"]), "file": files[str(r["name"])]}
+                    for _, r in communes.iterrows()]
+
+    def communes_of(geoms: np.ndarray, margin_m: float = 0.0) -> list[list[str]]:
+        out = []
+        for g in geoms:
+            hit = shapely.intersects(cgeoms, g.buffer(margin_m) if margin_m else g)
+            if not margin_m:  # a shared edge is not a dead zone "in" the commune
+                hit &= shapely.area(shapely.intersection(cgeoms, g)) > 1e-3
+            out.append([str(n) for n in communes["name"].to_numpy()[hit]])
+        return out
+
+    # Dead zones with their per-operator figures
+    z = results.zones
+    zo = results.zone_operators
+    zcommunes = communes_of(z.geometry.to_numpy())
+    zprops = []
+    for i, (_, row) in enumerate(z.iterrows()):
+        ops = zo[zo["zone_id"] == row["zone_id"]] if len(zo) else zo
+        zprops.append({
+            "zone_id": str(row["zone_id"]), "area_km2": _plain(row["area_km2"]), "villages": str(row["villages"]),
+            "households": _plain(row["households"]), "n_samples": _plain(row["n_samples"]),
+            "first_measured": _local_date(row["t_first_s"], tz), "last_measured": _local_date(row["t_last_s"], tz),
+            "operators": [{"operator": str(o["operator"]), "n_samples": _plain(o["n_samples"]),
+                           "rsrp_dbm_p50": _plain(o["rsrp_dbm_p50"])} for _, o in ops.iterrows()],
+            "communes": zcommunes[i],
+        })
+
+    nm = results.needs_measurement
+    nprops = [{"name": str(r["name"]), "commune": str(r[level]), "households": _plain(r["households"]),
+               "area_km2": _plain(r["area_km2"])} for _, r in nm.iterrows()]
+
+    fibre = results.layers.fibre
+    fcommunes = communes_of(fibre.geometry.to_numpy(), margin_m=500.0)
+    fprops = []
+    for i, (_, row) in enumerate(fibre.iterrows()):
+        p = {"status": str(row.get("status", "existing")), "communes": fcommunes[i]}
+        for key in ("operator", "year", "route_id"):
+            if key in row.index and _plain(row[key]) is not None:
+                p[key] = str(row[key]) if key != "year" else _plain(row[key])
+        fprops.append(p)
+
+    district = results.district.iloc[0]
+    changes = None
+    if isinstance(results.changes, pd.DataFrame):
+        cols = ["kind", "id", "name", "change", "detail"]
+        changes = [{c: ("" if _plain(r.get(c)) is None else str(r.get(c))) for c in cols}
+                   for _, r in results.changes.iterrows()]
+    first, last = results.data_period
+    grid = results.layers.grid
+    views = _class_views(results)
+    data = {
+        "version": MAP_LAYERS_VERSION,
+        "study": str(cfg.study.name),
+        "level": level,
+        "goal_share": float(cfg.fibre.goal_share),
+        "covered_dbm": float(cfg.signal.covered_dbm),
+        "dead_dbm": float(cfg.signal.dead_dbm),
+        "data_period": [_local_date(first, tz), _local_date(last, tz)],
+        "operators": [str(o) for o in results.operators],
+        "district": {"name": str(cfg.study.name), "file": INDEX_NAME, **_unit_figures(district),
+                     "cells": _cell_images(views, grid, None)},
+        "communes": [{"name": str(r["name"]), "file": files[str(r["name"])], **_unit_figures(r),
+                      "cells": _cell_images(views, grid, r.geometry)} for _, r in communes.iterrows()],
+        "layers": {
+            "communes": _feature_collection(communes, cprops),
+            "villages": _feature_collection(v, vprops),
+            "dead_zones": _feature_collection(z, zprops, simplify_m=1.0),
+            "needs_measurement": _feature_collection(nm, nprops, simplify_m=1.0),
+            "fibre": _feature_collection(fibre, fprops),
+            "centres": _feature_collection(centres, centre_props, simplify_m=0.0),
+        },
+        "changes": changes,
+    }
+    return data
+
+
+def write_map_layers(results, folder: Path) -> Path:
+    """Save :func:`map_layers` as ``map_layers.json.gz`` in ``folder`` (same data, same bytes)."""
+    path = Path(folder) / MAP_LAYERS_NAME
+    payload = json.dumps(map_layers(results), ensure_ascii=False, allow_nan=False, separators=(",", ":")).encode("utf-8")
+    with open(path, "wb") as raw, gzip.GzipFile(filename="", mode="wb", fileobj=raw, mtime=0) as gz:
+        gz.write(payload)
+    return path
+
+
+def read_map_layers(folder: Path) -> dict:
+    """The display data a previous run saved in ``folder`` (see :func:`write_map_layers`)."""
+    path = Path(folder) / MAP_LAYERS_NAME
+    if not path.is_file():
+        raise OutputError(f"{path}: no saved map layers; run `covgap run` (or `covgap demo`) first to write the "
+                          "results the maps are drawn from")
+    try:
+        with gzip.open(path, "rb") as fh:
+            data = json.loads(fh.read().decode("utf-8"))
+    except (OSError, ValueError) as err:
+        raise OutputError(f"{path}: cannot read the saved map layers ({err}); run `covgap run` again") from err
+    if data.get("version") != MAP_LAYERS_VERSION:
+        raise OutputError(f"{path}: map layers of version {data.get('version')}, this covgap draws version "
+                          f"{MAP_LAYERS_VERSION}; run `covgap run` again")
+    return data
+
+
+# --------------------------------------------------------------------------- one page
+def json_for_script(value) -> str:
+    """JSON safe to embed in an HTML ``<script>`` element.
+
+    ``<``, ``>`` and ``&`` become ``\\u003c``, ``\\u003e``, ``\\u0026`` (so no
+    string can close the element or open a comment), as do U+2028 and U+2029.
+    """
+    text = json.dumps(value, ensure_ascii=False, allow_nan=False, separators=(",", ":"))
+    for ch, esc in (("<", "\\u003c"), (">", "\\u003e"), ("&", "\\u0026"), ("\u2028", "\\u2028"), ("\u2029", "\\u2029")):
+        text = text.replace(ch, esc)
+    return text
+
+
+def _vendor_text(*parts: str) -> str:
+    return resources.files("covgap").joinpath("vendor", *parts).read_text(encoding="utf-8")
+
+
+def _vendor_data_uri(*parts: str) -> str:
+    data = resources.files("covgap").joinpath("vendor", *parts).read_bytes()
+    return "data:image/png;base64," + base64.b64encode(data).decode("ascii")
+
+
+def _template_text(name: str) -> str:
+    return resources.files("covgap").joinpath("templates", name).read_text(encoding="utf-8")
+
+
+def leaflet_assets() -> tuple[str, str]:
+    """Leaflet's CSS (its images as data: URIs) and JS (no source-map comment), from ``vendor/leaflet``."""
+    css = _vendor_text("leaflet", "leaflet.css")
+    css = re.sub(r"url\((?:'|\")?images/([a-z0-9-]+\.png)(?:'|\")?\)",
+                 lambda m: f"url({_vendor_data_uri('leaflet', 'images', m.group(1))})", css)
+    js = _vendor_text("leaflet", "leaflet.js")
+    js = re.sub(r"\n//# sourceMappingURL=\S+\s*$", "\n", js)
+    for text, what in ((css, "leaflet.css"), (js, "leaflet.js")):
+        if re.search(r"</(script|style)", text, re.IGNORECASE):
+            raise OutputError(f"vendor/leaflet/{what} contains a closing </script> or </style> and cannot be inlined")
+    return css, js
+
+
+_EXTERNAL = re.compile(
+    r"<(?:script|img|iframe)\b[^>]*?\bsrc\s*=\s*[\"']?\s*(?!data:)([^\"'\s>]+)"
+    r"|<link\b[^>]*?\bhref\s*=\s*[\"']?\s*(?!data:)([^\"'\s>]+)"
+    r"|@import\s+(?:url\()?[\"']?\s*((?:https?:)?//[^\"')\s]+)"
+    r"|url\(\s*[\"']?\s*((?:https?:)?//[^\"')\s]+)",
+    re.IGNORECASE,
+)
+
+
+def check_self_contained(html: str, where: str) -> None:
+    """Raise :class:`OutputError` if the page refers to any script, stylesheet or image outside itself."""
+    found = sorted({next(g for g in m.groups() if g) for m in _EXTERNAL.finditer(html)})
+    if found:
+        raise OutputError(f"{where}: the page would load {len(found)} external resource(s) ({', '.join(found[:5])}); "
+                          "every script and stylesheet must be inlined from coverage/covgap/vendor (run `make vendor`)")
+
+
+def page_data(data: dict, *, scope: str | None, lang: str) -> dict:
+    """The part of the display data one page needs: the district (``scope=None``) or one commune."""
+    if lang not in STRINGS:
+        raise ValueError(f"lang must be one of {', '.join(STRINGS)}, got {lang!r}")
+    layers = data["layers"]
+    if scope is None:
+        unit = data["district"]
+        keep = lambda feature: True  # noqa: E731
+        kind = "district"
+    else:
+        matches = [c for c in data["communes"] if c["name"] == scope]
+        if not matches:
+            raise ValueError(f"scope {scope!r} is not a commune of the results")
+        unit = matches[0]
+        keep = lambda feature: scope in feature["properties"].get("communes", ())  # noqa: E731
+        kind = "commune"
+
+    def subset(name: str, test) -> dict:
+        return {"type": "FeatureCollection", "features": [f for f in layers[name]["features"] if test(f)]}
+
+    in_commune = (lambda f: True) if scope is None else (lambda f: f["properties"].get("commune") == scope)  # noqa: E731
+    centre_test = (lambda f: True) if scope is None else (lambda f: f["properties"]["name"] == scope)  # noqa: E731
+    page_layers = {
+        "communes": layers["communes"],
+        "villages": subset("villages", in_commune),
+        "dead_zones": subset("dead_zones", keep),
+        "needs_measurement": subset("needs_measurement", in_commune),
+        "fibre": subset("fibre", keep),
+        "centres": subset("centres", centre_test),
+    }
+    goal = f"{data['goal_share']:.0%}"
+    strings = {k: v.replace("{goal}", goal).replace("{covered}", f"{data['covered_dbm']:g}")
+               .replace("{dead}", f"{data['dead_dbm']:g}") for k, v in STRINGS[lang].items()}
+    figures = {k: v for k, v in unit.items() if k not in ("cells",)}
+    return {
+        "generator": GENERATOR,
+        "lang": lang,
+        "strings": strings,
+        "kind": kind,
+        "name": unit["name"],
+        "file": unit["file"],
+        "study": data["study"],
+        "district_file": INDEX_NAME,
+        "pages": [{"name": c["name"], "file": c["file"]} for c in data["communes"]],
+        "figures": figures,
+        "goal_share": data["goal_share"],
+        "data_period": data["data_period"],
+        "operators": data["operators"],
+        "cells": unit.get("cells", {}),
+        "layers": page_layers,
+        "changes": data["changes"] if scope is None else (
+            [c for c in data["changes"] if c.get("name") in {scope} | {f["properties"]["name"] for f in
+                                                                       page_layers["villages"]["features"]}
+             or c.get("id") in {f["properties"]["zone_id"] for f in page_layers["dead_zones"]["features"]}]
+            if data["changes"] is not None else None),
+    }
+
+
+def render_page(data: dict, *, scope: str | None = None, lang: str = "vi") -> str:
+    """One self-contained HTML page: the district (``scope=None``) or the commune named ``scope``."""
+    import folium
+    from branca.element import Element, MacroElement
+    from jinja2 import Template
+
+    page = page_data(data, scope=scope, lang=lang)
+    title_key = "title_district" if scope is None else "title_commune"
+    title = page["strings"][title_key].replace("{name}", page["name"])
+    centre = _centre_of(page)
+    fmap = folium.Map(location=centre, zoom_start=12, tiles=None, control_scale=True, zoom_control=True)
+    # folium's defaults load Leaflet, jQuery, Bootstrap and Font Awesome from CDNs: none of them may stay.
+    fmap.default_js = []
+    fmap.default_css = []
+    figure = fmap.get_root()
+    figure.title = _escape_html(title)
+    css, js = leaflet_assets()
+    figure.header.add_child(Element(f'<meta name="generator" content="{GENERATOR}" />'), name="covgap_generator")
+    figure.header.add_child(Element(f"<style>{css}</style>"), name="leaflet_css")
+    figure.header.add_child(Element(f"<script>{js}</script>"), name="leaflet_js")
+    figure.header.add_child(Element(f"<style>{_template_text('map.css')}</style>"), name="covgap_css")
+    figure.header.add_child(Element(f"<script>{_template_text('map.js')}</script>"), name="covgap_js")
+    figure.header.add_child(
+        Element(f'<script type="application/json" id="covgap-data">{json_for_script(page)}</script>'), name="covgap_data")
+
+    class _Start(MacroElement):
+        _template = Template("{% macro script(this, kwargs) %}covgapStart({{ this._parent.get_name() }});{% endmacro %}")
+
+    fmap.add_child(_Start())
+    html = figure.render()
+    check_self_contained(html, f"map page {page['file']}")
+    return html
+
+
+def _escape_html(text: str) -> str:
+    return (text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;").replace('"', "&quot;")
+            .replace("'", "&#39;"))
+
+
+def _centre_of(page: dict) -> list[float]:
+    coords = [f["properties"]["label"] for f in page["layers"]["villages"]["features"]]
+    if coords:
+        lat, lon = np.mean(np.asarray(coords, dtype=float), axis=0)
+        return [round(float(lat), DECIMALS), round(float(lon), DECIMALS)]
+    return [15.0, 108.8]
+
+
+# --------------------------------------------------------------------------- all pages
+def write_maps(results, maps_dir: Path, *, lang: str = "vi") -> list[Path]:
+    """Write ``index.html`` (district) and one page per commune of the report level into ``maps_dir``.
+
+    Parameters
+    ----------
+    results
+        The :class:`~covgap.pipeline.Results` of a run.
+    maps_dir
+        Folder for the pages (created if missing).
+    lang
+        ``"vi"`` (default) or ``"en"``.
+
+    Returns
+    -------
+    list of Path
+        The pages written, district first.
+
+    Raises
+    ------
+    OutputError
+        If a page would refer to an external resource, or the folder cannot be written.
+    """
+    return write_maps_from_layers(map_layers(results), maps_dir, lang=lang)
+
+
+def write_maps_from_layers(data: dict, maps_dir: Path, *, lang: str = "vi") -> list[Path]:
+    """Write every page from saved display data (see :func:`write_maps`); used by ``covgap map``.
+
+    Every page is rendered and checked first, then written to a temporary file in
+    ``maps_dir`` and moved into place with ``os.replace``; commune pages of an
+    earlier run that no longer exist are removed.
+    """
+    maps_dir = Path(maps_dir)
+    pages = {INDEX_NAME: render_page(data, scope=None, lang=lang)}
+    for commune in data["communes"]:
+        name = commune["file"]
+        if not re.fullmatch(r"[a-z0-9][a-z0-9-]*\.html", name) or name == INDEX_NAME:
+            raise OutputError(f"unsafe map file name {name!r} for commune {commune['name']!r}")
+        pages[name] = render_page(data, scope=commune["name"], lang=lang)
+    try:
+        maps_dir.mkdir(parents=True, exist_ok=True)
+        written = []
+        temps = []
+        try:
+            for name, html in pages.items():
+                tmp = maps_dir / f".{name}.tmp-{os.getpid()}"
+                temps.append(tmp)
+                with open(tmp, "w", encoding="utf-8", newline="\n") as fh:
+                    fh.write(html)
+                    fh.flush()
+                    os.fsync(fh.fileno())
+            for tmp, name in zip(temps, pages):
+                os.replace(tmp, maps_dir / name)
+                written.append(maps_dir / name)
+        finally:
+            for tmp in temps:
+                tmp.unlink(missing_ok=True)
+        _remove_stale_pages(maps_dir, keep=set(pages))
+    except OSError as err:
+        raise OutputError(f"{maps_dir}: cannot write the maps ({err}); check the folder is writable") from err
+    sizes = ", ".join(f"{p.name} {p.stat().st_size / 1024:.0f} KB" for p in written[:3])
+    log.info("maps: %d pages in %s (%s%s)", len(written), maps_dir, sizes, ", ..." if len(written) > 3 else "")
+    return written
+
+
+def _remove_stale_pages(maps_dir: Path, *, keep: set[str]) -> None:
+    """Remove pages this tool wrote earlier that are not part of this run (a commune renamed or merged)."""
+    marker = f'<meta name="generator" content="{GENERATOR}"'
+    for path in maps_dir.glob("*.html"):
+        if path.name in keep:
+            continue
+        with open(path, encoding="utf-8", errors="replace") as fh:
+            head = fh.read(4096)
+        if marker in head:
+            path.unlink()
+            log.info("maps: removed %s (no longer a commune of the report level)", path.name)

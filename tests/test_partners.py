@@ -359,3 +359,65 @@ def test_export_command_writes_only_the_partner_packages(viet_project, tmp_path)
     result = CliRunner().invoke(main, ["export", "--config", str(viet_project), "--out", str(out)])
     assert result.exit_code == 0, result.output
     assert sorted(p.name for p in out.iterdir()) == ["partners"]
+
+
+def test_run_command_writes_the_packages_in_its_atomic_output(viet_project, tmp_path, monkeypatch):
+    from covgap import cli
+
+    monkeypatch.setattr(cli, "_write_maps", lambda results, config: [])  # the maps have their own tests
+    out = tmp_path / "run_out"
+    result = CliRunner().invoke(main, ["run", "--config", str(viet_project), "--out", str(out), "--maps", str(tmp_path / "m")])
+    assert result.exit_code == 0, result.output
+    assert (out / outputs.GPKG_NAME).is_file()
+    assert sorted(p.name for p in (out / "partners").iterdir()) == ["MobiFone", "MobiFone.zip", "Viettel", "Viettel.zip"]
+    assert not list(tmp_path.glob(".run_out.tmp-*")) and not list(tmp_path.glob(".run_out.previous"))
+
+
+def test_long_strings_are_cut_for_the_dbf_at_a_character_boundary():
+    text = "; ".join(["Thôn Nghĩa Điền Đông"] * 30)
+    cut = partners._dbf_safe(text)
+    assert len(cut.encode("utf-8")) <= partners.DBF_MAX_BYTES and cut.endswith("…")
+    assert text.startswith(cut[:-1])
+    assert partners._dbf_safe("Nghĩa Điền") == "Nghĩa Điền"
+
+
+# --------------------------------------------------------------------------- the sample district
+SAMPLE = Path(__file__).resolve().parents[1] / "data" / "sample" / "covgap.toml"
+
+
+@pytest.mark.slow
+@pytest.mark.gdal
+@gdal
+@pytest.mark.skipif(not (SAMPLE.parent / "villages.geojson").is_file(), reason="sample district not generated")
+def test_sample_district_packages_read_back_with_ogrinfo(tmp_path):
+    config = load_config(SAMPLE).replace_output(dir=tmp_path / "out")
+    results = pipeline.run_pipeline(config)
+    out = tmp_path / "out"
+    out.mkdir()
+    outputs.write_outputs(results, out)
+    partners.write_partner_packages(results, out / "partners")
+    district = pd.read_csv(out / "scorecard_district_figures.csv").iloc[0]
+    assert results.operators and len(list((out / "partners").glob("*.zip"))) == len(results.operators)
+    for op in results.operators:
+        package = out / "partners" / partners.safe_slug(op)
+        rows = read_fields_csv(package)
+        raw = b""
+        for layer in partners.LAYERS:
+            s = ogr_summary(package / f"{layer}.shp")
+            assert s["geometry"] == ("Point" if layer == "communes_without_fibre" else "Polygon")
+            assert s["fields"] == [r["field"] for r in rows if r["layer"] == layer]
+            assert s["count"] == len(pyogrio.read_dataframe(package / f"{package.name}.gpkg", layer=layer))
+            assert 'ID["EPSG",4326]' in s["text"]
+            raw += subprocess.run(["ogrinfo", "-ro", "-al", str(package / f"{layer}.shp")], capture_output=True,
+                                  check=True).stdout
+        # The 13 former communes are a level of every village layer: their names come back byte for byte.
+        assert "commune (String) = Nghĩa Điền\n".encode("utf-8") in raw
+        assert "commune (String) = Thị trấn Sông Vệ\n".encode("utf-8") in raw
+        dz = pyogrio.read_dataframe(package / "dead_zones.shp")
+        assert (dz["scope"] == "all_operators").sum() == district["dead_zones"]
+        v4 = pyogrio.read_dataframe(package / "villages_without_4g.shp")
+        assert v4["fails_for"].isin(["all_operators", "both"]).sum() == district["villages_failing_4g"]
+        fib = pyogrio.read_dataframe(package / "villages_below_fibre_goal.shp")
+        assert len(fib) == district["n_villages"] - district["villages_meeting_fibre_goal"]
+        com = pyogrio.read_dataframe(package / "communes_without_fibre.shp")
+        assert len(com) == district["communes"] - district["communes_reached"]

@@ -271,7 +271,7 @@ def partner_layers(results, operator: str, *, pieces: gpd.GeoDataFrame | None = 
     return {
         "dead_zones": _dead_zones_layer(results, operator, pieces),
         "villages_without_4g": _villages_without_4g_layer(results, operator, pieces, levels),
-        "needs_measurement": _needs_measurement_layer(results),
+        "needs_measurement": _needs_measurement_layer(results, levels),
         "villages_below_fibre_goal": _below_fibre_goal_layer(results, levels),
         "communes_without_fibre": _communes_without_fibre_layer(results),
     }
@@ -345,13 +345,16 @@ def _villages_without_4g_layer(results, operator: str, pieces: gpd.GeoDataFrame,
     return gpd.GeoDataFrame(frame[keep].reset_index(drop=True), geometry=v.geometry.to_numpy()[keep], crs=v.crs)
 
 
-def _needs_measurement_layer(results) -> gpd.GeoDataFrame:
+def _needs_measurement_layer(results, levels: list[str]) -> gpd.GeoDataFrame:
     nm = results.needs_measurement
-    level = results.config.report.level
+    # Every administrative level, as in the village layers (the run's layer carries only the report level).
+    units = results.villages.drop_duplicates("village_id").set_index("village_id")
+    ids = nm["village_id"].astype(str)
+    units.index = units.index.astype(str)
     frame = pd.DataFrame({
-        "village_id": nm["village_id"].astype(str).to_numpy(),
+        "village_id": ids.to_numpy(),
         "name": nm["name"].astype(str).to_numpy(),
-        level: nm[level].astype(str).to_numpy() if level in nm else np.array([], dtype=object),
+        **{level: units[level].reindex(ids).astype(str).to_numpy() for level in levels},
         "households": nm["households"].to_numpy(dtype=float),
         "unmeasured_area_km2": nm["area_km2"].to_numpy(dtype=float),
     })

@@ -171,6 +171,31 @@ def export(config_path: Path, out_dir: Path | None) -> None:
                f"{out / 'partners'}/  in {time.monotonic() - started:.1f} s")
 
 
+@main.command("map")
+@click.option("--config", "config_path", type=click.Path(dir_okay=False, path_type=Path), default=Path("covgap.toml"),
+              show_default=True, help="The covgap.toml whose [output] folders and language are the defaults.")
+@output_options
+def map_(config_path: Path, out_dir: Path | None, maps_dir: Path | None, lang: str | None) -> None:
+    """Redraw the HTML maps from the last results in the output folder (no new analysis).
+
+    For instance in English: covgap map --lang en. Without a covgap.toml, give
+    --out (the folder of a previous run) and optionally --maps.
+    """
+    from covgap import maps, outputs
+
+    if config_path.is_file():
+        config = load_config(config_path).replace_output(dir=out_dir, maps_dir=maps_dir, lang=lang)
+        out, folder, language = Path(config.output.dir), Path(config.output.maps_dir), config.output.lang
+    elif out_dir is not None:
+        out, folder, language = out_dir, maps_dir or Path("maps"), lang or "vi"
+    else:
+        raise CovgapError(f"{config_path}: not found; give --config PATH/covgap.toml or --out FOLDER of a previous run")
+    with outputs.output_lock(out):
+        data = maps.read_map_layers(out)
+        written = maps.write_maps_from_layers(data, folder, lang=language)
+    click.echo(f"Maps: {folder}/ ({len(written)} pages, {language}) from {out / maps.MAP_LAYERS_NAME}")
+
+
 @main.command("config-doc")
 def config_doc() -> None:
     """Print the reference of every covgap.toml field (default, meaning, source)."""

@@ -252,6 +252,9 @@ def write_outputs(results, folder: Path) -> list[Path]:
         write_csv(table, folder / name)
         written.append(folder / name)
     written += write_rasters(results, folder)
+    from covgap import maps  # the display layers `covgap map` redraws the maps from
+
+    written.append(maps.write_map_layers(results, folder))
     summary = run_summary(results)
     (folder / "run.json").write_text(json.dumps(summary, ensure_ascii=False, indent=2) + "\n", encoding="utf-8")
     written.append(folder / "run.json")

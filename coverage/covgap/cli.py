@@ -81,30 +81,57 @@ def output_options(func):
     return func
 
 
-def _execute(config: Config) -> None:
-    """Run the pipeline, write outputs and maps atomically, print the district scorecard."""
-    from covgap import outputs, partners, pipeline
+def _execute(config: Config, paths: list[Path] | None = None, *, full_rebuild: bool = True, dry_run: bool = False,
+             wait: bool = False) -> int:
+    """Take measurement files into the store, rewrite every output atomically, print the summary and scorecard.
+
+    The one "write everything" path of ``run``/``demo`` (``full_rebuild``: a new store
+    from the configured files) and ``refresh`` (new files merged into the stored
+    statistics). Returns the exit status: 0, or 3 when some file was refused.
+    """
+    from covgap import outputs, refresh
     from covgap.scorecard import format_scorecard, scorecard_long
 
     started = time.monotonic()
     out_dir = Path(config.output.dir)
-    with outputs.output_lock(out_dir):
-        results = pipeline.run_pipeline(config)
-        with outputs.atomic_output_dir(out_dir) as tmp:
-            outputs.write_outputs(results, tmp)
-            partners.write_partner_packages(results, tmp / "partners")
-        written_maps = _write_maps(results, config)
-    report = results.report
-    reasons = ", ".join(f"{k} {v}" for k, v in report.reason_counts().items()) or "none"
-    click.echo(f"Rows: {report.rows_read} read, {report.rows_used} used, {report.rows_rejected} rejected ({reasons}); "
-               f"details in {out_dir / 'rejected_rows.csv'}")
+    with outputs.output_lock(out_dir, wait=wait):
+        outcome = refresh.update_outputs(config, paths, full_rebuild=full_rebuild, dry_run=dry_run,
+                                         write_products=_write_products, progress=_progress_bar)
+        written_maps = _write_maps(outcome.results, config) if outcome.results is not None else []
+    for line in refresh.summary_lines(outcome, out_dir):
+        click.echo(line)
+    status = 3 if outcome.with_status("refused") else 0
+    if outcome.results is None:
+        return status
     click.echo(f"Outputs: {out_dir}/  Maps: {Path(config.output.maps_dir)}/ ({len(written_maps)} pages)  "
                f"in {time.monotonic() - started:.1f} s")
     lang = config.output.lang
-    long = scorecard_long(results.district, goal_share=config.fibre.goal_share, lang=lang)
+    long = scorecard_long(outcome.results.district, goal_share=config.fibre.goal_share, lang=lang)
     title = (f"Bảng điểm {config.study.name}" if lang == "vi" else f"Scorecard: {config.study.name}")
     click.echo("")
     click.echo(format_scorecard(long, title))
+    return status
+
+
+def _write_products(results, folder: Path) -> None:
+    """Everything that goes into the (temporary) output folder: tables, GeoPackage, GeoTIFFs, partner packages."""
+    from covgap import outputs, partners
+
+    outputs.write_outputs(results, folder)
+    partners.write_partner_packages(results, folder / "partners")
+
+
+_PROGRESS_MIN_BYTES = 20 * 2**20
+
+
+def _progress_bar(label: str, total_bytes: int):
+    """A progress bar (by bytes) for files of 20 MiB or more; nothing for small ones."""
+    import contextlib
+
+    if total_bytes < _PROGRESS_MIN_BYTES:
+        return contextlib.nullcontext(None)
+    return click.progressbar(length=total_bytes, label=f"Reading {label}", file=sys.stderr, show_pos=False,
+                             show_percent=True, show_eta=True)
 
 
 def _write_maps(results, config: Config) -> list[Path]:
@@ -124,7 +151,30 @@ def run(config_path: Path, out_dir: Path | None, maps_dir: Path | None, lang: st
     the HTML maps to the maps folder, then prints the district scorecard.
     """
     config = load_config(config_path).replace_output(dir=out_dir, maps_dir=maps_dir, lang=lang)
-    _execute(config)
+    click.get_current_context().exit(_execute(config))
+
+
+@main.command()
+@click.argument("paths", nargs=-1, type=click.Path(exists=True, path_type=Path))
+@click.option("--config", "config_path", type=click.Path(dir_okay=False, path_type=Path), default=Path("covgap.toml"),
+              show_default=True, help="The covgap.toml that names the inputs and thresholds.")
+@click.option("--dry-run", is_flag=True, help="Report what would be taken in and rejected; change nothing.")
+@click.option("--wait", is_flag=True, help="If another covgap run is writing the outputs, wait for it instead of stopping.")
+@output_options
+def refresh(paths: tuple[Path, ...], config_path: Path, dry_run: bool, wait: bool, out_dir: Path | None,
+            maps_dir: Path | None, lang: str | None) -> None:
+    """Take new measurement files (or folders of them) in and update every output.
+
+    Files already taken in (same SHA-256, whatever their name) are skipped; the
+    others are read once, their cell statistics merged into the measurement store
+    kept in <output>/store/, and every output is rewritten from the store, with
+    changes.csv saying what changed. Without PATHS, the configured [inputs]
+    measurements are used. Exit status 3 when some file was refused
+    (docs/refresh.md).
+    """
+    config = load_config(config_path).replace_output(dir=out_dir, maps_dir=maps_dir, lang=lang)
+    click.get_current_context().exit(_execute(config, list(paths) or None, full_rebuild=False, dry_run=dry_run,
+                                              wait=wait))
 
 
 @main.command()
@@ -140,7 +190,7 @@ def demo(data_config: Path | None, out_dir: Path | None, maps_dir: Path | None, 
     if not path.is_file():
         raise CovgapError(f"{path}: sample district not found; run from a covgap checkout or give --data PATH/covgap.toml")
     config = load_config(path).replace_output(dir=out_dir or Path("out"), maps_dir=maps_dir or Path("maps"), lang=lang)
-    _execute(config)
+    click.get_current_context().exit(_execute(config))
 
 
 @main.command()

@@ -288,7 +288,8 @@ def read_measurement_chunks(
 ) -> Iterator[tuple[pd.DataFrame, pd.DataFrame]]:
     """Stream a measurement file in chunks: ``(used_rows, rejected_rows)`` per chunk.
 
-    ``rejected_rows`` has the columns ``source_file, source_row, reason, detail``.
+    ``rejected_rows`` has the columns ``source_file, source_row, reason, detail, raw_fields``
+    (``raw_fields``: the columns covgap read, as written, joined by the file's separator).
     Memory stays bounded by ``chunk_rows`` (duplicates are found with a sorted
     array of 8-byte row keys, the only thing that grows with the file).
     """
@@ -305,7 +306,9 @@ def read_measurement_chunks(
             encoding=fmt.encoding,
             chunksize=chunk_rows,
             compression="infer",
-            skip_blank_lines=True,
+            # Blank lines are kept as empty rows (and dropped below) so that the row
+            # index maps exactly to the line number in the file.
+            skip_blank_lines=False,
             on_bad_lines="warn",
             engine="c",
         )
@@ -314,6 +317,11 @@ def read_measurement_chunks(
             chunk.columns = [c.strip().strip('"').lstrip("\ufeff").strip() for c in chunk.columns]
             lines = np.arange(start_line, start_line + len(chunk), dtype=np.int64)
             start_line += len(chunk)
+            # A line with no value in any column covgap reads is a blank line, not a measurement.
+            blank = (chunk.apply(lambda col: col.str.strip()) == "").all(axis=1).to_numpy()
+            if blank.any():
+                chunk = chunk.loc[~blank]
+                lines = lines[~blank]
             yield normalise_rows(chunk, fmt, ctx, source_file=path.name, source_rows=lines)
     except UnicodeDecodeError as err:
         raise InputError(path, [f"not valid {fmt.encoding} text ({err.reason} at byte {err.start}); save it as UTF-8 and try again"]) from err
@@ -334,17 +342,26 @@ def normalise_rows(
     reason = np.full(n, "", dtype=object)
     detail = np.full(n, "", dtype=object)
 
-    def reject(mask: np.ndarray, why: str, what: pd.Series | np.ndarray | str) -> None:
+    def reject(mask: np.ndarray, why: str, what: Callable[[np.ndarray], np.ndarray] | np.ndarray | str) -> None:
+        """Mark the rows of ``mask`` not yet rejected; ``what`` gives the detail (a callable
+        is given the positions of those rows only, so details are built for rejected rows alone)."""
         new = mask & (reason == "")
         if new.any():
             reason[new] = why
-            detail[new] = what[new] if not isinstance(what, str) else what
+            if callable(what):
+                detail[new] = what(np.flatnonzero(new))
+            else:
+                detail[new] = what[new] if not isinstance(what, str) else what
 
     lat_raw = _clean(raw[fmt.lat])
     lon_raw = _clean(raw[fmt.lon])
     lat = _to_float(lat_raw, fmt.decimal_comma)
     lon = _to_float(lon_raw, fmt.decimal_comma)
-    coord_text = ("lat=" + lat_raw.fillna("").astype(str) + " lon=" + lon_raw.fillna("").astype(str)).to_numpy()
+    def coord_text(pos: np.ndarray) -> np.ndarray:
+        return ("lat=" + lat_raw.iloc[pos].fillna("").astype(str) + " lon=" + lon_raw.iloc[pos].fillna("").astype(str)).to_numpy()
+
+    def text_of(label: str, values: pd.Series) -> Callable[[np.ndarray], np.ndarray]:
+        return lambda pos: (label + values.iloc[pos].fillna("").astype(str)).to_numpy()
     not_number = ~np.isfinite(lat) | ~np.isfinite(lon) | ((lat == 0) & (lon == 0))
     impossible = ~not_number & ((np.abs(lat) > 90) | (np.abs(lon) > 180))
     if impossible.any():  # a latitude of 108.8 is a longitude: swapped columns
@@ -359,7 +376,7 @@ def normalise_rows(
         tech = tech_raw.str.lower().map(TECHNOLOGY_ALIASES)
         tech = tech.where(tech_raw.notna(), ctx.default_technology if fmt.name != "gnettrack" else None)
         unknown = tech.isna() & tech_raw.notna()
-        reject(unknown.to_numpy(), "unknown_technology", ("technology=" + tech_raw.fillna("").astype(str)).to_numpy())
+        reject(unknown.to_numpy(), "unknown_technology", text_of("technology=", tech_raw))
     else:
         tech = pd.Series(ctx.default_technology, index=raw.index, dtype=object)
     tech_arr = tech.to_numpy(dtype=object)
@@ -369,11 +386,15 @@ def normalise_rows(
     sig = _to_float(sig_raw, fmt.decimal_comma)
     no_sig = ~np.isfinite(sig)
     needs_level = ~np.isin(tech_arr, ["2G", "3G"])  # 4G/5G rows and rows with no technology at all
-    reject(no_sig & needs_level, "missing_signal", ("signal=" + sig_raw.fillna("").astype(str)).to_numpy())
-    lo = np.array([SIGNAL_RANGE_DBM.get(t, (-140.0, -44.0))[0] for t in tech_arr]) if n else np.empty(0)
-    hi = np.array([SIGNAL_RANGE_DBM.get(t, (-140.0, -44.0))[1] for t in tech_arr]) if n else np.empty(0)
+    reject(no_sig & needs_level, "missing_signal", text_of("signal=", sig_raw))
+    lo = np.full(n, -140.0)
+    hi = np.full(n, -44.0)
+    for t, (a, b) in SIGNAL_RANGE_DBM.items():
+        is_t = tech_arr == t
+        lo[is_t], hi[is_t] = a, b
     out_of_range = np.isfinite(sig) & ((sig < lo) | (sig > hi))
-    reject(out_of_range, "dbm_out_of_range", np.array([f"{t} level {s:g} dBm outside {a:g}…{b:g}" for t, s, a, b in zip(tech_arr, sig, lo, hi)], dtype=object) if n else "")
+    reject(out_of_range, "dbm_out_of_range",
+           lambda pos: np.array([f"{tech_arr[i]} level {sig[i]:g} dBm outside {lo[i]:g}…{hi[i]:g}" for i in pos], dtype=object))
 
     # Operator
     if fmt.operator:
@@ -386,9 +407,9 @@ def normalise_rows(
         ts_raw = _clean(raw[fmt.timestamp])
         time_s = parse_timestamps(ts_raw, ctx.timezone)
         bad_ts = ts_raw.notna().to_numpy() & ~np.isfinite(time_s)
-        reject(bad_ts, "unparseable_timestamp", ("timestamp=" + ts_raw.fillna("").astype(str)).to_numpy())
+        reject(bad_ts, "unparseable_timestamp", text_of("timestamp=", ts_raw))
         future = np.isfinite(time_s) & (time_s > ctx.now_s + 300)
-        reject(future, "future_timestamp", ("timestamp=" + ts_raw.fillna("").astype(str)).to_numpy())
+        reject(future, "future_timestamp", text_of("timestamp=", ts_raw))
     else:
         time_s = np.full(n, np.nan)
 
@@ -402,7 +423,8 @@ def normalise_rows(
         swapped = np.zeros(n, dtype=bool)
         swapped[outside] = ctx.in_study_area(lat[outside], lon[outside])
         reject(swapped, "swapped_lat_lon", coord_text)
-        reject(outside & ~swapped, "outside_study_area", np.array([f"lat={a:.6f} lon={b:.6f}" for a, b in zip(lat, lon)], dtype=object))
+        reject(outside & ~swapped, "outside_study_area",
+               lambda pos: np.array([f"lat={lat[i]:.6f} lon={lon[i]:.6f}" for i in pos], dtype=object))
 
     used = pd.DataFrame(
         {
@@ -432,8 +454,14 @@ def normalise_rows(
     reject(dup, "duplicate_row", "same time, place, operator, technology and level as an earlier row")
 
     used_mask = reason == ""
+    read_cols = [c for c in fmt.columns if c in raw.columns] or list(raw.columns)
+    rej_raw = raw.loc[~used_mask, read_cols]
+    raw_fields = rej_raw.iloc[:, 0].astype(str) if len(read_cols) else pd.Series("", index=rej_raw.index)
+    for c in read_cols[1:]:
+        raw_fields = raw_fields + fmt.separator + rej_raw[c].astype(str)
     rejected = pd.DataFrame(
-        {"source_file": source_file, "source_row": source_rows[~used_mask], "reason": reason[~used_mask], "detail": detail[~used_mask]}
+        {"source_file": source_file, "source_row": source_rows[~used_mask], "reason": reason[~used_mask],
+         "detail": detail[~used_mask], "raw_fields": raw_fields.to_numpy(dtype=object)}
     )
     return used.loc[used_mask].reset_index(drop=True), rejected
 

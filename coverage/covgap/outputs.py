@@ -246,11 +246,17 @@ def write_outputs(results, folder: Path) -> list[Path]:
         "scorecard_communes.csv": _round(pd.DataFrame(results.communes.drop(columns=["geometry", "centre"]))),
         "scorecard_villages.csv": village_table(results),
         "measurement_files.csv": results.report.files,
-        "rejected_rows.csv": results.report.rejected.sort_values(["source_file", "source_row"], kind="mergesort"),
     }
+    if results.report.write_rejected is None:
+        tables["rejected_rows.csv"] = results.report.rejected.sort_values(["source_file", "source_row"], kind="mergesort")
+    if results.changes is not None:  # what changed since the previous run (covgap refresh)
+        tables["changes.csv"] = results.changes
     for name, table in tables.items():
         write_csv(table, folder / name)
         written.append(folder / name)
+    if results.report.write_rejected is not None:  # streamed from the measurement store, never all in memory
+        results.report.write_rejected(folder / "rejected_rows.csv")
+        written.append(folder / "rejected_rows.csv")
     written += write_rasters(results, folder)
     from covgap import maps  # the display layers `covgap map` redraws the maps from
 

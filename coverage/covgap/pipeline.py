@@ -52,8 +52,11 @@ class ReadReport:
 
     files: pd.DataFrame = field(default_factory=lambda: pd.DataFrame(
         columns=["file", "format", "rows_read", "rows_used", "rows_rejected", *meas.REJECT_REASONS]))
-    rejected: pd.DataFrame = field(default_factory=lambda: pd.DataFrame(columns=["source_file", "source_row", "reason", "detail"]))
+    rejected: pd.DataFrame = field(default_factory=lambda: pd.DataFrame(
+        columns=["source_file", "source_row", "reason", "detail", "raw_fields"]))
     paths: list[Path] = field(default_factory=list)  # the measurement files read (partner READMEs hash them)
+    # Writes rejected_rows.csv from files on disk instead of ``rejected`` (the refresh store streams them).
+    write_rejected: Callable[[Path], int] | None = None
 
     @property
     def rows_read(self) -> int:

@@ -1,0 +1,476 @@
+"""Take measurement files into the store and rebuild every output from it, atomically.
+
+One function, :func:`update_outputs`, serves both commands:
+
+* ``covgap run`` (``full_rebuild=True``): a new, empty store; every configured
+  measurement file is read.
+* ``covgap refresh`` (``full_rebuild=False``): the store of the previous run is kept;
+  only files whose SHA-256 it does not hold are read, and their cell statistics
+  merge with the stored total (cellstats.merge_stats is exact), so the result
+  equals a full rebuild from all the files.
+
+Everything (store and outputs) is written into the temporary folder of
+:func:`covgap.outputs.atomic_output_dir` and swapped in whole at the end; the
+caller holds :func:`covgap.outputs.output_lock`. See docs/refresh.md.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import sys
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import shapely
+
+from covgap import cellstats, measurements as meas, outputs, pipeline, store as store_mod
+from covgap.config import Config
+from covgap.errors import InputError
+from covgap.store import FileRecord, RejectedWriter, Store, StoreError
+
+log = logging.getLogger(__name__)
+
+CHANGE_COLUMNS = ["kind", "id", "name", "change", "detail"]
+
+#: A progress factory: ``progress(label, total_bytes)`` returns a context manager whose value has ``update(n)``.
+ProgressFactory = Callable[[str, int], Any]
+
+
+@dataclass
+class FileOutcome:
+    """What happened to one file of the batch."""
+
+    path: Path
+    sha256: str
+    status: str  # "taken" | "would take" | "skipped" | "refused"
+    message: str = ""
+    record: FileRecord | None = None
+
+
+@dataclass
+class RefreshOutcome:
+    """The result of :func:`update_outputs`: per-file outcomes, the new store, the results."""
+
+    files: list[FileOutcome]
+    store: Store
+    full_rebuild: bool
+    dry_run: bool
+    results: pipeline.Results | None = None  # None when the outputs were left as they were
+    compared: bool = False  # a previous run's outputs existed to compare with
+    changes: pd.DataFrame = field(default_factory=lambda: pd.DataFrame(columns=CHANGE_COLUMNS))
+
+    def with_status(self, *status: str) -> list[FileOutcome]:
+        return [f for f in self.files if f.status in status]
+
+    @property
+    def updated(self) -> bool:
+        return self.results is not None
+
+    def batch_counts(self) -> dict[str, int]:
+        """Rows read / used / rejected (and by reason) of the files taken in (or that would be)."""
+        recs = [f.record for f in self.with_status("taken", "would take") if f.record]
+        out = {"rows_read": sum(r.rows_read for r in recs), "rows_used": sum(r.rows_used for r in recs),
+               "rows_rejected": sum(r.rows_rejected for r in recs)}
+        for reason in meas.REJECT_REASONS:
+            k = sum(int(r.rejected_by_reason.get(reason, 0)) for r in recs)
+            if k:
+                out[reason] = k
+        return out
+
+
+class _NothingNew(Exception):
+    """Raised inside the temporary folder to abandon it: no file was taken in."""
+
+
+def pause_for_tests(stage: str) -> None:
+    """Test hook: if ``COVGAP_TEST_PAUSE_AT`` names ``stage``, say so on stderr and sleep.
+
+    Lets the kill test stop a refresh at a known point (``ingest``: after the first
+    chunk of a file; ``before_swap``: everything written into the temporary folder).
+    Read at call time; unset in normal use.
+    """
+    if os.environ.get("COVGAP_TEST_PAUSE_AT") == stage:
+        print(f"covgap-test: paused at {stage}", file=sys.stderr, flush=True)
+        time.sleep(float(os.environ.get("COVGAP_TEST_PAUSE_SECONDS", "60")))
+
+
+# --------------------------------------------------------------------------- the command
+def update_outputs(
+    config: Config,
+    paths: Iterable[Path] | None = None,
+    *,
+    full_rebuild: bool,
+    dry_run: bool = False,
+    write_products: Callable[[pipeline.Results, Path], None] | None = None,
+    now_s: float | None = None,
+    progress: ProgressFactory | None = None,
+    chunk_rows: int = 250_000,
+) -> RefreshOutcome:
+    """Take measurement files into the store and rewrite every output (caller holds the output lock).
+
+    Parameters
+    ----------
+    config
+        The project configuration; outputs and store go to ``config.output.dir``.
+    paths
+        Measurement files or folders; default: ``[inputs] measurements`` of the configuration.
+    full_rebuild
+        Start from an empty store (``covgap run``) instead of the stored one (``covgap refresh``).
+    dry_run
+        Read and check the new files, report what would happen, write nothing.
+    write_products
+        ``write_products(results, folder)`` writes every output into the temporary
+        folder (default: :func:`covgap.outputs.write_outputs`).
+    now_s
+        The clock for future timestamps (default: now).
+    progress
+        Progress-bar factory for large files.
+
+    Returns
+    -------
+    RefreshOutcome
+        ``results`` is None when nothing was written (dry run, or no new file on a refresh).
+
+    Raises
+    ------
+    StoreError
+        The stored statistics were built on another grid or study area, or are damaged.
+    InputError
+        No measurement file found, or (on a full rebuild) none could be used.
+    """
+    out_dir = Path(config.output.dir)
+    write_products = write_products or (lambda results, folder: outputs.write_outputs(results, folder))
+    if not dry_run:
+        outputs.recover_output_dir(out_dir)
+    layers = pipeline.load_layers(config)
+    current = store_mod.fingerprint(layers, config)
+    old_folder = store_mod.store_dir(out_dir)
+    store = _open_store(out_dir, current, full_rebuild=full_rebuild)
+    files = meas.list_measurement_files(list(paths) if paths else list(config.inputs.measurements))
+    if not files:
+        raise InputError(Path(config.inputs.measurements[0]) if config.inputs.measurements and not paths else Path("."),
+                         ["no measurement files (*.csv, *.txt, *.tsv, *.csv.gz) found; add some or fix [inputs] measurements"])
+    ctx = pipeline.read_context(layers, config, now_s=now_s)
+    ctx.seen_keys = store.keys.copy()
+
+    if dry_run:
+        outcomes = _ingest_batch(files, store, layers, ctx, folder=None, progress=progress, chunk_rows=chunk_rows)
+        return RefreshOutcome(files=outcomes, store=store, full_rebuild=full_rebuild, dry_run=True)
+
+    outcomes: list[FileOutcome] = []
+    try:
+        with outputs.atomic_output_dir(out_dir) as tmp:
+            new_folder = store_mod.store_dir(tmp)
+            new_folder.mkdir()
+            if not full_rebuild and (old_folder / store_mod.MANIFEST).exists():
+                store_mod.link_immutable_files(old_folder, new_folder)
+            outcomes = _ingest_batch(files, store, layers, ctx, folder=new_folder, progress=progress,
+                                     chunk_rows=chunk_rows)
+            taken = [o for o in outcomes if o.status == "taken"]
+            if not taken:
+                if full_rebuild:
+                    refused = [o for o in outcomes if o.status == "refused"]
+                    raise InputError(files[0].parent if len(files) > 1 else files[0],
+                                     ["no measurement file could be used: " + "; ".join(o.message for o in refused)]
+                                     if refused else ["every measurement file is a copy of another"])
+                raise _NothingNew
+            new_stats = [pd.read_parquet(new_folder / o.record.stats_file) for o in taken]
+            store.total = cellstats.merge_stats(store.total, *[store_mod._canonical_dtypes(s) for s in new_stats])
+            del new_stats
+            store.keys = ctx.seen_keys
+            store_mod.save_store(store, new_folder)
+            results = analyse_store(store, new_folder, layers, config)
+            results.changes = compare_with_previous(out_dir, results)
+            compared = (out_dir / outputs.GPKG_NAME).is_file()
+            write_products(results, tmp)
+            pause_for_tests("before_swap")
+    except _NothingNew:
+        return RefreshOutcome(files=outcomes, store=store, full_rebuild=full_rebuild, dry_run=False)
+    return RefreshOutcome(files=outcomes, store=store, full_rebuild=full_rebuild, dry_run=False,
+                          results=results, changes=results.changes, compared=compared)
+
+
+def _open_store(out_dir: Path, current: dict, *, full_rebuild: bool) -> Store:
+    folder = store_mod.store_dir(out_dir)
+    if full_rebuild:
+        return Store(fingerprint=current)
+    if (folder / store_mod.MANIFEST).exists():
+        store = store_mod.load_store(folder)
+        store_mod.check_compatible(store, current, folder)
+        return store
+    if out_dir.is_dir() and any(out_dir.iterdir()):
+        raise StoreError(f"{out_dir}: holds outputs but no measurement store (made by an older covgap?); "
+                         "run `covgap run` once to build the store, then refresh")
+    return Store(fingerprint=current)
+
+
+def analyse_store(store: Store, folder: Path, layers: pipeline.Layers, config: Config) -> pipeline.Results:
+    """Run the (pure) analysis on the stored total; the report comes from the manifest."""
+    report = pipeline.ReadReport(
+        files=store.report_files(),
+        paths=[Path(f.path) for f in store.files],
+        write_rejected=lambda dest: store_mod.write_rejected_rows(store, folder, dest),
+    )
+    return pipeline.analyse(layers, store.total, config, report)
+
+
+# --------------------------------------------------------------------------- reading files
+def _ingest_batch(files: list[Path], store: Store, layers: pipeline.Layers, ctx: meas.ReadContext, *,
+                  folder: Path | None, progress: ProgressFactory | None, chunk_rows: int) -> list[FileOutcome]:
+    """Hash, skip, read or refuse each file; taken files are appended to ``store.files``."""
+    outcomes = []
+    batch: dict[str, Path] = {}
+    for path in files:
+        sha = outputs.sha256_file(path)
+        known = store.find(sha)
+        if known is not None:
+            outcomes.append(FileOutcome(path, sha, "skipped", f"already taken in as {known.name} (same SHA-256)"))
+            log.info("skipped %s: already taken in as %s (same content)", path.name, known.name)
+            continue
+        if sha in batch:
+            outcomes.append(FileOutcome(path, sha, "skipped", f"same content as {batch[sha].name} in this batch"))
+            log.info("skipped %s: same content as %s", path.name, batch[sha].name)
+            continue
+        batch[sha] = path
+        try:
+            record = ingest_file(path, sha, layers, ctx, folder=folder, progress=progress, chunk_rows=chunk_rows)
+        except InputError as err:
+            outcomes.append(FileOutcome(path, sha, "refused", str(err)))
+            log.warning("refused %s", err)
+            continue
+        outcomes.append(FileOutcome(path, sha, "would take" if folder is None else "taken", record=record))
+        if folder is not None:
+            store.files.append(record)
+    return outcomes
+
+
+def ingest_file(path: Path, sha256: str, layers: pipeline.Layers, ctx: meas.ReadContext, *, folder: Path | None,
+                progress: ProgressFactory | None = None, chunk_rows: int = 250_000) -> FileRecord:
+    """Stream one file: cell statistics to ``stats/``, rejected rows to ``rejected/`` (nothing if ``folder`` is None).
+
+    Memory is bounded by ``chunk_rows`` plus the cell statistics of the file: each
+    chunk's statistics merge into a running total and its rejected rows go straight
+    to disk. On refusal the file's partial output and its row keys are undone.
+
+    Raises
+    ------
+    InputError
+        Empty file, unknown format or encoding, missing column, no data row or no usable row.
+    """
+    path = Path(path)
+    fmt = meas.detect_format(path, ctx.mapping)
+    keys_before = ctx.seen_keys
+    writer = RejectedWriter(folder, sha256, path.name) if folder is not None else None
+    size = path.stat().st_size
+    bytes_per_row = _bytes_per_row(path, size)
+    by_reason = {r: 0 for r in meas.REJECT_REASONS}
+    n_read = n_used = n_rej = 0
+    stats = cellstats.empty_stats()
+    bar_cm = progress(path.name, size) if progress else contextlib.nullcontext(None)
+    try:
+        with bar_cm as bar:
+            done = 0
+            for used, rejected in meas.read_measurement_chunks(path, ctx, chunk_rows=chunk_rows, fmt=fmt):
+                n_read += len(used) + len(rejected)
+                n_used += len(used)
+                n_rej += len(rejected)
+                if len(rejected):
+                    for reason, k in rejected["reason"].value_counts().items():
+                        by_reason[reason] += int(k)
+                    if writer:
+                        writer.write(rejected)
+                if len(used):
+                    part = cellstats.aggregate_to_cells(pipeline.project_rows(used, layers.crs), layers.grid)
+                    stats = cellstats.merge_stats(stats, part)
+                del used, rejected
+                if bar is not None:
+                    step = min(size - done, int((n_read * bytes_per_row) - done)) if n_read else 0
+                    if step > 0:
+                        bar.update(step)
+                        done += step
+                pause_for_tests("ingest")
+            if bar is not None and size > done:
+                bar.update(size - done)
+        if n_read == 0:
+            raise InputError(path, [f"has a header but no data rows; columns found: {', '.join(fmt.columns)}"])
+        if n_used == 0:
+            top = ", ".join(f"{r} {k}" for r, k in sorted(by_reason.items(), key=lambda kv: -kv[1]) if k)
+            raise InputError(path, [
+                f"no usable row: all {n_read} rows rejected ({top}); read as {fmt.name} with "
+                f"lat = '{fmt.lat}', lon = '{fmt.lon}', signal = '{fmt.signal}'; columns found: {', '.join(fmt.columns)}"])
+    except BaseException:
+        ctx.seen_keys = keys_before
+        if writer:
+            writer.discard()
+        raise
+    finally:
+        if writer:
+            writer.close()
+    record = FileRecord(
+        sha256=sha256, name=path.name, path=str(path.resolve()), size_bytes=size, format=fmt.name,
+        rows_read=n_read, rows_used=n_used, rows_rejected=n_rej,
+        rejected_by_reason={r: k for r, k in by_reason.items() if k},
+        rejected_file=writer.rel_path if writer else "",
+    )
+    if folder is not None:
+        record.stats_file = store_mod.write_file_stats(stats, folder, sha256)
+    log.info("%s (%s): %d rows read, %d used, %d rejected", path.name, fmt.name, n_read, n_used, n_rej)
+    return record
+
+
+def _bytes_per_row(path: Path, size: int) -> float:
+    """Average line length from the first 64 KiB (for the progress bar)."""
+    with open(path, "rb") as fh:
+        head = fh.read(65536)
+    lines = head.count(b"\n")
+    return len(head) / lines if lines else float(size or 1)
+
+
+# --------------------------------------------------------------------------- what changed
+def compare_with_previous(previous_dir: Path, results: pipeline.Results) -> pd.DataFrame:
+    """What changed since the outputs in ``previous_dir``: dead zones and village targets.
+
+    Dead zones are matched by overlap (area > 1 m²), not by id (ids are renumbered by
+    area at every run). A new zone overlapping no old one is *opened*; an old zone
+    overlapping no new one is *closed*; a new zone whose area differs from the union
+    of the old zones it overlaps has *grown* or *shrunk* (the detail says when zones
+    merged). Villages: the 4G verdict and the fibre goal, *now meets* / *no longer meets*.
+
+    Returns an empty frame (columns ``kind, id, name, change, detail``) on a first run.
+    """
+    previous_dir = Path(previous_dir)
+    gpkg = previous_dir / outputs.GPKG_NAME
+    village_csv = previous_dir / "scorecard_villages.csv"
+    rows: list[dict] = []
+    if gpkg.is_file():
+        rows += _zone_changes(gpkg, results)
+    if village_csv.is_file():
+        rows += _village_changes(village_csv, results)
+    frame = pd.DataFrame(rows, columns=CHANGE_COLUMNS)
+    order = {"opened": 0, "grown": 1, "shrunk": 2, "closed": 3}
+    if len(frame):
+        frame = frame.assign(_k=frame["kind"].map({"dead_zone": 0, "village": 1}),
+                             _c=frame["change"].map(order).fillna(9))
+        frame = frame.sort_values(["_k", "_c", "id", "change"], kind="mergesort").drop(columns=["_k", "_c"])
+    return frame.reset_index(drop=True)
+
+
+def _zone_changes(gpkg: Path, results: pipeline.Results) -> list[dict]:
+    import pyogrio
+
+    try:
+        old = pyogrio.read_dataframe(gpkg, layer="dead_zones")
+    except Exception as err:  # an unreadable previous output must not stop the refresh
+        log.warning("cannot compare dead zones with the previous run (%s): %s", gpkg, err)
+        return []
+    if len(old) and old.crs is not None and old.crs != results.layers.crs:
+        old = old.to_crs(results.layers.crs)
+    new = results.zones
+    old_geoms = old.geometry.to_numpy() if len(old) else np.empty(0, dtype=object)
+    new_geoms = new.geometry.to_numpy() if len(new) else np.empty(0, dtype=object)
+    overlap = np.zeros((len(new_geoms), len(old_geoms)), dtype=bool)
+    if len(old_geoms) and len(new_geoms):
+        tree = shapely.STRtree(old_geoms)
+        pairs = tree.query(new_geoms, predicate="intersects")
+        for i, j in zip(*pairs):
+            overlap[i, j] = shapely.intersection(new_geoms[i], old_geoms[j]).area > 1.0
+    rows = []
+    for i in range(len(new_geoms)):
+        z = new.iloc[i]
+        js = np.flatnonzero(overlap[i])
+        area = float(z["area_km2"])
+        names = str(z.get("villages", "") or "")
+        if not len(js):
+            rows.append({"kind": "dead_zone", "id": z["zone_id"], "name": names, "change": "opened",
+                         "detail": f"{area:.4f} km², {float(z.get('households', 0) or 0):.0f} households"})
+            continue
+        before = float(shapely.union_all(old_geoms[js]).area) / 1e6
+        ids = ", ".join(str(old.iloc[j]["zone_id"]) for j in js)
+        merged = f"; merged from {len(js)} zones" if len(js) > 1 else ""
+        if area > before + 1e-6:
+            change = "grown"
+        elif area < before - 1e-6:
+            change = "shrunk"
+        else:
+            continue
+        rows.append({"kind": "dead_zone", "id": z["zone_id"], "name": names, "change": change,
+                     "detail": f"{before:.4f} → {area:.4f} km² (was {ids}){merged}"})
+    for j in np.flatnonzero(~overlap.any(axis=0)) if len(old_geoms) else []:
+        z = old.iloc[j]
+        rows.append({"kind": "dead_zone", "id": z["zone_id"], "name": str(z.get("villages", "") or ""),
+                     "change": "closed", "detail": f"{float(z['area_km2']):.4f} km² no longer dead (previous id)"})
+    return rows
+
+
+def _village_changes(village_csv: Path, results: pipeline.Results) -> list[dict]:
+    old = pd.read_csv(village_csv, dtype={"village_id": str}, keep_default_na=False)
+    new = outputs.village_table(results)
+    new = new.assign(village_id=new["village_id"].astype(str))
+    both = new.merge(old, on="village_id", how="inner", suffixes=("", "_old"))
+    rows = []
+    for _, v in both.iterrows():
+        was, now = str(v["verdict_4g_old"]), str(v["verdict_4g"])
+        if (was == "meets") != (now == "meets"):
+            rows.append({"kind": "village", "id": v["village_id"], "name": v["name"],
+                         "change": "now meets 4G target" if now == "meets" else "no longer meets 4G target",
+                         "detail": f"4G verdict {was} → {now}"})
+        f_was, f_now = _truthy(v["meets_fibre_goal_old"]), _truthy(v["meets_fibre_goal"])
+        if f_was != f_now:
+            rows.append({"kind": "village", "id": v["village_id"], "name": v["name"],
+                         "change": "now meets fibre goal" if f_now else "no longer meets fibre goal",
+                         "detail": f"households passed {float(v['fibre_share_old'] or 0):.0%} → {float(v['fibre_share']):.0%}"})
+    return rows
+
+
+def _truthy(value) -> bool:
+    return str(value).strip().lower() in ("true", "1", "yes")
+
+
+# --------------------------------------------------------------------------- summary
+def summary_lines(outcome: RefreshOutcome, out_dir: Path) -> list[str]:
+    """The closing summary: files, rows by reason, what changed."""
+    lines = []
+    verb = "would take in" if outcome.dry_run else "taken in"
+    taken = outcome.with_status("taken", "would take")
+    skipped = outcome.with_status("skipped")
+    refused = outcome.with_status("refused")
+    for o in taken:
+        r = o.record
+        lines.append(f"  {verb}: {o.path.name} ({r.format}): {r.rows_read} rows, {r.rows_used} used, "
+                     f"{r.rows_rejected} rejected")
+    for o in skipped:
+        lines.append(f"  skipped: {o.path.name}: {o.message}")
+    for o in refused:
+        lines.append(f"  refused: {o.message}")
+    lines.append(f"Files: {len(taken)} {verb}, {len(skipped)} skipped, {len(refused)} refused")
+    counts = outcome.batch_counts()
+    reasons = ", ".join(f"{k} {v}" for k, v in counts.items() if k in meas.REJECT_REASONS) or "none"
+    lines.append(f"Rows of these files: {counts['rows_read']} read, {counts['rows_used']} used, "
+                 f"{counts['rows_rejected']} rejected ({reasons})")
+    if taken and not outcome.dry_run:
+        lines.append(f"Rejected rows with their reasons: {store_mod.store_dir(out_dir) / store_mod.REJECTED_DIR}/")
+    if outcome.dry_run:
+        lines.append("Dry run: nothing was changed.")
+    elif not outcome.updated:
+        lines.append(f"Nothing new to take in; {out_dir} is unchanged.")
+    else:
+        store = outcome.store
+        lines.append(f"Store: {len(store.files)} files, {sum(f.rows_used for f in store.files)} rows used in all")
+        ch = outcome.changes
+        if not outcome.compared:
+            lines.append("Changes since the previous run: none (no previous outputs to compare with)")
+        elif ch is None or ch.empty:
+            lines.append("Changes since the previous run: none")
+        else:
+            lines.append(f"Changes since the previous run ({len(ch)}; also in {out_dir / 'changes.csv'}):")
+            for _, c in ch.iterrows():
+                label = f"dead zone {c['id']}" if c["kind"] == "dead_zone" else f"village {c['id']} {c['name']}"
+                lines.append(f"  {label}: {c['change']} ({c['detail']})")
+    return lines

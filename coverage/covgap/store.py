@@ -1,0 +1,253 @@
+"""The measurement store: what every ingested file contributed, kept with the outputs.
+
+Layout (``<output dir>/store/``; see docs/refresh.md for why)::
+
+    manifest.json            one record per ingested file: SHA-256, size, format,
+                             rows read / used / rejected by reason, its files below
+    cells_total.parquet      merged cell statistics of every file (cellstats.STAT_COLUMNS)
+    row_keys.npy             sorted uint64 keys of every used row (finds duplicates across files)
+    stats/<sha16>.parquet    the cell statistics of one file
+    rejected/<sha12>_<name>.csv   every rejected row of one file with its reason
+
+The store lives inside the output folder, which is replaced whole by
+:func:`covgap.outputs.atomic_output_dir`, so the store and the outputs always
+change together. Files under ``stats/`` and ``rejected/`` never change once
+written, so a refresh hard-links them into the new folder instead of copying.
+``manifest.json``, ``cells_total.parquet`` and ``row_keys.npy`` are written anew.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import shutil
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from covgap import cellstats
+from covgap.errors import CovgapError
+from covgap.measurements import REJECT_REASONS
+
+log = logging.getLogger(__name__)
+
+STORE_DIRNAME = "store"
+MANIFEST = "manifest.json"
+TOTAL = "cells_total.parquet"
+KEYS = "row_keys.npy"
+STATS_DIR = "stats"
+REJECTED_DIR = "rejected"
+STORE_VERSION = 1
+REJECTED_COLUMNS = ["source_file", "source_row", "reason", "detail", "raw_fields"]
+
+
+class StoreError(CovgapError):
+    """The measurement store is missing, damaged or was built with other settings."""
+
+
+@dataclass
+class FileRecord:
+    """One ingested measurement file."""
+
+    sha256: str
+    name: str
+    path: str
+    size_bytes: int
+    format: str
+    rows_read: int
+    rows_used: int
+    rows_rejected: int
+    rejected_by_reason: dict = field(default_factory=dict)
+    stats_file: str = ""
+    rejected_file: str = ""
+
+    def report_row(self) -> dict:
+        """The row of ``measurement_files.csv`` (pipeline.ReadReport.files)."""
+        return {"file": self.name, "format": self.format, "rows_read": self.rows_read, "rows_used": self.rows_used,
+                "rows_rejected": self.rows_rejected,
+                **{r: int(self.rejected_by_reason.get(r, 0)) for r in REJECT_REASONS}}
+
+
+@dataclass
+class Store:
+    """The store in memory: settings fingerprint, file records, merged statistics, row keys."""
+
+    fingerprint: dict
+    files: list[FileRecord] = field(default_factory=list)
+    total: pd.DataFrame = field(default_factory=cellstats.empty_stats)
+    keys: np.ndarray = field(default_factory=lambda: np.empty(0, dtype=np.uint64))
+
+    def find(self, sha256: str) -> FileRecord | None:
+        return next((f for f in self.files if f.sha256 == sha256), None)
+
+    def report_files(self) -> pd.DataFrame:
+        cols = ["file", "format", "rows_read", "rows_used", "rows_rejected", *REJECT_REASONS]
+        return pd.DataFrame([f.report_row() for f in self.files], columns=cols)
+
+
+def store_dir(out_dir: Path) -> Path:
+    return Path(out_dir) / STORE_DIRNAME
+
+
+def fingerprint(layers, config) -> dict:
+    """What the stored statistics depend on besides the files: grid, study area, reading defaults.
+
+    A store built with another fingerprint cannot be merged into; ``covgap run``
+    rebuilds it from the measurement files.
+    """
+    g = layers.grid
+    import shapely
+
+    area_hash = hashlib.sha256(shapely.to_wkb(shapely.normalize(layers.study_area), output_dimension=2)).hexdigest()[:16]
+    inputs = config.inputs
+    return {
+        "crs": layers.crs.to_string(),
+        "grid": [round(float(g.x0), 6), round(float(g.y0), 6), int(g.nrows), int(g.ncols), float(g.size)],
+        "study_area_sha256": area_hash,
+        "timezone": config.study.timezone,
+        "default_technology": inputs.default_technology,
+        "default_operator": inputs.default_operator,
+        "columns": asdict(inputs.columns),
+    }
+
+
+def load_store(folder: Path) -> Store:
+    """Read a store folder. Raises :class:`StoreError` if it is damaged."""
+    folder = Path(folder)
+    try:
+        manifest = json.loads((folder / MANIFEST).read_text(encoding="utf-8"))
+        if manifest.get("version") != STORE_VERSION:
+            raise StoreError(f"{folder}: store version {manifest.get('version')} is not {STORE_VERSION}; "
+                             "run `covgap run` to rebuild it from the measurement files")
+        files = [FileRecord(**rec) for rec in manifest["files"]]
+        total = pd.read_parquet(folder / TOTAL)
+        keys = np.load(folder / KEYS)
+    except (OSError, ValueError, KeyError, TypeError) as err:
+        raise StoreError(f"{folder}: the measurement store is damaged ({err}); "
+                         "run `covgap run` to rebuild it from the measurement files") from err
+    total = _canonical_dtypes(total)
+    return Store(fingerprint=manifest["fingerprint"], files=files, total=total, keys=keys)
+
+
+def check_compatible(store: Store, current: dict, folder: Path) -> None:
+    """Refuse to merge into a store built on another grid, study area or reading defaults."""
+    diff = [k for k in sorted(set(store.fingerprint) | set(current)) if store.fingerprint.get(k) != current.get(k)]
+    if diff:
+        raise StoreError(f"{folder}: the measurement store was built with other settings ({', '.join(diff)} changed); "
+                         "run `covgap run` to rebuild it from the configured measurement files")
+
+
+def link_immutable_files(old: Path, new: Path) -> int:
+    """Hard-link (or copy, across file systems) the per-file statistics and rejected rows of ``old`` into ``new``."""
+    n = 0
+    for sub in (STATS_DIR, REJECTED_DIR):
+        (new / sub).mkdir(parents=True, exist_ok=True)
+        src = old / sub
+        if not src.is_dir():
+            continue
+        for path in sorted(src.iterdir()):
+            dest = new / sub / path.name
+            try:
+                os.link(path, dest)
+            except OSError:
+                shutil.copy2(path, dest)
+            n += 1
+    return n
+
+
+def write_file_stats(stats: pd.DataFrame, folder: Path, sha256: str) -> str:
+    """Write one file's statistics under ``stats/``; returns the path relative to the store."""
+    rel = f"{STATS_DIR}/{sha256[:16]}.parquet"
+    (folder / STATS_DIR).mkdir(parents=True, exist_ok=True)
+    _write_parquet(stats, folder / rel)
+    return rel
+
+
+def save_store(store: Store, folder: Path) -> None:
+    """Write the total, the keys and (last) the manifest into ``folder``."""
+    folder.mkdir(parents=True, exist_ok=True)
+    _write_parquet(store.total, folder / TOTAL)
+    with open(folder / KEYS, "wb") as fh:
+        np.save(fh, np.asarray(store.keys, dtype=np.uint64))
+    manifest = {"version": STORE_VERSION, "fingerprint": store.fingerprint, "files": [asdict(f) for f in store.files]}
+    (folder / MANIFEST).write_text(json.dumps(manifest, ensure_ascii=False, indent=2) + "\n", encoding="utf-8")
+
+
+def _write_parquet(frame: pd.DataFrame, path: Path) -> None:
+    frame.reset_index(drop=True).to_parquet(path, index=False, compression="zstd")
+
+
+def _canonical_dtypes(stats: pd.DataFrame) -> pd.DataFrame:
+    """Parquet gives back string columns; make them what cellstats builds (object), sorted."""
+    if stats.empty:
+        return cellstats.empty_stats()
+    stats = stats.copy()
+    for c in ("operator", "technology"):
+        stats[c] = stats[c].astype(object)
+    return cellstats.sort_stats(stats)
+
+
+class RejectedWriter:
+    """Streams one file's rejected rows to ``rejected/<sha12>_<name>.csv`` as they come.
+
+    The file is created on the first rejected row only; :attr:`rel_path` is empty
+    when no row was rejected.
+    """
+
+    def __init__(self, folder: Path, sha256: str, name: str):
+        safe = "".join(ch if ch.isalnum() or ch in "._-" else "_" for ch in name)
+        self._rel = f"{REJECTED_DIR}/{sha256[:12]}_{safe}"
+        if not self._rel.lower().endswith(".csv"):
+            self._rel += ".csv"
+        self.path = folder / self._rel
+        self._fh = None
+        self.rows = 0
+
+    @property
+    def rel_path(self) -> str:
+        return self._rel if self.rows else ""
+
+    def write(self, rejected: pd.DataFrame) -> None:
+        if rejected.empty:
+            return
+        if self._fh is None:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._fh = open(self.path, "w", encoding="utf-8", newline="")
+            self._fh.write(",".join(REJECTED_COLUMNS) + "\n")
+        rejected[REJECTED_COLUMNS].to_csv(self._fh, header=False, index=False, lineterminator="\n",
+                                          float_format="%.10g")
+        self.rows += len(rejected)
+
+    def close(self) -> None:
+        if self._fh is not None:
+            self._fh.close()
+            self._fh = None
+
+    def discard(self) -> None:
+        self.close()
+        self.path.unlink(missing_ok=True)
+        self.rows = 0
+
+
+def write_rejected_rows(store: Store, folder: Path, dest: Path) -> int:
+    """Concatenate every file's rejected rows into ``dest`` (sorted by file name, then line) without loading them.
+
+    Returns the number of rows written.
+    """
+    order = sorted(range(len(store.files)), key=lambda i: (store.files[i].name, i))
+    n = 0
+    with open(dest, "w", encoding="utf-8", newline="") as out:
+        out.write(",".join(REJECTED_COLUMNS) + "\n")
+        for i in order:
+            rec = store.files[i]
+            if not rec.rejected_file:
+                continue
+            with open(folder / rec.rejected_file, encoding="utf-8", newline="") as fh:
+                fh.readline()  # header
+                shutil.copyfileobj(fh, out, 1 << 20)
+            n += rec.rows_rejected
+    return n

@@ -575,14 +575,15 @@ def input_hashes(results) -> list[tuple[str, str]]:
     out, seen = [], set()
     for p in paths:
         p = Path(p)
-        if p in seen or not p.is_file():
+        if p in seen:
             continue
         seen.add(p)
         try:
             name = p.resolve().relative_to(base.resolve()).as_posix() if base else p.name
         except ValueError:
             name = p.name
-        out.append((name, sha256_file(p)))
+        # A measurement file taken in by an earlier refresh may have been moved since: say so, do not drop it.
+        out.append((name, sha256_file(p) if p.is_file() else "(not found when the package was written)"))
     return out
 
 

@@ -397,19 +397,19 @@ def _cell_image(classes: np.ndarray, grid, area: shapely.Geometry | None) -> dic
         return None
     r0, r1, c0, c1 = rows[0], rows[-1] + 1, cols[0], cols[-1] + 1
     sub = classes[r0:r1, c0:c1]
-    transform = grid.transform * rasterio.Affine.translation(c0, r0)
-    left, top = transform * (0, 0)
-    right, bottom = transform * (sub.shape[1], sub.shape[0])
+    transform = grid.transform @ rasterio.Affine.translation(c0, r0)
+    left, top = transform @ (0, 0)
+    right, bottom = transform @ (sub.shape[1], sub.shape[0])
     dst_transform, width, height = rasterio.warp.calculate_default_transform(
         grid.crs, "EPSG:3857", sub.shape[1], sub.shape[0], left=left, bottom=bottom, right=right, top=top)
     # calculate_default_transform keeps about one pixel per cell; draw PIXELS_PER_CELL per cell.
-    dst_transform = dst_transform * rasterio.Affine.scale(1 / PIXELS_PER_CELL)
+    dst_transform = dst_transform @ rasterio.Affine.scale(1 / PIXELS_PER_CELL)
     width, height = width * PIXELS_PER_CELL, height * PIXELS_PER_CELL
     out = np.zeros((height, width), dtype=np.uint8)
     rasterio.warp.reproject(sub, out, src_transform=transform, src_crs=grid.crs, dst_transform=dst_transform,
                             dst_crs="EPSG:3857", resampling=rasterio.warp.Resampling.nearest, src_nodata=0, dst_nodata=0)
-    west, north = dst_transform * (0, 0)
-    east, south = dst_transform * (width, height)
+    west, north = dst_transform @ (0, 0)
+    east, south = dst_transform @ (width, height)
     to_wgs = Transformer.from_crs("EPSG:3857", "EPSG:4326", always_xy=True)
     (lon0, lon1), (lat0, lat1) = to_wgs.transform([west, east], [south, north])
     counts = np.bincount(sub.ravel(), minlength=5)

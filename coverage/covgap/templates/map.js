@@ -415,6 +415,7 @@
       var cb = layers.communes.getBounds();
       if (cb.isValid()) { bounds = cb; }
     }
+    map.options.zoomSnap = 0.25;
     if (bounds) {
       var wide = map.getSize().x > 900;
       map.fitBounds(bounds, { paddingTopLeft: [wide ? 250 : 20, 20], paddingBottomRight: [wide ? 380 : 20, 20] });

@@ -1,0 +1,242 @@
+"""Planner maps without a browser: file names, escaping, self-containment, display data, atomic writing, CLI.
+
+The browser checks (what a planner sees) are in test_maps_browser.py.
+"""
+
+from __future__ import annotations
+
+import gzip
+import json
+import re
+import struct
+import zlib
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from covgap import maps, outputs, pipeline
+from covgap.cellstats import CellClass, class_raster
+from covgap.cli import main
+from covgap.config import load_config
+from covgap.errors import OutputError
+
+
+@pytest.fixture
+def results(hand_project):
+    return pipeline.run_pipeline(load_config(hand_project), now_s=1_790_000_000)
+
+
+# --------------------------------------------------------------------------- names
+@pytest.mark.parametrize("name, stem", [
+    ("Xã Nghĩa Điền", "xa-nghia-dien"),
+    ("Thị trấn La Hà", "thi-tran-la-ha"),
+    ("../../etc/passwd", "etc-passwd"),
+    ("..", "commune"),
+    ("a\\b/c", "a-b-c"),
+    ("<img src=x onerror=alert(1)>", "img-src-x-onerror-alert-1"),
+    ("", "commune"),
+])
+def test_slugify_gives_safe_file_stems(name, stem):
+    assert maps.slugify(name) == stem
+
+
+def test_page_files_are_distinct_and_never_the_index():
+    files = maps.page_files(["Nghĩa Điền", "Nghia Dien", "index", "..", "/"])
+    assert list(files.values()) == ["nghia-dien.html", "nghia-dien-2.html", "index-2.html", "commune.html",
+                                    "commune-2.html"]
+    for f in files.values():
+        assert re.fullmatch(r"[a-z0-9][a-z0-9-]*\.html", f)
+
+
+# --------------------------------------------------------------------------- escaping, self-containment
+def test_json_for_script_cannot_close_the_script_element():
+    value = {"name": "</script><script>alert(1)</script>", "b": "<!-- & -->", "line": "a\u2028b"}
+    text = maps.json_for_script(value)
+    assert "<" not in text and ">" not in text and "&" not in text and "\u2028" not in text
+    assert json.loads(text) == value
+
+
+@pytest.mark.parametrize("snippet", [
+    '<script src="https://cdn.jsdelivr.net/npm/leaflet@1.9.3/dist/leaflet.js"></script>',
+    "<script src=//code.jquery.com/jquery.js></script>",
+    '<link rel="stylesheet" href="http://example.com/a.css"/>',
+    '<link rel="stylesheet" href="leaflet.css"/>',
+    "<style>@import url('https://fonts.googleapis.com/css');</style>",
+    "<style>.x { background: url(https://example.com/i.png) }</style>",
+])
+def test_check_self_contained_refuses_external_references(snippet):
+    with pytest.raises(OutputError, match="external resource"):
+        maps.check_self_contained(f"<html><head>{snippet}</head></html>", "test page")
+
+
+def test_check_self_contained_accepts_inline_and_data_uris():
+    maps.check_self_contained('<script>var a = "https://x";</script><link rel="icon" href="data:image/png;base64,AA"/>'
+                              '<a href="other.html">x</a><img src="data:image/png;base64,AA">', "test page")
+
+
+def test_leaflet_is_inlined_with_its_images(results):
+    css, js = maps.leaflet_assets()
+    assert "url(images/" not in css and css.count("url(data:image/png;base64,") == 3
+    assert 'version="1.9.4"' in js and "sourceMappingURL" not in js
+    html = maps.render_page(maps.map_layers(results), lang="vi")
+    assert css in html and js in html
+    # folium's CDN assets (jQuery, Bootstrap, Font Awesome, awesome-markers) are gone, not just unreachable.
+    for name in ("jquery", "bootstrap", "awesome-markers", "fontawesome", "cdn.jsdelivr", "cdnjs"):
+        assert name not in html.lower()
+    assert not re.search(r"<script[^>]*\bsrc=|<link[^>]*\bhref=", html)
+
+
+def test_a_page_that_would_load_a_cdn_is_not_written(results, tmp_path, monkeypatch):
+    folder = tmp_path / "maps"
+    maps.write_maps(results, folder, lang="vi")
+    before = {p.name: p.read_bytes() for p in folder.iterdir()}
+    real = maps.leaflet_assets
+    monkeypatch.setattr(maps, "leaflet_assets", lambda: (
+        "@import url('https://unpkg.com/leaflet@1.9.4/dist/leaflet.css');" + real()[0], real()[1]))
+    with pytest.raises(OutputError, match="unpkg.com"):
+        maps.write_maps(results, folder, lang="en")
+    assert {p.name: p.read_bytes() for p in folder.iterdir()} == before
+
+
+# --------------------------------------------------------------------------- display data
+def _png_size_and_pixels(data_uri: str) -> tuple[int, int, bytes]:
+    import base64
+
+    raw = base64.b64decode(data_uri.split(",", 1)[1])
+    assert raw[:8] == b"\x89PNG\r\n\x1a\n"
+    pos, idat, width, height = 8, b"", 0, 0
+    while pos < len(raw):
+        (length,) = struct.unpack(">I", raw[pos:pos + 4])
+        kind, body = raw[pos + 4:pos + 8], raw[pos + 8:pos + 8 + length]
+        crc = struct.unpack(">I", raw[pos + 8 + length:pos + 12 + length])[0]
+        assert crc == zlib.crc32(kind + body) & 0xFFFFFFFF
+        if kind == b"IHDR":
+            width, height = struct.unpack(">II", body[:8])
+        elif kind == b"IDAT":
+            idat += body
+        pos += 12 + length
+    pixels = zlib.decompress(idat)
+    assert len(pixels) == height * (width + 1)
+    return width, height, pixels
+
+
+def test_map_layers_hold_every_feature_and_the_cell_counts(results):
+    data = maps.map_layers(results)
+    layers = data["layers"]
+    assert len(layers["villages"]["features"]) == len(results.villages) == 3
+    assert len(layers["dead_zones"]["features"]) == len(results.zones) == 1
+    assert len(layers["needs_measurement"]["features"]) == len(results.needs_measurement)
+    assert len(layers["fibre"]["features"]) == 1
+    assert len(layers["communes"]["features"]) == len(layers["centres"]["features"]) == 1
+    v1 = next(f["properties"] for f in layers["villages"]["features"] if f["properties"]["village_id"] == "V1")
+    assert v1["name"] == "Thôn Một" and v1["commune"] == "Xã Thử Nghiệm" and v1["households"] == 100
+    assert v1["last_measured"] == "2026-03-01"
+    zone = layers["dead_zones"]["features"][0]["properties"]
+    assert zone["communes"] == ["Xã Thử Nghiệm"] and zone["area_km2"] == pytest.approx(0.02)
+    # Cells: the counts of each class are those of the class raster, for "any operator" and each operator.
+    cells = data["district"]["cells"]
+    assert set(cells) == {"*", "MobiFone", "Viettel"}
+    expected = np.bincount(results.classes.ravel(), minlength=5)
+    assert cells["*"]["counts"] == {c.label: int(expected[int(c)]) for c in CellClass}
+    assert cells["*"]["counts"] == {"covered": 6, "weak": 1, "dead": 2, "insufficient": 9}
+    mobi = class_raster(results.op_view[results.op_view["operator"] == "MobiFone"], results.layers.grid,
+                        results.layers.inside)
+    assert cells["MobiFone"]["counts"]["covered"] == int((mobi == int(CellClass.COVERED)).sum()) == 1
+    width, height, pixels = _png_size_and_pixels(cells["*"]["png"])
+    # 6 × 3 cells at PIXELS_PER_CELL pixels each (give or take a pixel of reprojection).
+    assert abs(width - 6 * maps.PIXELS_PER_CELL) <= 2 and abs(height - 3 * maps.PIXELS_PER_CELL) <= 2
+    (south, west), (north, east) = cells["*"]["bounds"]
+    assert south < north and west < east
+    # The data is valid JSON (no NaN) and coordinates are rounded.
+    text = json.dumps(data, allow_nan=False)
+    assert not re.search(r"\d\.\d{6,}\d*[,\]]", json.dumps(layers["villages"]["features"][0]["geometry"]))
+    assert text
+
+
+def test_map_layers_are_saved_with_the_outputs_deterministically(results, tmp_path):
+    a, b = tmp_path / "a", tmp_path / "b"
+    a.mkdir()
+    b.mkdir()
+    maps.write_map_layers(results, a)
+    maps.write_map_layers(results, b)
+    assert (a / maps.MAP_LAYERS_NAME).read_bytes() == (b / maps.MAP_LAYERS_NAME).read_bytes()
+    assert maps.read_map_layers(a) == json.loads(json.dumps(maps.map_layers(results)))
+
+
+def test_read_map_layers_says_what_to_do_when_missing(tmp_path):
+    with pytest.raises(OutputError, match="covgap run"):
+        maps.read_map_layers(tmp_path)
+    (tmp_path / maps.MAP_LAYERS_NAME).write_bytes(gzip.compress(b'{"version": 0}'))
+    with pytest.raises(OutputError, match="version"):
+        maps.read_map_layers(tmp_path)
+
+
+def test_commune_page_data_keeps_only_the_commune(results):
+    data = maps.map_layers(results)
+    # A second, made-up commune with no village: its page has no village, zone or fibre of the first.
+    data["communes"].append({**data["communes"][0], "name": "Xã Khác", "file": "xa-khac.html", "cells": {}})
+    page = maps.page_data(data, scope="Xã Khác", lang="en")
+    assert page["kind"] == "commune" and page["file"] == "xa-khac.html"
+    assert page["layers"]["villages"]["features"] == [] and page["layers"]["dead_zones"]["features"] == []
+    page = maps.page_data(data, scope="Xã Thử Nghiệm", lang="en")
+    assert len(page["layers"]["villages"]["features"]) == 3 and len(page["layers"]["dead_zones"]["features"]) == 1
+    with pytest.raises(ValueError, match="not a commune"):
+        maps.page_data(data, scope="Nowhere", lang="en")
+
+
+def test_both_languages_have_every_label():
+    assert set(maps.STRINGS["vi"]) == set(maps.STRINGS["en"])
+    same = [k for k in maps.STRINGS["vi"] if maps.STRINGS["vi"][k] == maps.STRINGS["en"][k]]
+    assert same == []
+
+
+def test_change_report_goes_into_the_district_page(results):
+    import pandas as pd
+
+    results.changes = pd.DataFrame([{"kind": "dead_zone", "id": "DZ-001", "name": "DZ-001", "change": "opened",
+                                     "detail": "0.02 km²"}])
+    page = maps.page_data(maps.map_layers(results), scope=None, lang="vi")
+    assert page["changes"] == [{"kind": "dead_zone", "id": "DZ-001", "name": "DZ-001", "change": "opened",
+                                "detail": "0.02 km²"}]
+    results.changes = None
+    assert maps.page_data(maps.map_layers(results), scope=None, lang="vi")["changes"] is None
+
+
+# --------------------------------------------------------------------------- writing
+def test_write_maps_writes_district_and_commune_pages_and_removes_stale_ones(results, tmp_path):
+    folder = tmp_path / "maps"
+    folder.mkdir()
+    stale = folder / "xa-da-sap-nhap.html"
+    stale.write_text(f'<html><head><meta name="generator" content="{maps.GENERATOR}" /></head></html>', encoding="utf-8")
+    foreign = folder / "notes.html"
+    foreign.write_text("<html>someone else's page</html>", encoding="utf-8")
+    written = maps.write_maps(results, folder, lang="vi")
+    assert [p.name for p in written] == ["index.html", "xa-thu-nghiem.html"]
+    assert not stale.exists() and foreign.exists()
+    assert sorted(p.name for p in folder.iterdir()) == ["index.html", "notes.html", "xa-thu-nghiem.html"]
+    index = (folder / "index.html").read_text(encoding="utf-8")
+    assert '"file":"xa-thu-nghiem.html"' in index and '<html' in index
+    assert "Thôn theo sóng 4G" in index
+
+
+def test_english_pages_carry_english_labels(results, tmp_path):
+    written = maps.write_maps(results, tmp_path, lang="en")
+    html = written[0].read_text(encoding="utf-8")
+    assert "Villages by 4G verdict" in html and "Thôn theo sóng 4G" not in html
+    assert "<title>Mobile dead zones and fibre map: Huyện Thử</title>" in html
+
+
+def test_cli_map_redraws_from_the_saved_results(results, tmp_path):
+    out = tmp_path / "out"
+    out.mkdir()
+    outputs.write_outputs(results, out)
+    assert (out / maps.MAP_LAYERS_NAME).is_file()
+    runner = CliRunner()
+    res = runner.invoke(main, ["map", "--config", str(tmp_path / "none.toml"), "--out", str(out),
+                               "--maps", str(tmp_path / "maps"), "--lang", "en"])
+    assert res.exit_code == 0, res.output
+    assert "2 pages" in res.output
+    assert "Villages by 4G verdict" in (tmp_path / "maps" / "index.html").read_text(encoding="utf-8")
+    res = runner.invoke(main, ["map", "--config", str(tmp_path / "none.toml"), "--out", str(tmp_path / "empty")])
+    assert res.exit_code == 1 and "covgap run" in res.output

@@ -421,3 +421,21 @@ def test_sample_district_packages_read_back_with_ogrinfo(tmp_path):
         assert len(fib) == district["n_villages"] - district["villages_meeting_fibre_goal"]
         com = pyogrio.read_dataframe(package / "communes_without_fibre.shp")
         assert len(com) == district["communes"] - district["communes_reached"]
+
+
+@pytest.mark.gdal
+@gdal
+def test_empty_layers_keep_their_schema(hand_project, tmp_path):
+    """With fibre within reach of everything, the two fibre layers are empty but still open with all fields."""
+    config_path = _viet_project(hand_project)
+    text = config_path.read_text(encoding="utf-8").replace("drop_distance_m = 100", "drop_distance_m = 1000")
+    config_path.write_text(text.replace("centre_reach_m = 100", "centre_reach_m = 1000"), encoding="utf-8")
+    results = pipeline.run_pipeline(load_config(config_path), now_s=NOW_S)
+    partners.write_partner_packages(results, tmp_path / "p", generated="x")
+    package = tmp_path / "p" / "MobiFone"
+    rows = read_fields_csv(package)
+    for layer, geometry in (("villages_below_fibre_goal", "Polygon"), ("communes_without_fibre", "Point")):
+        s = ogr_summary(package / f"{layer}.shp")
+        assert (s["count"], s["geometry"]) == (0, geometry)
+        assert s["fields"] == [r["field"] for r in rows if r["layer"] == layer]
+        assert pyogrio.read_info(package / "MobiFone.gpkg", layer=layer)["features"] == 0

@@ -336,7 +336,7 @@ def test_ogrinfo_reports_the_configured_crs(hand_project, tmp_path, crs, name):
     code = crs.split(":")[1]
     for layer in partners.LAYERS:
         text = ogr_summary(package / f"{layer}.shp")["text"]
-        assert f'"{name}"' in text and text.rstrip().count(f'ID["EPSG",{code}]') >= 1, (crs, layer)
+        assert f'"{name}"' in text and f'ID["EPSG",{code}]' in text, (crs, layer)
     gpkg = ogrinfo("-so", str(package / "Viettel.gpkg"), "dead_zones")
     assert f'ID["EPSG",{code}]' in gpkg
     if crs != "EPSG:4326":

@@ -1,0 +1,279 @@
+"""The planner maps in headless Chromium: what a planner actually opens.
+
+Debian's chromium is driven by Playwright's Python package (Playwright cannot
+download its own browser here). Pages are opened from file:// URLs, offline.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from covgap import maps, pipeline
+from covgap.cellstats import CellClass, class_raster
+from covgap.config import load_config
+
+pytestmark = pytest.mark.browser
+
+CHROMIUM = "/usr/bin/chromium"
+ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+        "--disable-component-update", "--no-first-run"]
+SAMPLE = Path(__file__).resolve().parents[1] / "data" / "sample" / "covgap.toml"
+XSS_IMG = "<img src=x onerror=alert(1)>"
+XSS_SCRIPT = "</script><script>alert(1)</script>"
+XSS_COMMUNE = 'Xã <b>Thử</b> & "Nghiệm"'
+LAYERS = ["communes", "villages_4g", "villages_fibre", "dead_zones", "needs_measurement", "fibre", "centres"]
+
+
+@pytest.fixture(scope="module")
+def browser():
+    sync_api = pytest.importorskip("playwright.sync_api")
+    if not Path(CHROMIUM).exists():
+        pytest.skip("chromium is not installed (make system-deps)")
+    with sync_api.sync_playwright() as p:
+        b = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+        yield b
+        b.close()
+
+
+class Opened:
+    """A page with everything it logged, requested and tried to show in a dialog."""
+
+    def __init__(self, browser, path: Path):
+        self.page = browser.new_page(viewport={"width": 1400, "height": 900})
+        self.errors, self.requests, self.dialogs = [], [], []
+        self.page.on("console", lambda m: self.errors.append(m.text) if m.type == "error" else None)
+        self.page.on("pageerror", lambda e: self.errors.append(str(e)))
+        self.page.on("request", lambda r: self.requests.append(r.url))
+        self.page.on("dialog", lambda d: (self.dialogs.append(d.message), d.dismiss()))
+        self.url = path.resolve().as_uri()
+        started = time.monotonic()
+        self.page.goto(self.url)
+        self.page.wait_for_selector("body[data-covgap-ready]", timeout=30_000)
+        self.load_s = time.monotonic() - started
+
+    def offline_and_clean(self) -> None:
+        assert self.errors == []
+        assert self.requests == [self.url]
+        assert self.dialogs == []
+
+    def paths_in(self, layer: str) -> int:
+        return self.page.locator(f".covgap-pane-{layer} path").count()
+
+    def set_layer(self, label: str, on: bool) -> None:
+        box = self.page.locator(".leaflet-control-layers-overlays label", has_text=label).locator("input")
+        assert box.count() == 1, label
+        if box.is_checked() != on:
+            box.click()
+
+    def popup_text(self) -> str:
+        # A closed popup fades out for 200 ms before it leaves the DOM: wait for the one open popup.
+        self.page.wait_for_function("document.querySelectorAll('.leaflet-popup-content').length === 1", timeout=5_000)
+        return self.page.locator(".leaflet-popup-content").inner_text()
+
+
+def _layer_label(lang: str, key: str) -> str:
+    return maps.STRINGS[lang]["layer_cells_control" if key == "cells" else f"layer_{key}"]
+
+
+@pytest.fixture
+def hand_results(hand_project):
+    return pipeline.run_pipeline(load_config(hand_project), now_s=1_790_000_000)
+
+
+@pytest.fixture
+def hand_maps(hand_results, tmp_path):
+    return maps.write_maps(hand_results, tmp_path / "maps", lang="vi")
+
+
+def _expected_counts(results) -> dict[str, int]:
+    return {"communes": len(results.communes), "villages_4g": len(results.villages),
+            "villages_fibre": len(results.villages), "dead_zones": len(results.zones),
+            "needs_measurement": len(results.needs_measurement), "fibre": len(results.layers.fibre),
+            "centres": len(results.communes)}
+
+
+@pytest.mark.parametrize("which", ["index.html", "xa-thu-nghiem.html"])
+def test_page_loads_offline_without_errors_and_every_layer_has_its_features(browser, hand_results, hand_maps, which):
+    opened = Opened(browser, hand_maps[0].parent / which)
+    expected = _expected_counts(hand_results)
+    assert expected == {"communes": 1, "villages_4g": 3, "villages_fibre": 3, "dead_zones": 1,
+                        "needs_measurement": 3, "fibre": 1, "centres": 1}
+    for key in LAYERS:
+        opened.set_layer(_layer_label("vi", key), True)
+    opened.set_layer(_layer_label("vi", "cells"), True)
+    counts = opened.page.evaluate("covgap.featureCounts()")
+    for key in LAYERS:
+        assert opened.paths_in(key) == expected[key] == counts[key], key
+    # Cells: one image for the chosen operator view, counts in the legend as in the class raster.
+    assert opened.page.locator(".covgap-pane-cells img").count() == 1
+    assert opened.page.evaluate("document.querySelector('.covgap-pane-cells img').naturalWidth") > 0
+    legend = opened.page.locator('.covgap-legend-section[data-layer="cells"]').inner_text()
+    n = np.bincount(hand_results.classes.ravel(), minlength=5)
+    assert f"({n[int(CellClass.COVERED)]} ô)" in legend and f"({n[int(CellClass.DEAD)]} ô)" in legend
+    # Every layer comes off again, and its legend with it.
+    for key in [*LAYERS, "cells"]:
+        opened.set_layer(_layer_label("vi", key), False)
+    for key in LAYERS:
+        assert opened.paths_in(key) == 0, key
+    assert opened.page.locator(".covgap-pane-cells img").count() == 0
+    assert opened.page.locator(".covgap-legend-section").count() == 0
+    assert set(opened.page.evaluate("covgap.featureCounts()").values()) == {0}
+    opened.offline_and_clean()
+    opened.page.close()
+
+
+def test_operator_choice_swaps_the_cell_image(browser, hand_results, hand_maps):
+    opened = Opened(browser, hand_maps[0])
+    opened.set_layer(_layer_label("vi", "cells"), True)
+    src_any = opened.page.evaluate("document.querySelector('.covgap-pane-cells img').src")
+    opened.page.select_option("#covgap-operator", "MobiFone")
+    assert opened.page.evaluate("covgap.operator()") == "MobiFone"
+    assert opened.page.locator(".covgap-pane-cells img").count() == 1
+    assert opened.page.evaluate("document.querySelector('.covgap-pane-cells img').src") != src_any
+    mobi = class_raster(hand_results.op_view[hand_results.op_view["operator"] == "MobiFone"],
+                        hand_results.layers.grid, hand_results.layers.inside)
+    legend = opened.page.locator('.covgap-legend-section[data-layer="cells"]').inner_text()
+    assert "MobiFone" in legend
+    assert f"({int((mobi == int(CellClass.INSUFFICIENT)).sum())} ô)" in legend
+    opened.offline_and_clean()
+    opened.page.close()
+
+
+def _click_village(opened: Opened, name: str) -> str:
+    for key in ["dead_zones", "fibre", "centres", "needs_measurement"]:
+        opened.set_layer(_layer_label(opened.page.evaluate("covgap.data.lang"), key), False)
+    point = opened.page.evaluate("name => covgap.villagePoint(name)", name)
+    opened.page.mouse.click(point["x"], point["y"])
+    return opened.popup_text()
+
+
+def test_clicking_a_village_opens_its_figures(browser, hand_maps):
+    opened = Opened(browser, hand_maps[0])
+    text = _click_village(opened, "Thôn Một")
+    assert "Thôn Một" in text and "Xã Thử Nghiệm" in text
+    assert "Số hộ\t100" in text  # households
+    assert "đạt 4G" in text  # verdict
+    assert "2026-03-01" in text  # last measured
+    assert "Khoảng cách tới cáp quang\t0 m" in text  # the fibre line crosses the village
+    opened.offline_and_clean()
+    opened.page.close()
+
+
+def test_search_finds_a_village_without_accents(browser, hand_maps):
+    opened = Opened(browser, hand_maps[0])
+    opened.page.fill("#covgap-search", "thon mot")
+    hits = opened.page.locator("#covgap-search-results button")
+    assert hits.count() == 1 and hits.inner_text() == "Thôn Một (Xã Thử Nghiệm)"
+    hits.click()
+    assert "Thôn Một" in opened.popup_text()
+    opened.page.fill("#covgap-search", "khong co")
+    assert opened.page.locator("#covgap-search-results li.none").count() == 1
+    opened.offline_and_clean()
+    opened.page.close()
+
+
+def test_scorecard_panel_shows_the_four_targets(browser, hand_maps):
+    opened = Opened(browser, hand_maps[0])
+    rows = opened.page.locator("#covgap-scorecard tbody tr")
+    assert rows.count() == 5
+    assert "33,3%" in rows.nth(0).inner_text() and "chưa đạt" in rows.nth(0).inner_text()
+    assert "48,0%" in rows.nth(2).inner_text()
+    assert opened.page.locator("#covgap-commune-links a").count() == 1
+    opened.page.locator("#covgap-commune-links a").click()
+    opened.page.wait_for_selector("body[data-covgap-ready]")
+    assert opened.page.url.endswith("/xa-thu-nghiem.html")
+    assert opened.page.locator("#covgap-district-link").count() == 1
+    assert opened.errors == [] and opened.dialogs == []
+    opened.page.close()
+
+
+def test_english_map_has_english_labels(browser, hand_results, tmp_path):
+    written = maps.write_maps(hand_results, tmp_path / "en", lang="en")
+    opened = Opened(browser, written[0])
+    control = opened.page.locator(".leaflet-control-layers-overlays").inner_text()
+    assert "Villages by 4G verdict" in control and "Dead zones" in control and "Thôn" not in control
+    assert "Legend" in opened.page.locator(".covgap-legend").inner_text()
+    score = opened.page.locator("#covgap-scorecard").inner_text()
+    assert "4G in every village" in score and "not met" in score and "33.3%" in score
+    text = _click_village(opened, "Thôn Một")
+    assert "Households\t100" in text and "meets the 4G target" in text
+    assert opened.page.evaluate("document.documentElement.lang") == "en"
+    opened.offline_and_clean()
+    opened.page.close()
+
+
+@pytest.fixture
+def xss_project(hand_project):
+    """The hand project with hostile village and commune names."""
+    d = hand_project.parent
+    for name, key in (("villages.geojson", "features"), ("communes.geojson", "features")):
+        data = json.loads((d / name).read_text(encoding="utf-8"))
+        for f in data[key]:
+            p = f["properties"]
+            if name == "communes.geojson":
+                p["name"] = XSS_COMMUNE
+            else:
+                p["commune"] = XSS_COMMUNE
+                p["name"] = {"V2": XSS_IMG, "V3": XSS_SCRIPT}.get(p["village_id"], p["name"])
+        (d / name).write_text(json.dumps(data, ensure_ascii=False), encoding="utf-8")
+    return hand_project
+
+
+def test_hostile_names_render_as_text_and_run_nothing(browser, xss_project, tmp_path):
+    results = pipeline.run_pipeline(load_config(xss_project), now_s=1_790_000_000)
+    written = maps.write_maps(results, tmp_path / "maps", lang="vi")
+    assert [p.name for p in written] == ["index.html", "xa-b-thu-b-nghiem.html"]
+    for path in written:
+        html = path.read_text(encoding="utf-8")
+        assert XSS_SCRIPT not in html and XSS_IMG not in html
+        opened = Opened(browser, path)
+        assert opened.page.title().endswith(XSS_COMMUNE if path.name != "index.html" else "Huyện Thử")
+        assert opened.page.locator("img[src='x']").count() == 0
+        text = _click_village(opened, XSS_IMG)
+        assert XSS_IMG in text and XSS_COMMUNE in text
+        opened.page.keyboard.press("Escape")
+        opened.page.fill("#covgap-search", "script")
+        assert opened.page.locator("#covgap-search-results button").inner_text() == f"{XSS_SCRIPT} ({XSS_COMMUNE})"
+        opened.page.locator("#covgap-search-results button").click()
+        assert XSS_SCRIPT in opened.popup_text()
+        # The villages' tooltips and the commune list show the names literally too.
+        assert XSS_COMMUNE in opened.page.locator("#covgap-panel").inner_text()
+        assert opened.page.locator("#covgap-panel b, .leaflet-popup b").count() == 0
+        opened.page.wait_for_timeout(300)  # give any injected handler time to fire
+        opened.offline_and_clean()
+        assert opened.page.evaluate("typeof window.covgap") == "object"
+        opened.page.close()
+
+
+@pytest.mark.slow
+def test_sample_district_map_is_small_fast_and_complete(browser, tmp_path):
+    if not (SAMPLE.parent / "villages.geojson").is_file():
+        pytest.skip("data/sample is not generated")
+    results = pipeline.run_pipeline(load_config(SAMPLE))
+    written = maps.write_maps(results, tmp_path / "maps", lang="vi")
+    index = written[0]
+    assert index.stat().st_size < 5 * 2**20
+    assert len(written) == 1 + len(results.communes)
+    opened = Opened(browser, index)
+    assert opened.load_s < 10
+    for key in LAYERS:
+        opened.set_layer(_layer_label("vi", key), True)
+    counts = opened.page.evaluate("covgap.featureCounts()")
+    expected = _expected_counts(results)
+    for key in LAYERS:
+        assert counts[key] == expected[key] == opened.paths_in(key), key
+    opened.offline_and_clean()
+    opened.page.close()
+    # One commune page: its villages only.
+    commune = results.communes.iloc[0]
+    page = Opened(browser, index.parent / maps.page_files(list(results.communes["name"]))[commune["name"]])
+    level = results.config.report.level
+    assert page.page.evaluate("covgap.featureCounts()")["villages_4g"] == int((results.villages[level] == commune["name"]).sum())
+    page.offline_and_clean()
+    page.page.close()

@@ -145,6 +145,9 @@ def list_measurement_files(paths: list[Path]) -> list[Path]:
 
 def detect_encoding(head: bytes, path: Path) -> str:
     """UTF-8 (with or without BOM) or UTF-16 (Excel 'Unicode text'); anything else is refused."""
+    if head.startswith(b"PK\x03\x04"):
+        raise InputError(path, ["this is a ZIP file or an Excel workbook (.xlsx), not CSV text; "
+                                "in Excel use Save As 'CSV UTF-8 (comma delimited)' and give that file"])
     if head.startswith(codecs.BOM_UTF8):
         return "utf-8-sig"
     if head.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):

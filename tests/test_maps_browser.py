@@ -277,3 +277,22 @@ def test_sample_district_map_is_small_fast_and_complete(browser, tmp_path):
     assert page.page.evaluate("covgap.featureCounts()")["villages_4g"] == int((results.villages[level] == commune["name"]).sum())
     page.offline_and_clean()
     page.page.close()
+
+
+def test_what_changed_shows_in_the_panel(browser, hand_results, tmp_path):
+    import pandas as pd
+
+    opened = Opened(browser, maps.write_maps(hand_results, tmp_path / "first", lang="vi")[0])
+    assert opened.page.locator("#covgap-changes").count() == 0  # no previous run, no section
+    opened.page.close()
+    hand_results.changes = pd.DataFrame([
+        {"kind": "dead_zone", "id": "DZ-001", "name": "Thôn Hai", "change": "opened", "detail": "0.0200 km²"},
+        {"kind": "village", "id": "V1", "name": "Thôn Một", "change": "now meets 4G target", "detail": "95% covered"},
+    ])
+    opened = Opened(browser, maps.write_maps(hand_results, tmp_path / "second", lang="vi")[0])
+    rows = opened.page.locator("#covgap-changes tbody tr")
+    assert rows.count() == 2
+    assert rows.nth(0).inner_text().split("\t") == ["vùng lõm", "Thôn Hai", "mới xuất hiện", "0.0200 km²"]
+    assert rows.nth(1).inner_text().split("\t") == ["thôn", "Thôn Một", "nay đạt 4G", "95% covered"]
+    opened.offline_and_clean()
+    opened.page.close()

@@ -395,7 +395,7 @@
       else {
         var cbody = el('tbody');
         D.changes.forEach(function (c) {
-          cbody.appendChild(el('tr', null, [el('td', { text: c.kind }), el('td', { text: c.name || c.id }),
+          cbody.appendChild(el('tr', null, [el('td', { text: T['kind_' + c.kind] || c.kind }), el('td', { text: c.name || c.id }),
             el('td', { text: T['change_' + c.change] || c.change }), el('td', { text: c.detail })]));
         });
         section.appendChild(el('table', null, [el('thead', null, [el('tr', null, [el('th', { text: T.change_kind }),

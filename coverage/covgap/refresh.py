@@ -181,9 +181,8 @@ def update_outputs(
                                      ["no measurement file could be used: " + "; ".join(o.message for o in refused)]
                                      if refused else ["every measurement file is a copy of another"])
                 raise _NothingNew
-            new_stats = [pd.read_parquet(new_folder / o.record.stats_file) for o in taken]
-            store.total = cellstats.merge_stats(store.total, *[store_mod._canonical_dtypes(s) for s in new_stats])
-            del new_stats
+            for o in taken:  # one file's statistics in memory at a time
+                store.total = cellstats.merge_stats(store.total, store_mod.read_stats(new_folder / o.record.stats_file))
             store.keys = ctx.seen_keys
             store_mod.save_store(store, new_folder)
             results = analyse_store(store, new_folder, layers, config)

@@ -124,12 +124,11 @@ def load_store(folder: Path) -> Store:
             raise StoreError(f"{folder}: store version {manifest.get('version')} is not {STORE_VERSION}; "
                              "run `covgap run` to rebuild it from the measurement files")
         files = [FileRecord(**rec) for rec in manifest["files"]]
-        total = pd.read_parquet(folder / TOTAL)
+        total = read_stats(folder / TOTAL)
         keys = np.load(folder / KEYS)
     except (OSError, ValueError, KeyError, TypeError) as err:
         raise StoreError(f"{folder}: the measurement store is damaged ({err}); "
                          "run `covgap run` to rebuild it from the measurement files") from err
-    total = _canonical_dtypes(total)
     return Store(fingerprint=manifest["fingerprint"], files=files, total=total, keys=keys)
 
 
@@ -181,14 +180,22 @@ def _write_parquet(frame: pd.DataFrame, path: Path) -> None:
     frame.reset_index(drop=True).to_parquet(path, index=False, compression="zstd")
 
 
-def _canonical_dtypes(stats: pd.DataFrame) -> pd.DataFrame:
-    """Parquet gives back string columns; make them what cellstats builds (object), sorted."""
+def read_stats(path: Path) -> pd.DataFrame:
+    """Cell statistics written by this module (already in cellstats' canonical order).
+
+    Arrow memory is released column by column as pandas takes it over, and the
+    string columns become object columns as cellstats builds them.
+    """
+    import pyarrow.parquet as pq
+
+    table = pq.read_table(path)
+    stats = table.to_pandas(self_destruct=True)
+    del table
     if stats.empty:
         return cellstats.empty_stats()
-    stats = stats.copy()
     for c in ("operator", "technology"):
         stats[c] = stats[c].astype(object)
-    return cellstats.sort_stats(stats)
+    return stats[cellstats.STAT_COLUMNS]
 
 
 class RejectedWriter:

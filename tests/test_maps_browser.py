@@ -296,3 +296,17 @@ def test_what_changed_shows_in_the_panel(browser, hand_results, tmp_path):
     assert rows.nth(1).inner_text().split("\t") == ["thôn", "Thôn Một", "nay đạt 4G", "95% covered"]
     opened.offline_and_clean()
     opened.page.close()
+
+
+def test_online_basemap_is_optional_and_fails_harmlessly_offline(browser, hand_maps):
+    opened = Opened(browser, hand_maps[0])
+    tiles = []
+    opened.page.route("https://tile.openstreetmap.org/**", lambda route: (tiles.append(route.request.url), route.abort()))
+    opened.offline_and_clean()  # off by default: nothing requested yet
+    opened.set_layer(maps.STRINGS["vi"]["layer_basemap"], True)
+    opened.page.wait_for_timeout(500)
+    assert tiles and all(u.startswith("https://tile.openstreetmap.org/") for u in tiles)
+    assert all(u == opened.url or u in tiles for u in opened.requests)
+    assert not [e for e in opened.errors if "net::ERR_FAILED" not in e]  # only the refused tiles
+    assert opened.paths_in("villages_4g") == 3  # the map itself is still drawn
+    opened.page.close()

@@ -102,7 +102,8 @@ class DeadZoneConfig:
 
 @dataclass(frozen=True)
 class VillageConfig:
-    min_measured_share: float = _f(0.5, "A village whose measured share (cells with enough evidence) is below this gets the verdict 'insufficient evidence'.", "covgap: half the settled area must be measured before a verdict")
+    min_measured_share: float = _f(0.5, "A village gets a 4G verdict when this share of its area is measured (cells with enough evidence) or min_measured_km2 is, whichever is smaller; else 'insufficient evidence'.", "covgap: half the village, so small villages need proportionally little")
+    min_measured_km2: float = _f(0.05, "Measured area that is enough for a 4G verdict however large the village (see min_measured_share).", "the smallest dead zone (DESIGN.md §3.4): evidence over that area counts either way; drive tests cover a strip along the roads, never half a large village")
     min_covered_share: float = _f(0.95, "A measured village 'meets' the 4G target when at least this share of its measured area is covered.", "QCVN 81:2019/BTTTT availability ≥ 95%")
 
 
@@ -287,6 +288,8 @@ def _check_values(s: dict[str, Any], problems: list[str], path: Path) -> None:
     for name in ("min_measured_share", "min_covered_share"):
         if not 0 <= getattr(v, name) <= 1:
             problems.append(f"[villages] {name} must be a share between 0 and 1, found {getattr(v, name)}")
+    if v.min_measured_km2 < 0:
+        problems.append(f"[villages] min_measured_km2 must not be negative, found {v.min_measured_km2}")
     fib: FibreConfig = s["fibre"]
     if not 0 <= fib.goal_share <= 1:
         problems.append(f"[fibre] goal_share must be a share between 0 and 1, found {fib.goal_share}")

@@ -134,7 +134,7 @@ def village_table(results) -> pd.DataFrame:
     v = results.villages
     levels = list(results.config.inputs.communes)
     cols = ["village_id", "name", *levels, "households", *(["population"] if "population" in v else []),
-            "area_km2", "share_covered", "share_weak", "share_dead", "share_unmeasured", "share_measured",
+            "area_km2", "share_covered", "share_weak", "share_dead", "share_unmeasured", "share_measured", "measured_km2",
             "covered_of_measured", "verdict_4g", "households_in_dead_zones", "n_samples",
             "households_passed", "fibre_share", "meets_fibre_goal", "dist_to_fibre_m", "spur_length_m",
             "dist_to_planned_fibre_m", *(["fibre_subscribed", "subscribed_share"] if "subscribed_share" in v else [])]

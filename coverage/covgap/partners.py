@@ -233,6 +233,7 @@ def operator_village_indicators(results, operator: str, pieces: gpd.GeoDataFrame
     labels = deadzones.label_cells(own, grid)
     return villages_mod.compute_signal_indicators(layers.villages, pieces, classes, sub, labels, grid,
                                                   min_measured_share=cfg.villages.min_measured_share,
+                                                  min_measured_km2=cfg.villages.min_measured_km2,
                                                   min_covered_share=cfg.villages.min_covered_share)
 
 
@@ -638,6 +639,8 @@ def partner_readme(results, operator: str, *, counts: dict[str, int], generated:
         ("connectivity", f"{dz.connectivity}", "ô nối theo cạnh (4) hoặc cả góc (8)", "cells joined by edges (4) or corners too (8)"),
         ("min_measured_share", f"{vc.min_measured_share:g}", "tỷ lệ diện tích thôn cần đo đủ để kết luận",
          "share of a village's area that must be measured for a verdict"),
+        ("min_measured_km2", f"{vc.min_measured_km2:g} km²", "hoặc diện tích đã đo đủ này (lấy mức nhỏ hơn)",
+         "or this measured area, whichever is smaller"),
         ("min_covered_share", f"{vc.min_covered_share:g}", "tỷ lệ diện tích đã đo có sóng tốt để đạt 4G",
          "share of the measured area that must be covered to meet the 4G target"),
         ("drop_distance_m", f"{fib.drop_distance_m:g} m", "hộ được cáp quang đi qua khi trong khoảng cách này",

@@ -279,6 +279,7 @@ def analyse(layers: Layers, stats: pd.DataFrame, config: Config, report: ReadRep
     vc = config.villages
     signal_ind = villages_mod.compute_signal_indicators(layers.villages, pieces, classes, any_view, labels, grid,
                                                         min_measured_share=vc.min_measured_share,
+                                                        min_measured_km2=vc.min_measured_km2,
                                                         min_covered_share=vc.min_covered_share)
     fibre_ind = fibre_mod.compute_fibre_indicators(layers.villages, pieces, layers.fibre,
                                                    drop_distance_m=config.fibre.drop_distance_m,

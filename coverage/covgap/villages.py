@@ -85,7 +85,8 @@ def village_pieces(villages: gpd.GeoDataFrame, grid: Grid, density: np.ndarray |
 
 def compute_signal_indicators(villages: gpd.GeoDataFrame, pieces: pd.DataFrame, classes: np.ndarray,
                               any_view: pd.DataFrame, zone_labels: np.ndarray, grid: Grid, *,
-                              min_measured_share: float, min_covered_share: float) -> pd.DataFrame:
+                              min_measured_share: float, min_covered_share: float,
+                              min_measured_km2: float = 0.0) -> pd.DataFrame:
     """Coverage shares, households in dead zones, evidence and the 4G verdict per village.
 
     Returns one row per village (same order) with ``area_km2``,
@@ -97,8 +98,9 @@ def compute_signal_indicators(villages: gpd.GeoDataFrame, pieces: pd.DataFrame, 
 
     Notes
     -----
-    ``verdict_4g`` is *insufficient evidence* when ``share_measured <
-    min_measured_share``; otherwise *meets* when ``share_covered / share_measured ≥
+    ``verdict_4g`` is *insufficient evidence* when the measured area is below
+    ``min(min_measured_share × area, min_measured_km2)`` (``min_measured_km2 = 0``
+    means the share alone decides); otherwise *meets* when ``share_covered / share_measured ≥
     min_covered_share`` (default 0.95, QCVN 81:2019 availability), else *fails*.
     """
     n = len(villages)
@@ -128,8 +130,13 @@ def compute_signal_indicators(villages: gpd.GeoDataFrame, pieces: pd.DataFrame, 
     frac = area / (grid.size * grid.size)
     out["n_samples"] = np.rint(np.bincount(v, weights=cell_n[c] * frac, minlength=n)).astype(np.int64)
     out["t_last_s"] = pd.Series(cell_t[c]).groupby(v).max().reindex(range(n)).to_numpy()
+    measured_km2 = out["share_measured"].to_numpy() * total_area / 1e6
+    needed_km2 = min_measured_share * total_area / 1e6
+    if min_measured_km2 > 0:
+        needed_km2 = np.minimum(needed_km2, min_measured_km2)
+    out["measured_km2"] = np.round(measured_km2, 6)
     verdict = np.where(
-        out["share_measured"] < min_measured_share - 1e-12, Verdict.INSUFFICIENT.value,
+        (measured_km2 < needed_km2 - 1e-9) | (total_area <= 0), Verdict.INSUFFICIENT.value,
         np.where(out["covered_of_measured"] >= min_covered_share - 1e-12, Verdict.MEETS.value, Verdict.FAILS.value),
     )
     out["verdict_4g"] = verdict

@@ -122,7 +122,16 @@ class ReadContext:
     seen_keys: np.ndarray = field(default_factory=lambda: np.empty(0, dtype=np.uint64))
 
     def remember(self, keys: np.ndarray) -> None:
-        self.seen_keys = np.union1d(self.seen_keys, keys)
+        """Add new keys (not yet seen) to the sorted ``seen_keys``: a linear merge, no re-sort of the whole."""
+        keys = np.unique(keys)
+        self.seen_keys = np.insert(self.seen_keys, np.searchsorted(self.seen_keys, keys), keys)
+
+    def has_seen(self, keys: np.ndarray) -> np.ndarray:
+        """Which of ``keys`` are in ``seen_keys`` (binary search in the sorted array)."""
+        if not len(self.seen_keys):
+            return np.zeros(len(keys), dtype=bool)
+        pos = np.minimum(np.searchsorted(self.seen_keys, keys), len(self.seen_keys) - 1)
+        return self.seen_keys[pos] == keys
 
 
 def list_measurement_files(paths: list[Path]) -> list[Path]:
@@ -451,7 +460,7 @@ def normalise_rows(
         first = np.zeros(len(k), dtype=bool)
         _, first_pos = np.unique(k, return_index=True)
         first[first_pos] = True
-        seen = np.isin(k, ctx.seen_keys)
+        seen = ctx.has_seen(k)
         dup[idx] = ~first | seen
         ctx.remember(k[first & ~seen])
     reject(dup, "duplicate_row", "same time, place, operator, technology and level as an earlier row")
@@ -495,15 +504,20 @@ def normalise_operator(raw: pd.Series, default: str) -> pd.Series:
     present = raw.notna()
     if not present.any():
         return out
-    text = raw[present].astype(str)
+    # Work on the distinct spellings only (a file holds a handful), then spread back.
+    codes, uniques = pd.factorize(raw[present].astype(str))
+    out[present] = _normalise_operator_names(pd.Series(uniques, dtype=object)).to_numpy(dtype=object)[codes]
+    return out
+
+
+def _normalise_operator_names(text: pd.Series) -> pd.Series:
     key = text.str.lower().str.strip()
     name = key.map(OPERATOR_ALIASES)
     digits = key.str.replace(r"[^0-9]", "", regex=True)
     mnc = digits.where(~digits.str.startswith("452") | (digits.str.len() <= 3), digits.str[3:])
     mnc = mnc.str.zfill(2).str[-2:]
     by_code = mnc.map(OPERATOR_BY_MNC).where(key.str.fullmatch(r"[0-9 -]+"))
-    out[present] = name.fillna(by_code).fillna(text)
-    return out
+    return name.fillna(by_code).fillna(text)
 
 
 _GNETTRACK_TS = re.compile(r"^(\d{4})\.(\d{2})\.(\d{2})_(\d{2})\.(\d{2})\.(\d{2})$")

@@ -97,7 +97,7 @@ class SignalConfig:
 @dataclass(frozen=True)
 class DeadZoneConfig:
     min_area_km2: float = _f(0.05, "Dead zones smaller than this are dropped.", "DESIGN.md §3.4 (the FCC's 1 km² is too coarse for a village)")
-    connectivity: int = _f(4, "Cells joined into one zone by shared edges (4) or also corners (8).", "rasterio.features.shapes")
+    connectivity: int = _f(8, "Cells joined into one zone by shared edges (4) or also by corners (8).", "covgap: drive-test evidence comes as strips along roads, and a diagonal road's cells touch only at corners; with 4 one dead stretch falls apart into pieces below min_area_km2")
 
 
 @dataclass(frozen=True)

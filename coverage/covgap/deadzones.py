@@ -14,7 +14,7 @@ from covgap.grid import Grid
 ZONE_COLUMNS = ["zone_id", "area_km2", "n_cells", "geometry"]
 
 
-def delineate_dead_zones(classes: np.ndarray, grid: Grid, *, min_area_km2: float, connectivity: int = 4,
+def delineate_dead_zones(classes: np.ndarray, grid: Grid, *, min_area_km2: float, connectivity: int = 8,
                          dead_value: int = int(CellClass.DEAD), prefix: str = "DZ") -> gpd.GeoDataFrame:
     """Polygons of contiguous cells whose class is ``dead_value``, at least ``min_area_km2``.
 

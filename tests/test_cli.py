@@ -1,0 +1,81 @@
+"""The command line: demo through CliRunner and as a subprocess, one-line errors, help."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from covgap.cli import main
+
+COVGAP = str(Path(sys.executable).with_name("covgap"))
+
+
+@pytest.mark.slow
+def test_demo_through_clirunner(tmp_path):
+    result = CliRunner().invoke(main, ["demo", "--out", str(tmp_path / "out"), "--maps", str(tmp_path / "maps"), "--lang", "en"])
+    assert result.exit_code == 0, result.output
+    # The run ends with the district scorecard against the four targets.
+    tail = result.output[result.output.index("Scorecard"):]
+    for label in ("4G in every village", "no dead zones left", "fibre passes > 80% of households", "fibre reaches every commune"):
+        assert label in tail
+    out = tmp_path / "out"
+    for name in ("covgap.gpkg", "scorecard_district.csv", "scorecard_communes.csv", "scorecard_villages.csv",
+                 "best_4g_rsrp_p50_dbm.tif", "cell_class.tif", "rejected_rows.csv"):
+        assert (out / name).is_file(), name
+    assert (tmp_path / "maps" / "index.html").is_file()
+    assert not list(tmp_path.glob(".out.tmp-*"))
+
+
+@pytest.mark.slow
+def test_demo_as_a_subprocess(tmp_path):
+    proc = subprocess.run([COVGAP, "demo", "--out", "o", "--maps", "m"], cwd=tmp_path, capture_output=True,
+                          text=True, timeout=600, env={**os.environ, "PYTHONWARNINGS": "ignore"})
+    assert proc.returncode == 0, proc.stderr
+    assert "Bảng điểm" in proc.stdout  # Vietnamese by default
+    assert "layers: 194 villages" in proc.stderr  # one log line per stage
+    assert (tmp_path / "o" / "scorecard_villages.csv").is_file() and (tmp_path / "m" / "index.html").is_file()
+
+
+def test_help_for_every_command():
+    runner = CliRunner()
+    top = runner.invoke(main, ["--help"])
+    assert top.exit_code == 0
+    commands = [c for c in main.commands]
+    assert {"demo", "run", "config-doc"} <= set(commands)
+    for name in commands:
+        res = runner.invoke(main, [name, "--help"])
+        assert res.exit_code == 0 and len(res.output.strip().splitlines()) >= 3, name
+        for param in main.commands[name].params:
+            if isinstance(param, type(main.params[0])) and param.name != "help":
+                assert param.help, f"{name} --{param.name} has no help text"
+
+
+def test_missing_config_is_one_line_without_traceback(tmp_path):
+    proc = subprocess.run([COVGAP, "run", "--config", str(tmp_path / "nope.toml")], capture_output=True, text=True)
+    assert proc.returncode == 1
+    assert proc.stderr.strip().count("\n") == 0
+    assert "nope.toml" in proc.stderr and "not found" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_bad_village_layer_names_file_column_and_fix(hand_project, tmp_path):
+    villages = hand_project.parent / "villages.geojson"
+    villages.write_text(villages.read_text(encoding="utf-8").replace('"households"', '"hh_count"'), encoding="utf-8")
+    result = CliRunner().invoke(main, ["run", "--config", str(hand_project), "--out", str(tmp_path / "o"),
+                                       "--maps", str(tmp_path / "m")])
+    assert result.exit_code == 1
+    assert "villages.geojson" in result.output and "households" in result.output and "hh_count" in result.output
+    assert "Traceback" not in result.output
+    assert not (tmp_path / "o").exists()
+
+
+def test_run_on_the_hand_project_prints_the_scorecard(hand_project, tmp_path):
+    result = CliRunner().invoke(main, ["-q", "run", "--config", str(hand_project), "--out", str(tmp_path / "o"),
+                                       "--maps", str(tmp_path / "m"), "--lang", "en"])
+    assert result.exit_code == 0, result.output
+    assert "33.3%" in result.output  # 1 of 3 villages meets the 4G target
+    assert "48.0%" in result.output  # 96 of 200 households passed by fibre

@@ -189,7 +189,7 @@ DRIVE_DAYS = [  # file date, regions driven (2025 communes), start time
     ("2026-06-20", ["Trà Giang"], (7, 40)),
     ("2026-09-12", ["Nghĩa Giang", "Vệ Giang"], (8, 20)),
 ]
-DRIVE_SPACING_M = (8.0, 12.0)  # a scanner logging about once a second at 25–40 km/h
+DRIVE_SPACING_M = (8.0, 12.0)  # a scanner logging about once a second at 20–45 km/h
 P_SKIP_LEAF_ROAD = 0.45  # dead-end village roads the drive team never enters
 TRANSIT_S = 1200  # s between two areas driven on the same day
 SPEED_MS = {"national": 11.0, "provincial": 10.0, "commune": 8.0, "village": 6.5}

@@ -145,13 +145,14 @@ def hist_percentile(hist: np.ndarray, q: float) -> np.ndarray:
 
 
 def operator_view(stats: pd.DataFrame, *, covered_dbm: float, dead_dbm: float, min_samples: int,
-                  min_time_spread_hours: float = 0.0) -> pd.DataFrame:
-    """Per cell and operator: the 4G class and its figures.
+                  min_time_spread_hours: float = 0.0) -> tuple[pd.DataFrame, np.ndarray]:
+    """Per cell and operator: the 4G class and its figures, and the pooled 4G histograms.
 
     Returns one row per (cell, operator) with ``n_samples`` (all technologies),
     ``n_4g`` (4G or 5G samples with a level), ``n_no_4g`` (samples on 2G/3G),
     ``rsrp_dbm_p10``, ``rsrp_dbm_p50``, ``share_ge_covered``, ``t_first_s``,
-    ``t_last_s`` and ``cell_class`` (:class:`CellClass` value).
+    ``t_last_s`` and ``cell_class`` (:class:`CellClass` value); and an
+    (n_rows, 97) array with each row's 4G/5G histogram (for percentiles over zones).
 
     Notes
     -----
@@ -162,7 +163,7 @@ def operator_view(stats: pd.DataFrame, *, covered_dbm: float, dead_dbm: float, m
     """
     if stats.empty:
         return pd.DataFrame(columns=["cell", "operator", "n_samples", "n_4g", "n_no_4g", "rsrp_dbm_p10", "rsrp_dbm_p50",
-                                     "share_ge_covered", "t_first_s", "t_last_s", "cell_class"])
+                                     "share_ge_covered", "t_first_s", "t_last_s", "cell_class"]), np.zeros((0, NBINS), dtype=np.int64)
     is4 = stats["technology"].isin(TARGET_TECHNOLOGIES).to_numpy()
     hist = stats[HIST_COLUMNS].to_numpy(dtype=np.int64)
     frame = pd.DataFrame(
@@ -194,8 +195,7 @@ def operator_view(stats: pd.DataFrame, *, covered_dbm: float, dead_dbm: float, m
         covered_dbm=covered_dbm, dead_dbm=dead_dbm, min_samples=min_samples,
         min_time_spread_s=min_time_spread_hours * 3600.0,
     )
-    view.attrs["hist"] = h
-    return view
+    return view, h
 
 
 def classify(n_samples: np.ndarray, n_4g: np.ndarray, n_no_4g: np.ndarray, p50: np.ndarray, spread_s: np.ndarray, *,

@@ -73,7 +73,8 @@ def label_cells(zones: gpd.GeoDataFrame, grid: Grid) -> np.ndarray:
 
 
 def describe_dead_zones(zones: gpd.GeoDataFrame, grid: Grid, *, pieces: pd.DataFrame, villages: gpd.GeoDataFrame,
-                        any_view: pd.DataFrame, op_view: pd.DataFrame) -> tuple[gpd.GeoDataFrame, pd.DataFrame]:
+                        any_view: pd.DataFrame, op_view: pd.DataFrame,
+                        op_hist: np.ndarray) -> tuple[gpd.GeoDataFrame, pd.DataFrame]:
     """Add to each zone the villages and households it touches and its evidence.
 
     Returns the zones with ``villages`` (names, ``; ``-separated), ``n_villages``,
@@ -110,13 +111,12 @@ def describe_dead_zones(zones: gpd.GeoDataFrame, grid: Grid, *, pieces: pd.DataF
     zones["t_first_s"] = av["t_first_s"].to_numpy()
     zones["t_last_s"] = av["t_last_s"].to_numpy()
     # Per operator: pooled 4G histogram over the zone's cells.
-    hist = op_view.attrs.get("hist")
     ov_zone = labels[op_view["cell"].to_numpy()]
     rows = []
-    if hist is not None:
+    if len(op_view):
         sel = ov_zone > 0
         sub = op_view.loc[sel, ["operator", "n_samples", "n_4g"]].assign(zone=ov_zone[sel])
-        h = hist[sel]
+        h = op_hist[sel]
         for (zone, operator), idx in sub.groupby(["zone", "operator"]).indices.items():
             pooled = h[idx].sum(axis=0).reshape(1, NBINS)
             rows.append({

@@ -227,7 +227,7 @@ def operator_village_indicators(results, operator: str, pieces: gpd.GeoDataFrame
     cell classes and its own dead zones (``results.operator_zones``).
     """
     layers, grid, cfg = results.layers, results.layers.grid, results.config
-    sub = _operator_rows(results.op_view, operator)
+    sub, _ = _operator_rows(results, operator)
     classes = cellstats.class_raster(sub, grid, layers.inside)
     own = results.operator_zones[results.operator_zones["operator"] == operator]
     labels = deadzones.label_cells(own, grid)
@@ -237,13 +237,10 @@ def operator_village_indicators(results, operator: str, pieces: gpd.GeoDataFrame
                                                   min_covered_share=cfg.villages.min_covered_share)
 
 
-def _operator_rows(op_view: pd.DataFrame, operator: str) -> pd.DataFrame:
-    """The op_view rows of one operator, with the matching rows of its 4G histogram."""
-    mask = (op_view["operator"] == operator).to_numpy()
-    sub = op_view.loc[mask].copy()
-    hist = op_view.attrs.get("hist")
-    sub.attrs = {"hist": hist[mask]} if hist is not None and len(hist) == len(op_view) else {}
-    return sub
+def _operator_rows(results, operator: str) -> tuple[pd.DataFrame, np.ndarray]:
+    """The op_view rows of one operator and the matching rows of the 4G histograms."""
+    mask = (results.op_view["operator"] == operator).to_numpy()
+    return results.op_view.loc[mask].copy(), results.op_hist[mask]
 
 
 def partner_layers(results, operator: str, *, pieces: gpd.GeoDataFrame | None = None) -> dict[str, gpd.GeoDataFrame]:
@@ -286,9 +283,9 @@ def _dead_zones_layer(results, operator: str, pieces: gpd.GeoDataFrame) -> gpd.G
     grid, tz = results.layers.grid, results.config.study.timezone
     own = results.operator_zones[results.operator_zones["operator"] == operator]
     own = gpd.GeoDataFrame(own[["zone_id", "area_km2", "n_cells", "geometry"]].reset_index(drop=True), geometry="geometry", crs=grid.crs)
+    op_rows, op_hist = _operator_rows(results, operator)
     own_desc, own_ops = deadzones.describe_dead_zones(own, grid, pieces=pieces, villages=results.layers.villages,
-                                                      any_view=results.any_view,
-                                                      op_view=_operator_rows(results.op_view, operator))
+                                                      any_view=results.any_view, op_view=op_rows, op_hist=op_hist)
     frames = []
     for zones, per_op, scope in ((own_desc, own_ops, SCOPE_OPERATOR), (results.zones, results.zone_operators, SCOPE_ALL)):
         if zones.empty:

@@ -82,6 +82,7 @@ class Results:
     layers: Layers
     stats: pd.DataFrame  # mergeable cell statistics (cellstats.STAT_COLUMNS)
     op_view: pd.DataFrame  # per cell and operator: class and figures
+    op_hist: np.ndarray  # (len(op_view), 97) 4G histogram of each op_view row
     any_view: pd.DataFrame  # per measured cell: best operator class and figures
     classes: np.ndarray  # (nrows, ncols) uint8 CellClass, 0 outside
     best_p50: np.ndarray  # (nrows, ncols) float, best operator median RSRP, NaN where unknown
@@ -258,7 +259,7 @@ def analyse(layers: Layers, stats: pd.DataFrame, config: Config, report: ReadRep
     """Classes, dead zones, village indicators and scorecards from cell statistics (no I/O)."""
     grid = layers.grid
     sig = config.signal
-    op_view = cellstats.operator_view(stats, covered_dbm=sig.covered_dbm, dead_dbm=sig.dead_dbm,
+    op_view, op_hist = cellstats.operator_view(stats, covered_dbm=sig.covered_dbm, dead_dbm=sig.dead_dbm,
                                       min_samples=sig.min_samples, min_time_spread_hours=sig.min_time_spread_hours)
     any_view = cellstats.best_operator_view(op_view)
     classes = cellstats.class_raster(any_view, grid, layers.inside)
@@ -272,7 +273,7 @@ def analyse(layers: Layers, stats: pd.DataFrame, config: Config, report: ReadRep
     pieces = villages_mod.village_pieces(layers.villages, grid, layers.density)
     labels = deadzones.label_cells(zones, grid)
     zones, zone_ops = deadzones.describe_dead_zones(zones, grid, pieces=pieces, villages=layers.villages,
-                                                    any_view=any_view, op_view=op_view)
+                                                    any_view=any_view, op_view=op_view, op_hist=op_hist)
     operators = sorted(op_view["operator"].unique().tolist()) if not op_view.empty else []
     operator_zones = _operator_dead_zones(op_view, grid, layers, operators, config)
 
@@ -306,7 +307,8 @@ def analyse(layers: Layers, stats: pd.DataFrame, config: Config, report: ReadRep
              len(zones), float(zones["area_km2"].sum()) if len(zones) else 0.0,
              int(district["villages_meeting_4g"].iloc[0]), int(district["villages_failing_4g"].iloc[0]),
              int(district["villages_insufficient_4g"].iloc[0]))
-    return Results(config=config, layers=layers, stats=stats, op_view=op_view, any_view=any_view, classes=classes,
+    return Results(config=config, layers=layers, stats=stats, op_view=op_view, op_hist=op_hist, any_view=any_view,
+                   classes=classes,
                    best_p50=best, villages=villages, communes=communes, zones=zones, zone_operators=zone_ops,
                    operator_zones=operator_zones, needs_measurement=needs, district=district, scorecard_long=long,
                    report=report or ReadReport(), operators=operators, data_period=period)

@@ -108,24 +108,48 @@ def compute_scorecards(villages: pd.DataFrame, zones: gpd.GeoDataFrame, communes
     return per_commune, district
 
 
+DETAIL_TEMPLATES = {
+    "en": {
+        "villages_4g": "{meets}/{n} villages meet, {fails} fail, {insufficient} insufficient evidence",
+        "no_dead_zones": "{area:.2f} km², {households:.0f} households",
+        "fibre_households": "{passed:.0f}/{households_total} households passed",
+        "fibre_communes": "{reached}/{communes} commune centres reached",
+        "measured": "share of village area with enough samples",
+        "status": {STATUS_MET: "met", STATUS_NOT_MET: "not met", STATUS_INSUFFICIENT: "insufficient evidence"},
+    },
+    "vi": {
+        "villages_4g": "{meets}/{n} thôn đạt, {fails} chưa đạt, {insufficient} chưa đủ số liệu",
+        "no_dead_zones": "{area:.2f} km², {households:.0f} hộ",
+        "fibre_households": "{passed:.0f}/{households_total} hộ có cáp quang đi qua",
+        "fibre_communes": "{reached}/{communes} trụ sở xã có cáp quang",
+        "measured": "tỷ lệ diện tích thôn có đủ mẫu đo",
+        "status": {STATUS_MET: "đạt", STATUS_NOT_MET: "chưa đạt", STATUS_INSUFFICIENT: "chưa đủ số liệu"},
+    },
+}
+
+
 def scorecard_long(district: pd.DataFrame, *, goal_share: float, lang: str = "en") -> pd.DataFrame:
-    """The district scorecard as one row per target: ``target, label, value, detail, goal, status``."""
+    """The district scorecard as one row per target: ``target, label, value, detail, goal, status``.
+
+    ``status`` keeps the English key (met / not met / insufficient evidence) so files
+    are comparable across languages; ``status_text`` is in ``lang``.
+    """
     d = district.iloc[0]
-    labels = TARGET_LABELS[lang]
+    labels, text = TARGET_LABELS[lang], DETAIL_TEMPLATES[lang]
+    figures = dict(meets=d["villages_meeting_4g"], n=d["n_villages"], fails=d["villages_failing_4g"],
+                   insufficient=d["villages_insufficient_4g"], area=d["dead_zone_area_km2"],
+                   households=d["households_in_dead_zones"], passed=d["households_passed"],
+                   households_total=d["households"], reached=d["communes_reached"], communes=d["communes"])
     rows = [
-        ("villages_4g", f"{d['share_villages_4g']:.1%}",
-         f"{d['villages_meeting_4g']}/{d['n_villages']} villages meet, {d['villages_failing_4g']} fail, "
-         f"{d['villages_insufficient_4g']} insufficient evidence", "100%", d["status_villages_4g"]),
-        ("no_dead_zones", f"{d['dead_zones']}",
-         f"{d['dead_zone_area_km2']:.2f} km², {d['households_in_dead_zones']:.0f} households", "0", d["status_no_dead_zones"]),
-        ("fibre_households", f"{d['fibre_share']:.1%}",
-         f"{d['households_passed']:.0f}/{d['households']} households passed", f"> {goal_share:.0%}", d["status_fibre_households"]),
-        ("fibre_communes", f"{d['share_communes_reached']:.1%}",
-         f"{d['communes_reached']}/{d['communes']} commune centres reached", "100%", d["status_fibre_communes"]),
-        ("measured", f"{d['share_area_measured']:.1%}", "share of village area with enough samples", "", ""),
+        ("villages_4g", f"{d['share_villages_4g']:.1%}", "100%", d["status_villages_4g"]),
+        ("no_dead_zones", f"{d['dead_zones']}", "0", d["status_no_dead_zones"]),
+        ("fibre_households", f"{d['fibre_share']:.1%}", f"> {goal_share:.0%}", d["status_fibre_households"]),
+        ("fibre_communes", f"{d['share_communes_reached']:.1%}", "100%", d["status_fibre_communes"]),
+        ("measured", f"{d['share_area_measured']:.1%}", "", ""),
     ]
     return pd.DataFrame(
-        [{"target": t, "label": labels[t], "value": v, "detail": det, "goal": g, "status": s} for t, v, det, g, s in rows]
+        [{"target": t, "label": labels[t], "value": v, "detail": text[t].format(**figures), "goal": g, "status": s,
+          "status_text": text["status"].get(s, "")} for t, v, g, s in rows]
     )
 
 
@@ -135,7 +159,7 @@ def format_scorecard(long: pd.DataFrame, title: str) -> str:
     w_value = max(len(s) for s in long["value"])
     lines = [title, "-" * len(title)]
     for _, r in long.iterrows():
-        status = f"[{r['status']}]" if r["status"] else ""
-        goal = f"goal {r['goal']}" if r["goal"] else ""
+        status = f"[{r['status_text']}]" if r["status_text"] else ""
+        goal = r["goal"]
         lines.append(f"{r['label']:<{w_label}}  {r['value']:>{w_value}}  {goal:<10} {status:<24} {r['detail']}")
     return "\n".join(lines)

@@ -71,7 +71,7 @@ def hand_csv_lines() -> list[str]:
     lon, lat = cell_centre_lonlat(1, 4)
     lines += [
         lines[1],  # duplicate_row: the first measurement again
-        f"2026-03-03T10:01:00+07:00,21.0285,105.8542,Viettel,LTE,-90",  # outside_study_area (Hà Nội)
+        "2026-03-03T10:01:00+07:00,21.0285,105.8542,Viettel,LTE,-90",  # outside_study_area (Hà Nội)
         f"2026-03-03T10:02:00+07:00,{lon},{lat},Viettel,LTE,-90",  # swapped_lat_lon
         f"2026-03-03T10:03:00+07:00,{lat},{lon},Viettel,LTE,",  # missing_signal
         f"2026-03-03T10:04:00+07:00,{lat},{lon},Viettel,LTE,-30",  # dbm_out_of_range

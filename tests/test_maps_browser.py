@@ -7,7 +7,6 @@ download its own browser here). Pages are opened from file:// URLs, offline.
 from __future__ import annotations
 
 import json
-import shutil
 import time
 from pathlib import Path
 

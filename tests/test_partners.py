@@ -302,7 +302,6 @@ def test_ogrinfo_reads_every_shapefile(exported):
         types = {r["field"]: r["type"] for r in rows if r["layer"] == layer}
         for field, t in s["types"].items():
             assert t == {"String": "String", "Integer": "Integer", "Real": "Real"}[types[field]], (layer, field)
-    g = ogr_summary(package / "Viettel.gpkg")
     assert "villages_below_fibre_goal" in ogrinfo(str(package / "Viettel.gpkg"))
 
 

@@ -11,7 +11,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import geopandas as gpd
@@ -19,10 +18,10 @@ import numpy as np
 import pandas as pd
 import pytest
 import shapely
-from click.testing import CliRunner
+from click.testing import CliRunner, Result
 
 from conftest import hand_csv_lines
-from covgap import cli, measurements as meas, outputs, pipeline, refresh, store as store_mod
+from covgap import cli, ingest, measurements as meas, outputs, pipeline, refresh, store as store_mod
 from covgap.config import ColumnMapping, load_config
 from covgap.errors import InputError
 
@@ -72,7 +71,7 @@ def no_maps(monkeypatch):
     return calls
 
 
-def covgap(*args: str) -> "click.testing.Result":  # noqa: F821
+def covgap(*args: str) -> Result:
     return CliRunner().invoke(cli.main, [str(a) for a in args])
 
 
@@ -100,7 +99,7 @@ def read_manifest(out: Path) -> dict:
 def hand_layers(project: Path):
     config = load_config(project)
     layers = pipeline.load_layers(config)
-    return config, layers, pipeline.read_context(layers, config, now_s=NOW)
+    return config, layers, ingest.read_context(layers, config, now_s=NOW)
 
 
 # --------------------------------------------------------------------------- store and summary
@@ -328,14 +327,14 @@ def test_bad_files_are_refused_naming_the_file_and_columns(hand_project, name):
     _, layers, ctx = hand_layers(hand_project)
     path = DATA / "bad" / name
     with pytest.raises(InputError) as err:
-        refresh.ingest_file(path, "0" * 64, layers, ctx, folder=None)
+        ingest.ingest_file(path, layers, ctx, sha256="0" * 64)
     assert str(err.value).startswith(f"{path}: ")
     assert REFUSED_CASES[name] in str(err.value)
 
 
 def test_each_bad_row_gets_its_reason_and_its_line(hand_project, tmp_path):
     _, layers, ctx = hand_layers(hand_project)
-    rec = refresh.ingest_file(DATA / "bad" / "rows_each_bad.csv", "ab" * 32, layers, ctx, folder=tmp_path)
+    rec, _ = ingest.ingest_file(DATA / "bad" / "rows_each_bad.csv", layers, ctx, sha256="ab" * 32, folder=tmp_path)
     assert (rec.rows_read, rec.rows_used, rec.rows_rejected) == (10, 1, 9)
     rejected = pd.read_csv(tmp_path / rec.rejected_file)
     assert rejected.set_index("source_row")["reason"].to_dict() == ROW_REASONS
@@ -347,8 +346,8 @@ def test_chunk_boundaries_change_nothing(hand_project, tmp_path):
     _, layers, ctx1 = hand_layers(hand_project)
     _, _, ctx2 = hand_layers(hand_project)
     src = hand_project.parent / "measurements" / "hand.csv"
-    big = refresh.ingest_file(src, "1" * 64, layers, ctx1, folder=tmp_path / "big")
-    small = refresh.ingest_file(src, "1" * 64, layers, ctx2, folder=tmp_path / "small", chunk_rows=4)
+    big, _ = ingest.ingest_file(src, layers, ctx1, sha256="1" * 64, folder=tmp_path / "big")
+    small, _ = ingest.ingest_file(src, layers, ctx2, sha256="1" * 64, folder=tmp_path / "small", chunk_rows=4)
     for rel in (big.stats_file, big.rejected_file):
         assert (tmp_path / "big" / rel).read_bytes() == (tmp_path / "small" / rel).read_bytes()
     np.testing.assert_array_equal(ctx1.seen_keys, ctx2.seen_keys)

@@ -8,7 +8,6 @@ pure (no file I/O), so the refresh command reuses it on merged cell statistics.
 from __future__ import annotations
 
 import logging
-import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,9 +19,11 @@ import rasterio
 import rasterio.features
 import rasterio.warp
 import shapely
-from pyproj import CRS, Transformer
+from pyproj import CRS
 
-from covgap import cellstats, deadzones, fibre as fibre_mod, layers as layers_mod, measurements as meas, scorecard, villages as villages_mod
+from covgap import cellstats, deadzones, fibre as fibre_mod, ingest, layers as layers_mod, measurements as meas, scorecard
+from covgap import villages as villages_mod
+from covgap.store import report_frame
 from covgap.cellstats import CellClass
 from covgap.config import Config
 from covgap.errors import InputError
@@ -150,104 +151,35 @@ def _density_on_grid(path: Path, grid: Grid) -> np.ndarray:
     return np.clip(np.nan_to_num(dest, nan=0.0), 0, None).ravel()
 
 
-def study_area_test(layers: Layers) -> Callable[[np.ndarray, np.ndarray], np.ndarray]:
-    """A vectorised test: are these WGS84 lon/lat points inside the study area?"""
-    to_work = Transformer.from_crs("EPSG:4326", layers.crs, always_xy=True)
-    area = layers.study_area
-    shapely.prepare(area)
-    minx, miny, maxx, maxy = area.bounds
+def ingest_measurements(files: list[Path], layers: Layers, config: Config, *,
+                        now_s: float | None = None) -> tuple[pd.DataFrame, ReadReport]:
+    """Read every measurement file into merged cell statistics and a report of every row.
 
-    def inside(lon: np.ndarray, lat: np.ndarray) -> np.ndarray:
-        lon = np.asarray(lon, dtype=float)
-        lat = np.asarray(lat, dtype=float)
-        ok = (np.abs(lat) <= 90) & (np.abs(lon) <= 180)
-        out = np.zeros(len(lon), dtype=bool)
-        if not ok.any():
-            return out
-        x, y = to_work.transform(lon[ok], lat[ok])
-        x = np.asarray(x)
-        y = np.asarray(y)
-        box = np.isfinite(x) & (x >= minx) & (x <= maxx) & (y >= miny) & (y <= maxy)
-        res = np.zeros(len(x), dtype=bool)
-        res[box] = shapely.contains_xy(area, x[box], y[box])
-        out[ok] = res
-        return out
+    The same reading as ``covgap run`` and ``covgap refresh`` (:func:`covgap.ingest.ingest_file`),
+    with the rejected rows kept in memory (``report.rejected``) instead of a store.
 
-    return inside
-
-
-def project_rows(rows: pd.DataFrame, crs: CRS) -> pd.DataFrame:
-    """Add working-CRS ``x``, ``y`` to normalised rows."""
-    to_work = Transformer.from_crs("EPSG:4326", crs, always_xy=True)
-    x, y = to_work.transform(rows["lon"].to_numpy(), rows["lat"].to_numpy())
-    return rows.assign(x=np.asarray(x), y=np.asarray(y))
-
-
-def read_context(layers: Layers, config: Config, *, now_s: float | None = None) -> meas.ReadContext:
-    return meas.ReadContext(
-        in_study_area=study_area_test(layers),
-        now_s=time.time() if now_s is None else now_s,
-        timezone=config.study.timezone,
-        default_technology=config.inputs.default_technology,
-        default_operator=config.inputs.default_operator,
-        mapping=config.inputs.columns,
-    )
-
-
-def ingest_file(path: Path, layers: Layers, ctx: meas.ReadContext, *, chunk_rows: int = 250_000,
-                on_chunk: Callable[[int], None] | None = None) -> tuple[pd.DataFrame, dict, pd.DataFrame]:
-    """Read one measurement file into cell statistics: ``(stats, file_report, rejected_rows)``."""
-    fmt = meas.detect_format(path, ctx.mapping)
-    stats_parts, rejected_parts = [], []
-    counts = {"file": path.name, "format": fmt.name, "rows_read": 0, "rows_used": 0, "rows_rejected": 0,
-              **{r: 0 for r in meas.REJECT_REASONS}}
-    for used, rejected in meas.read_measurement_chunks(path, ctx, chunk_rows=chunk_rows, fmt=fmt):
-        counts["rows_read"] += len(used) + len(rejected)
-        counts["rows_used"] += len(used)
-        counts["rows_rejected"] += len(rejected)
-        for reason, k in rejected["reason"].value_counts().items():
-            counts[reason] += int(k)
-        if len(used):
-            stats_parts.append(cellstats.aggregate_to_cells(project_rows(used, layers.crs), layers.grid))
-        if len(rejected):
-            rejected_parts.append(rejected)
-        if on_chunk:
-            on_chunk(len(used) + len(rejected))
-    if counts["rows_read"] == 0:
-        raise InputError(path, [f"has a header ({', '.join(fmt.columns)}) but no data rows"])
-    if counts["rows_used"] == 0:
-        top = max(meas.REJECT_REASONS, key=lambda r: counts[r])
-        raise InputError(path, [f"no usable row: all {counts['rows_read']} rows rejected (mostly {top}: "
-                                f"{meas.REJECT_REASONS[top]})"])
-    stats = cellstats.merge_stats(*stats_parts)
-    rejected = pd.concat(rejected_parts, ignore_index=True) if rejected_parts else ReadReport().rejected
-    log.info("%s (%s): %d rows read, %d used, %d rejected", path.name, fmt.name, counts["rows_read"],
-             counts["rows_used"], counts["rows_rejected"])
-    return stats, counts, rejected
-
-
-def ingest_measurements(files: list[Path], layers: Layers, config: Config, *, now_s: float | None = None,
-                        on_chunk: Callable[[int], None] | None = None) -> tuple[pd.DataFrame, ReadReport]:
-    """Read every measurement file into merged cell statistics and a report of every row."""
-    ctx = read_context(layers, config, now_s=now_s)
-    parts, reports, rejected = [], [], []
+    Raises
+    ------
+    InputError
+        Some file cannot be used at all; every such file is named.
+    """
+    ctx = ingest.read_context(layers, config, now_s=now_s)
+    parts, records, rejected = [], [], []
     problems: list[InputError] = []
     for path in files:
         try:
-            stats, counts, rej = ingest_file(path, layers, ctx, on_chunk=on_chunk)
+            record, stats = ingest.ingest_file(path, layers, ctx, on_rejected=rejected.append)
         except InputError as err:
             problems.append(err)
             continue
         parts.append(stats)
-        reports.append(counts)
-        rejected.append(rej)
+        records.append(record)
     if problems:
         if len(problems) == 1:
             raise problems[0]
         raise InputError(problems[0].path.parent, [str(p) for p in problems])
-    report = ReadReport(paths=[Path(p) for p in files])
-    if reports:
-        report.files = pd.DataFrame(reports, columns=report.files.columns)
+    report = ReadReport(paths=[Path(p) for p in files], files=report_frame(records))
+    if rejected:
         report.rejected = pd.concat(rejected, ignore_index=True)
     stats = cellstats.merge_stats(*parts)
     log.info("measurements: %d files, %d rows read, %d used, %d rejected; %d cell statistics",
@@ -352,14 +284,13 @@ def _needs_measurement(classes: np.ndarray, grid: Grid, villages: gpd.GeoDataFra
     return out[cols].reset_index(drop=True)
 
 
-def run_pipeline(config: Config, *, now_s: float | None = None,
-                 on_chunk: Callable[[int], None] | None = None) -> Results:
+def run_pipeline(config: Config, *, now_s: float | None = None) -> Results:
     """Run every stage on the inputs named in ``config``."""
     layers = load_layers(config)
     files = meas.list_measurement_files(config.inputs.measurements)
     if not files:
         raise InputError(Path(config.inputs.measurements[0]) if config.inputs.measurements else Path("."),
                          ["no measurement files (*.csv, *.txt, *.tsv) found; add some or fix [inputs] measurements"])
-    stats, report = ingest_measurements(files, layers, config, now_s=now_s, on_chunk=on_chunk)
+    stats, report = ingest_measurements(files, layers, config, now_s=now_s)
     results = analyse(layers, stats, config, report)
     return results

@@ -16,31 +16,25 @@ caller holds :func:`covgap.outputs.output_lock`. See docs/refresh.md.
 
 from __future__ import annotations
 
-import contextlib
 import logging
-import os
-import sys
-import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import pandas as pd
 import shapely
 
-from covgap import cellstats, measurements as meas, outputs, pipeline, store as store_mod
+from covgap import cellstats, ingest, measurements as meas, outputs, pipeline, store as store_mod
 from covgap.config import Config
 from covgap.errors import InputError
-from covgap.store import FileRecord, RejectedWriter, Store, StoreError
+from covgap.store import FileRecord, Store, StoreError
 
 log = logging.getLogger(__name__)
 
 CHANGE_COLUMNS = ["kind", "id", "name", "change", "detail"]
 
-#: A progress factory: ``progress(label, total_bytes)`` returns a context manager whose value has ``update(n)``.
-ProgressFactory = Callable[[str, int], Any]
+ProgressFactory = ingest.ProgressFactory
 
 
 @dataclass
@@ -87,18 +81,6 @@ class RefreshOutcome:
 
 class _NothingNew(Exception):
     """Raised inside the temporary folder to abandon it: no file was taken in."""
-
-
-def pause_for_tests(stage: str) -> None:
-    """Test hook: if ``COVGAP_TEST_PAUSE_AT`` names ``stage``, say so on stderr and sleep.
-
-    Lets the kill test stop a refresh at a known point (``ingest``: after the first
-    chunk of a file; ``before_swap``: everything written into the temporary folder).
-    Read at call time; unset in normal use.
-    """
-    if os.environ.get("COVGAP_TEST_PAUSE_AT") == stage:
-        print(f"covgap-test: paused at {stage}", file=sys.stderr, flush=True)
-        time.sleep(float(os.environ.get("COVGAP_TEST_PAUSE_SECONDS", "60")))
 
 
 # --------------------------------------------------------------------------- the command
@@ -157,7 +139,7 @@ def update_outputs(
     if not files:
         raise InputError(Path(config.inputs.measurements[0]) if config.inputs.measurements and not paths else Path("."),
                          ["no measurement files (*.csv, *.txt, *.tsv, *.csv.gz) found; add some or fix [inputs] measurements"])
-    ctx = pipeline.read_context(layers, config, now_s=now_s)
+    ctx = ingest.read_context(layers, config, now_s=now_s)
     ctx.seen_keys = store.keys.copy()
 
     if dry_run:
@@ -189,7 +171,7 @@ def update_outputs(
             results.changes = compare_with_previous(out_dir, results)
             compared = (out_dir / outputs.GPKG_NAME).is_file()
             write_products(results, tmp)
-            pause_for_tests("before_swap")
+            ingest.pause_for_tests("before_swap")
     except _NothingNew:
         return RefreshOutcome(files=outcomes, store=store, full_rebuild=full_rebuild, dry_run=False)
     return RefreshOutcome(files=outcomes, store=store, full_rebuild=full_rebuild, dry_run=False,
@@ -239,7 +221,8 @@ def _ingest_batch(files: list[Path], store: Store, layers: pipeline.Layers, ctx:
             continue
         batch[sha] = path
         try:
-            record = ingest_file(path, sha, layers, ctx, folder=folder, progress=progress, chunk_rows=chunk_rows)
+            record, _ = ingest.ingest_file(path, layers, ctx, sha256=sha, folder=folder, progress=progress,
+                                           chunk_rows=chunk_rows)
         except InputError as err:
             outcomes.append(FileOutcome(path, sha, "refused", str(err)))
             log.warning("refused %s", err)
@@ -248,172 +231,6 @@ def _ingest_batch(files: list[Path], store: Store, layers: pipeline.Layers, ctx:
         if folder is not None:
             store.files.append(record)
     return outcomes
-
-
-class CellAccumulator:
-    """The cell statistics of one file, accumulated chunk by chunk in flat arrays.
-
-    Equal to ``merge_stats`` of ``aggregate_to_cells`` of every chunk, without
-    rebuilding the whole statistics frame per chunk: a group (cell, operator,
-    technology) gets a row the first time it is seen; counts and histograms add in
-    place; times take min and max. Memory: one int64 histogram row per group.
-    """
-
-    def __init__(self, grid):
-        self.grid = grid
-        self.labels: dict[tuple[str, str], int] = {}  # (operator, technology) → label id
-        self.group_ids = pd.Index(np.empty(0, dtype=np.int64))
-        self._keys = np.empty(0, dtype=np.int64)
-        self._n = np.empty(0, dtype=np.int64)
-        self._hist = np.empty((0, cellstats.NBINS), dtype=np.int64)
-        self._tmin = np.empty(0)
-        self._tmax = np.empty(0)
-        self.size = 0
-
-    def add(self, rows: pd.DataFrame) -> None:
-        """Add normalised rows with working-CRS ``x``, ``y`` (rows outside the grid are not counted)."""
-        cell = self.grid.cell_of(rows["x"].to_numpy(), rows["y"].to_numpy())
-        keep = cell >= 0
-        if not keep.any():
-            return
-        ocodes, ouniq = pd.factorize(rows["operator"].to_numpy(dtype=object)[keep])
-        tcodes, tuniq = pd.factorize(rows["technology"].to_numpy(dtype=object)[keep])
-        label = np.array([[self.labels.setdefault((o, t), len(self.labels)) for t in tuniq] for o in ouniq],
-                         dtype=np.int64).reshape(len(ouniq), len(tuniq))
-        key = cell[keep].astype(np.int64) * 1_000_003 + label[ocodes, tcodes]
-        ukeys, inv = np.unique(key, return_inverse=True)
-        pos = self.group_ids.get_indexer(ukeys)
-        new = pos < 0
-        if new.any():
-            pos[new] = np.arange(self.size, self.size + int(new.sum()))
-            self._grow(self.size + int(new.sum()))
-            self._keys[pos[new]] = ukeys[new]
-            self.size += int(new.sum())
-            self.group_ids = pd.Index(self._keys[:self.size])
-        ng = len(ukeys)
-        sig = rows["signal_dbm"].to_numpy(dtype=float)[keep]
-        has = np.isfinite(sig)
-        bins = np.clip(np.rint(sig[has]), cellstats.DBM_MIN, cellstats.DBM_MAX).astype(np.int64) - cellstats.DBM_MIN
-        self._hist[pos] += np.bincount(inv[has] * cellstats.NBINS + bins,
-                                       minlength=ng * cellstats.NBINS).reshape(ng, cellstats.NBINS)
-        self._n[pos] += np.bincount(inv, minlength=ng)
-        t = rows["time_s"].to_numpy(dtype=float)[keep]
-        tmin = np.full(ng, np.nan)
-        tmax = np.full(ng, np.nan)
-        np.fmin.at(tmin, inv, t)
-        np.fmax.at(tmax, inv, t)
-        self._tmin[pos] = np.fmin(self._tmin[pos], tmin)
-        self._tmax[pos] = np.fmax(self._tmax[pos], tmax)
-
-    def _grow(self, need: int) -> None:
-        cap = len(self._keys)
-        if need <= cap:
-            return
-        cap = max(need, 2 * cap, 1024)
-        extra = cap - len(self._keys)
-        self._keys = np.r_[self._keys, np.zeros(extra, dtype=np.int64)]
-        self._n = np.r_[self._n, np.zeros(extra, dtype=np.int64)]
-        self._hist = np.vstack([self._hist, np.zeros((extra, cellstats.NBINS), dtype=np.int64)])
-        self._tmin = np.r_[self._tmin, np.full(extra, np.nan)]
-        self._tmax = np.r_[self._tmax, np.full(extra, np.nan)]
-
-    def to_stats(self) -> pd.DataFrame:
-        """The statistics as cellstats builds them (STAT_COLUMNS, canonical order)."""
-        if not self.size:
-            return cellstats.empty_stats()
-        k = self._keys[:self.size]
-        names = {v: kv for kv, v in self.labels.items()}
-        lab = k % 1_000_003
-        ops = np.array([names[i][0] for i in range(len(names))], dtype=object)
-        techs = np.array([names[i][1] for i in range(len(names))], dtype=object)
-        frame = pd.DataFrame({"cell": k // 1_000_003, "operator": ops[lab], "technology": techs[lab],
-                              "n_samples": self._n[:self.size], "t_first_s": self._tmin[:self.size],
-                              "t_last_s": self._tmax[:self.size]})
-        order = np.lexsort((frame["technology"].to_numpy(), frame["operator"].to_numpy(), frame["cell"].to_numpy()))
-        frame = frame.iloc[order].reset_index(drop=True)
-        hist = pd.DataFrame(self._hist[order], columns=cellstats.HIST_COLUMNS)
-        return pd.concat([frame, hist], axis=1)[cellstats.STAT_COLUMNS]
-
-
-def ingest_file(path: Path, sha256: str, layers: pipeline.Layers, ctx: meas.ReadContext, *, folder: Path | None,
-                progress: ProgressFactory | None = None, chunk_rows: int = 250_000) -> FileRecord:
-    """Stream one file: cell statistics to ``stats/``, rejected rows to ``rejected/`` (nothing if ``folder`` is None).
-
-    Memory is bounded by ``chunk_rows`` plus the cell statistics of the file: each
-    chunk's statistics merge into a running total and its rejected rows go straight
-    to disk. On refusal the file's partial output and its row keys are undone.
-
-    Raises
-    ------
-    InputError
-        Empty file, unknown format or encoding, missing column, no data row or no usable row.
-    """
-    path = Path(path)
-    fmt = meas.detect_format(path, ctx.mapping)
-    keys_before = ctx.seen_keys
-    writer = RejectedWriter(folder, sha256, path.name) if folder is not None else None
-    size = path.stat().st_size
-    bytes_per_row = _bytes_per_row(path, size)
-    by_reason = {r: 0 for r in meas.REJECT_REASONS}
-    n_read = n_used = n_rej = 0
-    acc = CellAccumulator(layers.grid)
-    bar_cm = progress(path.name, size) if progress else contextlib.nullcontext(None)
-    try:
-        with bar_cm as bar:
-            done = 0
-            for used, rejected in meas.read_measurement_chunks(path, ctx, chunk_rows=chunk_rows, fmt=fmt):
-                n_read += len(used) + len(rejected)
-                n_used += len(used)
-                n_rej += len(rejected)
-                if len(rejected):
-                    for reason, k in rejected["reason"].value_counts().items():
-                        by_reason[reason] += int(k)
-                    if writer:
-                        writer.write(rejected)
-                if len(used):
-                    acc.add(pipeline.project_rows(used, layers.crs))
-                del used, rejected
-                if bar is not None:
-                    step = min(size - done, int((n_read * bytes_per_row) - done)) if n_read else 0
-                    if step > 0:
-                        bar.update(step)
-                        done += step
-                pause_for_tests("ingest")
-            if bar is not None and size > done:
-                bar.update(size - done)
-        if n_read == 0:
-            raise InputError(path, [f"has a header but no data rows; columns found: {', '.join(fmt.columns)}"])
-        if n_used == 0:
-            top = ", ".join(f"{r} {k}" for r, k in sorted(by_reason.items(), key=lambda kv: -kv[1]) if k)
-            raise InputError(path, [
-                f"no usable row: all {n_read} rows rejected ({top}); read as {fmt.name} with "
-                f"lat = '{fmt.lat}', lon = '{fmt.lon}', signal = '{fmt.signal}'; columns found: {', '.join(fmt.columns)}"])
-    except BaseException:
-        ctx.seen_keys = keys_before
-        if writer:
-            writer.discard()
-        raise
-    finally:
-        if writer:
-            writer.close()
-    record = FileRecord(
-        sha256=sha256, name=path.name, path=str(path.resolve()), size_bytes=size, format=fmt.name,
-        rows_read=n_read, rows_used=n_used, rows_rejected=n_rej,
-        rejected_by_reason={r: k for r, k in by_reason.items() if k},
-        rejected_file=writer.rel_path if writer else "",
-    )
-    if folder is not None:
-        record.stats_file = store_mod.write_file_stats(acc.to_stats(), folder, sha256)
-    log.info("%s (%s): %d rows read, %d used, %d rejected", path.name, fmt.name, n_read, n_used, n_rej)
-    return record
-
-
-def _bytes_per_row(path: Path, size: int) -> float:
-    """Average line length from the first 64 KiB (for the progress bar)."""
-    with open(path, "rb") as fh:
-        head = fh.read(65536)
-    lines = head.count(b"\n")
-    return len(head) / lines if lines else float(size or 1)
 
 
 # --------------------------------------------------------------------------- what changed

@@ -85,8 +85,13 @@ class Store:
         return next((f for f in self.files if f.sha256 == sha256), None)
 
     def report_files(self) -> pd.DataFrame:
-        cols = ["file", "format", "rows_read", "rows_used", "rows_rejected", *REJECT_REASONS]
-        return pd.DataFrame([f.report_row() for f in self.files], columns=cols)
+        return report_frame(self.files)
+
+
+def report_frame(records: list[FileRecord]) -> pd.DataFrame:
+    """One row per file: rows read, used, rejected, and rejected by reason (measurement_files.csv)."""
+    cols = ["file", "format", "rows_read", "rows_used", "rows_rejected", *REJECT_REASONS]
+    return pd.DataFrame([f.report_row() for f in records], columns=cols)
 
 
 def store_dir(out_dir: Path) -> Path:

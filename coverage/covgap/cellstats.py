@@ -165,7 +165,7 @@ def operator_view(stats: pd.DataFrame, *, covered_dbm: float, dead_dbm: float, m
         return pd.DataFrame(columns=["cell", "operator", "n_samples", "n_4g", "n_no_4g", "rsrp_dbm_p10", "rsrp_dbm_p50",
                                      "share_ge_covered", "t_first_s", "t_last_s", "cell_class"]), np.zeros((0, NBINS), dtype=np.int64)
     is4 = stats["technology"].isin(TARGET_TECHNOLOGIES).to_numpy()
-    hist = stats[HIST_COLUMNS].to_numpy(dtype=np.int64)
+    hist = stats[HIST_COLUMNS].to_numpy(dtype=np.int64, copy=True)
     frame = pd.DataFrame(
         {
             "cell": stats["cell"].to_numpy(),
@@ -176,13 +176,17 @@ def operator_view(stats: pd.DataFrame, *, covered_dbm: float, dead_dbm: float, m
             "t_last_s": stats["t_last_s"].to_numpy(),
         }
     )
-    hist4 = np.where(is4[:, None], hist, 0)
+    hist[~is4] = 0  # only 4G/5G levels enter the RSRP histogram
     grouped = frame.groupby(["cell", "operator"], sort=True)
     view = grouped.agg(n_samples=("n_samples", "sum"), n_no_4g=("n_no_4g", "sum"),
                        t_first_s=("t_first_s", "min"), t_last_s=("t_last_s", "max")).reset_index()
     codes = grouped.ngroup().to_numpy()
-    h = np.zeros((len(view), NBINS), dtype=np.int64)
-    np.add.at(h, codes, hist4)
+    if len(codes) > 1 and (np.diff(codes) < 0).any():  # merged statistics are sorted already
+        order = np.argsort(codes, kind="stable")
+        codes, hist = codes[order], hist[order]
+    starts = np.flatnonzero(np.r_[True, codes[1:] != codes[:-1]])
+    h = np.add.reduceat(hist, starts, axis=0)
+    del hist
     view["n_4g"] = h.sum(axis=1)
     view["rsrp_dbm_p10"] = hist_percentile(h, 0.10)
     view["rsrp_dbm_p50"] = hist_percentile(h, 0.50)

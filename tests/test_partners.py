@@ -438,3 +438,23 @@ def test_empty_layers_keep_their_schema(hand_project, tmp_path):
         assert (s["count"], s["geometry"]) == (0, geometry)
         assert s["fields"] == [r["field"] for r in rows if r["layer"] == layer]
         assert pyogrio.read_info(package / "MobiFone.gpkg", layer=layer)["features"] == 0
+
+
+def test_export_uses_what_refresh_took_in(viet_project, tmp_path, monkeypatch):
+    """Export analyses the output folder's store, so a file taken in by refresh counts."""
+    from covgap import cli
+
+    monkeypatch.setattr(cli, "_write_maps", lambda results, config: [])
+    out = tmp_path / "o"
+    assert CliRunner().invoke(main, ["run", "--config", str(viet_project), "--out", str(out)]).exit_code == 0
+    extra = tmp_path / "extra.csv"
+    first = (viet_project.parent / "measurements" / "hand.csv").read_text(encoding="utf-8").splitlines()[1]
+    ts, lat, lon = first.split(",")[:3]
+    extra.write_text("timestamp,lat,lon,operator,technology,rsrp_dbm\n"
+                     + "".join(f"2026-03-05T10:0{i}:00+07:00,{lat},{lon},Vietnamobile,LTE,-9{i}\n" for i in range(3)),
+                     encoding="utf-8")
+    result = CliRunner().invoke(main, ["refresh", "--config", str(viet_project), "--out", str(out), str(extra)])
+    assert result.exit_code == 0, result.output
+    result = CliRunner().invoke(main, ["export", "--config", str(viet_project), "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    assert "Vietnamobile.zip" in sorted(p.name for p in (out / "partners").iterdir())

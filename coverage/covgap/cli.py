@@ -201,17 +201,26 @@ def demo(data_config: Path | None, out_dir: Path | None, maps_dir: Path | None, 
 def export(config_path: Path, out_dir: Path | None) -> None:
     """Write only the gap packages for telecom partners, one per operator.
 
-    Runs the analysis like `covgap run`, then replaces <output>/partners/ whole:
-    per operator a folder and a zip with Shapefiles, a GeoPackage, fields.csv and
-    README.txt (docs/partners.md). The rest of the output folder is untouched.
+    Analyses the measurement store of the output folder (what run and refresh took
+    in; without a store, the configured measurement files), then replaces
+    <output>/partners/ whole: per operator a folder and a zip with Shapefiles, a
+    GeoPackage, fields.csv and README.txt (docs/partners.md). The rest of the output
+    folder is untouched.
     """
-    from covgap import outputs, partners, pipeline
+    from covgap import outputs, partners, pipeline, refresh, store as store_mod
 
     started = time.monotonic()
     config = load_config(config_path).replace_output(dir=out_dir)
     out = Path(config.output.dir)
     with outputs.output_lock(out):
-        results = pipeline.run_pipeline(config)
+        folder = store_mod.store_dir(out)
+        if (folder / store_mod.MANIFEST).is_file():
+            layers = pipeline.load_layers(config)
+            store = store_mod.load_store(folder)
+            store_mod.check_compatible(store, store_mod.fingerprint(layers, config), folder)
+            results = refresh.analyse_store(store, folder, layers, config)
+        else:
+            results = pipeline.run_pipeline(config)
         with outputs.atomic_output_dir(out / "partners") as tmp:
             zips = partners.write_partner_packages(results, tmp)
     for z in zips:  # the paths named the temporary folder, now swapped into place

@@ -121,10 +121,12 @@ def test_refresh_takes_a_file_into_the_store_and_writes_everything(hand_project,
         29: "dbm_out_of_range", 30: "future_timestamp", 31: "unparseable_coordinate"}
     assert rejected.loc[rejected["source_row"] == 31, "raw_fields"].iloc[0].split(",")[1] == "abc"
     # Every output, the partner packages and the maps come from the one write path.
-    for name in ("covgap.gpkg", "scorecard_villages.csv", "rejected_rows.csv", "cell_class.tif", "changes.csv",
+    for name in ("covgap.gpkg", "scorecard_villages.csv", "rejected_rows.csv", "cell_class.tif",
                  "partners/Viettel.zip"):
         assert (out / name).is_file(), name
-    assert len(no_maps) == 1 and no_maps[0].changes is not None
+    # A first run has nothing to compare with: no change report (not an empty one).
+    assert not (out / "changes.csv").exists()
+    assert len(no_maps) == 1 and no_maps[0].changes is None
     # The stored total is what a plain pipeline run computes.
     total = pd.read_parquet(out / "store" / "cells_total.parquet")
     expected = pipeline.run_pipeline(load_config(hand_project), now_s=NOW).stats
@@ -173,10 +175,11 @@ def test_incremental_refreshes_equal_a_full_rebuild(hand_project, no_maps, tmp_p
     res = covgap("refresh", "--config", hand_project, "--out", inc, b)
     assert res.exit_code == 0, res.output
     csvs = sorted(p.name for p in full.glob("*.csv"))
-    assert len(csvs) >= 7
+    assert len(csvs) >= 6
+    # changes.csv (what changed since the previous run) is history, by definition: the
+    # full rebuild, a first run, has none; the second refresh has one.
+    assert "changes.csv" not in csvs and (inc / "changes.csv").is_file()
     for name in csvs:
-        if name == "changes.csv":  # what changed since the previous run: history, by definition
-            continue
         assert (full / name).read_bytes() == (inc / name).read_bytes(), name
     for name in ("cell_class.tif", "best_4g_rsrp_p50_dbm.tif", "store/cells_total.parquet", "store/row_keys.npy"):
         assert (full / name).read_bytes() == (inc / name).read_bytes(), name
@@ -188,9 +191,9 @@ def test_incremental_refreshes_equal_a_full_rebuild(hand_project, no_maps, tmp_p
 def test_refresh_reports_what_changed(hand_project, no_maps):
     a, b = split_hand_file(hand_project)
     out = hand_project.parent / "out"
-    # a.csv alone: V1 measured, no dead zone yet.
+    # a.csv alone: V1 measured, no dead zone yet; a first run has no change report.
     assert covgap("refresh", "--config", hand_project, a).exit_code == 0
-    assert pd.read_csv(out / "changes.csv").empty
+    assert not (out / "changes.csv").exists()
     res = covgap("refresh", "--config", hand_project, b)
     changes = pd.read_csv(out / "changes.csv")
     assert changes[["kind", "id", "change"]].values.tolist() == [["dead_zone", "DZ001", "opened"]]

@@ -168,14 +168,16 @@ def update_outputs(
             store.keys = ctx.seen_keys
             store_mod.save_store(store, new_folder)
             results = analyse_store(store, new_folder, layers, config)
-            results.changes = compare_with_previous(out_dir, results)
             compared = (out_dir / outputs.GPKG_NAME).is_file()
+            # None on a first run: nothing to compare with is not the same as "no change".
+            results.changes = compare_with_previous(out_dir, results) if compared else None
             write_products(results, tmp)
             ingest.pause_for_tests("before_swap")
     except _NothingNew:
         return RefreshOutcome(files=outcomes, store=store, full_rebuild=full_rebuild, dry_run=False)
     return RefreshOutcome(files=outcomes, store=store, full_rebuild=full_rebuild, dry_run=False,
-                          results=results, changes=results.changes, compared=compared)
+                          results=results, compared=compared,
+                          changes=results.changes if results.changes is not None else pd.DataFrame(columns=CHANGE_COLUMNS))
 
 
 def _open_store(out_dir: Path, current: dict, *, full_rebuild: bool) -> Store:

@@ -335,9 +335,10 @@
     }
     function showVillage(p) {
       var layer = findLayer(layers.villages_4g, p);
-      if (layer) { map.fitBounds(layer.getBounds(), { maxZoom: 16, padding: [40, 40] }); }
-      else { map.setView(p.label, 15); }
-      L.popup({ maxWidth: 360 }).setLatLng(p.label).setContent(villagePopup(p)).openOn(map);
+      // No animation: a popup opened while the map still moves is not panned into view.
+      if (layer) { map.fitBounds(layer.getBounds(), { maxZoom: 16, padding: [40, 40], animate: false }); }
+      else { map.setView(p.label, 15, { animate: false }); }
+      L.popup({ maxWidth: 360, autoPanPadding: [20, 20] }).setLatLng(p.label).setContent(villagePopup(p)).openOn(map);
     }
     function runSearch() {
       var q = fold(search.value);

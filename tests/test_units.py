@@ -106,3 +106,18 @@ def test_config_reference_is_current():
 
     path = Path(__file__).resolve().parents[1] / "docs" / "configuration.md"
     assert path.read_text(encoding="utf-8") == describe_config(), "regenerate with: covgap config-doc > docs/configuration.md"
+
+
+def test_streaming_accumulator_equals_aggregating_all_rows_at_once():
+    """ingest.CellAccumulator (chunk by chunk, in place) against cellstats.aggregate_to_cells (all rows)."""
+    from covgap.ingest import CellAccumulator
+
+    grid = make_grid((0, 0, 1000, 1000), size=100, crs=CRS.from_epsg(32649))
+    rows = _rows(2000, 4)
+    rows.loc[::7, "signal_dbm"] = np.nan  # 2G/3G rows without a level count in n_samples only
+    rows.loc[::11, "time_s"] = np.nan
+    acc = CellAccumulator(grid)
+    for start in range(0, len(rows), 300):
+        acc.add(rows.iloc[start:start + 300])
+    whole = cellstats.aggregate_to_cells(rows, grid)
+    pd.testing.assert_frame_equal(acc.to_stats(), whole, check_dtype=False)

@@ -9,9 +9,6 @@ import shapely
 
 from covgap.villages import Verdict
 
-#: The four public targets, in the order they are printed.
-TARGETS = ("villages_4g", "no_dead_zones", "fibre_households", "fibre_communes")
-
 TARGET_LABELS = {
     "en": {
         "villages_4g": "4G in every village",

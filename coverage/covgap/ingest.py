@@ -99,7 +99,7 @@ class CellAccumulator:
     Equal to ``merge_stats`` of ``aggregate_to_cells`` of every chunk, without
     rebuilding the whole statistics frame per chunk: a group (cell, operator,
     technology) gets a row the first time it is seen; counts and histograms add in
-    place; times take min and max. Memory: one int64 histogram row per group.
+    place; times take min and max. Memory: one int32 histogram row per group.
     """
 
     def __init__(self, grid):
@@ -108,7 +108,7 @@ class CellAccumulator:
         self.group_ids = pd.Index(np.empty(0, dtype=np.int64))
         self._keys = np.empty(0, dtype=np.int64)
         self._n = np.empty(0, dtype=np.int64)
-        self._hist = np.empty((0, cellstats.NBINS), dtype=np.int64)
+        self._hist = np.empty((0, cellstats.NBINS), dtype=cellstats.HIST_DTYPE)
         self._tmin = np.empty(0)
         self._tmax = np.empty(0)
         self.size = 0
@@ -156,7 +156,7 @@ class CellAccumulator:
         extra = cap - len(self._keys)
         self._keys = np.r_[self._keys, np.zeros(extra, dtype=np.int64)]
         self._n = np.r_[self._n, np.zeros(extra, dtype=np.int64)]
-        self._hist = np.vstack([self._hist, np.zeros((extra, cellstats.NBINS), dtype=np.int64)])
+        self._hist = np.vstack([self._hist, np.zeros((extra, cellstats.NBINS), dtype=cellstats.HIST_DTYPE)])
         self._tmin = np.r_[self._tmin, np.full(extra, np.nan)]
         self._tmax = np.r_[self._tmax, np.full(extra, np.nan)]
 

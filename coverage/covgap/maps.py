@@ -28,6 +28,7 @@ import re
 import struct
 import unicodedata
 import zlib
+from html import escape as escape_html
 from importlib import resources
 from pathlib import Path
 
@@ -742,7 +743,7 @@ def render_page(data: dict, *, scope: str | None = None, lang: str = "vi") -> st
     fmap.default_js = []
     fmap.default_css = []
     figure = fmap.get_root()
-    figure.title = _escape_html(title)
+    figure.title = escape_html(title, quote=True)
     css, js = leaflet_assets()
     figure.header.add_child(Element(f'<meta name="generator" content="{GENERATOR}" />'), name="covgap_generator")
     figure.header.add_child(Element(f"<style>{css}</style>"), name="leaflet_css")
@@ -759,11 +760,6 @@ def render_page(data: dict, *, scope: str | None = None, lang: str = "vi") -> st
     html = figure.render()
     check_self_contained(html, f"map page {page['file']}")
     return html
-
-
-def _escape_html(text: str) -> str:
-    return (text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;").replace('"', "&quot;")
-            .replace("'", "&#39;"))
 
 
 def _centre_of(page: dict) -> list[float]:

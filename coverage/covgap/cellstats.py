@@ -59,41 +59,97 @@ def aggregate_to_cells(rows: pd.DataFrame, grid: Grid) -> pd.DataFrame:
     Rows outside the grid are not counted (callers filter to the study area first).
     Levels are rounded to integer dBm and clipped to −140…−44 for the histogram
     (3G RSCP above −44 dBm counts in the top bin); rows without a level count in
-    ``n_samples`` but not in the histogram.
+    ``n_samples`` but not in the histogram. The same as one :class:`CellAccumulator`
+    fed all rows at once.
     """
-    if rows.empty:
-        return empty_stats()
-    cell = grid.cell_of(rows["x"].to_numpy(), rows["y"].to_numpy())
-    keep = cell >= 0
-    frame = pd.DataFrame(
-        {
-            "cell": cell[keep],
-            "operator": rows["operator"].to_numpy(dtype=object)[keep],
-            "technology": rows["technology"].to_numpy(dtype=object)[keep],
-        }
-    )
-    codes, uniques = pd.MultiIndex.from_frame(frame).factorize()
-    ngroups = len(uniques)
-    sig = rows["signal_dbm"].to_numpy(dtype=float)[keep]
-    has = np.isfinite(sig)
-    bins = np.clip(np.rint(sig[has]), DBM_MIN, DBM_MAX).astype(np.int64) - DBM_MIN
-    hist = np.bincount(codes[has] * NBINS + bins, minlength=ngroups * NBINS).reshape(ngroups, NBINS)
-    n = np.bincount(codes, minlength=ngroups)
-    t = rows["time_s"].to_numpy(dtype=float)[keep]
-    t_first = pd.Series(t).groupby(codes).min().reindex(range(ngroups)).to_numpy()
-    t_last = pd.Series(t).groupby(codes).max().reindex(range(ngroups)).to_numpy()
-    keys = uniques.to_frame(index=False)
-    keys.columns = KEY_COLUMNS
-    out = pd.concat(
-        [
-            keys,
-            pd.DataFrame({"n_samples": n.astype(np.int64), "t_first_s": t_first, "t_last_s": t_last}),
-            pd.DataFrame(hist.astype(HIST_DTYPE), columns=HIST_COLUMNS),
-        ],
-        axis=1,
-    )
-    out["cell"] = out["cell"].astype(np.int64)
-    return sort_stats(out)
+    acc = CellAccumulator(grid)
+    acc.add(rows)
+    return acc.to_stats()
+
+
+class CellAccumulator:
+    """Cell statistics accumulated chunk by chunk in flat arrays (a file streamed in chunks).
+
+    The result equals :func:`merge_stats` of each chunk's statistics, without
+    rebuilding the whole statistics frame per chunk: a group (cell, operator,
+    technology) gets a row the first time it is seen; counts and histograms add in
+    place; times take min and max. Memory: one int32 histogram row per group.
+    """
+
+    def __init__(self, grid):
+        self.grid = grid
+        self.labels: dict[tuple[str, str], int] = {}  # (operator, technology) → label id
+        self.group_ids = pd.Index(np.empty(0, dtype=np.int64))
+        self._keys = np.empty(0, dtype=np.int64)
+        self._n = np.empty(0, dtype=np.int64)
+        self._hist = np.empty((0, NBINS), dtype=HIST_DTYPE)
+        self._tmin = np.empty(0)
+        self._tmax = np.empty(0)
+        self.size = 0
+
+    def add(self, rows: pd.DataFrame) -> None:
+        """Add normalised rows with working-CRS ``x``, ``y`` (rows outside the grid are not counted)."""
+        cell = self.grid.cell_of(rows["x"].to_numpy(), rows["y"].to_numpy())
+        keep = cell >= 0
+        if not keep.any():
+            return
+        ocodes, ouniq = pd.factorize(rows["operator"].to_numpy(dtype=object)[keep])
+        tcodes, tuniq = pd.factorize(rows["technology"].to_numpy(dtype=object)[keep])
+        label = np.array([[self.labels.setdefault((o, t), len(self.labels)) for t in tuniq] for o in ouniq],
+                         dtype=np.int64).reshape(len(ouniq), len(tuniq))
+        key = cell[keep].astype(np.int64) * 1_000_003 + label[ocodes, tcodes]
+        ukeys, inv = np.unique(key, return_inverse=True)
+        pos = self.group_ids.get_indexer(ukeys)
+        new = pos < 0
+        if new.any():
+            pos[new] = np.arange(self.size, self.size + int(new.sum()))
+            self._grow(self.size + int(new.sum()))
+            self._keys[pos[new]] = ukeys[new]
+            self.size += int(new.sum())
+            self.group_ids = pd.Index(self._keys[:self.size])
+        ng = len(ukeys)
+        sig = rows["signal_dbm"].to_numpy(dtype=float)[keep]
+        has = np.isfinite(sig)
+        bins = np.clip(np.rint(sig[has]), DBM_MIN, DBM_MAX).astype(np.int64) - DBM_MIN
+        self._hist[pos] += np.bincount(inv[has] * NBINS + bins,
+                                       minlength=ng * NBINS).reshape(ng, NBINS)
+        self._n[pos] += np.bincount(inv, minlength=ng)
+        t = rows["time_s"].to_numpy(dtype=float)[keep]
+        tmin = np.full(ng, np.nan)
+        tmax = np.full(ng, np.nan)
+        np.fmin.at(tmin, inv, t)
+        np.fmax.at(tmax, inv, t)
+        self._tmin[pos] = np.fmin(self._tmin[pos], tmin)
+        self._tmax[pos] = np.fmax(self._tmax[pos], tmax)
+
+    def _grow(self, need: int) -> None:
+        cap = len(self._keys)
+        if need <= cap:
+            return
+        cap = max(need, 2 * cap, 1024)
+        extra = cap - len(self._keys)
+        self._keys = np.r_[self._keys, np.zeros(extra, dtype=np.int64)]
+        self._n = np.r_[self._n, np.zeros(extra, dtype=np.int64)]
+        self._hist = np.vstack([self._hist, np.zeros((extra, NBINS), dtype=HIST_DTYPE)])
+        self._tmin = np.r_[self._tmin, np.full(extra, np.nan)]
+        self._tmax = np.r_[self._tmax, np.full(extra, np.nan)]
+
+    def to_stats(self) -> pd.DataFrame:
+        """The statistics as cellstats builds them (STAT_COLUMNS, canonical order)."""
+        if not self.size:
+            return empty_stats()
+        k = self._keys[:self.size]
+        names = {v: kv for kv, v in self.labels.items()}
+        lab = k % 1_000_003
+        ops = np.array([names[i][0] for i in range(len(names))], dtype=object)
+        techs = np.array([names[i][1] for i in range(len(names))], dtype=object)
+        frame = pd.DataFrame({"cell": k // 1_000_003, "operator": ops[lab], "technology": techs[lab],
+                              "n_samples": self._n[:self.size], "t_first_s": self._tmin[:self.size],
+                              "t_last_s": self._tmax[:self.size]})
+        order = np.lexsort((frame["technology"].to_numpy(), frame["operator"].to_numpy(), frame["cell"].to_numpy()))
+        frame = frame.iloc[order].reset_index(drop=True)
+        hist = pd.DataFrame(self._hist[order], columns=HIST_COLUMNS)
+        return pd.concat([frame, hist], axis=1)[STAT_COLUMNS]
 
 
 def merge_stats(*parts: pd.DataFrame) -> pd.DataFrame:

@@ -2,7 +2,7 @@
 
 :func:`ingest_file` streams a file in chunks: each chunk's rows are normalised and
 validated (:mod:`covgap.measurements`), used rows are binned into a running
-:class:`CellAccumulator`, rejected rows go to a callback or straight to the store's
+:class:`covgap.cellstats.CellAccumulator`, rejected rows go to a callback or straight to the store's
 ``rejected/`` file. Memory is bounded by the chunk size plus the file's cell statistics.
 """
 
@@ -93,91 +93,6 @@ def pause_for_tests(stage: str) -> None:
         time.sleep(float(os.environ.get("COVGAP_TEST_PAUSE_SECONDS", "60")))
 
 
-class CellAccumulator:
-    """The cell statistics of one file, accumulated chunk by chunk in flat arrays.
-
-    Equal to ``merge_stats`` of ``aggregate_to_cells`` of every chunk, without
-    rebuilding the whole statistics frame per chunk: a group (cell, operator,
-    technology) gets a row the first time it is seen; counts and histograms add in
-    place; times take min and max. Memory: one int32 histogram row per group.
-    """
-
-    def __init__(self, grid):
-        self.grid = grid
-        self.labels: dict[tuple[str, str], int] = {}  # (operator, technology) → label id
-        self.group_ids = pd.Index(np.empty(0, dtype=np.int64))
-        self._keys = np.empty(0, dtype=np.int64)
-        self._n = np.empty(0, dtype=np.int64)
-        self._hist = np.empty((0, cellstats.NBINS), dtype=cellstats.HIST_DTYPE)
-        self._tmin = np.empty(0)
-        self._tmax = np.empty(0)
-        self.size = 0
-
-    def add(self, rows: pd.DataFrame) -> None:
-        """Add normalised rows with working-CRS ``x``, ``y`` (rows outside the grid are not counted)."""
-        cell = self.grid.cell_of(rows["x"].to_numpy(), rows["y"].to_numpy())
-        keep = cell >= 0
-        if not keep.any():
-            return
-        ocodes, ouniq = pd.factorize(rows["operator"].to_numpy(dtype=object)[keep])
-        tcodes, tuniq = pd.factorize(rows["technology"].to_numpy(dtype=object)[keep])
-        label = np.array([[self.labels.setdefault((o, t), len(self.labels)) for t in tuniq] for o in ouniq],
-                         dtype=np.int64).reshape(len(ouniq), len(tuniq))
-        key = cell[keep].astype(np.int64) * 1_000_003 + label[ocodes, tcodes]
-        ukeys, inv = np.unique(key, return_inverse=True)
-        pos = self.group_ids.get_indexer(ukeys)
-        new = pos < 0
-        if new.any():
-            pos[new] = np.arange(self.size, self.size + int(new.sum()))
-            self._grow(self.size + int(new.sum()))
-            self._keys[pos[new]] = ukeys[new]
-            self.size += int(new.sum())
-            self.group_ids = pd.Index(self._keys[:self.size])
-        ng = len(ukeys)
-        sig = rows["signal_dbm"].to_numpy(dtype=float)[keep]
-        has = np.isfinite(sig)
-        bins = np.clip(np.rint(sig[has]), cellstats.DBM_MIN, cellstats.DBM_MAX).astype(np.int64) - cellstats.DBM_MIN
-        self._hist[pos] += np.bincount(inv[has] * cellstats.NBINS + bins,
-                                       minlength=ng * cellstats.NBINS).reshape(ng, cellstats.NBINS)
-        self._n[pos] += np.bincount(inv, minlength=ng)
-        t = rows["time_s"].to_numpy(dtype=float)[keep]
-        tmin = np.full(ng, np.nan)
-        tmax = np.full(ng, np.nan)
-        np.fmin.at(tmin, inv, t)
-        np.fmax.at(tmax, inv, t)
-        self._tmin[pos] = np.fmin(self._tmin[pos], tmin)
-        self._tmax[pos] = np.fmax(self._tmax[pos], tmax)
-
-    def _grow(self, need: int) -> None:
-        cap = len(self._keys)
-        if need <= cap:
-            return
-        cap = max(need, 2 * cap, 1024)
-        extra = cap - len(self._keys)
-        self._keys = np.r_[self._keys, np.zeros(extra, dtype=np.int64)]
-        self._n = np.r_[self._n, np.zeros(extra, dtype=np.int64)]
-        self._hist = np.vstack([self._hist, np.zeros((extra, cellstats.NBINS), dtype=cellstats.HIST_DTYPE)])
-        self._tmin = np.r_[self._tmin, np.full(extra, np.nan)]
-        self._tmax = np.r_[self._tmax, np.full(extra, np.nan)]
-
-    def to_stats(self) -> pd.DataFrame:
-        """The statistics as cellstats builds them (STAT_COLUMNS, canonical order)."""
-        if not self.size:
-            return cellstats.empty_stats()
-        k = self._keys[:self.size]
-        names = {v: kv for kv, v in self.labels.items()}
-        lab = k % 1_000_003
-        ops = np.array([names[i][0] for i in range(len(names))], dtype=object)
-        techs = np.array([names[i][1] for i in range(len(names))], dtype=object)
-        frame = pd.DataFrame({"cell": k // 1_000_003, "operator": ops[lab], "technology": techs[lab],
-                              "n_samples": self._n[:self.size], "t_first_s": self._tmin[:self.size],
-                              "t_last_s": self._tmax[:self.size]})
-        order = np.lexsort((frame["technology"].to_numpy(), frame["operator"].to_numpy(), frame["cell"].to_numpy()))
-        frame = frame.iloc[order].reset_index(drop=True)
-        hist = pd.DataFrame(self._hist[order], columns=cellstats.HIST_COLUMNS)
-        return pd.concat([frame, hist], axis=1)[cellstats.STAT_COLUMNS]
-
-
 def ingest_file(path: Path, layers: Layers, ctx: meas.ReadContext, *, sha256: str | None = None,
                 folder: Path | None = None, on_rejected: Callable[[pd.DataFrame], None] | None = None,
                 progress: ProgressFactory | None = None, chunk_rows: int = 250_000) -> tuple[FileRecord, pd.DataFrame]:
@@ -206,7 +121,7 @@ def ingest_file(path: Path, layers: Layers, ctx: meas.ReadContext, *, sha256: st
     bytes_per_row = _bytes_per_row(path, size)
     by_reason = {r: 0 for r in meas.REJECT_REASONS}
     n_read = n_used = n_rej = 0
-    acc = CellAccumulator(layers.grid)
+    acc = cellstats.CellAccumulator(layers.grid)
     bar_cm = progress(path.name, size) if progress else contextlib.nullcontext(None)
     try:
         with bar_cm as bar:

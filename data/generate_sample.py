@@ -176,11 +176,20 @@ SHADOW_SIGMA_DB = 6.0
 SHADOW_KERNEL_SIGMA_M = 75.0  # correlation 1/e at 150 m
 FAST_FADING_SIGMA_DB = 4.0
 RSRP_MIN, RSRP_MAX = -140, -44  # 3GPP TS 36.133 RSRP reporting range
-FALLBACK_BELOW = -121  # measured LTE RSRP below which phones often camp on 3G/2G
-P_FALLBACK = 0.7
-NO_SERVICE_BELOW = -130
-P_NO_SERVICE = 0.02
-DEAD_BELOW = -115  # dBm: the "no service" class of covgap's method (DESIGN.md)
+# 3G (UMTS 2100) on every site, LTE only where a site has been upgraded (SITES_3G_ONLY are not):
+# CPICH RSCP over 3.84 MHz is about 24 dB above the RSRP of one 15 kHz resource element at the
+# same path loss, less 2.3 dB for the higher band (COST-231: 33.9·log10(2100/1800)).
+RSCP_OFFSET_DB = 24.0 - 2.3
+RSCP_MIN, RSCP_MAX = -120, -25  # 3GPP TS 25.133 reporting range
+SITES_3G_ONLY = [("Viettel", "Nghĩa Lâm"), ("VNPT-VinaPhone", "Nghĩa Lâm")]  # hill towers never upgraded
+FALLBACK_BELOW = -115  # measured LTE RSRP below which phones camp on 3G when 3G is better
+P_FALLBACK = 0.85
+GSM_BELOW_RSCP = -105  # 3G too weak too: the phone may drop to GSM (RxLev ≈ the same level)
+NO_SERVICE_BELOW = -125  # LTE and ...
+NO_SERVICE_RSCP_BELOW = -108  # ... 3G both this weak: the app may log "no service"
+P_NO_SERVICE = 0.3
+DEAD_BELOW = -115  # dBm: 4G usable at or above (covgap's dead_dbm)
+USABLE_3G = -100  # dBm: covgap's usable_3g_dbm; a cell without usable 4G but with this is "no 4G"
 DEAD_ZONE_SIMPLIFY_M = 20.0  # outlines of the truth dead zones: staircase smoothed < half a cell
 
 # Measurement campaigns.
@@ -191,8 +200,15 @@ DRIVE_DAYS = [  # file date, regions driven (2025 communes), start time
 ]
 DRIVE_SPACING_M = (8.0, 12.0)  # a scanner logging about once a second at 20–45 km/h
 P_SKIP_LEAF_ROAD = 0.45  # dead-end village roads the drive team never enters
+P_SKIP_LANE = 0.2  # village lanes the drive team does not enter (too narrow, no time)
+# Settlement: houses line the roads and lanes (DESIGN.md §3.7 counts evidence where people live).
+# WorldPop's 1 km density is redistributed within the district by distance to the nearest road
+# or lane: relative weight 1 within 60 m, 0.1 within 200 m, 0.01 farther (fields, hills).
+SETTLED_WITHIN_M = (60.0, 200.0)
+SETTLED_WEIGHTS = (1.0, 0.1, 0.01)
+SETTLEMENT_RES = 100.0  # m, the shipped settlement raster (covgap's default cell size)
 TRANSIT_S = 1200  # s between two areas driven on the same day
-SPEED_MS = {"national": 11.0, "provincial": 10.0, "commune": 8.0, "village": 6.5}
+SPEED_MS = {"national": 11.0, "provincial": 10.0, "commune": 8.0, "village": 6.5, "lane": 4.0}
 N_PHONE_ROWS = 3500
 PHONE_DATES = ("2026-01-05", "2026-11-27")
 N_UNMEASURED_VILLAGES = 9  # villages left without road and phone measurements
@@ -1033,6 +1049,12 @@ def place_sites(district, communes19, density, grid, rng):
     df = pd.DataFrame(sites)
     df["lon"], df["lat"] = xy_to_lonlat(df.x.values, df.y.values)
     df["nr"] = False
+    df["lte"] = True
+    for op, commune in SITES_3G_ONLY:  # the forced site of that operator in that commune
+        cx, cy = centre[commune]
+        mine = df.index[df.operator == op]
+        d = np.hypot(df.loc[mine, "x"] - cx, df.loc[mine, "y"] - cy)
+        df.loc[d.idxmin(), "lte"] = False
     vt = df.index[df.operator == "Viettel"]
     df.loc[df.loc[vt].sort_values("rho", ascending=False).index[:NR_SITES_VIETTEL], "nr"] = True
     return df
@@ -1066,50 +1088,68 @@ def terrain_loss_db(grid, density, rng):
 
 
 def true_fields(sites, density, grid, rng):
-    """TRUE median RSRP (dBm) per operator on the grid, the best server index and the terrain."""
+    """TRUE median LTE RSRP and 3G RSCP (dBm) per operator on the grid (keys NAME and NAME:3g,
+    'best' and 'best:3g' over operators), the best LTE server index and the terrain. LTE comes
+    from the upgraded sites only, 3G from every site; both share the operator's shadowing."""
     env = environment_correction_db(density)
     terrain = terrain_loss_db(grid, density, rng)
     fields, servers = {}, {}
     for name, *_ in OPERATORS:
         best = np.full(grid.shape, -np.inf)
+        best3 = np.full(grid.shape, -np.inf)
         server = np.zeros(grid.shape, dtype=int)
         for i, s in sites[sites.operator == name].iterrows():
             d_km = np.maximum(np.hypot(grid.X - s.x, grid.Y - s.y) / 1000.0, 0.05)
             rsrp = s.eirp_dbm - (cost231_hata_db(d_km, s.height_m) + env) - terrain
+            best3 = np.maximum(best3, rsrp + RSCP_OFFSET_DB)
+            if not s.lte:
+                continue
             better = rsrp > best
             best = np.where(better, rsrp, best)
             server = np.where(better, i, server)
         shadow = gaussian_filter(rng.standard_normal(grid.shape), SHADOW_KERNEL_SIGMA_M / GRID_RES)
         shadow *= SHADOW_SIGMA_DB / shadow.std()
         fields[name] = np.clip(best + shadow, RSRP_MIN, RSRP_MAX)
+        fields[f"{name}:3g"] = np.clip(best3 + shadow, RSCP_MIN, RSCP_MAX)
         servers[name] = server
     fields["best"] = np.max([fields[n] for n, *_ in OPERATORS], axis=0)
+    fields["best:3g"] = np.max([fields[f"{n}:3g"] for n, *_ in OPERATORS], axis=0)
     return fields, servers, terrain
+
+
+def true_class(lte, umts):
+    """The class covgap's method gives a cell with these TRUE medians: 1 covered, 2 weak 4G,
+    5 no 4G (3G usable), 3 no service (covgap.cellstats.CellClass values)."""
+    return np.select([lte >= -105, lte >= DEAD_BELOW, umts >= USABLE_3G], [1, 2, 5], default=3)
 
 
 # --------------------------------------------------------------------------------------------
 # Measurements
 # --------------------------------------------------------------------------------------------
 def measure(grid, fields, operator, x, y, rng):
-    """Simulate one reading per point: technology and level (None = no service)."""
-    true = grid.bilinear(fields[operator], x, y)
-    lte = np.rint(true + rng.normal(0, FAST_FADING_SIGMA_DB, len(x))).astype(int)
+    """Simulate one reading per point: technology and level (None = the app logged no service).
+
+    The phone stays on LTE while LTE is good enough; below FALLBACK_BELOW it camps on 3G
+    when 3G is stronger in RSRP terms (P_FALLBACK of the time), on GSM when 3G is weak too
+    (RxLev about the 3G level), and logs no service where both are very weak."""
+    lte = np.rint(grid.bilinear(fields[operator], x, y) + rng.normal(0, FAST_FADING_SIGMA_DB, len(x))).astype(int)
+    umts = np.rint(grid.bilinear(fields[f"{operator}:3g"], x, y)
+                   + rng.normal(0, FAST_FADING_SIGMA_DB, len(x))).astype(int)
     u = rng.random(len(x))
     v = rng.random(len(x))
-    extra = rng.normal(0, 3, len(x))
     tech, level = [], []
     for i in range(len(x)):
-        m = lte[i]
-        if m < NO_SERVICE_BELOW and u[i] < P_NO_SERVICE:
+        m, w = lte[i], umts[i]
+        if m < NO_SERVICE_BELOW and w < NO_SERVICE_RSCP_BELOW and u[i] < P_NO_SERVICE:
             tech.append(None)
             level.append(None)
-        elif m < FALLBACK_BELOW and (u[i] < P_FALLBACK or m < RSRP_MIN):
-            if v[i] < 0.7:
+        elif m < FALLBACK_BELOW and (u[i] < P_FALLBACK or m < RSRP_MIN) and w - RSCP_OFFSET_DB > m - 6:
+            if w >= GSM_BELOW_RSCP or v[i] < 0.6:
                 tech.append("UMTS")
-                level.append(int(np.clip(round(m + 24 + extra[i]), -120, -25)))
+                level.append(int(np.clip(w, RSCP_MIN, RSCP_MAX)))
             else:
                 tech.append("GSM")
-                level.append(int(np.clip(round(m + 32 + extra[i]), -110, -48)))
+                level.append(int(np.clip(w, -110, -48)))
         else:
             tech.append("LTE")
             level.append(int(min(max(m, RSRP_MIN), RSRP_MAX)))
@@ -1209,7 +1249,7 @@ def drive_tests(graph, villages, grid, fields, sites, skipped, rng):
             stamp = iso(day, ts[i])
             for name, *_ in OPERATORS:
                 tech, level = per_op[name][0][i], per_op[name][1][i]
-                lines.append(f"{stamp},{lat[i]:.6f},{lon[i]:.6f},{name},{tech or ''},"
+                lines.append(f"{stamp},{lat[i]:.6f},{lon[i]:.6f},{name},{tech or 'NO SERVICE'},"
                              f"{'' if level is None else level}")
         files[f"drive_test_{day}.csv.gz"] = lines  # scanner logs are large: shipped compressed
         points.append(np.column_stack([xs, ys]))
@@ -1243,6 +1283,36 @@ def choose_unmeasured(graph, villages, rng):
     return ids, {k for i in pick for k in options[i][1]}
 
 
+def skipped_lanes(graph, villages, unmeasured, rng):
+    """Village lanes the drive team never enters: every lane of the unmeasured villages and a
+    share P_SKIP_LANE of the others (the same on every day)."""
+    away = villages[villages.village_id.isin(unmeasured)].union_all()
+    out = set()
+    for k, e in enumerate(graph.edges):
+        if e["kind"] != "lane":
+            continue
+        if (not away.is_empty and e["geom"].intersects(away)) or rng.random() < P_SKIP_LANE:
+            out.add(k)
+    return out
+
+
+def settlement_density(grid, graph, density, district):
+    """People/km² on a SETTLEMENT_RES grid: WorldPop redistributed toward roads and lanes
+    (SETTLED_WEIGHTS by distance), the district total unchanged; returns (array, transform)."""
+    lines = shapely.union_all([e["geom"] for e in graph.edges])
+    near = grid.rasterize([lines.buffer(SETTLED_WITHIN_M[0])]) > 0
+    mid = grid.rasterize([lines.buffer(SETTLED_WITHIN_M[1])]) > 0
+    w = np.where(near, SETTLED_WEIGHTS[0], np.where(mid, SETTLED_WEIGHTS[1], SETTLED_WEIGHTS[2]))
+    inside = grid.rasterize([district]) > 0
+    weighted = density * w
+    total = float((density * inside).sum())
+    settled = weighted * (total / max(float((weighted * inside).sum()), 1e-9))
+    k = int(SETTLEMENT_RES // grid.res)
+    ny, nx = (grid.ny // k) * k, (grid.nx // k) * k
+    coarse = settled[:ny, :nx].reshape(ny // k, k, nx // k, k).mean(axis=(1, 3))
+    return coarse.astype("float32"), from_origin(grid.x0, grid.y1, SETTLEMENT_RES, SETTLEMENT_RES)
+
+
 def skipped_leaf_roads(graph, rng):
     """Dead-end village roads the drive team never enters (the same on every day)."""
     roads = [k for k, e in enumerate(graph.edges) if e["kind"] != "lane"]
@@ -1254,11 +1324,10 @@ def skipped_leaf_roads(graph, rng):
 
 
 def choose_drive_edges(graph, villages, regions, skipped):
-    """Roads driven on a day (no lanes, no skipped dead ends) within the regions, as connected
-    groups of edge ids, each starting with a trunk edge when it has one."""
+    """Roads and village lanes driven on a day (none of the skipped ones) within the regions, as
+    connected groups of edge ids, each starting with a trunk edge when it has one."""
     inside = villages[villages.commune_2025.isin(regions)].union_all().buffer(150)
-    keep = [k for k, e in enumerate(graph.edges) if e["kind"] != "lane" and k not in skipped
-            and e["geom"].centroid.within(inside)]
+    keep = [k for k, e in enumerate(graph.edges) if k not in skipped and e["geom"].centroid.within(inside)]
     adj = graph.adjacency(keep)
     groups, seen = [], set()
     for k in keep:  # trunk edges come first in graph order
@@ -1316,7 +1385,7 @@ def phone_points(villages, vgrid, density, grid, fields, sites, exclude, rng):
     for j in order:
         n, t, l = by_j[j]
         day = (d0 + timedelta(days=int(days[j]))).date().isoformat()
-        lines.append(f"{iso(day, secs[j])},{lat[j]:.6f},{lon[j]:.6f},{n},{t or ''},"
+        lines.append(f"{iso(day, secs[j])},{lat[j]:.6f},{lon[j]:.6f},{n},{t or 'no service'},"
                      f"{'' if l is None else l}")
     return lines, np.column_stack([xs, ys])
 
@@ -1454,8 +1523,9 @@ def write_lines(path, lines):
         path.write_bytes(data)
 
 
-def write_truth_raster(path, fields, grid, district):
-    """Int16 GeoTIFF of the true RSRP (one band per operator + best), cropped to the district."""
+def write_truth_raster(path, fields, grid, district, suffix="", quantity="true median LTE RSRP"):
+    """Int16 GeoTIFF of a true field (one band per operator + best; fields NAME + suffix),
+    cropped to the district."""
     x0 = math.floor((district.bounds[0] - TRUTH_BUFFER - grid.x0) / grid.res)
     x1 = math.ceil((district.bounds[2] + TRUTH_BUFFER - grid.x0) / grid.res)
     y0 = math.floor((grid.y1 - district.bounds[3] - TRUTH_BUFFER) / grid.res)
@@ -1469,26 +1539,28 @@ def write_truth_raster(path, fields, grid, district):
                    blockysize=256)
     with rasterio.open(path, "w", **profile) as dst:
         for b, name in enumerate(names, start=1):
-            a = np.rint(fields[name][y0:y1, x0:x1]).astype("int16")
+            a = np.rint(fields[name + suffix][y0:y1, x0:x1]).astype("int16")
             dst.write(np.where(mask, a, -32768).astype("int16"), b)
             dst.set_band_description(b, name)
-        dst.update_tags(units="dBm", quantity="true median LTE RSRP",
-                        model="COST-231 Hata 1800 MHz + terrain + shadowing (generated)")
+        dst.update_tags(units="dBm", quantity=quantity,
+                        model="COST-231 Hata + terrain + shadowing (generated); 3G on every site, LTE on upgraded ones")
     return (x0, x1, y0, y1), transform
 
 
-def dead_zone_polygons(fields, grid, window, transform, district):
-    """Polygons where the true best-operator RSRP (integer dBm) is below DEAD_BELOW."""
+def zone_polygons(fields, grid, window, transform, district, klass):
+    """Polygons whose true best-operator class (true_class of the integer-dBm best LTE and 3G
+    fields) is ``klass``: 3 no service (dead zones) or 5 no 4G."""
     x0, x1, y0, y1 = window
-    best = np.rint(fields["best"][y0:y1, x0:x1])
+    best = true_class(np.rint(fields["best"][y0:y1, x0:x1]), np.rint(fields["best:3g"][y0:y1, x0:x1]))
     inside = features.rasterize([(district, 1)], out_shape=best.shape, transform=transform) > 0
-    dead = ((best < DEAD_BELOW) & inside).astype("uint8")
+    dead = ((best == klass) & inside).astype("uint8")
     polys = [shapely.geometry.shape(g) for g, v in features.shapes(dead, mask=dead > 0,
                                                                       transform=transform)]
     polys = [p for poly in polys for p in polygons_only(
         poly.intersection(district).simplify(DEAD_ZONE_SIMPLIFY_M, preserve_topology=True))]
     polys.sort(key=lambda p: (-p.area, p.centroid.x))
-    return gpd.GeoDataFrame({"zone_id": [f"D{i + 1:03d}" for i in range(len(polys))],
+    prefix = "D" if klass == 3 else "N"
+    return gpd.GeoDataFrame({"zone_id": [f"{prefix}{i + 1:03d}" for i in range(len(polys))],
                              "area_km2": [round(p.area / 1e6, 4) for p in polys]},
                             geometry=polys, crs=UTM)
 
@@ -1524,7 +1596,7 @@ def main():
     fields, servers, terrain = true_fields(sites, density, grid, rng)
 
     unmeasured, no_drive = choose_unmeasured(graph, villages, rng)
-    skipped = skipped_leaf_roads(graph, rng) | no_drive
+    skipped = skipped_leaf_roads(graph, rng) | no_drive | skipped_lanes(graph, villages, unmeasured, rng)
     files, drive_xy = drive_tests(graph, villages, grid, fields, sites, skipped, rng)
     gnt_files, gnt_bad, gnt_xy = {}, {}, []
     for op, day, start, interval, which in GNETTRACK_LOGS:
@@ -1537,7 +1609,8 @@ def main():
                                 if xy_from_gnt(l) is not None]))
     hit = measured_villages(villages, np.vstack(drive_xy + gnt_xy))
     best = np.rint(fields["best"])
-    in_dead = [int((best[grid.cell_of(*xy.T)] < DEAD_BELOW).sum()) for xy in drive_xy]
+    klass = true_class(best, np.rint(fields["best:3g"]))
+    in_dead = [int((klass[grid.cell_of(*xy.T)] == 3).sum()) for xy in drive_xy]
     phone_lines, phone_xy = phone_points(villages, vgrid, density, grid, fields, sites,
                                          unmeasured, rng)
     files["phones_2026.csv"] = phone_lines
@@ -1562,6 +1635,13 @@ def main():
     write_geojson(roads, OUT / "roads.geojson")
     write_geojson(fibre, OUT / "fibre_routes.geojson")
     shutil.copyfile(SOURCE / "worldpop_2020_1km_tu_nghia.tif", OUT / "population_2020.tif")
+    settled, settled_transform = settlement_density(grid, graph, density, district)
+    with rasterio.open(OUT / "settlement_density_100m.tif", "w", driver="GTiff", width=settled.shape[1],
+                       height=settled.shape[0], count=1, dtype="float32", nodata=-1, crs=UTM,
+                       transform=settled_transform, compress="deflate", zlevel=9, predictor=3) as dst:
+        dst.write(np.round(settled, 1), 1)
+        dst.update_tags(units="people per km²", source="WorldPop 2020 (1 km) redistributed toward the generated "
+                        "roads and lanes (data/generate_sample.py SETTLED_WEIGHTS); generated, not observed")
     for name, lines in files.items():
         write_lines(MEAS / name, [header] + lines)
     for name, lines in gnt_files.items():
@@ -1571,8 +1651,11 @@ def main():
     s[["operator", "site_id", "lon", "lat", "height_m", "eirp_dbm"]].to_csv(
         TRUTH / "cell_sites.csv", index=False, lineterminator="\n")
     window, transform = write_truth_raster(TRUTH / "true_rsrp_dbm.tif", fields, grid, district)
-    dead = dead_zone_polygons(fields, grid, window, transform, district)
+    write_truth_raster(TRUTH / "true_rscp_dbm.tif", fields, grid, district, suffix=":3g",
+                       quantity="true median 3G RSCP")
+    dead = zone_polygons(fields, grid, window, transform, district, 3)
     write_geojson(dead, TRUTH / "true_dead_zones.geojson")
+    write_geojson(zone_polygons(fields, grid, window, transform, district, 5), TRUTH / "true_no4g_zones.geojson")
 
     summary(communes25, communes19, villages, fibre, dead, district, files, gnt_files, gnt_bad,
             hit, phone_xy, reach, sites, in_dead)

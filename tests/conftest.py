@@ -46,7 +46,8 @@ HAND_ROWS = [
     (1, 1, "Viettel", "LTE", -99, "2026-03-01T08:09:00+07:00"),
     (1, 1, "Viettel", "LTE", -101, "2026-03-01T08:10:00+07:00"),
     (2, 1, "Viettel", "LTE", -70, "2026-03-01T08:11:00+07:00"),
-    # V2: weak (0,2); dead (1,2) for Viettel but covered by MobiFone; dead (1,3); no 4G at all in (0,3).
+    # V2: weak (0,2); no service (1,2) for Viettel but covered by MobiFone; no service (1,3); in (0,3) one
+    # 4G sample at −120 and one 3G at −110: neither usable, so no service too.
     (0, 2, "Viettel", "LTE", -110, "2026-03-02T09:00:00+07:00"),
     (0, 2, "Viettel", "LTE", -112, "2026-03-02T09:01:00+07:00"),
     (1, 2, "Viettel", "LTE", -120, "2026-03-02T09:02:00+07:00"),
@@ -55,15 +56,19 @@ HAND_ROWS = [
     (1, 2, "MobiFone", "LTE", -102, "2026-03-02T09:05:00+07:00"),
     (1, 3, "Viettel", "LTE", -118, "2026-03-02T09:06:00+07:00"),
     (1, 3, "Viettel", "LTE", -121, "2026-03-02T09:07:00+07:00"),
-    (0, 3, "Viettel", "UMTS", -95, "2026-03-02T09:08:00+07:00"),
-    (0, 3, "Viettel", "UMTS", -97, "2026-03-02T09:09:00+07:00"),
-    # V3: a single sample.
+    (0, 3, "Viettel", "LTE", -120, "2026-03-02T09:08:00+07:00"),
+    (0, 3, "Viettel", "UMTS", -110, "2026-03-02T09:09:00+07:00"),
+    # V3: a single sample, and two cells where the phone is on 3G at −75/−76 dBm: no 4G, but service.
     (0, 4, "Viettel", "LTE", -100, "2026-03-03T10:00:00+07:00"),
+    (1, 4, "Viettel", "UMTS", -75, "2026-03-03T10:10:00+07:00"),
+    (1, 4, "Viettel", "UMTS", -76, "2026-03-03T10:11:00+07:00"),
+    (1, 5, "Viettel", "HSPA+", -75, "2026-03-03T10:12:00+07:00"),
+    (1, 5, "Viettel", "HSPA+", -76, "2026-03-03T10:13:00+07:00"),
 ]
 
 
 def hand_csv_lines() -> list[str]:
-    """The generic CSV: the 23 good rows above and 7 bad ones, each bad for one reason."""
+    """The generic CSV: the 27 good rows above and 7 bad ones, each bad for one reason."""
     lines = ["timestamp,lat,lon,operator,technology,rsrp_dbm"]
     for row, col, op, tech, dbm, ts in HAND_ROWS:
         lon, lat = cell_centre_lonlat(row, col)

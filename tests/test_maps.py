@@ -137,9 +137,9 @@ def test_map_layers_hold_every_feature_and_the_cell_counts(results):
     # Cells: the counts of each class are those of the class raster, for "any operator" and each operator.
     cells = data["district"]["cells"]
     assert set(cells) == {"*", "MobiFone", "Viettel"}
-    expected = np.bincount(results.classes.ravel(), minlength=5)
+    expected = np.bincount(results.classes.ravel(), minlength=6)
     assert cells["*"]["counts"] == {c.label: int(expected[int(c)]) for c in CellClass}
-    assert cells["*"]["counts"] == {"covered": 6, "weak": 1, "dead": 2, "insufficient": 9}
+    assert cells["*"]["counts"] == {"covered": 6, "weak_4g": 1, "no_4g": 2, "no_service": 2, "insufficient_evidence": 7}
     mobi = class_raster(results.op_view[results.op_view["operator"] == "MobiFone"], results.layers.grid,
                         results.layers.inside)
     assert cells["MobiFone"]["counts"]["covered"] == int((mobi == int(CellClass.COVERED)).sum()) == 1

@@ -26,7 +26,7 @@ SAMPLE = Path(__file__).resolve().parents[1] / "data" / "sample" / "covgap.toml"
 XSS_IMG = "<img src=x onerror=alert(1)>"
 XSS_SCRIPT = "</script><script>alert(1)</script>"
 XSS_COMMUNE = 'Xã <b>Thử</b> & "Nghiệm"'
-LAYERS = ["communes", "villages_4g", "villages_fibre", "dead_zones", "needs_measurement", "fibre", "centres"]
+LAYERS = ["communes", "villages_4g", "villages_fibre", "dead_zones", "no4g_zones", "needs_measurement", "fibre", "centres"]
 
 
 @pytest.fixture(scope="module")
@@ -93,6 +93,7 @@ def hand_maps(hand_results, tmp_path):
 def _expected_counts(results) -> dict[str, int]:
     return {"communes": len(results.communes), "villages_4g": len(results.villages),
             "villages_fibre": len(results.villages), "dead_zones": len(results.zones),
+            "no4g_zones": len(results.no4g_zones),
             "needs_measurement": len(results.needs_measurement), "fibre": len(results.layers.fibre),
             "centres": len(results.communes)}
 
@@ -101,7 +102,7 @@ def _expected_counts(results) -> dict[str, int]:
 def test_page_loads_offline_without_errors_and_every_layer_has_its_features(browser, hand_results, hand_maps, which):
     opened = Opened(browser, hand_maps[0].parent / which)
     expected = _expected_counts(hand_results)
-    assert expected == {"communes": 1, "villages_4g": 3, "villages_fibre": 3, "dead_zones": 1,
+    assert expected == {"communes": 1, "villages_4g": 3, "villages_fibre": 3, "dead_zones": 1, "no4g_zones": 1,
                         "needs_measurement": 3, "fibre": 1, "centres": 1}
     for key in LAYERS:
         opened.set_layer(_layer_label("vi", key), True)
@@ -113,8 +114,10 @@ def test_page_loads_offline_without_errors_and_every_layer_has_its_features(brow
     assert opened.page.locator(".covgap-pane-cells img").count() == 1
     assert opened.page.evaluate("document.querySelector('.covgap-pane-cells img').naturalWidth") > 0
     legend = opened.page.locator('.covgap-legend-section[data-layer="cells"]').inner_text()
-    n = np.bincount(hand_results.classes.ravel(), minlength=5)
-    assert f"({n[int(CellClass.COVERED)]} ô)" in legend and f"({n[int(CellClass.DEAD)]} ô)" in legend
+    n = np.bincount(hand_results.classes.ravel(), minlength=6)
+    for klass in CellClass:
+        assert f"{maps.STRINGS['vi']['cell_' + klass.label].split(' (')[0]}" in legend
+        assert f"({n[int(klass)]} ô)" in legend
     # Every layer comes off again, and its legend with it.
     for key in [*LAYERS, "cells"]:
         opened.set_layer(_layer_label("vi", key), False)
@@ -145,7 +148,7 @@ def test_operator_choice_swaps_the_cell_image(browser, hand_results, hand_maps):
 
 
 def _click_village(opened: Opened, name: str) -> str:
-    for key in ["dead_zones", "fibre", "centres", "needs_measurement"]:
+    for key in ["dead_zones", "no4g_zones", "fibre", "centres", "needs_measurement"]:
         opened.set_layer(_layer_label(opened.page.evaluate("covgap.data.lang"), key), False)
     point = opened.page.evaluate("name => covgap.villagePoint(name)", name)
     opened.page.mouse.click(point["x"], point["y"])
@@ -180,9 +183,9 @@ def test_search_finds_a_village_without_accents(browser, hand_maps):
 def test_scorecard_panel_shows_the_four_targets(browser, hand_maps):
     opened = Opened(browser, hand_maps[0])
     rows = opened.page.locator("#covgap-scorecard tbody tr")
-    assert rows.count() == 5
+    assert rows.count() == 4  # each line states its evidence: no separate "measured" line
     assert "33,3%" in rows.nth(0).inner_text() and "chưa đạt" in rows.nth(0).inner_text()
-    assert "48,0%" in rows.nth(2).inner_text()
+    assert "48,0%" in rows.nth(2).inner_text() and "theo tuyến cáp quang" in rows.nth(2).inner_text()
     assert opened.page.locator("#covgap-commune-links a").count() == 1
     opened.page.locator("#covgap-commune-links a").click()
     opened.page.wait_for_selector("body[data-covgap-ready]")
@@ -308,4 +311,50 @@ def test_online_basemap_is_optional_and_fails_harmlessly_offline(browser, hand_m
     assert all(u == opened.url or u in tiles for u in opened.requests)
     assert not [e for e in opened.errors if "net::ERR_FAILED" not in e]  # only the refused tiles
     assert opened.paths_in("villages_4g") == 3  # the map itself is still drawn
+    opened.page.close()
+
+
+def _rgb(css: str) -> tuple[int, int, int]:
+    """(r, g, b) of a computed CSS colour 'rgb(r, g, b)' or a hex '#rrggbb'."""
+    css = css.strip()
+    if css.startswith("#"):
+        return tuple(int(css[i:i + 2], 16) for i in (1, 3, 5))
+    return tuple(int(float(x)) for x in css[css.index("(") + 1:css.index(")")].split(",")[:3])
+
+
+def _is_green(rgb: tuple[int, int, int]) -> bool:
+    r, g, b = rgb
+    return g > r + 40 and g > b + 40
+
+
+def test_insufficient_evidence_is_never_drawn_green(browser, hand_maps):
+    opened = Opened(browser, hand_maps[0])
+    fills = opened.page.evaluate("""() => {
+        const out = {};
+        covgap.layers.villages_4g.eachLayer(l => { out[l.feature.properties.name] = l.options.fillColor; });
+        return out;
+    }""")
+    assert _is_green(_rgb(fills["Thôn Một"]))  # meets: green
+    assert not _is_green(_rgb(fills["Thôn Ba"]))  # insufficient evidence (2 of 6 cells measured)
+    # The scorecard: "no dead zones" is not met here (a dead zone was found); insufficient evidence is grey text.
+    row = opened.page.locator('#covgap-scorecard tr[data-target="villages_4g"]')
+    assert "68,3% số hộ ở ô đã đo đủ" in row.inner_text()
+    for status in opened.page.locator("#covgap-scorecard td.covgap-status").all():
+        colour = _rgb(status.evaluate("e => getComputedStyle(e).color"))
+        if "status-met" not in (status.get_attribute("class") or ""):
+            assert not _is_green(colour)
+    opened.offline_and_clean()
+    opened.page.close()
+
+
+def test_no_4g_zone_popup_shows_its_3g_level(browser, hand_maps):
+    opened = Opened(browser, hand_maps[0])
+    for key in ["dead_zones", "fibre", "centres", "villages_4g", "communes"]:
+        opened.set_layer(_layer_label("vi", key), False)
+    opened.page.evaluate("""() => covgap.layers.no4g_zones.eachLayer(l => l.openPopup(l.getBounds().getCenter()))""")
+    text = opened.popup_text()
+    assert "Vùng không có 4G N4G001" in text and "chỉ có sóng 2G/3G dùng được" in text
+    assert "3G RSCP trung vị -76 dBm" in text.replace("\u2212", "-")
+    assert "0,0% mẫu 4G" in text
+    opened.offline_and_clean()
     opened.page.close()

@@ -10,6 +10,8 @@ Hand-worked expectations (see test_hand_worked.py for the cell classes):
 
 * any-operator dead zone: 1 (cells (0,3) + (1,3)); Viettel's own dead zone: 1 (3 cells,
   (1,2) too); MobiFone: none of its own.
+* any-operator no-4G zone: 1 (cells (1,4) + (1,5), Viettel on 3G at −75/−76 dBm); Viettel's own:
+  the same 2 cells; MobiFone: none of its own.
 * villages_without_4g: V2 fails for all operators; for Viettel alone V2 fails too (covered
   share of its measured area 1/4 → "both"); for MobiFone alone V2 has one measured cell of six
   (insufficient evidence) → "all_operators".
@@ -45,9 +47,9 @@ HAS_OGRINFO = shutil.which("ogrinfo") is not None
 gdal = pytest.mark.skipif(not HAS_OGRINFO, reason="GDAL's ogrinfo is not installed (make system-deps)")
 
 EXPECTED = {
-    "Viettel": {"dead_zones": 2, "villages_without_4g": 1, "needs_measurement": 3, "villages_below_fibre_goal": 2,
+    "Viettel": {"dead_zones": 2, "no_4g_zones": 2, "villages_without_4g": 1, "needs_measurement": 3, "villages_below_fibre_goal": 2,
                 "communes_without_fibre": 1},
-    "MobiFone": {"dead_zones": 1, "villages_without_4g": 1, "needs_measurement": 3, "villages_below_fibre_goal": 2,
+    "MobiFone": {"dead_zones": 1, "no_4g_zones": 1, "villages_without_4g": 1, "needs_measurement": 3, "villages_below_fibre_goal": 2,
                  "communes_without_fibre": 1},
 }
 
@@ -185,7 +187,11 @@ def test_hand_worked_layer_values(viet_results):
     assert dz.loc["operator", "n_cells"] == 3 and dz.loc["all_operators", "n_cells"] == 2
     assert dz.loc["operator", "households_in_zone"] == pytest.approx(30.0)  # 3 of V2's 6 cells × 60
     assert dz.loc["all_operators", "operator_n_samples"] == 4  # Viettel's 4 samples in (0,3), (1,3)
-    assert dz.loc["all_operators", "operator_rsrp_dbm_p50"] == -121  # its 4G samples there: −118, −121
+    assert dz.loc["all_operators", "operator_rsrp_dbm_p50"] == -120  # its 4G samples there: −118, −121, −120
+    assert dz.loc["all_operators", "operator_rscp_dbm_p50"] == -110  # and its one 3G sample
+    n4 = viettel["no_4g_zones"].set_index("scope")
+    assert n4.loc["all_operators", "operator_rscp_dbm_p50"] == -76 and n4.loc["all_operators", "operator_share_4g"] == 0
+    assert n4.loc["operator", "n_cells"] == 2 and n4.loc["operator", "households_in_zone"] == pytest.approx(13.3)
     v = viettel["villages_without_4g"].iloc[0]
     assert (v["name"], v["commune"], v["fails_for"]) == ("Thôn Hai", "Nghĩa Điền", "both")
     # Viettel alone in V2: (0,2) weak, (1,2) and (1,3) and (0,3) dead, 2 cells unmeasured.
@@ -208,7 +214,8 @@ def test_counts_agree_with_the_run_geopackage_and_scorecard(exported, viet_resul
     run_gpkg = exported / outputs.GPKG_NAME
     district = pd.read_csv(exported / "scorecard_district_figures.csv").iloc[0]
     run_zones = pyogrio.read_dataframe(run_gpkg, layer="dead_zones")
-    run_op_zones = pyogrio.read_dataframe(run_gpkg, layer="operator_dead_zones")
+    run_op_zones = pyogrio.read_dataframe(run_gpkg, layer="operator_gap_zones")
+    run_no4g = pyogrio.read_dataframe(run_gpkg, layer="no_4g_zones")
     run_needs = pyogrio.read_dataframe(run_gpkg, layer="needs_measurement")
     run_centres = pyogrio.read_dataframe(run_gpkg, layer="commune_centres")
     villages = pd.read_csv(exported / "scorecard_villages.csv")
@@ -216,7 +223,11 @@ def test_counts_agree_with_the_run_geopackage_and_scorecard(exported, viet_resul
         package = exported / "partners" / partners.safe_slug(op)
         dz = pyogrio.read_dataframe(package / "dead_zones.shp")
         assert (dz["scope"] == "all_operators").sum() == len(run_zones) == district["dead_zones"]
-        assert (dz["scope"] == "operator").sum() == (run_op_zones["operator"] == op).sum()
+        mine = run_op_zones["operator"] == op
+        assert (dz["scope"] == "operator").sum() == (mine & (run_op_zones["kind"] == "no_service")).sum()
+        n4 = pyogrio.read_dataframe(package / "no_4g_zones.shp")
+        assert (n4["scope"] == "all_operators").sum() == len(run_no4g)
+        assert (n4["scope"] == "operator").sum() == (mine & (run_op_zones["kind"] == "no_4g")).sum()
         assert sorted(dz.loc[dz["scope"] == "all_operators", "zone_id"]) == sorted(run_zones["zone_id"])
         v4 = pyogrio.read_dataframe(package / "villages_without_4g.shp")
         assert v4["fails_for"].isin(["all_operators", "both"]).sum() == district["villages_failing_4g"]
@@ -244,7 +255,8 @@ def test_fields_csv_lists_every_shapefile_field(exported):
 def test_readme_says_thresholds_period_inputs_and_version(exported, viet_results):
     text = (exported / "partners" / "Viettel" / "README.txt").read_text(encoding="utf-8")
     assert "covgap 0.1.0" in text and "2026-09-21T00:00:00+0700" in text
-    assert "2026-03-01T08:00:00+07:00 — 2026-03-03T10:00:00+07:00" in text
+    assert "2026-03-01T08:00:00+07:00 — 2026-03-03T10:13:00+07:00" in text
+    assert "usable_3g_dbm = -100 dBm" in text and "village_min_share = 0.5" in text
     assert "covered_dbm = -105 dBm" in text and "drop_distance_m = 100 m" in text and "goal_share = 0.8" in text
     for p in [*viet_results.layers.input_files, *viet_results.report.paths]:
         assert f"{outputs.sha256_file(p)}  {Path(p).relative_to(viet_results.config.source.parent).as_posix()}" in text

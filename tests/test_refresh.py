@@ -108,18 +108,18 @@ def test_refresh_takes_a_file_into_the_store_and_writes_everything(hand_project,
     res = covgap("refresh", "--config", hand_project)
     assert res.exit_code == 0, res.output
     assert "Files: 1 taken in, 0 skipped, 0 refused" in res.output
-    assert ("Rows of these files: 30 read, 23 used, 7 rejected (unparseable_coordinate 1, swapped_lat_lon 1, "
+    assert ("Rows of these files: 34 read, 27 used, 7 rejected (unparseable_coordinate 1, swapped_lat_lon 1, "
             "outside_study_area 1, dbm_out_of_range 1, missing_signal 1, future_timestamp 1, duplicate_row 1)") in res.output
     manifest = read_manifest(out)
     [rec] = manifest["files"]
-    assert (rec["name"], rec["rows_read"], rec["rows_used"], rec["rows_rejected"]) == ("hand.csv", 30, 23, 7)
+    assert (rec["name"], rec["rows_read"], rec["rows_used"], rec["rows_rejected"]) == ("hand.csv", 34, 27, 7)
     assert rec["sha256"] == outputs.sha256_file(hand_project.parent / "measurements" / "hand.csv")
     rejected = pd.read_csv(out / "store" / rec["rejected_file"])
     assert list(rejected.columns) == store_mod.REJECTED_COLUMNS
     assert rejected.set_index("source_row")["reason"].to_dict() == {
-        25: "duplicate_row", 26: "outside_study_area", 27: "swapped_lat_lon", 28: "missing_signal",
-        29: "dbm_out_of_range", 30: "future_timestamp", 31: "unparseable_coordinate"}
-    assert rejected.loc[rejected["source_row"] == 31, "raw_fields"].iloc[0].split(",")[1] == "abc"
+        29: "duplicate_row", 30: "outside_study_area", 31: "swapped_lat_lon", 32: "missing_signal",
+        33: "dbm_out_of_range", 34: "future_timestamp", 35: "unparseable_coordinate"}
+    assert rejected.loc[rejected["source_row"] == 35, "raw_fields"].iloc[0].split(",")[1] == "abc"
     # Every output, the partner packages and the maps come from the one write path.
     for name in ("covgap.gpkg", "scorecard_villages.csv", "rejected_rows.csv", "cell_class.tif",
                  "partners/Viettel.zip"):
@@ -254,7 +254,7 @@ def test_dry_run_changes_nothing(hand_project, no_maps):
     before = tree(out)
     res = covgap("refresh", "--config", hand_project, "--dry-run", a, b, DATA / "bad" / "empty.csv")
     assert res.exit_code == 3, res.output
-    assert "would take in: b.csv (generic): 18 rows, 11 used, 7 rejected" in res.output
+    assert "would take in: b.csv (generic): 22 rows, 15 used, 7 rejected" in res.output
     assert "skipped: a.csv" in res.output and "refused:" in res.output and "Dry run: nothing was changed." in res.output
     assert tree(out) == before
     assert not list(out.parent.glob(".out.tmp-*"))

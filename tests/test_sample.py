@@ -1,21 +1,25 @@
 """The bundled sample district: the pipeline recovers the generator's true coverage.
 
-The generator (data/generate_sample.py) wrote the TRUE median RSRP of every operator on a
-50 m grid (truth/true_rsrp_dbm.tif, band "best" = best operator) and the measurements it
-sampled from it with noise. Here the pipeline's classes are compared with that truth in
-the cells where sampling is dense: every operator of the data has at least min_samples
-samples there (the drive-test roads).
+The generator (data/generate_sample.py) wrote the TRUE median LTE RSRP and 3G RSCP of every
+operator on a 50 m grid (truth/true_rsrp_dbm.tif, truth/true_rscp_dbm.tif; band "best" = best
+operator) and the measurements it sampled from them with noise and phone behaviour (fallback
+to 3G below −115 dBm LTE, GSM when 3G is weak too, "no service" where both are very weak). The
+true class of a cell follows DESIGN.md §3.3 on the true medians. Here the pipeline's classes
+are compared with that truth in the cells where sampling is dense: every operator of the data
+has at least min_samples samples there (the drive-test roads).
 
 Bounds, and why:
 * Per cell the median of n ≥ 5 samples with σ = 4 dB device noise has a standard error of
-  about 1.25 × 4/√n ≈ 1.1–2.2 dB; the samples lie on the road, not spread over the cell,
-  whose true level varies by a few dB (shadowing σ 6 dB correlated over ~150 m). So cells
-  within about ±3 dB of −115 dBm can land on either side: on the sample ~20% of the truly
-  dead dense cells lie in that band. Cell IoU was 0.80 when this test was written; the
-  bound 0.70 leaves room for that band and fails on a real regression (a dead threshold
-  5 dB off, −120 or −110 dBm, gives 0.37 and 0.43).
-* No dead cell where the truth has coverage (≥ −105 dBm) beyond a 5% allowance, and
-  ≥ 95% of covered cells truly above −110 dBm: those errors would need > 5 dB of error.
+  about 1.25 × 4/√n ≈ 1.1–2.2 dB, the samples lie on the road, not spread over the cell, and
+  the phone's choice of technology is random near the thresholds. So cells within about ±3 dB
+  of −115 dBm (4G) or −100 dBm (3G) can land on either side. When this test was written the
+  cell IoU was 0.76 for any 4G gap (no 4G or no service), 0.63 for no 4G and 0.75 for no
+  service; the bounds 0.65 / 0.50 / 0.60 leave room for that band and fail on a real
+  regression (calling every fallback cell "no service", the first version's rule, gives a
+  no-4G IoU of 0).
+* No gap cell where the truth has good 4G (≥ −105 dBm) beyond a 5% allowance, ≥ 95% of
+  covered cells truly above −110 dBm, and no "no service" cell where the true 3G is usable by
+  a 5 dB margin (≥ −95 dBm) beyond 5%: those errors would need > 5 dB of error.
 """
 
 from __future__ import annotations
@@ -31,6 +35,9 @@ import shapely
 from covgap import pipeline
 from covgap.cellstats import CellClass
 from covgap.config import load_config
+
+#: Recovery bounds (see the module docstring and docs/method.md for the figures measured).
+IOU_GAP_MIN, IOU_NO4G_MIN, IOU_DEAD_MIN = 0.65, 0.50, 0.60
 
 SAMPLE = Path(__file__).resolve().parents[1] / "data" / "sample"
 
@@ -48,10 +55,10 @@ def _dense_cells(results):
     return enough[enough == len(results.operators)].index.to_numpy()
 
 
-def _true_best_per_cell(results, cells):
+def _true_best_per_cell(results, cells, raster="true_rsrp_dbm.tif"):
     """Median of the four 50 m truth pixels inside each 100 m cell (band 'best')."""
     grid = results.layers.grid
-    with rasterio.open(SAMPLE / "truth" / "true_rsrp_dbm.tif") as src:
+    with rasterio.open(SAMPLE / "truth" / raster) as src:
         band = list(src.descriptions).index("best") + 1
         best = src.read(band).astype(float)
         best[best == src.nodata] = np.nan
@@ -66,31 +73,52 @@ def _true_best_per_cell(results, cells):
     return np.median(np.array(values), axis=0)
 
 
-def test_dead_cells_recover_the_true_dead_area(sample_results):
+def _true_classes(results, cells):
+    """The generator's true class of each cell (DESIGN.md §3.3 on the true best LTE and 3G medians)."""
+    lte, umts = _true_best_per_cell(results, cells), _true_best_per_cell(results, cells, "true_rscp_dbm.tif")
+    return lte, np.select([lte >= -105, lte >= -115, umts >= -100],
+                          [int(CellClass.COVERED), int(CellClass.WEAK), int(CellClass.NO_4G)],
+                          default=int(CellClass.NO_SERVICE))
+
+
+def _iou(found, true):
+    return (found & true).sum() / max((found | true).sum(), 1)
+
+
+def test_gap_cells_recover_the_true_gaps(sample_results):
     r = sample_results
     cells = _dense_cells(r)
     assert len(cells) > 1000  # the drive-test roads give well over a thousand dense cells
-    truth = _true_best_per_cell(r, cells)
+    lte, truth = _true_classes(r, cells)
     classes = r.classes.ravel()[cells]
-    found, true_dead = classes == int(CellClass.DEAD), truth < -115
-    assert true_dead.sum() >= 50  # the drive tests do cross genuine dead zones
-    iou = (found & true_dead).sum() / (found | true_dead).sum()
-    assert iou >= 0.70, f"cell IoU {iou:.2f}"
-    assert (found & (truth >= -105)).sum() <= 0.05 * found.sum()
+    dead, no4g = int(CellClass.NO_SERVICE), int(CellClass.NO_4G)
+    assert (truth == dead).sum() >= 20 and (truth == no4g).sum() >= 50  # the drive tests cross both kinds
+    iou_dead, iou_no4g = _iou(classes == dead, truth == dead), _iou(classes == no4g, truth == no4g)
+    gap = np.isin(classes, [dead, no4g])
+    iou_gap = _iou(gap, np.isin(truth, [dead, no4g]))
+    print(f"cell IoU: no service {iou_dead:.2f}, no 4G {iou_no4g:.2f}, any 4G gap {iou_gap:.2f}")
+    assert iou_gap >= IOU_GAP_MIN, f"4G-gap cell IoU {iou_gap:.2f}"
+    assert iou_no4g >= IOU_NO4G_MIN, f"no-4G cell IoU {iou_no4g:.2f}"
+    assert iou_dead >= IOU_DEAD_MIN, f"no-service cell IoU {iou_dead:.2f}"
+    # No gap cell where the truth has good 4G beyond a 5% allowance; covered cells truly above −110.
+    assert (gap & (lte >= -105)).sum() <= 0.05 * gap.sum()
     covered = classes == int(CellClass.COVERED)
-    assert (truth[covered] >= -110).mean() >= 0.95
+    assert (lte[covered] >= -110).mean() >= 0.95
+    # A strong 3G signal is never drawn as "no service": no dead cell where the true 3G is usable by 5 dB.
+    umts = _true_best_per_cell(r, cells, "true_rscp_dbm.tif")
+    assert ((classes == dead) & (umts >= -95)).sum() <= 0.05 * max((classes == dead).sum(), 1)
 
 
-def test_dead_zones_lie_in_true_dead_zones(sample_results):
+def test_zones_lie_in_the_true_zones(sample_results):
     r = sample_results
-    zones = r.zones
-    assert len(zones) >= 2
-    truth = gpd.read_file(SAMPLE / "truth" / "true_dead_zones.geojson").to_crs(r.layers.crs)
-    # The truth outlines were simplified by 20 m; allow one cell of slack.
-    true_area = shapely.union_all(truth.geometry.to_numpy()).buffer(r.layers.grid.size)
-    for _, z in zones.iterrows():
-        inside = z.geometry.intersection(true_area).area / z.geometry.area
-        assert inside >= 0.8, f"{z['zone_id']}: only {inside:.0%} inside the true dead area"
+    for zones, truth_file in ((r.zones, "true_dead_zones.geojson"), (r.no4g_zones, "true_no4g_zones.geojson")):
+        assert len(zones) >= 1, truth_file
+        truth = gpd.read_file(SAMPLE / "truth" / truth_file).to_crs(r.layers.crs)
+        # The truth outlines were simplified by 20 m; allow one cell of slack.
+        true_area = shapely.union_all(truth.geometry.to_numpy()).buffer(r.layers.grid.size)
+        for _, z in zones.iterrows():
+            inside = z.geometry.intersection(true_area).area / z.geometry.area
+            assert inside >= 0.6, f"{z['zone_id']}: only {inside:.0%} inside the true area ({truth_file})"
 
 
 def test_sample_scorecard_is_plausible(sample_results):
@@ -98,10 +126,13 @@ def test_sample_scorecard_is_plausible(sample_results):
     assert d["n_villages"] == 194 and d["households"] == 37892  # the 2019 census total
     # Every verdict occurs, and the never-measured villages are 'insufficient evidence'.
     assert d["villages_meeting_4g"] > 0 and d["villages_failing_4g"] > 0 and d["villages_insufficient_4g"] >= 9
+    # Evidence is thin for the district (drive tests skip lanes and whole villages): no claim of "no dead zones".
+    assert d["evidence_share"] < 0.8 and d["status_no_dead_zones"] != "met"
+    assert len(sample_results.no4g_zones) >= 1
     assert d["communes"] == 4 and d["communes_reached"] == 3  # Trà Giang's centre is 5 km from fibre
     v = sample_results.villages
     assert 0.3 < v["meets_fibre_goal"].mean() < 0.7
-    assert d["dead_zones"] >= 2
+    assert d["dead_zones"] >= 1
 
 
 def test_every_sample_row_is_used_or_rejected(sample_results):

@@ -28,19 +28,39 @@ HIST_DTYPE = np.int32
 
 #: Technologies that give 4G service or better (a 5G NR sample shows the target is met).
 TARGET_TECHNOLOGIES = ("4G", "5G")
+#: The technology of a row where the app logged "no service" (no network at all); it has no level.
+NO_SERVICE_TECHNOLOGY = "none"
 
 
 class CellClass(enum.IntEnum):
-    """Class of a grid cell for the 4G target. The integer is the GeoTIFF value (0 = outside)."""
+    """Class of a grid cell for the 4G target (DESIGN.md §3.3). The integer is the GeoTIFF value
+    (0 = outside); the values of the first version are kept, the new class takes the next one.
+    """
 
     COVERED = 1
     WEAK = 2
-    DEAD = 3
+    NO_SERVICE = 3
     INSUFFICIENT = 4
+    NO_4G = 5
 
     @property
     def label(self) -> str:
-        return self.name.lower()
+        """The machine name written to files (``covered``, ``weak_4g``, ``no_4g``, ``no_service``,
+        ``insufficient_evidence``)."""
+        return _CLASS_LABELS[self]
+
+    @property
+    def rank(self) -> int:
+        """Order from best to worst service: covered 0 … no service 3; insufficient evidence last."""
+        return _CLASS_RANK[self]
+
+
+_CLASS_LABELS = {CellClass.COVERED: "covered", CellClass.WEAK: "weak_4g", CellClass.NO_4G: "no_4g",
+                 CellClass.NO_SERVICE: "no_service", CellClass.INSUFFICIENT: "insufficient_evidence"}
+_CLASS_RANK = {CellClass.COVERED: 0, CellClass.WEAK: 1, CellClass.NO_4G: 2, CellClass.NO_SERVICE: 3,
+               CellClass.INSUFFICIENT: 4}
+#: Classes that fail the 4G target although measured (the two kinds of 4G gap).
+GAP_CLASSES = (CellClass.NO_4G, CellClass.NO_SERVICE)
 
 
 def empty_stats() -> pd.DataFrame:
@@ -203,41 +223,61 @@ def hist_percentile(hist: np.ndarray, q: float) -> np.ndarray:
     return out
 
 
-def operator_view(stats: pd.DataFrame, *, covered_dbm: float, dead_dbm: float, min_samples: int,
-                  min_time_spread_hours: float = 0.0) -> tuple[pd.DataFrame, np.ndarray]:
-    """Per cell and operator: the 4G class and its figures, and the pooled 4G histograms.
+VIEW_COLUMNS = ["cell", "operator", "n_samples", "n_4g", "n_3g", "n_2g", "n_no_service", "share_4g",
+                "rsrp_dbm_p10", "rsrp_dbm_p50", "rscp_dbm_p50", "rxlev_dbm_p50", "share_ge_covered",
+                "t_first_s", "t_last_s", "cell_class"]
 
-    Returns one row per (cell, operator) with ``n_samples`` (all technologies),
-    ``n_4g`` (4G or 5G samples with a level), ``n_no_4g`` (samples on 2G/3G),
-    ``rsrp_dbm_p10``, ``rsrp_dbm_p50``, ``share_ge_covered``, ``t_first_s``,
-    ``t_last_s`` and ``cell_class`` (:class:`CellClass` value); and an
-    (n_rows, 97) array with each row's 4G/5G histogram (for percentiles over zones).
+
+def operator_view(stats: pd.DataFrame, *, covered_dbm: float, dead_dbm: float, min_samples: int,
+                  usable_3g_dbm: float = -100.0, usable_2g_dbm: float = -100.0,
+                  min_time_spread_hours: float = 0.0) -> tuple[pd.DataFrame, np.ndarray]:
+    """Per cell and operator: the cell class and its figures, and the pooled 4G histograms.
+
+    Returns one row per (cell, operator) with the columns of :data:`VIEW_COLUMNS`:
+    ``n_samples`` (every sample, any technology or none), ``n_4g`` (4G/5G samples),
+    ``n_3g``, ``n_2g``, ``n_no_service`` (the app logged no network), ``share_4g``
+    (``n_4g / n_samples``), ``rsrp_dbm_p10`` and ``rsrp_dbm_p50`` (4G/5G RSRP),
+    ``rscp_dbm_p50`` (3G RSCP median), ``rxlev_dbm_p50`` (2G RxLev/RSSI median),
+    ``share_ge_covered``, ``t_first_s``, ``t_last_s`` and ``cell_class``
+    (:class:`CellClass` value); and an (n_rows, 97) array with each row's 4G/5G
+    histogram (for percentiles over zones).
 
     Notes
     -----
-    * insufficient evidence: fewer than ``min_samples`` samples (any technology),
-      or, when ``min_time_spread_hours`` > 0, first and last sample closer in time;
-    * dead: more samples report no 4G (2G/3G) than 4G, or median RSRP < ``dead_dbm``;
-    * covered: median RSRP ≥ ``covered_dbm``; weak: in between.
+    See :func:`classify` for the rule. A (cell, operator) has at most one stats row per
+    technology, so the 3G and 2G medians are those rows' own medians; 4G pools 4G and 5G.
     """
     if stats.empty:
-        return pd.DataFrame(columns=["cell", "operator", "n_samples", "n_4g", "n_no_4g", "rsrp_dbm_p10", "rsrp_dbm_p50",
-                                     "share_ge_covered", "t_first_s", "t_last_s", "cell_class"]), np.zeros((0, NBINS), dtype=HIST_DTYPE)
-    is4 = stats["technology"].isin(TARGET_TECHNOLOGIES).to_numpy()
+        return pd.DataFrame({c: pd.Series(dtype=object if c == "operator" else float) for c in VIEW_COLUMNS}), \
+            np.zeros((0, NBINS), dtype=HIST_DTYPE)
+    tech = stats["technology"].to_numpy(dtype=object)
+    is4 = np.isin(tech, TARGET_TECHNOLOGIES)
+    n_rows = stats["n_samples"].to_numpy(dtype=np.int64)
     hist = stats[HIST_COLUMNS].to_numpy(dtype=HIST_DTYPE, copy=True)
+    is23 = np.isin(tech, ("2G", "3G"))
+    p50_row = np.full(len(tech), np.nan)
+    if is23.any():
+        p50_row[is23] = hist_percentile(hist[is23], 0.50)
     frame = pd.DataFrame(
         {
             "cell": stats["cell"].to_numpy(),
             "operator": stats["operator"].to_numpy(),
-            "n_samples": stats["n_samples"].to_numpy(),
-            "n_no_4g": np.where(is4, 0, stats["n_samples"].to_numpy()),
+            "n_samples": n_rows,
+            "n_4g": np.where(is4, n_rows, 0),
+            "n_3g": np.where(tech == "3G", n_rows, 0),
+            "n_2g": np.where(tech == "2G", n_rows, 0),
+            "n_no_service": np.where(tech == NO_SERVICE_TECHNOLOGY, n_rows, 0),
+            "rscp_dbm_p50": np.where(tech == "3G", p50_row, np.nan),
+            "rxlev_dbm_p50": np.where(tech == "2G", p50_row, np.nan),
             "t_first_s": stats["t_first_s"].to_numpy(),
             "t_last_s": stats["t_last_s"].to_numpy(),
         }
     )
     hist[~is4] = 0  # only 4G/5G levels enter the RSRP histogram
     grouped = frame.groupby(["cell", "operator"], sort=True)
-    view = grouped.agg(n_samples=("n_samples", "sum"), n_no_4g=("n_no_4g", "sum"),
+    view = grouped.agg(n_samples=("n_samples", "sum"), n_4g=("n_4g", "sum"), n_3g=("n_3g", "sum"),
+                       n_2g=("n_2g", "sum"), n_no_service=("n_no_service", "sum"),
+                       rscp_dbm_p50=("rscp_dbm_p50", "max"), rxlev_dbm_p50=("rxlev_dbm_p50", "max"),
                        t_first_s=("t_first_s", "min"), t_last_s=("t_last_s", "max")).reset_index()
     codes = grouped.ngroup().to_numpy()
     if len(codes) > 1 and (np.diff(codes) < 0).any():  # merged statistics are sorted already
@@ -246,61 +286,99 @@ def operator_view(stats: pd.DataFrame, *, covered_dbm: float, dead_dbm: float, m
     starts = np.flatnonzero(np.r_[True, codes[1:] != codes[:-1]])
     h = np.add.reduceat(hist, starts, axis=0, dtype=HIST_DTYPE)
     del hist
-    view["n_4g"] = h.sum(axis=1)
+    n_4g_level = h.sum(axis=1)
+    view["share_4g"] = view["n_4g"] / np.maximum(view["n_samples"], 1)
     view["rsrp_dbm_p10"] = hist_percentile(h, 0.10)
     view["rsrp_dbm_p50"] = hist_percentile(h, 0.50)
     ge = h[:, int(np.ceil(covered_dbm)) - DBM_MIN:].sum(axis=1)
     with np.errstate(invalid="ignore", divide="ignore"):
-        view["share_ge_covered"] = np.where(view["n_4g"] > 0, ge / np.maximum(view["n_4g"], 1), np.nan)
+        view["share_ge_covered"] = np.where(n_4g_level > 0, ge / np.maximum(n_4g_level, 1), np.nan)
     view["cell_class"] = classify(
-        view["n_samples"].to_numpy(), view["n_4g"].to_numpy(), view["n_no_4g"].to_numpy(),
-        view["rsrp_dbm_p50"].to_numpy(), view["t_last_s"].to_numpy() - view["t_first_s"].to_numpy(),
-        covered_dbm=covered_dbm, dead_dbm=dead_dbm, min_samples=min_samples,
-        min_time_spread_s=min_time_spread_hours * 3600.0,
+        view["n_samples"].to_numpy(), view["n_4g"].to_numpy(), view["n_no_service"].to_numpy(),
+        view["rsrp_dbm_p50"].to_numpy(),
+        view["rscp_dbm_p50"].to_numpy(), view["rxlev_dbm_p50"].to_numpy(),
+        view["t_last_s"].to_numpy() - view["t_first_s"].to_numpy(),
+        covered_dbm=covered_dbm, dead_dbm=dead_dbm, usable_3g_dbm=usable_3g_dbm, usable_2g_dbm=usable_2g_dbm,
+        min_samples=min_samples, min_time_spread_s=min_time_spread_hours * 3600.0,
     )
-    return view, h
+    return view[VIEW_COLUMNS], h
 
 
-def classify(n_samples: np.ndarray, n_4g: np.ndarray, n_no_4g: np.ndarray, p50: np.ndarray, spread_s: np.ndarray, *,
-             covered_dbm: float, dead_dbm: float, min_samples: int, min_time_spread_s: float = 0.0) -> np.ndarray:
-    """Cell classes (:class:`CellClass` integers) from counts and the median level."""
-    out = np.full(len(n_samples), int(CellClass.INSUFFICIENT), dtype=np.int64)
-    enough = np.asarray(n_samples) >= min_samples
+def classify(n_samples: np.ndarray, n_4g: np.ndarray, n_no_service: np.ndarray, rsrp_p50: np.ndarray, rscp_p50: np.ndarray,
+             rxlev_p50: np.ndarray, spread_s: np.ndarray, *, covered_dbm: float, dead_dbm: float,
+             usable_3g_dbm: float, usable_2g_dbm: float, min_samples: int,
+             min_time_spread_s: float = 0.0) -> np.ndarray:
+    """Cell classes (:class:`CellClass` integers) from the counts and the medians of each technology.
+
+    Notes
+    -----
+    With ``n`` samples of which ``n_4g`` on 4G/5G (DESIGN.md §3.3):
+
+    * *insufficient evidence*: ``n < min_samples`` (or, when ``min_time_spread_s > 0``,
+      first and last sample closer in time than that);
+    * 4G decides when at least half the samples are on 4G/5G (``2·n_4g ≥ n``) and its
+      median RSRP reaches ``dead_dbm``: *covered* at ``covered_dbm`` or above, else *weak 4G*;
+    * *no service* when the app logged "no service" in more than half the samples;
+    * otherwise (the phone was mostly on 2G/3G or had no network, or 4G is below
+      ``dead_dbm``): *no 4G* when 2G or 3G is usable (median RSCP ≥ ``usable_3g_dbm`` or
+      median RxLev ≥ ``usable_2g_dbm``); else *weak 4G* when the minority 4G samples
+      reach ``dead_dbm`` (4G there, but only part of the time, never called "no service");
+      else *no service*: no technology reaches its usable level.
+
+    So a cell labelled no service never has a median at or above a usable level, and a
+    cell labelled no 4G always has a usable 2G/3G median.
+    """
+    n = np.asarray(n_samples, dtype=float)
+    n4 = np.asarray(n_4g, dtype=float)
+    p4 = np.nan_to_num(np.asarray(rsrp_p50, dtype=float), nan=-999.0)
+    p3 = np.nan_to_num(np.asarray(rscp_p50, dtype=float), nan=-999.0)
+    p2 = np.nan_to_num(np.asarray(rxlev_p50, dtype=float), nan=-999.0)
+    enough = n >= min_samples
     if min_time_spread_s > 0:
         enough &= np.nan_to_num(np.asarray(spread_s, dtype=float), nan=0.0) >= min_time_spread_s
-    no4 = np.asarray(n_no_4g) > np.asarray(n_4g)
-    p50 = np.asarray(p50, dtype=float)
-    out[enough & (no4 | (np.nan_to_num(p50, nan=-999) < dead_dbm))] = int(CellClass.DEAD)
-    out[enough & ~no4 & (p50 >= dead_dbm) & (p50 < covered_dbm)] = int(CellClass.WEAK)
-    out[enough & ~no4 & (p50 >= covered_dbm)] = int(CellClass.COVERED)
-    return out
+    usable_4g = p4 >= dead_dbm
+    on_4g = (2 * n4 >= n) & (n4 > 0) & usable_4g
+    usable_23 = (p3 >= usable_3g_dbm) | (p2 >= usable_2g_dbm)
+    logged_none = 2 * np.asarray(n_no_service, dtype=float) > n
+    out = np.select(
+        [~enough, on_4g & (p4 >= covered_dbm), on_4g, logged_none, usable_23, usable_4g],
+        [int(CellClass.INSUFFICIENT), int(CellClass.COVERED), int(CellClass.WEAK), int(CellClass.NO_SERVICE),
+         int(CellClass.NO_4G), int(CellClass.WEAK)],
+        default=int(CellClass.NO_SERVICE),
+    )
+    return out.astype(np.int64)
 
 
 def best_operator_view(op_view: pd.DataFrame) -> pd.DataFrame:
     """Per cell, the 'any operator' view: the best class among operators with enough evidence.
 
     Returns one row per measured cell with ``n_samples`` (all operators),
-    ``n_operators``, ``best_operator``, ``rsrp_dbm_p50`` (best median among
-    operators with enough evidence), ``t_first_s``, ``t_last_s`` and ``cell_class``.
-    Covered beats weak beats dead; a cell where no operator has enough evidence is
-    insufficient evidence, even if its pooled samples are many.
+    ``n_operators``, ``best_operator``, the best operator's ``share_4g``,
+    ``rsrp_dbm_p50``, ``rscp_dbm_p50`` and ``rxlev_dbm_p50``, ``t_first_s``,
+    ``t_last_s`` and ``cell_class``. Covered beats weak 4G beats no 4G beats no
+    service; a cell where no operator has enough evidence is insufficient evidence,
+    even if its pooled samples are many. Among operators of the same class the one
+    with the higher 4G median (then 3G median) is shown.
     """
+    cols = ["cell", "n_samples", "n_operators", "best_operator", "share_4g", "rsrp_dbm_p50", "rscp_dbm_p50",
+            "rxlev_dbm_p50", "t_first_s", "t_last_s", "cell_class"]
     if op_view.empty:
-        return pd.DataFrame(columns=["cell", "n_samples", "n_operators", "best_operator", "rsrp_dbm_p50",
-                                     "t_first_s", "t_last_s", "cell_class"])
-    rank = op_view["cell_class"].map({1: 0, 2: 1, 3: 2, 4: 3}).to_numpy()
-    ordered = op_view.assign(_rank=rank, _neg_p50=-op_view["rsrp_dbm_p50"].fillna(-999))
-    ordered = ordered.sort_values(["cell", "_rank", "_neg_p50", "operator"], kind="mergesort")
+        return pd.DataFrame({c: pd.Series(dtype=object if c == "best_operator" else float) for c in cols})
+    rank = op_view["cell_class"].map({int(c): c.rank for c in CellClass}).to_numpy()
+    ordered = op_view.assign(_rank=rank, _neg_p50=-op_view["rsrp_dbm_p50"].fillna(-999),
+                             _neg_p3=-op_view["rscp_dbm_p50"].fillna(-999))
+    ordered = ordered.sort_values(["cell", "_rank", "_neg_p50", "_neg_p3", "operator"], kind="mergesort")
     best = ordered.groupby("cell", sort=True).first().reset_index()
     totals = op_view.groupby("cell", sort=True).agg(
         n_samples=("n_samples", "sum"), n_operators=("operator", "nunique"),
         t_first_s=("t_first_s", "min"), t_last_s=("t_last_s", "max")).reset_index()
-    sufficient = op_view[op_view["cell_class"] != int(CellClass.INSUFFICIENT)]
-    best_p50 = sufficient.groupby("cell")["rsrp_dbm_p50"].max()
-    out = totals.merge(best[["cell", "operator", "cell_class"]], on="cell").rename(columns={"operator": "best_operator"})
-    out["rsrp_dbm_p50"] = out["cell"].map(best_p50)
-    out.loc[out["cell_class"] == int(CellClass.INSUFFICIENT), "best_operator"] = ""
-    return out[["cell", "n_samples", "n_operators", "best_operator", "rsrp_dbm_p50", "t_first_s", "t_last_s", "cell_class"]]
+    shown = ["share_4g", "rsrp_dbm_p50", "rscp_dbm_p50", "rxlev_dbm_p50"]
+    out = totals.merge(best[["cell", "operator", "cell_class", *shown]], on="cell").rename(
+        columns={"operator": "best_operator"})
+    insufficient = out["cell_class"] == int(CellClass.INSUFFICIENT)
+    out.loc[insufficient, "best_operator"] = ""
+    out.loc[insufficient, shown] = np.nan
+    return out[cols]
 
 
 def class_raster(view: pd.DataFrame, grid: Grid, inside: np.ndarray) -> np.ndarray:

@@ -88,7 +88,9 @@ class GridConfig:
 @dataclass(frozen=True)
 class SignalConfig:
     covered_dbm: float = _f(-105.0, "A cell is 'covered' when its median 4G RSRP is at or above this level.", "Ofcom's 4G outdoor threshold (DESIGN.md §3.3)")
-    dead_dbm: float = _f(-115.0, "A cell is 'dead' (no usable service) when its median 4G RSRP is below this level; between the two it is 'weak'.", "operator field classes (DESIGN.md §3.3)")
+    dead_dbm: float = _f(-115.0, "4G is usable when its median RSRP is at or above this level: between it and covered_dbm a cell is 'weak 4G'; below it the cell is 'no 4G' (when 2G/3G is usable) or 'no service'.", "operator field classes (DESIGN.md §3.3)")
+    usable_3g_dbm: float = _f(-100.0, "3G is usable when the median RSCP of a cell's 3G samples is at or above this level (then a cell without usable 4G is 'no 4G', not 'no service').", "Ofcom's 3G outdoor threshold (DESIGN.md §3.3)")
+    usable_2g_dbm: float = _f(-100.0, "2G is usable when the median RxLev/RSSI of a cell's 2G samples is at or above this level.", "a common drive-test floor for GSM voice (DESIGN.md §3.3)")
     min_samples: int = _f(5, "Fewer samples than this in a cell (per operator) is 'insufficient evidence'.", "FCC mobile challenge evidence rules (DESIGN.md §3.3)")
     min_time_spread_hours: float = _f(0.0, "If above 0, a cell also needs its first and last sample at least this many hours apart (FCC uses 4 h).", "FCC mobile challenge; off by default")
     availability_share: float = _f(0.95, "Share of samples at or above covered_dbm that counts as available (reported per village and zone).", "QCVN 81:2019/BTTTT, availability ≥ 95%")
@@ -102,9 +104,13 @@ class DeadZoneConfig:
 
 @dataclass(frozen=True)
 class VillageConfig:
-    min_measured_share: float = _f(0.5, "A village gets a 4G verdict when this share of its area is measured (cells with enough evidence) or min_measured_km2 is, whichever is smaller; else 'insufficient evidence'.", "covgap: half the village, so small villages need proportionally little")
-    min_measured_km2: float = _f(0.05, "Measured area that is enough for a 4G verdict however large the village (see min_measured_share).", "the smallest dead zone (DESIGN.md §3.4): evidence over that area counts either way; drive tests cover a strip along the roads, never half a large village")
-    min_covered_share: float = _f(0.95, "A measured village 'meets' the 4G target when at least this share of its measured area is covered.", "QCVN 81:2019/BTTTT availability ≥ 95%")
+    min_covered_share: float = _f(0.95, "A village with enough evidence 'meets' the 4G target when at least this share of its households in measured cells live in covered cells.", "QCVN 81:2019/BTTTT availability ≥ 95%")
+
+
+@dataclass(frozen=True)
+class EvidenceConfig:
+    village_min_share: float = _f(0.5, "A village gets a 4G verdict only when at least this share of its households live in measured cells (cells with enough samples); else 'insufficient evidence'.", "DESIGN.md §3.7: half the people the verdict is about")
+    area_min_share: float = _f(0.8, "'No dead zones' is met for a commune or the district only when at least this share of its households live in measured cells and no dead zone is found; else 'insufficient evidence'.", "DESIGN.md §3.7: absence of evidence is not evidence of absence")
 
 
 @dataclass(frozen=True)
@@ -137,6 +143,7 @@ class Config:
     signal: SignalConfig = field(default_factory=SignalConfig)
     dead_zones: DeadZoneConfig = field(default_factory=DeadZoneConfig)
     villages: VillageConfig = field(default_factory=VillageConfig)
+    evidence: EvidenceConfig = field(default_factory=EvidenceConfig)
     fibre: FibreConfig = field(default_factory=FibreConfig)
     report: ReportConfig = field(default_factory=ReportConfig)
     output: OutputConfig = field(default_factory=OutputConfig)
@@ -165,6 +172,7 @@ _SECTIONS = {
     "signal": SignalConfig,
     "dead_zones": DeadZoneConfig,
     "villages": VillageConfig,
+    "evidence": EvidenceConfig,
     "fibre": FibreConfig,
     "report": ReportConfig,
     "output": OutputConfig,
@@ -285,11 +293,15 @@ def _check_values(s: dict[str, Any], problems: list[str], path: Path) -> None:
     if s["dead_zones"].min_area_km2 < 0:
         problems.append("[dead_zones] min_area_km2 must not be negative")
     v: VillageConfig = s["villages"]
-    for name in ("min_measured_share", "min_covered_share"):
-        if not 0 <= getattr(v, name) <= 1:
-            problems.append(f"[villages] {name} must be a share between 0 and 1, found {getattr(v, name)}")
-    if v.min_measured_km2 < 0:
-        problems.append(f"[villages] min_measured_km2 must not be negative, found {v.min_measured_km2}")
+    if not 0 <= v.min_covered_share <= 1:
+        problems.append(f"[villages] min_covered_share must be a share between 0 and 1, found {v.min_covered_share}")
+    ev: EvidenceConfig = s["evidence"]
+    for name in ("village_min_share", "area_min_share"):
+        if not 0 < getattr(ev, name) <= 1:
+            problems.append(f"[evidence] {name} must be a share in (0, 1], found {getattr(ev, name)}")
+    for name in ("usable_3g_dbm", "usable_2g_dbm"):
+        if not -140 <= getattr(sig, name) <= -25:
+            problems.append(f"[signal] {name} must be between -140 and -25 dBm, found {getattr(sig, name)}")
     fib: FibreConfig = s["fibre"]
     if not 0 <= fib.goal_share <= 1:
         problems.append(f"[fibre] goal_share must be a share between 0 and 1, found {fib.goal_share}")

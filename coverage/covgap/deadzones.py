@@ -1,4 +1,4 @@
-"""Dead zones: contiguous dead cells polygonised, kept above a minimum area."""
+"""Gap zones: contiguous cells of one class (no service = dead zones, or no 4G) polygonised, kept above a minimum area."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ ZONE_COLUMNS = ["zone_id", "area_km2", "n_cells", "geometry"]
 
 
 def delineate_dead_zones(classes: np.ndarray, grid: Grid, *, min_area_km2: float, connectivity: int = 8,
-                         dead_value: int = int(CellClass.DEAD), prefix: str = "DZ") -> gpd.GeoDataFrame:
+                         dead_value: int = int(CellClass.NO_SERVICE), prefix: str = "DZ") -> gpd.GeoDataFrame:
     """Polygons of contiguous cells whose class is ``dead_value``, at least ``min_area_km2``.
 
     Parameters
@@ -72,25 +72,37 @@ def label_cells(zones: gpd.GeoDataFrame, grid: Grid) -> np.ndarray:
     return labels.ravel()
 
 
+ZONE_OPERATOR_COLUMNS = ["zone_id", "operator", "n_cells", "n_samples", "n_4g", "share_4g", "rsrp_dbm_p10",
+                         "rsrp_dbm_p50", "rscp_dbm_p50", "rxlev_dbm_p50"]
+
+
 def describe_dead_zones(zones: gpd.GeoDataFrame, grid: Grid, *, pieces: pd.DataFrame, villages: gpd.GeoDataFrame,
                         any_view: pd.DataFrame, op_view: pd.DataFrame,
                         op_hist: np.ndarray) -> tuple[gpd.GeoDataFrame, pd.DataFrame]:
-    """Add to each zone the villages and households it touches and its evidence.
+    """Add to each zone (dead or no-4G) the villages and households it touches and its evidence.
 
     Returns the zones with ``villages`` (names, ``; ``-separated), ``n_villages``,
     ``households`` (households living in the zone, from each village's share of
     weight there), ``n_samples``, ``t_first_s``, ``t_last_s``; and a table of
-    per-operator figures (``zone_id, operator, n_samples, n_4g, rsrp_dbm_p10,
-    rsrp_dbm_p50``).
+    per-operator figures (:data:`ZONE_OPERATOR_COLUMNS`).
+
+    Notes
+    -----
+    The per-operator figures use only the cells where that operator has enough
+    samples (its class is not insufficient evidence), so they describe the same
+    evidence the zone's class was decided on: ``n_cells`` such cells,
+    ``rsrp_dbm_p10``/``rsrp_dbm_p50`` from the pooled 4G histogram, ``share_4g`` =
+    4G samples / samples, and ``rscp_dbm_p50``/``rxlev_dbm_p50`` as the median of the
+    cells' 3G/2G medians (cells without 3G/2G samples left out).
     """
     zones = zones.copy()
-    op_cols = ["zone_id", "operator", "n_samples", "n_4g", "rsrp_dbm_p10", "rsrp_dbm_p50"]
     if zones.empty:
         for c, dtype in (("villages", object), ("n_villages", np.int64), ("households", float), ("n_samples", np.int64),
                          ("t_first_s", float), ("t_last_s", float)):
             zones[c] = pd.Series(dtype=dtype)
-        return zones, pd.DataFrame(columns=op_cols)
+        return zones, pd.DataFrame(columns=ZONE_OPERATOR_COLUMNS)
     labels = label_cells(zones, grid)
+    ids = range(1, len(zones) + 1)
     # Villages and households in each zone, from the village pieces (village ∩ cell).
     pz = labels[pieces["cell"].to_numpy()]
     in_zone = pieces.loc[pz > 0].assign(zone=pz[pz > 0])
@@ -98,32 +110,42 @@ def describe_dead_zones(zones: gpd.GeoDataFrame, grid: Grid, *, pieces: pd.DataF
     in_zone = in_zone.assign(hh=hh[in_zone["village"].to_numpy()] * in_zone["weight_share"].to_numpy())
     names = villages["name"].astype(str).to_numpy()
     per_zone = in_zone.groupby("zone")
-    zones["households"] = np.round(per_zone["hh"].sum().reindex(range(1, len(zones) + 1), fill_value=0.0).to_numpy(), 1)
+    zones["households"] = np.round(per_zone["hh"].sum().reindex(ids, fill_value=0.0).to_numpy(), 1)
     vlists = per_zone["village"].apply(lambda v: "; ".join(names[np.unique(v.to_numpy())]))
-    zones["villages"] = vlists.reindex(range(1, len(zones) + 1), fill_value="").to_numpy()
-    zones["n_villages"] = per_zone["village"].nunique().reindex(range(1, len(zones) + 1), fill_value=0).to_numpy()
+    zones["villages"] = vlists.reindex(ids, fill_value="").to_numpy()
+    zones["n_villages"] = per_zone["village"].nunique().reindex(ids, fill_value=0).to_numpy()
     # Evidence in each zone.
     av = any_view.assign(zone=labels[any_view["cell"].to_numpy()])
     av = av[av["zone"] > 0].groupby("zone").agg(n_samples=("n_samples", "sum"), t_first_s=("t_first_s", "min"),
                                                 t_last_s=("t_last_s", "max"))
-    av = av.reindex(range(1, len(zones) + 1))
+    av = av.reindex(ids)
     zones["n_samples"] = av["n_samples"].fillna(0).astype(np.int64).to_numpy()
     zones["t_first_s"] = av["t_first_s"].to_numpy()
     zones["t_last_s"] = av["t_last_s"].to_numpy()
-    # Per operator: pooled 4G histogram over the zone's cells.
-    ov_zone = labels[op_view["cell"].to_numpy()]
+    # Per operator, over the zone's cells where it has enough evidence.
     rows = []
     if len(op_view):
-        sel = ov_zone > 0
-        sub = op_view.loc[sel, ["operator", "n_samples", "n_4g"]].assign(zone=ov_zone[sel])
+        zone_of = labels[op_view["cell"].to_numpy()]
+        sel = (zone_of > 0) & (op_view["cell_class"].to_numpy() != int(CellClass.INSUFFICIENT))
+        sub = op_view.loc[sel].assign(zone=zone_of[sel]).reset_index(drop=True)
         h = op_hist[sel]
         for (zone, operator), idx in sub.groupby(["zone", "operator"]).indices.items():
+            part = sub.iloc[idx]
             pooled = h[idx].sum(axis=0).reshape(1, NBINS)
+            n, n4 = int(part["n_samples"].sum()), int(part["n_4g"].sum())
             rows.append({
-                "zone_id": zones["zone_id"].iloc[zone - 1], "operator": operator,
-                "n_samples": int(sub["n_samples"].iloc[idx].sum()), "n_4g": int(sub["n_4g"].iloc[idx].sum()),
+                "zone_id": zones["zone_id"].iloc[zone - 1], "operator": operator, "n_cells": len(idx),
+                "n_samples": n, "n_4g": n4, "share_4g": n4 / n if n else np.nan,
                 "rsrp_dbm_p10": hist_percentile(pooled, 0.10)[0], "rsrp_dbm_p50": hist_percentile(pooled, 0.50)[0],
+                "rscp_dbm_p50": _median_or_nan(part["rscp_dbm_p50"]),
+                "rxlev_dbm_p50": _median_or_nan(part["rxlev_dbm_p50"]),
             })
-    per_op = pd.DataFrame(rows, columns=op_cols).sort_values(["zone_id", "operator"]).reset_index(drop=True)
+    per_op = pd.DataFrame(rows, columns=ZONE_OPERATOR_COLUMNS).sort_values(["zone_id", "operator"]).reset_index(drop=True)
     cols = ["zone_id", "area_km2", "n_cells", "n_villages", "villages", "households", "n_samples", "t_first_s", "t_last_s", "geometry"]
     return zones[cols], per_op
+
+
+def _median_or_nan(values: pd.Series) -> float:
+    """The lower median of the finite values (as the histogram percentiles), NaN when none."""
+    v = np.sort(values.dropna().to_numpy(dtype=float))
+    return float(v[(len(v) - 1) // 2]) if len(v) else np.nan

@@ -46,7 +46,7 @@ from covgap.errors import OutputError
 log = logging.getLogger(__name__)
 
 MAP_LAYERS_NAME = "map_layers.json.gz"
-MAP_LAYERS_VERSION = 1
+MAP_LAYERS_VERSION = 2
 INDEX_NAME = "index.html"
 GENERATOR = "covgap-map"
 
@@ -61,7 +61,8 @@ CELL_COLOURS = {
     0: (0, 0, 0, 0),
     int(CellClass.COVERED): (26, 150, 65, 200),
     int(CellClass.WEAK): (253, 174, 97, 210),
-    int(CellClass.DEAD): (215, 25, 28, 220),
+    int(CellClass.NO_4G): (197, 27, 125, 210),
+    int(CellClass.NO_SERVICE): (215, 25, 28, 220),
     int(CellClass.INSUFFICIENT): (150, 150, 150, 90),
 }
 
@@ -106,7 +107,8 @@ STRINGS: dict[str, dict[str, str]] = {
         "layer_communes": "Ranh giới xã",
         "layer_villages_4g": "Thôn theo sóng 4G",
         "layer_villages_fibre": "Thôn theo tỷ lệ hộ có cáp quang",
-        "layer_dead_zones": "Vùng lõm sóng",
+        "layer_dead_zones": "Vùng lõm sóng (mất sóng)",
+        "layer_no4g_zones": "Vùng không có 4G (chỉ 2G/3G)",
         "layer_needs_measurement": "Khu vực cần đo thêm",
         "layer_cells": "Ô đo sóng: {operator}",
         "layer_cells_control": "Ô đo sóng (chọn nhà mạng)",
@@ -121,12 +123,14 @@ STRINGS: dict[str, dict[str, str]] = {
         "fibre_mid": "50% – {goal} hộ",
         "fibre_low": "dưới 50% hộ",
         "fibre_none": "chưa có hộ nào",
-        "dead_zone": "vùng lõm sóng (không có sóng dùng được)",
+        "dead_zone": "vùng lõm sóng: không có sóng dùng được (mọi công nghệ dưới ngưỡng)",
+        "no4g_zone": "không có 4G: chỉ có sóng 2G/3G dùng được",
         "needs_measurement": "chưa đủ số liệu đo",
-        "cell_covered": "có sóng (≥ {covered} dBm)",
-        "cell_weak": "sóng yếu",
-        "cell_dead": "không có sóng (< {dead} dBm)",
-        "cell_insufficient": "chưa đủ mẫu đo",
+        "cell_covered": "có 4G tốt (RSRP ≥ {covered} dBm)",
+        "cell_weak_4g": "4G yếu ({dead} đến {covered} dBm) hoặc chập chờn",
+        "cell_no_4g": "không có 4G, chỉ 2G/3G (3G ≥ {usable_3g} dBm)",
+        "cell_no_service": "mất sóng: không công nghệ nào dùng được",
+        "cell_insufficient_evidence": "chưa đủ mẫu đo (cần đo thêm)",
         "fibre_existing": "cáp quang hiện có",
         "fibre_planned": "cáp quang theo kế hoạch",
         "centre_reached": "trụ sở xã có cáp quang",
@@ -138,7 +142,9 @@ STRINGS: dict[str, dict[str, str]] = {
         "verdict_4g": "Sóng 4G",
         "share_covered": "Diện tích có sóng",
         "share_weak": "Diện tích sóng yếu",
-        "share_dead": "Diện tích lõm sóng",
+        "share_no_4g": "Diện tích chỉ có 2G/3G",
+        "share_dead": "Diện tích mất sóng",
+        "evidence_share": "Số hộ ở ô đã đo đủ",
         "share_unmeasured": "Diện tích chưa đo đủ",
         "households_in_dead_zones": "Hộ trong vùng lõm",
         "n_samples": "Số mẫu đo",
@@ -151,6 +157,12 @@ STRINGS: dict[str, dict[str, str]] = {
         "dist_to_planned_fibre_m": "Khoảng cách tới cáp theo kế hoạch",
         "subscribed_share": "Hộ đã đăng ký cáp quang",
         "zone": "Vùng lõm sóng",
+        "zone_no4g": "Vùng không có 4G",
+        "median_rscp": "3G RSCP trung vị",
+        "median_rxlev": "2G RxLev trung vị",
+        "share_4g_samples": "mẫu 4G",
+        "cells_measured": "ô đo đủ",
+        "evidence": "Bằng chứng",
         "area_km2": "Diện tích",
         "villages": "Các thôn",
         "operator": "Nhà mạng",
@@ -175,12 +187,12 @@ STRINGS: dict[str, dict[str, str]] = {
         "target_no_dead_zones": "không còn vùng lõm sóng",
         "target_fibre_households": "cáp quang đến > {goal} hộ gia đình",
         "target_fibre_communes": "cáp quang đến 100% xã",
-        "target_measured": "diện tích thôn đã đo đủ",
+        "detail_evidence": "{share} số hộ ở ô đã đo đủ",
+        "detail_evidence_fibre": "theo tuyến cáp quang",
         "detail_villages_4g": "{meets}/{n} thôn đạt, {fails} chưa đạt, {insufficient} chưa đủ số liệu",
-        "detail_no_dead_zones": "{area} km², {households} hộ",
+        "detail_no_dead_zones": "{area} km², {households} hộ trong vùng lõm",
         "detail_fibre_households": "{passed}/{households} hộ",
         "detail_fibre_communes": "{reached}/{total} trụ sở xã",
-        "detail_measured": "tỷ lệ diện tích thôn có đủ mẫu đo",
     },
     "en": {
         "title_district": "Mobile dead zones and fibre map: {name}",
@@ -221,7 +233,8 @@ STRINGS: dict[str, dict[str, str]] = {
         "layer_communes": "Commune boundaries",
         "layer_villages_4g": "Villages by 4G verdict",
         "layer_villages_fibre": "Villages by fibre passed share",
-        "layer_dead_zones": "Dead zones",
+        "layer_dead_zones": "Dead zones (no service)",
+        "layer_no4g_zones": "No 4G (2G/3G only)",
         "layer_needs_measurement": "Needs measurement",
         "layer_cells": "Signal cells: {operator}",
         "layer_cells_control": "Signal cells (choose operator)",
@@ -236,12 +249,14 @@ STRINGS: dict[str, dict[str, str]] = {
         "fibre_mid": "50% – {goal} of households",
         "fibre_low": "under 50% of households",
         "fibre_none": "no household passed",
-        "dead_zone": "dead zone (no usable service)",
+        "dead_zone": "dead zone: no usable service (every technology below its usable level)",
+        "no4g_zone": "no 4G: only 2G/3G service is usable",
         "needs_measurement": "not enough measurements",
-        "cell_covered": "covered (≥ {covered} dBm)",
-        "cell_weak": "weak",
-        "cell_dead": "no service (< {dead} dBm)",
-        "cell_insufficient": "insufficient evidence",
+        "cell_covered": "covered by 4G (RSRP ≥ {covered} dBm)",
+        "cell_weak_4g": "weak 4G ({dead} to {covered} dBm) or intermittent",
+        "cell_no_4g": "no 4G, 2G/3G only (3G ≥ {usable_3g} dBm)",
+        "cell_no_service": "no service: no technology usable",
+        "cell_insufficient_evidence": "insufficient evidence (measure more)",
         "fibre_existing": "existing fibre",
         "fibre_planned": "planned fibre",
         "centre_reached": "commune centre reached by fibre",
@@ -253,7 +268,9 @@ STRINGS: dict[str, dict[str, str]] = {
         "verdict_4g": "4G",
         "share_covered": "Area covered",
         "share_weak": "Area with weak signal",
+        "share_no_4g": "Area with 2G/3G only",
         "share_dead": "Area with no service",
+        "evidence_share": "Households in measured cells",
         "share_unmeasured": "Area not measured enough",
         "households_in_dead_zones": "Households in dead zones",
         "n_samples": "Samples",
@@ -266,6 +283,12 @@ STRINGS: dict[str, dict[str, str]] = {
         "dist_to_planned_fibre_m": "Distance to planned fibre",
         "subscribed_share": "Households subscribed to fibre",
         "zone": "Dead zone",
+        "zone_no4g": "No-4G zone",
+        "median_rscp": "3G RSCP median",
+        "median_rxlev": "2G RxLev median",
+        "share_4g_samples": "of samples on 4G",
+        "cells_measured": "cells measured",
+        "evidence": "Evidence",
         "area_km2": "Area",
         "villages": "Villages",
         "operator": "Operator",
@@ -290,12 +313,12 @@ STRINGS: dict[str, dict[str, str]] = {
         "target_no_dead_zones": "no dead zones left",
         "target_fibre_households": "fibre passes > {goal} of households",
         "target_fibre_communes": "fibre reaches every commune",
-        "target_measured": "village area with enough measurements",
+        "detail_evidence": "{share} of households in measured cells",
+        "detail_evidence_fibre": "from the fibre routes",
         "detail_villages_4g": "{meets}/{n} villages meet, {fails} fail, {insufficient} insufficient evidence",
-        "detail_no_dead_zones": "{area} km², {households} households",
+        "detail_no_dead_zones": "{area} km², {households} households in dead zones",
         "detail_fibre_households": "{passed}/{households} households passed",
         "detail_fibre_communes": "{reached}/{total} commune centres reached",
-        "detail_measured": "share of village area with enough samples",
     },
 }
 
@@ -303,14 +326,14 @@ STRINGS: dict[str, dict[str, str]] = {
 UNIT_FIGURES = (
     "n_villages", "villages_meeting_4g", "villages_failing_4g", "villages_insufficient_4g", "share_villages_4g",
     "dead_zones", "dead_zone_area_km2", "households_in_dead_zones", "households", "households_passed", "fibre_share",
-    "communes", "communes_reached", "share_communes_reached", "share_area_measured", "status_villages_4g",
+    "communes", "communes_reached", "share_communes_reached", "share_area_measured", "evidence_share", "status_villages_4g",
     "status_no_dead_zones", "status_fibre_households", "status_fibre_communes", "centre_dist_to_fibre_m",
     "subscribed_share",
 )
 
 VILLAGE_FIELDS = (
-    "village_id", "name", "households", "share_covered", "share_weak", "share_dead", "share_unmeasured",
-    "verdict_4g", "households_in_dead_zones", "n_samples", "households_passed", "fibre_share", "meets_fibre_goal",
+    "village_id", "name", "households", "share_covered", "share_weak", "share_no_4g", "share_dead", "share_unmeasured",
+    "evidence_share", "verdict_4g", "households_in_dead_zones", "n_samples", "households_passed", "fibre_share", "meets_fibre_goal",
     "dist_to_fibre_m", "spur_length_m", "dist_to_planned_fibre_m", "subscribed_share",
 )
 
@@ -433,7 +456,7 @@ def _cell_image(classes: np.ndarray, grid, area: shapely.Geometry | None) -> dic
     east, south = dst_transform @ (width, height)
     to_wgs = Transformer.from_crs("EPSG:3857", "EPSG:4326", always_xy=True)
     (lon0, lon1), (lat0, lat1) = to_wgs.transform([west, east], [south, north])
-    counts = np.bincount(sub.ravel(), minlength=5)
+    counts = np.bincount(sub.ravel(), minlength=max(int(c) for c in CellClass) + 1)
     png = _encode_png(out, CELL_COLOURS)
     return {
         "png": "data:image/png;base64," + base64.b64encode(png).decode("ascii"),
@@ -523,21 +546,25 @@ def map_layers(results) -> dict:
             out.append([str(n) for n in communes["name"].to_numpy()[hit]])
         return out
 
-    # Dead zones with their per-operator figures
-    z = results.zones
-    zo = results.zone_operators
-    zcommunes = communes_of(z.geometry.to_numpy())
-    zprops = []
-    for i, (_, row) in enumerate(z.iterrows()):
-        ops = zo[zo["zone_id"] == row["zone_id"]] if len(zo) else zo
-        zprops.append({
-            "zone_id": str(row["zone_id"]), "area_km2": _plain(row["area_km2"]), "villages": str(row["villages"]),
-            "households": _plain(row["households"]), "n_samples": _plain(row["n_samples"]),
-            "first_measured": _local_date(row["t_first_s"], tz), "last_measured": _local_date(row["t_last_s"], tz),
-            "operators": [{"operator": str(o["operator"]), "n_samples": _plain(o["n_samples"]),
-                           "rsrp_dbm_p50": _plain(o["rsrp_dbm_p50"])} for _, o in ops.iterrows()],
-            "communes": zcommunes[i],
-        })
+    # Gap zones (dead = no service, and no 4G) with their per-operator figures
+    def zone_props(z: gpd.GeoDataFrame, zo: pd.DataFrame) -> list[dict]:
+        zcommunes = communes_of(z.geometry.to_numpy())
+        out = []
+        for i, (_, row) in enumerate(z.iterrows()):
+            ops = zo[zo["zone_id"] == row["zone_id"]] if len(zo) else zo
+            out.append({
+                "zone_id": str(row["zone_id"]), "area_km2": _plain(row["area_km2"]), "villages": str(row["villages"]),
+                "households": _plain(row["households"]), "n_samples": _plain(row["n_samples"]),
+                "first_measured": _local_date(row["t_first_s"], tz), "last_measured": _local_date(row["t_last_s"], tz),
+                "operators": [{k: (str(o[k]) if k == "operator" else _plain(o[k]))
+                               for k in ("operator", "n_cells", "n_samples", "share_4g", "rsrp_dbm_p50", "rscp_dbm_p50",
+                                         "rxlev_dbm_p50")} for _, o in ops.iterrows()],
+                "communes": zcommunes[i],
+            })
+        return out
+
+    z, n4 = results.zones, results.no4g_zones
+    zprops, n4props = zone_props(z, results.zone_operators), zone_props(n4, results.no4g_zone_operators)
 
     nm = results.needs_measurement
     nprops = [{"name": str(r["name"]), "commune": str(r[level]), "households": _plain(r["households"]),
@@ -569,6 +596,7 @@ def map_layers(results) -> dict:
         "goal_share": float(cfg.fibre.goal_share),
         "covered_dbm": float(cfg.signal.covered_dbm),
         "dead_dbm": float(cfg.signal.dead_dbm),
+        "usable_3g_dbm": float(cfg.signal.usable_3g_dbm),
         "data_period": [_local_date(first, tz), _local_date(last, tz)],
         "operators": [str(o) for o in results.operators],
         "district": {"name": str(cfg.study.name), "file": INDEX_NAME, **_unit_figures(district),
@@ -579,6 +607,7 @@ def map_layers(results) -> dict:
             "communes": _feature_collection(communes, cprops),
             "villages": _feature_collection(v, vprops),
             "dead_zones": _feature_collection(z, zprops, simplify_m=1.0),
+            "no4g_zones": _feature_collection(n4, n4props, simplify_m=1.0),
             "needs_measurement": _feature_collection(nm, nprops, simplify_m=1.0),
             "fibre": _feature_collection(fibre, fprops),
             "centres": _feature_collection(centres, centre_props, simplify_m=0.0),
@@ -696,13 +725,15 @@ def page_data(data: dict, *, scope: str | None, lang: str) -> dict:
         "communes": layers["communes"],
         "villages": subset("villages", in_commune),
         "dead_zones": subset("dead_zones", keep),
+        "no4g_zones": subset("no4g_zones", keep),
         "needs_measurement": subset("needs_measurement", in_commune),
         "fibre": subset("fibre", keep),
         "centres": subset("centres", centre_test),
     }
     goal = f"{data['goal_share']:.0%}"
     strings = {k: v.replace("{goal}", goal).replace("{covered}", f"{data['covered_dbm']:g}")
-               .replace("{dead}", f"{data['dead_dbm']:g}") for k, v in STRINGS[lang].items()}
+               .replace("{dead}", f"{data['dead_dbm']:g}").replace("{usable_3g}", f"{data['usable_3g_dbm']:g}")
+               for k, v in STRINGS[lang].items()}
     figures = {k: v for k, v in unit.items() if k not in ("cells",)}
     return {
         "generator": GENERATOR,

@@ -14,7 +14,7 @@ Normalised rows have the columns of :data:`NORMALISED_COLUMNS`:
     RSRP (4G/5G), RSCP (3G) or RSSI/RxLev (2G), float dBm; NaN only on 2G/3G rows
     that carry no level (they still count as "no 4G here").
 ``technology``
-    One of ``2G``, ``3G``, ``4G``, ``5G``.
+    One of ``2G``, ``3G``, ``4G``, ``5G``, or ``none`` where the app logged "no service" (no level).
 ``operator``
     Canonical operator name (Viettel, VNPT-VinaPhone, MobiFone, Vietnamobile,
     Gmobile) or the name as written.
@@ -51,7 +51,7 @@ REJECT_REASONS = {
     "outside_study_area": "the point lies outside the study area",
     "dbm_out_of_range": "signal level outside the physical range of its technology",
     "missing_signal": "no signal level on a 4G/5G row",
-    "unknown_technology": "technology not recognised (expected 2G/GSM, 3G/UMTS, 4G/LTE or 5G/NR)",
+    "unknown_technology": "technology not recognised (expected 2G/GSM, 3G/UMTS, 4G/LTE, 5G/NR or 'no service')",
     "unparseable_timestamp": "timestamp present but not in a known format",
     "future_timestamp": "timestamp later than the time of the run",
     "duplicate_row": "exact duplicate of an earlier measurement",
@@ -67,6 +67,8 @@ TECHNOLOGY_ALIASES = {
     "3g": "3G", "umts": "3G", "wcdma": "3G", "hspa": "3G", "hspa+": "3G", "hsdpa": "3G", "hsupa": "3G",
     "td-scdma": "3G", "hspap": "3G",
     "4g": "4G", "lte": "4G", "lte-a": "4G", "lte+": "4G", "lte_ca": "4G", "4g+": "4G", "lte-ca": "4G",
+    # The app logged no network at all (no level): a "no service" sample (covgap.cellstats.NO_SERVICE_TECHNOLOGY).
+    "no service": "none", "no_service": "none", "noservice": "none", "out of service": "none", "none": "none",
     "5g": "5G", "nr": "5G", "5g nr": "5G", "nr5g": "5G", "5g-nsa": "5G", "5g-sa": "5G", "nr_nsa": "5G", "nr_sa": "5G",
 }
 
@@ -397,7 +399,7 @@ def normalise_rows(
     sig_raw = _clean(raw[fmt.signal])
     sig = _to_float(sig_raw, fmt.decimal_comma)
     no_sig = ~np.isfinite(sig)
-    needs_level = ~np.isin(tech_arr, ["2G", "3G"])  # 4G/5G rows and rows with no technology at all
+    needs_level = ~np.isin(tech_arr, ["2G", "3G", "none"])  # 4G/5G rows and rows with no technology at all
     reject(no_sig & needs_level, "missing_signal", text_of("signal=", sig_raw))
     lo = np.full(n, -140.0)
     hi = np.full(n, -44.0)

@@ -134,8 +134,8 @@ def village_table(results) -> pd.DataFrame:
     v = results.villages
     levels = list(results.config.inputs.communes)
     cols = ["village_id", "name", *levels, "households", *(["population"] if "population" in v else []),
-            "area_km2", "share_covered", "share_weak", "share_dead", "share_unmeasured", "share_measured", "measured_km2",
-            "covered_of_measured", "verdict_4g", "households_in_dead_zones", "n_samples",
+            "area_km2", "share_covered", "share_weak", "share_no_4g", "share_dead", "share_unmeasured", "share_measured",
+            "measured_km2", "evidence_share", "covered_of_measured", "verdict_4g", "households_in_dead_zones", "n_samples",
             "households_passed", "fibre_share", "meets_fibre_goal", "dist_to_fibre_m", "spur_length_m",
             "dist_to_planned_fibre_m", *(["fibre_subscribed", "subscribed_share"] if "subscribed_share" in v else [])]
     table = pd.DataFrame(v[cols]).copy()
@@ -175,8 +175,9 @@ def write_rasters(results, folder: Path) -> list[Path]:
         dst.write(results.classes.astype(np.uint8), 1)
         dst.set_band_description(1, "4G cell class, any operator")
         dst.update_tags(1, **{f"CLASS_{c.value}": c.label for c in CellClass}, CLASS_0="outside the study area")
-        dst.write_colormap(1, {0: (0, 0, 0, 0), 1: (26, 150, 65, 255), 2: (253, 174, 97, 255),
-                               3: (215, 25, 28, 255), 4: (190, 190, 190, 255)})
+        dst.write_colormap(1, {0: (0, 0, 0, 0), int(CellClass.COVERED): (26, 150, 65, 255),
+                               int(CellClass.WEAK): (253, 174, 97, 255), int(CellClass.NO_SERVICE): (215, 25, 28, 255),
+                               int(CellClass.INSUFFICIENT): (190, 190, 190, 255), int(CellClass.NO_4G): (197, 27, 125, 255)})
         dst.update_tags(TIFFTAG_SOFTWARE=f"covgap {__version__}")
     return [best_path, class_path]
 
@@ -190,7 +191,10 @@ def cells_layer(results) -> gpd.GeoDataFrame:
         "cell": av["cell"].to_numpy(dtype=np.int64),
         "cell_class": [CellClass(int(c)).label for c in av["cell_class"]],
         "best_operator": av["best_operator"].to_numpy(dtype=object),
+        "share_4g": av["share_4g"].to_numpy(dtype=float),
         "rsrp_dbm_p50": av["rsrp_dbm_p50"].to_numpy(dtype=float),
+        "rscp_dbm_p50": av["rscp_dbm_p50"].to_numpy(dtype=float),
+        "rxlev_dbm_p50": av["rxlev_dbm_p50"].to_numpy(dtype=float),
         "n_samples": av["n_samples"].to_numpy(dtype=np.int64),
         "n_operators": av["n_operators"].to_numpy(dtype=np.int64),
         "last_measured": format_time(av["t_last_s"].to_numpy(), results.config.study.timezone).to_numpy(),
@@ -201,10 +205,12 @@ def cells_layer(results) -> gpd.GeoDataFrame:
 def geopackage_layers(results) -> dict[str, gpd.GeoDataFrame | pd.DataFrame]:
     """Every layer of the run's GeoPackage, by layer name (working CRS)."""
     tz = results.config.study.timezone
-    zones = results.zones.copy()
-    zones["first_measured"] = format_time(zones["t_first_s"].to_numpy(), tz).to_numpy()
-    zones["last_measured"] = format_time(zones["t_last_s"].to_numpy(), tz).to_numpy()
-    zones = zones.drop(columns=["t_first_s", "t_last_s"])
+
+    def with_times(zones: gpd.GeoDataFrame) -> gpd.GeoDataFrame:
+        zones = zones.copy()
+        zones["first_measured"] = format_time(zones["t_first_s"].to_numpy(), tz).to_numpy()
+        zones["last_measured"] = format_time(zones["t_last_s"].to_numpy(), tz).to_numpy()
+        return zones.drop(columns=["t_first_s", "t_last_s"])
     villages = gpd.GeoDataFrame(village_table(results), geometry=results.villages.geometry.to_numpy(), crs=results.villages.crs)
     communes = results.communes.drop(columns=["centre"])
     centres = gpd.GeoDataFrame(results.communes[["commune_id", "name", "centre_source", "centre_dist_to_fibre_m"]].assign(
@@ -214,9 +220,11 @@ def geopackage_layers(results) -> dict[str, gpd.GeoDataFrame | pd.DataFrame]:
         "villages": villages,
         "communes": gpd.GeoDataFrame(_round(pd.DataFrame(communes.drop(columns="geometry"))), geometry=communes.geometry.to_numpy(), crs=communes.crs),
         "commune_centres": centres,
-        "dead_zones": zones,
+        "dead_zones": with_times(results.zones),
         "dead_zone_operators": results.zone_operators,
-        "operator_dead_zones": results.operator_zones,
+        "no_4g_zones": with_times(results.no4g_zones),
+        "no_4g_zone_operators": results.no4g_zone_operators,
+        "operator_gap_zones": results.operator_zones,
         "needs_measurement": results.needs_measurement,
         "cells": cells_layer(results),
         "fibre_routes": results.layers.fibre,

@@ -45,7 +45,7 @@ from covgap.villages import Verdict
 log = logging.getLogger(__name__)
 
 #: Layer names, in the order they are written and described.
-LAYERS = ("dead_zones", "villages_without_4g", "needs_measurement", "villages_below_fibre_goal", "communes_without_fibre")
+LAYERS = ("dead_zones", "no_4g_zones", "villages_without_4g", "needs_measurement", "villages_below_fibre_goal", "communes_without_fibre")
 
 SCOPE_OPERATOR = "operator"
 SCOPE_ALL = "all_operators"
@@ -72,11 +72,12 @@ class FieldSpec:
 
 #: Every field of the partner layers: full name (GeoPackage) → shapefile name and meaning. Defined once here.
 FIELDS: dict[str, FieldSpec] = {
-    "zone_id": FieldSpec("zone_id", "str", "", "Mã vùng lõm sóng", "Dead zone identifier"),
-    "scope": FieldSpec("scope", "str", "", "Phạm vi: 'operator' = nhà mạng này đo được không có dịch vụ dùng được; "
-                       "'all_operators' = không nhà mạng nào có dịch vụ dùng được",
-                       "Scope: 'operator' = this operator measured with no usable service; "
-                       "'all_operators' = no operator has usable service"),
+    "zone_id": FieldSpec("zone_id", "str", "", "Mã vùng (DZ… vùng lõm sóng, N4G… vùng không có 4G)",
+                         "Zone identifier (DZ… dead zone, N4G… no-4G zone)"),
+    "scope": FieldSpec("scope", "str", "", "Phạm vi: 'operator' = đo được ở riêng nhà mạng này; "
+                       "'all_operators' = ở nhà mạng tốt nhất (mọi nhà mạng đều như vậy)",
+                       "Scope: 'operator' = measured for this operator; "
+                       "'all_operators' = for the best operator (every operator is like this)"),
     "operator": FieldSpec("operator", "str", "", "Nhà mạng của gói dữ liệu này", "Operator this package is for"),
     "area_km2": FieldSpec("area_km2", "float", "km²", "Diện tích vùng", "Area of the zone"),
     "n_cells": FieldSpec("n_cells", "int", "cells", "Số ô lưới (ô vuông của lưới phân tích) trong vùng",
@@ -92,8 +93,12 @@ FIELDS: dict[str, FieldSpec] = {
     "n_samples": FieldSpec("n_samples", "int", "samples", "Số mẫu đo của mọi nhà mạng", "Measurement samples, all operators"),
     "operator_n_samples": FieldSpec("op_samples", "int", "samples", "Số mẫu đo của nhà mạng này",
                                     "Measurement samples of this operator"),
-    "operator_rsrp_dbm_p50": FieldSpec("op_rsrp50", "float", "dBm", "Trung vị RSRP 4G của nhà mạng này (trống nếu không có mẫu 4G)",
-                                       "Median 4G RSRP of this operator (empty if it has no 4G sample)"),
+    "operator_rsrp_dbm_p50": FieldSpec("op_rsrp50", "float", "dBm", "Trung vị RSRP 4G của nhà mạng này ở các ô đo đủ (trống nếu không có mẫu 4G)",
+                                       "Median 4G RSRP of this operator in its measured cells (empty if it has no 4G sample)"),
+    "operator_rscp_dbm_p50": FieldSpec("op_rscp50", "float", "dBm", "Trung vị RSCP 3G của nhà mạng này (trung vị của các ô; trống nếu không có mẫu 3G)",
+                                       "Median 3G RSCP of this operator (median of its cells; empty if it has no 3G sample)"),
+    "operator_share_4g": FieldSpec("op_sh_4g", "float", "0–1", "Tỷ lệ mẫu của nhà mạng này ở trên 4G/5G",
+                                   "Share of this operator's samples on 4G/5G"),
     "first_measured": FieldSpec("first_meas", "str", "ISO 8601", "Thời điểm đo đầu tiên (giờ địa phương)",
                                 "First measurement time (local time)"),
     "last_measured": FieldSpec("last_meas", "str", "ISO 8601", "Thời điểm đo cuối cùng (giờ địa phương)",
@@ -109,8 +114,12 @@ FIELDS: dict[str, FieldSpec] = {
                                "Share of the village area covered by 4G (any operator)"),
     "share_weak": FieldSpec("sh_weak", "float", "0–1", "Tỷ lệ diện tích thôn có sóng 4G yếu (mọi nhà mạng)",
                             "Share of the village area with weak 4G (any operator)"),
-    "share_dead": FieldSpec("sh_dead", "float", "0–1", "Tỷ lệ diện tích thôn không có dịch vụ dùng được (mọi nhà mạng)",
-                            "Share of the village area with no usable service (any operator)"),
+    "share_no_4g": FieldSpec("sh_no4g", "float", "0–1", "Tỷ lệ diện tích thôn không có 4G, chỉ có 2G/3G dùng được (mọi nhà mạng)",
+                             "Share of the village area with no 4G, only usable 2G/3G (any operator)"),
+    "share_dead": FieldSpec("sh_dead", "float", "0–1", "Tỷ lệ diện tích thôn mất sóng: không công nghệ nào dùng được (mọi nhà mạng)",
+                            "Share of the village area with no usable service on any technology (any operator)"),
+    "evidence_share": FieldSpec("sh_evid", "float", "0–1", "Tỷ lệ hộ của thôn sống ở ô đã đo đủ (cần ≥ ngưỡng để kết luận 4G)",
+                                "Share of the village's households in measured cells (a 4G verdict needs at least the threshold)"),
     "share_unmeasured": FieldSpec("sh_unmeas", "float", "0–1", "Tỷ lệ diện tích thôn chưa đủ mẫu đo",
                                   "Share of the village area without enough samples"),
     "households_in_dead_zones": FieldSpec("hh_dead", "float", "households",
@@ -121,8 +130,11 @@ FIELDS: dict[str, FieldSpec] = {
                                         "Share of the village area covered by this operator's 4G"),
     "operator_share_weak": FieldSpec("op_sh_weak", "float", "0–1", "Tỷ lệ diện tích thôn có sóng 4G yếu của nhà mạng này",
                                      "Share of the village area with weak 4G from this operator"),
+    "operator_share_no_4g": FieldSpec("op_sh_no4g", "float", "0–1",
+                                      "Tỷ lệ diện tích thôn nơi nhà mạng này không có 4G, chỉ 2G/3G",
+                                      "Share of the village area where this operator gives 2G/3G only"),
     "operator_share_dead": FieldSpec("op_sh_dead", "float", "0–1",
-                                     "Tỷ lệ diện tích thôn nơi nhà mạng này không có dịch vụ dùng được",
+                                     "Tỷ lệ diện tích thôn nơi nhà mạng này mất sóng (không công nghệ nào dùng được)",
                                      "Share of the village area where this operator has no usable service"),
     "operator_share_unmeasured": FieldSpec("op_sh_unm", "float", "0–1", "Tỷ lệ diện tích thôn chưa đủ mẫu đo của nhà mạng này",
                                            "Share of the village area without enough samples of this operator"),
@@ -232,8 +244,7 @@ def operator_village_indicators(results, operator: str, pieces: gpd.GeoDataFrame
     own = results.operator_zones[results.operator_zones["operator"] == operator]
     labels = deadzones.label_cells(own, grid)
     return villages_mod.compute_signal_indicators(layers.villages, pieces, classes, sub, labels, grid,
-                                                  min_measured_share=cfg.villages.min_measured_share,
-                                                  min_measured_km2=cfg.villages.min_measured_km2,
+                                                  min_evidence_share=cfg.evidence.village_min_share,
                                                   min_covered_share=cfg.villages.min_covered_share)
 
 
@@ -267,7 +278,8 @@ def partner_layers(results, operator: str, *, pieces: gpd.GeoDataFrame | None = 
         pieces = villages_mod.village_pieces(layers.villages, layers.grid, layers.density)
     levels = list(results.config.inputs.communes)
     return {
-        "dead_zones": _dead_zones_layer(results, operator, pieces),
+        "dead_zones": _gap_zones_layer(results, operator, pieces, "no_service"),
+        "no_4g_zones": _gap_zones_layer(results, operator, pieces, "no_4g"),
         "villages_without_4g": _villages_without_4g_layer(results, operator, pieces, levels),
         "needs_measurement": _needs_measurement_layer(results, levels),
         "villages_below_fibre_goal": _below_fibre_goal_layer(results, levels),
@@ -276,18 +288,23 @@ def partner_layers(results, operator: str, *, pieces: gpd.GeoDataFrame | None = 
 
 
 _ZONE_COLS = ["zone_id", "scope", "operator", "area_km2", "n_cells", "n_villages", "villages", "households_in_zone",
-              "n_samples", "operator_n_samples", "operator_rsrp_dbm_p50", "first_measured", "last_measured"]
+              "n_samples", "operator_n_samples", "operator_share_4g", "operator_rsrp_dbm_p50", "operator_rscp_dbm_p50",
+              "first_measured", "last_measured"]
 
 
-def _dead_zones_layer(results, operator: str, pieces: gpd.GeoDataFrame) -> gpd.GeoDataFrame:
+def _gap_zones_layer(results, operator: str, pieces: gpd.GeoDataFrame, kind: str) -> gpd.GeoDataFrame:
+    """Dead zones (``kind = 'no_service'``) or no-4G zones (``'no_4g'``): this operator's own and the district's."""
     grid, tz = results.layers.grid, results.config.study.timezone
-    own = results.operator_zones[results.operator_zones["operator"] == operator]
+    oz = results.operator_zones
+    own = oz[(oz["operator"] == operator) & (oz["kind"] == kind)]
+    district = ((results.zones, results.zone_operators) if kind == "no_service"
+                else (results.no4g_zones, results.no4g_zone_operators))
     own = gpd.GeoDataFrame(own[["zone_id", "area_km2", "n_cells", "geometry"]].reset_index(drop=True), geometry="geometry", crs=grid.crs)
     op_rows, op_hist = _operator_rows(results, operator)
     own_desc, own_ops = deadzones.describe_dead_zones(own, grid, pieces=pieces, villages=results.layers.villages,
                                                       any_view=results.any_view, op_view=op_rows, op_hist=op_hist)
     frames = []
-    for zones, per_op, scope in ((own_desc, own_ops, SCOPE_OPERATOR), (results.zones, results.zone_operators, SCOPE_ALL)):
+    for zones, per_op, scope in ((own_desc, own_ops, SCOPE_OPERATOR), (*district, SCOPE_ALL)):
         if zones.empty:
             continue
         mine = per_op[per_op["operator"] == operator].set_index("zone_id") if len(per_op) else pd.DataFrame()
@@ -303,8 +320,8 @@ def _dead_zones_layer(results, operator: str, pieces: gpd.GeoDataFrame) -> gpd.G
             "n_samples": zones["n_samples"].to_numpy(dtype=np.int64),
             "operator_n_samples": (mine["n_samples"].reindex(zones["zone_id"]).fillna(0).to_numpy(dtype=np.int64)
                                    if len(mine) else 0),
-            "operator_rsrp_dbm_p50": (mine["rsrp_dbm_p50"].reindex(zones["zone_id"]).to_numpy(dtype=float)
-                                      if len(mine) else np.nan),
+            **{f"operator_{c}": (mine[c].reindex(zones["zone_id"]).to_numpy(dtype=float) if len(mine) else np.nan)
+               for c in ("share_4g", "rsrp_dbm_p50", "rscp_dbm_p50")},
             "first_measured": format_time(zones["t_first_s"].to_numpy(), tz).to_numpy(),
             "last_measured": format_time(zones["t_last_s"].to_numpy(), tz).to_numpy(),
         })
@@ -328,12 +345,15 @@ def _villages_without_4g_layer(results, operator: str, pieces: gpd.GeoDataFrame,
         "verdict_4g": v["verdict_4g"].to_numpy(),
         "share_covered": v["share_covered"].to_numpy(dtype=float),
         "share_weak": v["share_weak"].to_numpy(dtype=float),
+        "share_no_4g": v["share_no_4g"].to_numpy(dtype=float),
         "share_dead": v["share_dead"].to_numpy(dtype=float),
+        "evidence_share": v["evidence_share"].to_numpy(dtype=float),
         "share_unmeasured": v["share_unmeasured"].to_numpy(dtype=float),
         "households_in_dead_zones": v["households_in_dead_zones"].to_numpy(dtype=float),
         "operator_verdict_4g": own["verdict_4g"].to_numpy(),
         "operator_share_covered": own["share_covered"].to_numpy(dtype=float),
         "operator_share_weak": own["share_weak"].to_numpy(dtype=float),
+        "operator_share_no_4g": own["share_no_4g"].to_numpy(dtype=float),
         "operator_share_dead": own["share_dead"].to_numpy(dtype=float),
         "operator_share_unmeasured": own["share_unmeasured"].to_numpy(dtype=float),
         "operator_households_in_dead_zones": own["households_in_dead_zones"].to_numpy(dtype=float),
@@ -587,18 +607,26 @@ def input_hashes(results) -> list[tuple[str, str]]:
 
 _LAYER_TEXT = {
     "dead_zones": (
-        "Vùng lõm sóng: scope = 'operator' là vùng mà nhà mạng này đã được đo và không có dịch vụ dùng được "
-        "(đủ mẫu, trung vị RSRP 4G dưới ngưỡng lõm sóng hoặc phần lớn mẫu không phải 4G); scope = 'all_operators' là "
-        "vùng lõm sóng của cả huyện (không nhà mạng nào có dịch vụ dùng được).",
-        "Dead zones: scope = 'operator' where this operator was measured with no usable service (enough samples, "
-        "median 4G RSRP below the dead level or most samples not on 4G); scope = 'all_operators' the district's dead "
-        "zones (no operator has usable service).",
+        "Vùng lõm sóng (mất sóng): đủ mẫu đo và không công nghệ nào dùng được (4G dưới dead_dbm, 3G dưới usable_3g_dbm, "
+        "2G dưới usable_2g_dbm) hoặc ứng dụng ghi 'không có mạng'. scope = 'operator': của riêng nhà mạng này; "
+        "scope = 'all_operators': không nhà mạng nào có sóng dùng được.",
+        "Dead zones (no service): enough samples and no technology usable (4G below dead_dbm, 3G below usable_3g_dbm, "
+        "2G below usable_2g_dbm) or the app logged 'no service'. scope = 'operator': this operator alone; "
+        "scope = 'all_operators': no operator has usable service.",
+    ),
+    "no_4g_zones": (
+        "Vùng không có 4G (chỉ 2G/3G): đủ mẫu đo, 4G không dùng được hoặc phần lớn mẫu không ở trên 4G, nhưng 3G/2G dùng "
+        "được (op_rscp50 ≥ usable_3g_dbm). Vẫn có dịch vụ thoại và dữ liệu chậm, nhưng chưa đạt mục tiêu 4G. "
+        "scope như lớp dead_zones.",
+        "No-4G zones (2G/3G only): enough samples, 4G not usable or most samples not on 4G, but 3G/2G usable "
+        "(op_rscp50 ≥ usable_3g_dbm). Voice and slow data work, the 4G target is not met. scope as in dead_zones.",
     ),
     "villages_without_4g": (
         "Thôn chưa đạt mục tiêu 4G với nhà mạng này (op_verdict) hoặc với mọi nhà mạng (verdict_4g); fails_for cho biết "
-        "trường hợp nào; có số hộ và tỷ lệ diện tích có sóng / yếu / lõm / chưa đo.",
+        "trường hợp nào; có số hộ, tỷ lệ hộ ở ô đã đo đủ và tỷ lệ diện tích có sóng / yếu / không 4G / mất sóng / chưa đo.",
         "Villages failing the 4G target for this operator (op_verdict) or for all operators (verdict_4g); fails_for "
-        "says which; with households and the shares of area covered / weak / dead / unmeasured.",
+        "says which; with households, the share of households in measured cells and the shares of area covered / weak / "
+        "no 4G / no service / unmeasured.",
     ),
     "needs_measurement": (
         "Phần diện tích thôn chưa đủ mẫu đo (mọi nhà mạng gộp lại): cần đo thêm trước khi kết luận.",
@@ -627,19 +655,25 @@ def partner_readme(results, operator: str, *, counts: dict[str, int], generated:
     thresholds = [
         ("covered_dbm", f"{sig.covered_dbm:g} dBm", "ô có sóng 4G tốt khi trung vị RSRP ≥ ngưỡng",
          "a cell is covered when its median RSRP is at or above this"),
-        ("dead_dbm", f"{sig.dead_dbm:g} dBm", "ô lõm sóng khi trung vị RSRP < ngưỡng", "a cell is dead when its median RSRP is below this"),
+        ("dead_dbm", f"{sig.dead_dbm:g} dBm", "4G dùng được khi trung vị RSRP ≥ ngưỡng; giữa hai ngưỡng là sóng 4G yếu",
+         "4G is usable when its median RSRP is at or above this; between the two levels it is weak 4G"),
+        ("usable_3g_dbm", f"{sig.usable_3g_dbm:g} dBm", "3G dùng được khi trung vị RSCP ≥ ngưỡng (ô không có 4G dùng được "
+         "thì là 'không có 4G', không phải 'mất sóng')", "3G is usable when its median RSCP is at or above this (a cell "
+         "without usable 4G is then 'no 4G', not 'no service')"),
+        ("usable_2g_dbm", f"{sig.usable_2g_dbm:g} dBm", "2G dùng được khi trung vị RxLev ≥ ngưỡng",
+         "2G is usable when its median RxLev is at or above this"),
         ("min_samples", f"{sig.min_samples}", "số mẫu tối thiểu mỗi ô, mỗi nhà mạng", "fewest samples per cell and operator"),
         ("min_time_spread_hours", f"{sig.min_time_spread_hours:g} h", "khoảng thời gian tối thiểu giữa mẫu đầu và cuối (0 = không xét)",
          "least time between first and last sample (0 = not used)"),
         ("cell_size_m", f"{cfg.grid.cell_size_m:g} m", "cạnh ô lưới", "grid cell side"),
         ("min_area_km2", f"{dz.min_area_km2:g} km²", "diện tích tối thiểu của vùng lõm sóng", "smallest dead zone kept"),
         ("connectivity", f"{dz.connectivity}", "ô nối theo cạnh (4) hoặc cả góc (8)", "cells joined by edges (4) or corners too (8)"),
-        ("min_measured_share", f"{vc.min_measured_share:g}", "tỷ lệ diện tích thôn cần đo đủ để kết luận",
-         "share of a village's area that must be measured for a verdict"),
-        ("min_measured_km2", f"{vc.min_measured_km2:g} km²", "hoặc diện tích đã đo đủ này (lấy mức nhỏ hơn)",
-         "or this measured area, whichever is smaller"),
-        ("min_covered_share", f"{vc.min_covered_share:g}", "tỷ lệ diện tích đã đo có sóng tốt để đạt 4G",
-         "share of the measured area that must be covered to meet the 4G target"),
+        ("village_min_share", f"{cfg.evidence.village_min_share:g}", "tỷ lệ hộ của thôn ở ô đã đo đủ cần có để kết luận 4G",
+         "share of a village's households in measured cells needed for a 4G verdict"),
+        ("area_min_share", f"{cfg.evidence.area_min_share:g}", "tỷ lệ hộ ở ô đã đo đủ cần có để kết luận 'không còn vùng lõm'",
+         "share of households in measured cells needed to say 'no dead zones'"),
+        ("min_covered_share", f"{vc.min_covered_share:g}", "tỷ lệ hộ (ở ô đã đo) có sóng 4G tốt để thôn đạt 4G",
+         "share of the measured households in covered cells to meet the 4G target"),
         ("drop_distance_m", f"{fib.drop_distance_m:g} m", "hộ được cáp quang đi qua khi trong khoảng cách này",
          "a household is passed within this distance of an existing route"),
         ("goal_share", f"{fib.goal_share:g}", "mục tiêu: tỷ lệ hộ được đi qua phải vượt mức này", "goal: the passed share must exceed this"),

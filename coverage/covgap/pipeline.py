@@ -89,9 +89,11 @@ class Results:
     best_p50: np.ndarray  # (nrows, ncols) float, best operator median RSRP, NaN where unknown
     villages: gpd.GeoDataFrame  # villages with every indicator
     communes: gpd.GeoDataFrame  # communes of the report level with their scorecard
-    zones: gpd.GeoDataFrame  # dead zones (any operator)
-    zone_operators: pd.DataFrame  # per zone and operator figures
-    operator_zones: gpd.GeoDataFrame  # per-operator dead zones (column operator)
+    zones: gpd.GeoDataFrame  # dead zones: no service from any operator
+    zone_operators: pd.DataFrame  # per dead zone and operator figures
+    no4g_zones: gpd.GeoDataFrame  # no-4G zones: best operator gives 2G/3G only
+    no4g_zone_operators: pd.DataFrame  # per no-4G zone and operator figures
+    operator_zones: gpd.GeoDataFrame  # per-operator gap zones (columns operator, kind = no_service / no_4g)
     needs_measurement: gpd.GeoDataFrame  # village areas without enough evidence
     district: pd.DataFrame  # one row
     scorecard_long: pd.DataFrame  # one row per target
@@ -192,7 +194,8 @@ def analyse(layers: Layers, stats: pd.DataFrame, config: Config, report: ReadRep
     grid = layers.grid
     sig = config.signal
     op_view, op_hist = cellstats.operator_view(stats, covered_dbm=sig.covered_dbm, dead_dbm=sig.dead_dbm,
-                                      min_samples=sig.min_samples, min_time_spread_hours=sig.min_time_spread_hours)
+                                               usable_3g_dbm=sig.usable_3g_dbm, usable_2g_dbm=sig.usable_2g_dbm,
+                                               min_samples=sig.min_samples, min_time_spread_hours=sig.min_time_spread_hours)
     any_view = cellstats.best_operator_view(op_view)
     classes = cellstats.class_raster(any_view, grid, layers.inside)
     best = np.full(grid.ncells, np.nan)
@@ -201,18 +204,21 @@ def analyse(layers: Layers, stats: pd.DataFrame, config: Config, report: ReadRep
     best = np.where(layers.inside.ravel(), best, np.nan).reshape(grid.nrows, grid.ncols)
 
     dz = config.dead_zones
-    zones = deadzones.delineate_dead_zones(classes, grid, min_area_km2=dz.min_area_km2, connectivity=dz.connectivity)
     pieces = villages_mod.village_pieces(layers.villages, grid, layers.density)
+    described = {}
+    for kind, klass, prefix in (("no_service", CellClass.NO_SERVICE, "DZ"), ("no_4g", CellClass.NO_4G, "N4G")):
+        found = deadzones.delineate_dead_zones(classes, grid, min_area_km2=dz.min_area_km2, connectivity=dz.connectivity,
+                                               dead_value=int(klass), prefix=prefix)
+        described[kind] = deadzones.describe_dead_zones(found, grid, pieces=pieces, villages=layers.villages,
+                                                        any_view=any_view, op_view=op_view, op_hist=op_hist)
+    (zones, zone_ops), (no4g_zones, no4g_ops) = described["no_service"], described["no_4g"]
     labels = deadzones.label_cells(zones, grid)
-    zones, zone_ops = deadzones.describe_dead_zones(zones, grid, pieces=pieces, villages=layers.villages,
-                                                    any_view=any_view, op_view=op_view, op_hist=op_hist)
     operators = sorted(op_view["operator"].unique().tolist()) if not op_view.empty else []
-    operator_zones = _operator_dead_zones(op_view, grid, layers, operators, config)
+    operator_zones = _operator_gap_zones(op_view, grid, layers, operators, config)
 
     vc = config.villages
     signal_ind = villages_mod.compute_signal_indicators(layers.villages, pieces, classes, any_view, labels, grid,
-                                                        min_measured_share=vc.min_measured_share,
-                                                        min_measured_km2=vc.min_measured_km2,
+                                                        min_evidence_share=config.evidence.village_min_share,
                                                         min_covered_share=vc.min_covered_share)
     fibre_ind = fibre_mod.compute_fibre_indicators(layers.villages, pieces, layers.fibre,
                                                    drop_distance_m=config.fibre.drop_distance_m,
@@ -223,7 +229,9 @@ def analyse(layers: Layers, stats: pd.DataFrame, config: Config, report: ReadRep
     reach = fibre_mod.commune_centre_reach(layers.communes, layers.fibre, reach_m=config.fibre.centre_reach_m)
     communes = pd.concat([layers.communes.reset_index(drop=True), reach], axis=1)
     per_commune, district = scorecard.compute_scorecards(villages, zones, communes, level=config.report.level,
-                                                         goal_share=config.fibre.goal_share, study_name=config.study.name)
+                                                         goal_share=config.fibre.goal_share,
+                                                         min_evidence_share=config.evidence.area_min_share,
+                                                         study_name=config.study.name)
     communes = gpd.GeoDataFrame(
         communes[["commune_id", "name", "centre", "centre_source", "geometry"]].merge(
             per_commune, on=["commune_id", "name"], how="left"),
@@ -233,32 +241,38 @@ def analyse(layers: Layers, stats: pd.DataFrame, config: Config, report: ReadRep
     t = stats["t_first_s"].dropna() if not stats.empty else pd.Series(dtype=float)
     t2 = stats["t_last_s"].dropna() if not stats.empty else pd.Series(dtype=float)
     period = (float(t.min()) if len(t) else np.nan, float(t2.max()) if len(t2) else np.nan)
-    log.info("analysis: %d measured cells (%s), %d dead zones (%.2f km²), villages 4G %d meet / %d fail / %d insufficient",
+    log.info("analysis: %d measured cells (%s), %d dead zones (%.2f km²), %d no-4G zones (%.2f km²), "
+             "villages 4G %d meet / %d fail / %d insufficient",
              len(any_view), ", ".join(f"{CellClass(k).label} {v}" for k, v in
                                       sorted(any_view["cell_class"].value_counts().items())) if not any_view.empty else "none",
              len(zones), float(zones["area_km2"].sum()) if len(zones) else 0.0,
+             len(no4g_zones), float(no4g_zones["area_km2"].sum()) if len(no4g_zones) else 0.0,
              int(district["villages_meeting_4g"].iloc[0]), int(district["villages_failing_4g"].iloc[0]),
              int(district["villages_insufficient_4g"].iloc[0]))
     return Results(config=config, layers=layers, stats=stats, op_view=op_view, op_hist=op_hist, any_view=any_view,
                    classes=classes,
                    best_p50=best, villages=villages, communes=communes, zones=zones, zone_operators=zone_ops,
-                   operator_zones=operator_zones, needs_measurement=needs, district=district, scorecard_long=long,
+                   no4g_zones=no4g_zones, no4g_zone_operators=no4g_ops, operator_zones=operator_zones, needs_measurement=needs, district=district, scorecard_long=long,
                    report=report or ReadReport(), operators=operators, data_period=period)
 
 
-def _operator_dead_zones(op_view: pd.DataFrame, grid: Grid, layers: Layers, operators: list[str],
-                         config: Config) -> gpd.GeoDataFrame:
-    """Per operator: zones where it is measured dead (enough samples, median below the dead level or no 4G)."""
+def _operator_gap_zones(op_view: pd.DataFrame, grid: Grid, layers: Layers, operators: list[str],
+                        config: Config) -> gpd.GeoDataFrame:
+    """Per operator: its own gap zones, measured with enough samples: ``kind`` = ``no_service``
+    (dead for this operator) or ``no_4g`` (this operator gives 2G/3G only)."""
     frames = []
     for op in operators:
         sub = op_view[op_view["operator"] == op]
         classes = cellstats.class_raster(sub, grid, layers.inside)
-        zones = deadzones.delineate_dead_zones(classes, grid, min_area_km2=config.dead_zones.min_area_km2,
-                                               connectivity=config.dead_zones.connectivity, prefix=f"{_slug(op)}-")
-        if len(zones):
-            frames.append(zones.assign(operator=op))
+        for kind, klass, tag in (("no_service", CellClass.NO_SERVICE, "DZ"), ("no_4g", CellClass.NO_4G, "N4G")):
+            zones = deadzones.delineate_dead_zones(classes, grid, min_area_km2=config.dead_zones.min_area_km2,
+                                                   connectivity=config.dead_zones.connectivity, dead_value=int(klass),
+                                                   prefix=f"{_slug(op)}-{tag}")
+            if len(zones):
+                frames.append(zones.assign(operator=op, kind=kind))
     if not frames:
-        return gpd.GeoDataFrame({"zone_id": [], "area_km2": [], "n_cells": [], "operator": []}, geometry=[], crs=grid.crs)
+        return gpd.GeoDataFrame({"zone_id": [], "area_km2": [], "n_cells": [], "operator": [], "kind": []},
+                                geometry=[], crs=grid.crs)
     return gpd.GeoDataFrame(pd.concat(frames, ignore_index=True), geometry="geometry", crs=grid.crs)
 
 
@@ -288,9 +302,9 @@ def run_pipeline(config: Config, *, now_s: float | None = None) -> Results:
     """Run every stage on the inputs named in ``config``."""
     layers = load_layers(config)
     files = meas.list_measurement_files(config.inputs.measurements)
-    if not files:
-        raise InputError(Path(config.inputs.measurements[0]) if config.inputs.measurements else Path("."),
-                         ["no measurement files (*.csv, *.txt, *.tsv) found; add some or fix [inputs] measurements"])
+    if not files:  # DESIGN.md §3.7: fibre targets need no measurement; signal targets get 'insufficient evidence'
+        log.warning("no measurement files found: the signal targets have no evidence yet")
+        return analyse(layers, cellstats.empty_stats(), config, ReadReport())
     stats, report = ingest_measurements(files, layers, config, now_s=now_s)
     results = analyse(layers, stats, config, report)
     return results

@@ -85,43 +85,52 @@ def village_pieces(villages: gpd.GeoDataFrame, grid: Grid, density: np.ndarray |
 
 def compute_signal_indicators(villages: gpd.GeoDataFrame, pieces: pd.DataFrame, classes: np.ndarray,
                               any_view: pd.DataFrame, zone_labels: np.ndarray, grid: Grid, *,
-                              min_measured_share: float, min_covered_share: float,
-                              min_measured_km2: float = 0.0) -> pd.DataFrame:
+                              min_evidence_share: float, min_covered_share: float) -> pd.DataFrame:
     """Coverage shares, households in dead zones, evidence and the 4G verdict per village.
 
-    Returns one row per village (same order) with ``area_km2``,
-    ``share_covered``, ``share_weak``, ``share_dead``, ``share_unmeasured``
-    (shares of the village area by cell class of the any-operator view; they sum
-    to 1), ``share_measured``, ``covered_of_measured``, ``households_in_dead_zones``,
-    ``n_samples`` (samples of the cells, apportioned by the share of each cell
-    inside the village), ``t_last_s`` and ``verdict_4g``.
+    Returns one row per village (same order) with ``area_km2``; ``share_covered``,
+    ``share_weak``, ``share_no_4g``, ``share_dead`` (no service), ``share_unmeasured``
+    (shares of the village area by cell class of the any-operator view; they sum to
+    1); ``share_measured`` and ``measured_km2`` (area with enough evidence);
+    ``evidence_share`` (share of the village's households living in measured cells);
+    ``covered_of_measured`` (share of those households that live in covered cells);
+    ``households_in_dead_zones``; ``n_samples`` (samples of the cells, apportioned by
+    the share of each cell inside the village); ``t_last_s`` and ``verdict_4g``.
 
     Notes
     -----
-    ``verdict_4g`` is *insufficient evidence* when the measured area is below
-    ``min(min_measured_share × area, min_measured_km2)`` (``min_measured_km2 = 0``
-    means the share alone decides); otherwise *meets* when ``share_covered / share_measured ≥
-    min_covered_share`` (default 0.95, QCVN 81:2019 availability), else *fails*.
+    Households are spread over a village by its pieces' ``weight_share`` (population
+    raster, else area). With ``e = Σ weight_share`` over pieces in measured cells and
+    ``c = Σ weight_share`` over pieces in covered cells (DESIGN.md §3.7):
+    ``verdict_4g`` is *insufficient evidence* when ``e < min_evidence_share``;
+    otherwise *meets* when ``c / e ≥ min_covered_share`` (default 0.95, QCVN 81:2019
+    availability), else *fails*.
     """
     n = len(villages)
     v = pieces["village"].to_numpy()
     c = pieces["cell"].to_numpy()
     area = pieces["area_m2"].to_numpy(dtype=float)
+    weight = pieces["weight_share"].to_numpy(dtype=float)
     cls = classes.ravel()[c]
     total_area = np.bincount(v, weights=area, minlength=n)
     out = pd.DataFrame(index=range(n))
     out["area_km2"] = np.round(total_area / 1e6, 6)
-    for name, klass in (("covered", CellClass.COVERED), ("weak", CellClass.WEAK), ("dead", CellClass.DEAD),
-                        ("unmeasured", CellClass.INSUFFICIENT)):
+    for name, klass in (("covered", CellClass.COVERED), ("weak", CellClass.WEAK), ("no_4g", CellClass.NO_4G),
+                        ("dead", CellClass.NO_SERVICE), ("unmeasured", CellClass.INSUFFICIENT)):
         part = np.bincount(v, weights=np.where(cls == int(klass), area, 0.0), minlength=n)
         out[f"share_{name}"] = np.where(total_area > 0, part / np.maximum(total_area, 1e-12), np.nan)
     out["share_measured"] = 1.0 - out["share_unmeasured"]
+    out["measured_km2"] = np.round(out["share_measured"].to_numpy() * total_area / 1e6, 6)
+    measured = cls != int(CellClass.INSUFFICIENT)
+    evidence = np.minimum(np.bincount(v, weights=np.where(measured, weight, 0.0), minlength=n), 1.0)
+    covered = np.bincount(v, weights=np.where(cls == int(CellClass.COVERED), weight, 0.0), minlength=n)
+    out["evidence_share"] = np.where(total_area > 0, evidence, np.nan)
     with np.errstate(invalid="ignore", divide="ignore"):
-        out["covered_of_measured"] = np.where(out["share_measured"] > 1e-12, out["share_covered"] / out["share_measured"], np.nan)
+        out["covered_of_measured"] = np.where(evidence > 1e-12, covered / np.maximum(evidence, 1e-12), np.nan)
     hh = villages["households"].to_numpy(dtype=float)
     in_zone = zone_labels[c] > 0
     out["households_in_dead_zones"] = np.round(
-        np.bincount(v, weights=np.where(in_zone, pieces["weight_share"].to_numpy(), 0.0), minlength=n) * hh, 1)
+        np.bincount(v, weights=np.where(in_zone, weight, 0.0), minlength=n) * hh, 1)
     cell_n = np.zeros(grid.ncells)
     cell_t = np.full(grid.ncells, np.nan)
     if not any_view.empty:
@@ -130,13 +139,8 @@ def compute_signal_indicators(villages: gpd.GeoDataFrame, pieces: pd.DataFrame, 
     frac = area / (grid.size * grid.size)
     out["n_samples"] = np.rint(np.bincount(v, weights=cell_n[c] * frac, minlength=n)).astype(np.int64)
     out["t_last_s"] = pd.Series(cell_t[c]).groupby(v).max().reindex(range(n)).to_numpy()
-    measured_km2 = out["share_measured"].to_numpy() * total_area / 1e6
-    needed_km2 = min_measured_share * total_area / 1e6
-    if min_measured_km2 > 0:
-        needed_km2 = np.minimum(needed_km2, min_measured_km2)
-    out["measured_km2"] = np.round(measured_km2, 6)
     verdict = np.where(
-        (measured_km2 < needed_km2 - 1e-9) | (total_area <= 0), Verdict.INSUFFICIENT.value,
+        (total_area <= 0) | (evidence < min_evidence_share - 1e-9), Verdict.INSUFFICIENT.value,
         np.where(out["covered_of_measured"] >= min_covered_share - 1e-12, Verdict.MEETS.value, Verdict.FAILS.value),
     )
     out["verdict_4g"] = verdict

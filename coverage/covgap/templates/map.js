@@ -11,9 +11,9 @@
   var COLOURS = {
     meets: '#1a9641', fails: '#d7191c', insufficient: '#9e9e9e',
     fibreMeets: '#08519c', fibreMid: '#4292c6', fibreLow: '#c6dbef', fibreNone: '#ffffff',
-    dead: '#b2182b', needs: '#6a51a3', fibreExisting: '#e66101', fibrePlanned: '#e66101',
+    dead: '#b2182b', no4g: '#c51b7d', needs: '#6a51a3', fibreExisting: '#e66101', fibrePlanned: '#e66101',
     commune: '#222222', reached: '#1a9641', notReached: '#d7191c',
-    cellCovered: '#1a9641', cellWeak: '#fdae61', cellDead: '#d7191c', cellInsufficient: '#969696'
+    cellCovered: '#1a9641', cellWeak: '#fdae61', cellNo4g: '#c51b7d', cellNoService: '#d7191c', cellInsufficient: '#969696'
   };
 
   function el(tag, attrs, children) {
@@ -89,8 +89,10 @@
       var rows = [
         [T.households, num(p.households)],
         [T.verdict_4g, swatchText(COLOURS[verdictKey(p.verdict_4g)], verdictLabel(p.verdict_4g))],
+        [T.evidence_share, pct(p.evidence_share)],
         [T.share_covered, pct(p.share_covered)],
         [T.share_weak, pct(p.share_weak)],
+        [T.share_no_4g, pct(p.share_no_4g)],
         [T.share_dead, pct(p.share_dead)],
         [T.share_unmeasured, pct(p.share_unmeasured)],
         [T.households_in_dead_zones, num(p.households_in_dead_zones)],
@@ -104,7 +106,19 @@
       ];
       return popupTable(p.name, T.commune + ': ' + p.commune, rows);
     }
-    function zonePopup(p) {
+    function dbm(x) { return missing(x) ? '—' : num(x) + ' dBm'; }
+    function zoneOperatorText(o, kind) {
+      // Each figure is the one the zone's class was decided on (DESIGN.md §3.3): a no-4G zone leads with its
+      // usable 3G/2G level, a dead zone with every technology's median, all below their usable levels.
+      var parts = kind === 'no4g'
+        ? [T.median_rscp + ' ' + dbm(o.rscp_dbm_p50), missing(o.rxlev_dbm_p50) ? null : T.median_rxlev + ' ' + dbm(o.rxlev_dbm_p50),
+          pct(o.share_4g) + ' ' + T.share_4g_samples]
+        : [T.median_rsrp + ' ' + dbm(o.rsrp_dbm_p50), T.median_rscp + ' ' + dbm(o.rscp_dbm_p50),
+          missing(o.rxlev_dbm_p50) ? null : T.median_rxlev + ' ' + dbm(o.rxlev_dbm_p50)];
+      parts.push(num(o.n_samples) + ' ' + T.n_samples.toLowerCase() + ', ' + num(o.n_cells) + ' ' + T.cells_measured);
+      return parts.filter(function (x) { return x; }).join(', ');
+    }
+    function zonePopup(p, kind) {
       var rows = [
         [T.area_km2, num(p.area_km2, 2) + ' km²'],
         [T.villages, p.villages || '—'],
@@ -113,11 +127,8 @@
         [T.first_measured, p.first_measured || T.unknown],
         [T.last_measured, p.last_measured || T.unknown]
       ];
-      (p.operators || []).forEach(function (o) {
-        rows.push([T.operator + ': ' + o.operator, T.median_rsrp + ' ' + (missing(o.rsrp_dbm_p50) ? '—' : num(o.rsrp_dbm_p50) + ' dBm') +
-          ', ' + num(o.n_samples) + ' ' + T.n_samples.toLowerCase()]);
-      });
-      return popupTable(T.zone + ' ' + p.zone_id, null, rows);
+      (p.operators || []).forEach(function (o) { rows.push([T.operator + ': ' + o.operator, zoneOperatorText(o, kind)]); });
+      return popupTable((kind === 'no4g' ? T.zone_no4g : T.zone) + ' ' + p.zone_id, kind === 'no4g' ? T.no4g_zone : T.dead_zone, rows);
     }
     function communeRows(p) {
       return [
@@ -127,7 +138,7 @@
         [T.fibre_share, pct(p.fibre_share) + ' (' + num(p.households_passed) + '/' + num(p.households) + ')'],
         [T.centre, p.communes_reached ? T.reached : T.not_reached],
         [T.centre_dist, metres(p.centre_dist_to_fibre_m)],
-        [T.target_measured, pct(p.share_area_measured)]
+        [T.evidence_share, pct(p.evidence_share)]
       ];
     }
     function communeLink(p) {
@@ -154,7 +165,7 @@
     }
 
     // ------------------------------------------------------------------ layers
-    var ORDER = ['cells', 'communes', 'villages_fibre', 'villages_4g', 'needs_measurement', 'dead_zones', 'fibre', 'centres'];
+    var ORDER = ['cells', 'communes', 'villages_fibre', 'villages_4g', 'needs_measurement', 'no4g_zones', 'dead_zones', 'fibre', 'centres'];
     ORDER.forEach(function (key, i) {
       var pane = map.createPane('covgap-' + key);
       pane.style.zIndex = String(320 + 10 * i);
@@ -189,7 +200,10 @@
       }, villagePopup, function (p) { return p.name; }),
       dead_zones: vector('dead_zones', L_.dead_zones, function () {
         return { color: COLOURS.dead, weight: 1.5, fillColor: COLOURS.dead, fillOpacity: 0.55 };
-      }, zonePopup, function (p) { return T.zone + ' ' + p.zone_id; }),
+      }, function (p) { return zonePopup(p, 'dead'); }, function (p) { return T.zone + ' ' + p.zone_id; }),
+      no4g_zones: vector('no4g_zones', L_.no4g_zones, function () {
+        return { color: COLOURS.no4g, weight: 1.5, fillColor: COLOURS.no4g, fillOpacity: 0.4, dashArray: '5 3' };
+      }, function (p) { return zonePopup(p, 'no4g'); }, function (p) { return T.zone_no4g + ' ' + p.zone_id; }),
       needs_measurement: vector('needs_measurement', L_.needs_measurement, function () {
         return { color: COLOURS.needs, weight: 1, dashArray: '3 3', fillColor: COLOURS.needs, fillOpacity: 0.15 };
       }, needsPopup, null),
@@ -226,7 +240,7 @@
       maxZoom: 19, attribution: '&copy; OpenStreetMap contributors'
     });
 
-    var defaults = ['communes', 'villages_4g', 'dead_zones', 'fibre', 'centres'];
+    var defaults = ['communes', 'villages_4g', 'no4g_zones', 'dead_zones', 'fibre', 'centres'];
     defaults.forEach(function (k) { layers[k].addTo(map); });
 
     var overlays = {};
@@ -235,6 +249,7 @@
     overlays[T.layer_villages_4g] = layers.villages_4g;
     overlays[T.layer_villages_fibre] = layers.villages_fibre;
     overlays[T.layer_dead_zones] = layers.dead_zones;
+    overlays[T.layer_no4g_zones] = layers.no4g_zones;
     overlays[T.layer_needs_measurement] = layers.needs_measurement;
     overlays[T.layer_cells_control] = layers.cells;
     overlays[T.layer_fibre] = layers.fibre;
@@ -268,6 +283,7 @@
         items = [legendItem(box(COLOURS.fibreMeets), T.fibre_meets), legendItem(box(COLOURS.fibreMid), T.fibre_mid),
           legendItem(box(COLOURS.fibreLow), T.fibre_low), legendItem(box(COLOURS.fibreNone), T.fibre_none)];
       } else if (key === 'dead_zones') { items = [legendItem(box(COLOURS.dead, COLOURS.dead), T.dead_zone)]; }
+      else if (key === 'no4g_zones') { items = [legendItem(box(COLOURS.no4g, COLOURS.no4g, 'border-style:dashed'), T.no4g_zone)]; }
       else if (key === 'needs_measurement') { items = [legendItem(box('rgba(106,81,163,0.2)', COLOURS.needs, 'border-style:dashed'), T.needs_measurement)]; }
       else if (key === 'fibre') { items = [legendItem(line(COLOURS.fibreExisting, false), T.fibre_existing), legendItem(line(COLOURS.fibrePlanned, true), T.fibre_planned)]; }
       else if (key === 'centres') { items = [legendItem(dot(COLOURS.reached), T.centre_reached), legendItem(dot(COLOURS.notReached), T.centre_not_reached)]; }
@@ -282,8 +298,9 @@
         });
         select.addEventListener('change', function () { setOperator(select.value); });
         items = [el('label', { className: 'covgap-legend-item' }, [el('span', { text: T.operator + ': ' }), select])];
-        [['covered', COLOURS.cellCovered, T.cell_covered], ['weak', COLOURS.cellWeak, T.cell_weak],
-          ['dead', COLOURS.cellDead, T.cell_dead], ['insufficient', COLOURS.cellInsufficient, T.cell_insufficient]].forEach(function (c) {
+        [['covered', COLOURS.cellCovered], ['weak_4g', COLOURS.cellWeak], ['no_4g', COLOURS.cellNo4g],
+          ['no_service', COLOURS.cellNoService], ['insufficient_evidence', COLOURS.cellInsufficient]].forEach(function (c) {
+          c.push(T['cell_' + c[0]]);
           items.push(legendItem(box(c[1], c[1]), c[2] + ' (' + num(counts[c[0]] || 0) + ' ' + T.cells_counts + ')'));
         });
       }
@@ -365,28 +382,30 @@
       if (!s) { return el('td'); }
       return el('td', { className: 'covgap-status status-' + s.replace(/\s+/g, '-'), text: T['status_' + s] || s });
     }
+    var evidence = fill(T.detail_evidence, { share: pct(F.evidence_share) });
     var rows = [
       ['villages_4g', pct(F.share_villages_4g), '100%', F.status_villages_4g,
-        fill(T.detail_villages_4g, { meets: num(F.villages_meeting_4g), n: num(F.n_villages), fails: num(F.villages_failing_4g), insufficient: num(F.villages_insufficient_4g) })],
+        fill(T.detail_villages_4g, { meets: num(F.villages_meeting_4g), n: num(F.n_villages), fails: num(F.villages_failing_4g), insufficient: num(F.villages_insufficient_4g) }),
+        evidence],
       ['no_dead_zones', num(F.dead_zones), '0', F.status_no_dead_zones,
-        fill(T.detail_no_dead_zones, { area: num(F.dead_zone_area_km2, 2), households: num(F.households_in_dead_zones) })],
+        fill(T.detail_no_dead_zones, { area: num(F.dead_zone_area_km2, 2), households: num(F.households_in_dead_zones) }), evidence],
       ['fibre_households', pct(F.fibre_share), '> ' + Math.round(D.goal_share * 100) + '%', F.status_fibre_households,
-        fill(T.detail_fibre_households, { passed: num(F.households_passed), households: num(F.households) })],
+        fill(T.detail_fibre_households, { passed: num(F.households_passed), households: num(F.households) }), T.detail_evidence_fibre],
       ['fibre_communes', pct(F.share_communes_reached), '100%', F.status_fibre_communes,
-        fill(T.detail_fibre_communes, { reached: num(F.communes_reached), total: num(F.communes) })],
-      ['measured', pct(F.share_area_measured), '', null, T.detail_measured]
+        fill(T.detail_fibre_communes, { reached: num(F.communes_reached), total: num(F.communes) }), T.detail_evidence_fibre]
     ];
     var tbody = el('tbody');
     rows.forEach(function (r) {
       tbody.appendChild(el('tr', { 'data-target': r[0] }, [
         el('td', null, [el('div', { className: 'covgap-target', text: T['target_' + r[0]] }), el('div', { className: 'covgap-detail', text: r[4] })]),
-        el('td', { className: 'covgap-value', text: r[1] }), el('td', { text: r[2] }), status(r[3])
+        el('td', { className: 'covgap-value', text: r[1] }), el('td', { text: r[2] }), status(r[3]),
+        el('td', { className: 'covgap-evidence', text: r[5] })
       ]));
     });
     panel.appendChild(el('section', { id: 'covgap-scorecard' }, [
       el('h2', { text: T.scorecard + ': ' + D.name }),
       el('table', null, [el('thead', null, [el('tr', null, [el('th', { text: T.target }), el('th', { text: T.value }),
-        el('th', { text: T.goal }), el('th', { text: T.status })])]), tbody])
+        el('th', { text: T.goal }), el('th', { text: T.status }), el('th', { text: T.evidence })])]), tbody])
     ]));
 
     // What changed since the previous run
@@ -408,7 +427,7 @@
 
     // ------------------------------------------------------------------ view
     var bounds = null;
-    ['villages_4g', 'dead_zones', 'centres'].forEach(function (k) {
+    ['villages_4g', 'dead_zones', 'no4g_zones', 'centres'].forEach(function (k) {
       var b = layers[k].getBounds();
       if (b.isValid()) { bounds = bounds ? bounds.extend(b) : L.latLngBounds(b.getSouthWest(), b.getNorthEast()); }
     });

@@ -168,3 +168,33 @@ def test_every_scorecard_line_states_its_evidence():
         assert all("75%" in e for e in signal["evidence"])
     assert scorecard.scorecard_long(d, goal_share=0.9, lang="en").set_index("target").loc[
         "fibre_households", "label"] == "fibre passes > 90% of households"
+
+
+# --------------------------------------------------------------------------- no measurements yet
+def test_a_run_without_measurements_gives_the_fibre_outputs(hand_project, tmp_path):
+    from click.testing import CliRunner
+
+    from covgap.cli import main
+
+    runner = CliRunner()
+    full = runner.invoke(main, ["run", "--config", str(hand_project), "--out", str(tmp_path / "full"),
+                                "--maps", str(tmp_path / "full_maps")])
+    assert full.exit_code == 0, full.output
+    (hand_project.parent / "measurements" / "hand.csv").unlink()  # an empty measurement folder
+    none = runner.invoke(main, ["run", "--config", str(hand_project), "--out", str(tmp_path / "none"),
+                                "--maps", str(tmp_path / "none_maps")])
+    assert none.exit_code == 0, none.output
+    assert "No measurements yet" in none.output
+    cols = ["households", "households_passed", "fibre_share", "status_fibre_households", "communes",
+            "communes_reached", "status_fibre_communes"]
+    a = pd.read_csv(tmp_path / "full" / "scorecard_district_figures.csv")[cols]
+    b = pd.read_csv(tmp_path / "none" / "scorecard_district_figures.csv")
+    pd.testing.assert_frame_equal(a, b[cols])
+    assert (b["status_villages_4g"].iloc[0], b["status_no_dead_zones"].iloc[0]) == ("insufficient evidence",) * 2
+    assert b["evidence_share"].iloc[0] == 0
+    v_full = pd.read_csv(tmp_path / "full" / "scorecard_villages.csv")
+    v_none = pd.read_csv(tmp_path / "none" / "scorecard_villages.csv")
+    pd.testing.assert_frame_equal(v_full[["village_id", "households_passed", "fibre_share", "meets_fibre_goal"]],
+                                  v_none[["village_id", "households_passed", "fibre_share", "meets_fibre_goal"]])
+    assert (tmp_path / "none_maps" / "index.html").is_file()
+    assert (tmp_path / "none" / "partners").is_dir()

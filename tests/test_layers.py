@@ -86,6 +86,23 @@ def test_zero_area_village_is_refused_with_the_point_hint():
     assert "give it as a Point" in message
 
 
+def test_polygon_folded_onto_itself_is_refused_not_repaired_to_nothing(tmp_path):
+    """make_valid turns a ring that goes out and back into a line; nothing polygonal is left of the village."""
+    path = tmp_path / "villages.geojson"
+    folded = {"type": "Polygon", "coordinates": [[[108.6, 15.0], [108.601, 15.001], [108.6, 15.0], [108.6, 15.0]]]}
+    write_geojson(path, [_village(0), _feature(folded, village_id="V2", name="b", commune="Xã Thử Nghiệm", households=3)])
+    assert "row 2 (village_id=V2): the village polygon has an area of 0 m²" in _refusal(path)
+
+
+def test_commune_of_zero_area_is_refused(tmp_path):
+    path = tmp_path / "communes.geojson"
+    folded = {"type": "Polygon", "coordinates": [[[108.6, 15.0], [108.61, 15.01], [108.6, 15.0], [108.6, 15.0]]]}
+    write_geojson(path, [_feature(folded, commune_id="X1", name="A")])
+    with pytest.raises(InputError) as err:
+        layers.read_communes(path, crs=UTM, level="commune")
+    assert "row 1 (name=A): the commune polygon has an area of 0 m²" in str(err.value)
+
+
 def test_empty_names_units_and_geometries_are_refused(tmp_path):
     path = tmp_path / "villages.geojson"
     empty = {"type": "Feature", "properties": {"village_id": "V3", "name": "c", "commune": "Xã Thử Nghiệm", "households": 1},

@@ -200,9 +200,8 @@ def _check_geometry(frame: gpd.GeoDataFrame, allowed: tuple[str, ...], id_col: s
 def _check_area(frame: gpd.GeoDataFrame, usable: np.ndarray, id_col: str | None, what: str,
                 problems: ProblemCollector, fix: str) -> None:
     """Polygons of (next to) no area in the working CRS are problems: a share of their area is 0/0."""
-    polygons = usable & frame.geom_type.isin(["Polygon", "MultiPolygon"]).to_numpy()
-    area = frame.geometry.area.to_numpy()
-    for i in np.flatnonzero(polygons & ~(area >= MIN_POLYGON_AREA_M2)):  # NaN (unprojectable) counts too
+    area = frame.geometry.area.to_numpy()  # points are discs by now; a polygon repaired to nothing has none
+    for i in np.flatnonzero(usable & ~(area >= MIN_POLYGON_AREA_M2)):  # NaN (unprojectable) counts too
         problems.add("polygon of zero area",
                      f"{_row(frame, i, id_col)}: the {what} polygon has an area of {area[i]:.3g} m² (its corners lie on "
                      f"one line or it folds onto itself); {fix}")

@@ -199,3 +199,14 @@ def test_one_village_outside_every_commune_is_named(hand_project):
     with pytest.raises(InputError) as err:
         load_layers(load_config(hand_project))
     assert "row 2 (village_id=V2): lies wholly outside the communes of" in str(err.value)
+
+
+def test_geopackage_without_crs_is_refused(tmp_path):
+    import geopandas as gpd
+    import shapely
+
+    path = tmp_path / "villages.gpkg"
+    gpd.GeoDataFrame({"village_id": ["V1"], "name": ["a"], "commune": ["X"], "households": [3]},
+                     geometry=[shapely.box(0, 0, 100, 100)], crs=None).to_file(path)
+    assert _refusal(path).endswith("villages layer has no CRS (a Shapefile without .prj?); add one, e.g. with "
+                                   "ogr2ogr -a_srs EPSG:4326")

@@ -79,3 +79,31 @@ def test_run_on_the_hand_project_prints_the_scorecard(hand_project, tmp_path):
     assert result.exit_code == 0, result.output
     assert "33.3%" in result.output  # 1 of 3 villages meets the 4G target
     assert "48.0%" in result.output  # 96 of 200 households passed by fibre
+
+
+def test_bad_config_value_is_one_line_naming_file_key_value_and_range(hand_project):
+    toml = hand_project.read_text(encoding="utf-8")
+    hand_project.write_text(toml.replace('crs = "EPSG:32649"', 'crs = "EPSG:32649"\ntimezone = "Mars/Olympus"')
+                            .replace("drop_distance_m = 100", "drop_distance_m = nan"), encoding="utf-8")
+    proc = subprocess.run([COVGAP, "run", "--config", str(hand_project)], capture_output=True, text=True,
+                          cwd=hand_project.parent)
+    assert proc.returncode == 1 and proc.stdout == ""
+    assert proc.stderr.strip().count("\n") == 0 and "Traceback" not in proc.stderr
+    assert proc.stderr.strip() == (
+        f"Error: {hand_project}: [study] timezone = 'Mars/Olympus' is not an IANA time zone: expected an IANA time "
+        "zone (zoneinfo), e.g. Asia/Ho_Chi_Minh; [fibre] drop_distance_m = nan is not a finite number: expected a "
+        "finite number > 0")
+    assert not (hand_project.parent / "out").exists()
+
+
+def test_huge_household_count_stops_the_run_instead_of_meeting_the_fibre_target(hand_project, tmp_path):
+    """households = 1e20 overflowed to a negative count and the fibre target printed "met"."""
+    villages = hand_project.parent / "villages.geojson"
+    villages.write_text(villages.read_text(encoding="utf-8").replace('"households": 60', '"households": 1e20'),
+                        encoding="utf-8")
+    result = CliRunner().invoke(main, ["run", "--config", str(hand_project), "--out", str(tmp_path / "o"),
+                                       "--maps", str(tmp_path / "m")])
+    assert result.exit_code == 1
+    assert result.output.strip() == (f"Error: {villages}: row 2 (village_id=V2): households = 1e+20, expected a whole "
+                                     "number from 0 to 1,000,000")
+    assert not (tmp_path / "o").exists()

@@ -11,7 +11,10 @@ Paths in the file are relative to the folder that holds the file.
 from __future__ import annotations
 
 import dataclasses
+import difflib
+import math
 import tomllib
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -21,12 +24,62 @@ from covgap.errors import ConfigError
 VN2000_CRS = ("EPSG:5898", "EPSG:3405", "EPSG:3406")
 
 
-def _f(default: Any, doc: str, source: str, **kwargs: Any) -> Any:
-    """A dataclass field with its documentation attached."""
-    meta = {"doc": doc, "source": source}
+def _f(default: Any, doc: str, source: str, *, ge: float | None = None, gt: float | None = None,
+       le: float | None = None, lt: float | None = None, choices: tuple | None = None,
+       check: Callable[[Any], str | None] | None = None, valid: str = "", **kwargs: Any) -> Any:
+    """A dataclass field with its documentation and its valid values attached.
+
+    ``ge``/``gt``/``le``/``lt`` bound a number (every number must also be finite),
+    ``choices`` lists the allowed values, and ``check`` is a function returning
+    what is wrong with a value (or None), described for the reference by ``valid``.
+    :func:`load_config` checks every value given against them and
+    :func:`describe_config` writes them into the reference.
+    """
+    meta: dict[str, Any] = {"doc": doc, "source": source}
+    bounds = {k: v for k, v in (("ge", ge), ("gt", gt), ("le", le), ("lt", lt)) if v is not None}
+    if bounds:
+        meta["bounds"] = bounds
+    if choices is not None:
+        meta["choices"] = tuple(choices)
+    if check is not None:
+        if not valid:
+            raise ValueError("a field with a check needs the 'valid' text for the reference")
+        meta["check"] = check
+    if valid:
+        meta["valid"] = valid
     if isinstance(default, (list, dict)):
         return field(default_factory=lambda: type(default)(default), metadata=meta, **kwargs)
     return field(default=default, metadata=meta, **kwargs)
+
+
+def _check_timezone(value: str) -> str | None:
+    import zoneinfo
+
+    try:
+        zoneinfo.ZoneInfo(value)
+        return None
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+        close = difflib.get_close_matches(value, sorted(zoneinfo.available_timezones()), n=1)
+        return "not an IANA time zone" + (f" (did you mean '{close[0]}'?)" if close else "")
+
+
+def _check_crs(value: str) -> str | None:
+    if value == "auto":
+        return None
+    from pyproj import CRS
+    from pyproj.exceptions import CRSError
+
+    try:
+        parsed = CRS.from_user_input(value)
+    except CRSError as err:
+        return f"not a CRS pyproj knows ({err})"
+    return None if parsed.is_projected else "not a projected (metric) CRS"
+
+
+def _check_separator(value: str) -> str | None:
+    if value in ("", "tab", "\\t") or len(value) == 1:
+        return None
+    return f"{len(value)} characters long"
 
 
 @dataclass(frozen=True)
@@ -37,11 +90,13 @@ class StudyConfig:
         "Metric working CRS: 'auto' (UTM zone of the study area, geopandas estimate_utm_crs) "
         "or an EPSG code such as EPSG:5898 (VN-2000, 108° meridian), EPSG:3405/3406 (VN-2000 UTM 48N/49N).",
         "DESIGN.md §3.1: never measure in degrees",
+        check=_check_crs, valid="'auto' or a projected (metric) CRS pyproj knows, e.g. EPSG:5898",
     )
     timezone: str = _f(
         "Asia/Ho_Chi_Minh",
         "Time zone of measurement timestamps that carry no UTC offset (G-NetTrack logs local time).",
         "Vietnam uses UTC+07:00 all year",
+        check=_check_timezone, valid="an IANA time zone (zoneinfo), e.g. Asia/Ho_Chi_Minh",
     )
 
 
@@ -55,7 +110,8 @@ class ColumnMapping:
     operator: str = _f("", "Column holding the operator name or MCC-MNC code (optional).", "user")
     technology: str = _f("", "Column holding the radio technology (optional).", "user")
     timestamp: str = _f("", "Column holding the measurement time (optional).", "user")
-    separator: str = _f("", "Field separator; empty means detect (comma, semicolon or tab).", "user")
+    separator: str = _f("", "Field separator; empty means detect (comma, semicolon or tab).", "user",
+                       check=_check_separator, valid="empty, one character (e.g. ';') or 'tab'")
 
     @property
     def is_set(self) -> bool:
@@ -74,50 +130,51 @@ class InputsConfig:
     fibre: Path = _f(Path("fibre_routes.geojson"), "Fibre routes (LineString) with optional operator, status (existing/planned), year.", "DESIGN.md §2")
     measurements: list = _f(["measurements"], "Measurement CSV files or folders of them (*.csv, *.txt, *.tsv, *.csv.gz).", "DESIGN.md §2")
     population: Path | None = _f(None, "Optional population raster (GeoTIFF) used to weight households within a village; unset means households are spread evenly over the village area.", "DESIGN.md §3.5")
-    village_point_radius_m: float = _f(300.0, "Radius of the disc that stands for a village given as a point.", "about the extent of a Quảng Ngãi lowland hamlet")
+    village_point_radius_m: float = _f(300.0, "Radius of the disc that stands for a village given as a point.", "about the extent of a Quảng Ngãi lowland hamlet", gt=0)
     columns: ColumnMapping = _f(ColumnMapping(), "Column mapping for measurement files of an unknown format ([inputs.columns]).", "DESIGN.md §2")
-    default_technology: str = _f("4G", "Technology assumed for rows of files that do not say (a generic lat,lon,rsrp file holds RSRP, hence 4G).", "RSRP is an LTE/NR quantity")
+    default_technology: str = _f("4G", "Technology assumed for rows of files that do not say (a generic lat,lon,rsrp file holds RSRP, hence 4G).", "RSRP is an LTE/NR quantity",
+                                 choices=("2G", "3G", "4G", "5G"))
     default_operator: str = _f("unknown", "Operator assumed for rows of files that do not say.", "user")
 
 
 @dataclass(frozen=True)
 class GridConfig:
-    cell_size_m: float = _f(100.0, "Side of the square analysis cells in metres.", "DESIGN.md §3.2 (Ofcom uses 50 m; 100 m keeps about 5 drive-test samples per cell at 20–30 m spacing)")
+    cell_size_m: float = _f(100.0, "Side of the square analysis cells in metres.", "DESIGN.md §3.2 (Ofcom uses 50 m; 100 m keeps about 5 drive-test samples per cell at 20–30 m spacing)", ge=5, le=5000)
 
 
 @dataclass(frozen=True)
 class SignalConfig:
-    covered_dbm: float = _f(-105.0, "A cell is 'covered' when its median 4G RSRP is at or above this level.", "Ofcom's 4G outdoor threshold (DESIGN.md §3.3)")
-    dead_dbm: float = _f(-115.0, "4G is usable when its median RSRP is at or above this level: between it and covered_dbm a cell is 'weak 4G'; below it the cell is 'no 4G' (when 2G/3G is usable) or 'no service'.", "operator field classes (DESIGN.md §3.3)")
-    usable_3g_dbm: float = _f(-100.0, "3G is usable when the median RSCP of a cell's 3G samples is at or above this level (then a cell without usable 4G is 'no 4G', not 'no service').", "Ofcom's 3G outdoor threshold (DESIGN.md §3.3)")
-    usable_2g_dbm: float = _f(-100.0, "2G is usable when the median RxLev/RSSI of a cell's 2G samples is at or above this level.", "a common drive-test floor for GSM voice (DESIGN.md §3.3)")
-    min_samples: int = _f(5, "Fewer samples than this in a cell (per operator) is 'insufficient evidence'.", "FCC mobile challenge evidence rules (DESIGN.md §3.3)")
-    min_time_spread_hours: float = _f(0.0, "If above 0, a cell also needs its first and last sample at least this many hours apart (FCC uses 4 h).", "FCC mobile challenge; off by default")
-    availability_share: float = _f(0.95, "Share of samples at or above covered_dbm that counts as available (reported per village and zone).", "QCVN 81:2019/BTTTT, availability ≥ 95%")
+    covered_dbm: float = _f(-105.0, "A cell is 'covered' when its median 4G RSRP is at or above this level.", "Ofcom's 4G outdoor threshold (DESIGN.md §3.3)", ge=-140, le=-44)
+    dead_dbm: float = _f(-115.0, "4G is usable when its median RSRP is at or above this level: between it and covered_dbm a cell is 'weak 4G'; below it the cell is 'no 4G' (when 2G/3G is usable) or 'no service'.", "operator field classes (DESIGN.md §3.3)", ge=-140, le=-44)
+    usable_3g_dbm: float = _f(-100.0, "3G is usable when the median RSCP of a cell's 3G samples is at or above this level (then a cell without usable 4G is 'no 4G', not 'no service').", "Ofcom's 3G outdoor threshold (DESIGN.md §3.3)", ge=-120, le=-25)
+    usable_2g_dbm: float = _f(-100.0, "2G is usable when the median RxLev/RSSI of a cell's 2G samples is at or above this level.", "a common drive-test floor for GSM voice (DESIGN.md §3.3)", ge=-115, le=-40)
+    min_samples: int = _f(5, "Fewer samples than this in a cell (per operator) is 'insufficient evidence'.", "FCC mobile challenge evidence rules (DESIGN.md §3.3)", ge=1)
+    min_time_spread_hours: float = _f(0.0, "If above 0, a cell also needs its first and last sample at least this many hours apart (FCC uses 4 h).", "FCC mobile challenge; off by default", ge=0)
+    availability_share: float = _f(0.95, "Share of samples at or above covered_dbm that counts as available (reported per village and zone).", "QCVN 81:2019/BTTTT, availability ≥ 95%", gt=0, le=1)
 
 
 @dataclass(frozen=True)
 class DeadZoneConfig:
-    min_area_km2: float = _f(0.05, "Dead zones smaller than this are dropped.", "DESIGN.md §3.4 (the FCC's 1 km² is too coarse for a village)")
-    connectivity: int = _f(8, "Cells joined into one zone by shared edges (4) or also by corners (8).", "covgap: drive-test evidence comes as strips along roads, and a diagonal road's cells touch only at corners; with 4 one dead stretch falls apart into pieces below min_area_km2")
+    min_area_km2: float = _f(0.05, "Dead zones smaller than this are dropped.", "DESIGN.md §3.4 (the FCC's 1 km² is too coarse for a village)", ge=0)
+    connectivity: int = _f(8, "Cells joined into one zone by shared edges (4) or also by corners (8).", "covgap: drive-test evidence comes as strips along roads, and a diagonal road's cells touch only at corners; with 4 one dead stretch falls apart into pieces below min_area_km2", choices=(4, 8))
 
 
 @dataclass(frozen=True)
 class VillageConfig:
-    min_covered_share: float = _f(0.95, "A village with enough evidence 'meets' the 4G target when at least this share of its households in measured cells live in covered cells.", "QCVN 81:2019/BTTTT availability ≥ 95%")
+    min_covered_share: float = _f(0.95, "A village with enough evidence 'meets' the 4G target when at least this share of its households in measured cells live in covered cells.", "QCVN 81:2019/BTTTT availability ≥ 95%", ge=0, le=1)
 
 
 @dataclass(frozen=True)
 class EvidenceConfig:
-    village_min_share: float = _f(0.5, "A village gets a 4G verdict only when at least this share of its households live in measured cells (cells with enough samples); else 'insufficient evidence'.", "DESIGN.md §3.7: half the people the verdict is about")
-    area_min_share: float = _f(0.8, "'No dead zones' is met for a commune or the district only when at least this share of its households live in measured cells and no dead zone is found; else 'insufficient evidence'.", "DESIGN.md §3.7: absence of evidence is not evidence of absence")
+    village_min_share: float = _f(0.5, "A village gets a 4G verdict only when at least this share of its households live in measured cells (cells with enough samples); else 'insufficient evidence'. Above 0: with 0 a village without any measurement would get a verdict.", "DESIGN.md §3.7: half the people the verdict is about", gt=0, le=1)
+    area_min_share: float = _f(0.8, "'No dead zones' is met for a commune or the district only when at least this share of its households live in measured cells and no dead zone is found; else 'insufficient evidence'.", "DESIGN.md §3.7: absence of evidence is not evidence of absence", gt=0, le=1)
 
 
 @dataclass(frozen=True)
 class FibreConfig:
-    drop_distance_m: float = _f(200.0, "A household is passed by fibre when within this distance of an existing route.", "typical FTTH drop cable length (DESIGN.md §3.5)")
-    goal_share: float = _f(0.80, "Households passed / households must exceed this share.", "district target: fibre to more than 80% of households")
-    centre_reach_m: float = _f(200.0, "A commune centre is reached when within this distance of an existing route.", "same as the drop distance")
+    drop_distance_m: float = _f(200.0, "A household is passed by fibre when within this distance of an existing route.", "typical FTTH drop cable length (DESIGN.md §3.5)", gt=0)
+    goal_share: float = _f(0.80, "Households passed / households must exceed this share.", "district target: fibre to more than 80% of households", ge=0, le=1)
+    centre_reach_m: float = _f(200.0, "A commune centre is reached when within this distance of an existing route.", "same as the drop distance", ge=0)
 
 
 @dataclass(frozen=True)
@@ -129,8 +186,9 @@ class ReportConfig:
 class OutputConfig:
     dir: Path = _f(Path("out"), "Folder for the GeoPackage, CSV scorecards, GeoTIFFs and partner packages.", "user")
     maps_dir: Path = _f(Path("maps"), "Folder for the HTML maps.", "user")
-    lang: str = _f("vi", "Language of the maps: 'vi' (Vietnamese) or 'en' (English).", "planners read Vietnamese first")
-    export_crs: str = _f("EPSG:4326", "CRS of the partner packages: EPSG:4326 (WGS84) or VN-2000 (EPSG:5898, EPSG:3405, EPSG:3406).", "QGIS and ArcGIS open WGS84 everywhere")
+    lang: str = _f("vi", "Language of the maps: 'vi' (Vietnamese) or 'en' (English).", "planners read Vietnamese first", choices=("vi", "en"))
+    export_crs: str = _f("EPSG:4326", "CRS of the partner packages: EPSG:4326 (WGS84) or VN-2000 (EPSG:5898, EPSG:3405, EPSG:3406).", "QGIS and ArcGIS open WGS84 everywhere",
+                          choices=("EPSG:4326", *VN2000_CRS))
 
 
 @dataclass(frozen=True)
@@ -204,12 +262,15 @@ def config_from_dict(raw: dict, path: Path) -> Config:
     problems: list[str] = []
     unknown = sorted(set(raw) - set(_SECTIONS))
     for key in unknown:
-        problems.append(f"unknown section [{key}] (known: {', '.join(_SECTIONS)})")
+        problems.append(f"unknown section [{key}]{_did_you_mean(key, None)} (known: {', '.join(_SECTIONS)})")
     sections: dict[str, Any] = {}
     for name, cls in _SECTIONS.items():
         values = raw.get(name, {})
         if not isinstance(values, dict):
-            problems.append(f"[{name}] must be a table")
+            keys = ", ".join(f.name for f in dataclasses.fields(cls))
+            problems.append(f"{name} = {values!r}: expected a table [{name}] (with keys {keys}), found {_toml_kind(values)}; "
+                            f"write [{name}] on a line of its own and its keys below it")
+            sections[name] = cls()
             continue
         sections[name] = _build_section(name, cls, values, base, problems)
     _check_values(sections, problems, path)
@@ -218,19 +279,53 @@ def config_from_dict(raw: dict, path: Path) -> Config:
     return Config(**sections, source=path.resolve())
 
 
+def _toml_kind(value: Any) -> str:
+    """What a TOML value is, in the words of the TOML spec."""
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, (int, float)):
+        return "a number"
+    if isinstance(value, str):
+        return "a string"
+    if isinstance(value, list):
+        return "an array"
+    if isinstance(value, dict):
+        return "a table"
+    return "a date or time"
+
+
+def _did_you_mean(key: str, section: str | None) -> str:
+    """`` (did you mean 'x'?)`` for a misspelt key, or `` (did you mean [fibre] x?)`` for one in the wrong section."""
+    if section is None:
+        close = difflib.get_close_matches(key, list(_SECTIONS), n=1)
+        return f" (did you mean [{close[0]}]?)" if close else ""
+    if key in _SECTIONS:
+        return f" ([{key}] is a section: write [{key}] on a line of its own, before or after [{section}], and its keys below it)"
+    cls = ColumnMapping if section == "inputs.columns" else _SECTIONS[section]
+    close = difflib.get_close_matches(key, [f.name for f in dataclasses.fields(cls)], n=1)
+    if close:
+        return f" (did you mean '{close[0]}'?)"
+    for other, other_cls in _SECTIONS.items():
+        if key in {f.name for f in dataclasses.fields(other_cls)}:
+            return f" (did you mean [{other}] {key}?)"
+    return ""
+
+
 def _build_section(name: str, cls: type, values: dict, base: Path, problems: list[str]) -> Any:
     fields = {f.name: f for f in dataclasses.fields(cls)}
     kwargs: dict[str, Any] = {}
     for key, value in values.items():
         if key not in fields:
-            problems.append(f"unknown key '{key}' in [{name}] (known: {', '.join(fields)})")
+            problems.append(f"unknown key '{key}' in [{name}]{_did_you_mean(key, name)} (known: {', '.join(fields)})")
             continue
         f = fields[key]
         default = f.default if f.default is not dataclasses.MISSING else f.default_factory()
         try:
             kwargs[key] = _coerce(value, default, f.type, base, name, key, problems)
         except (TypeError, ValueError) as err:
-            problems.append(f"[{name}] {key} = {value!r}: {err}")
+            problems.append(f"[{name}] {key} = {value!r}: {err}, found {_toml_kind(value)}")
+            continue
+        _check_field(name, f, kwargs[key], problems)
     try:
         return cls(**kwargs)
     except TypeError as err:  # pragma: no cover - guarded by the key check above
@@ -238,10 +333,60 @@ def _build_section(name: str, cls: type, values: dict, base: Path, problems: lis
         return cls()
 
 
+_TYPE_WORDS = {
+    "str": "a string",
+    "Path": "a path",
+    "Path | None": "a path, or unset",
+    "list": "a path or an array of paths",
+    "dict": "a table of level = 'path'",
+    "ColumnMapping": "a table of column names",
+}
+
+
+def valid_values(f: dataclasses.Field) -> str:
+    """The valid values of a field in words (``a number from 0 to 1``, ``4 or 8``), or ``""`` if any value goes."""
+    meta = f.metadata
+    if "choices" in meta:
+        *first, last = [repr(c) if isinstance(c, str) else str(c) for c in meta["choices"]]
+        return f"{', '.join(first)} or {last}" if first else last
+    if "valid" in meta:
+        return meta["valid"]
+    if "bounds" not in meta:
+        return _TYPE_WORDS.get(str(f.type), "")
+    b = meta["bounds"]
+    kind = "a whole number" if "int" in str(f.type) else "a finite number"
+    low = f"≥ {b['ge']:g}" if "ge" in b else f"> {b['gt']:g}" if "gt" in b else ""
+    high = f"≤ {b['le']:g}" if "le" in b else f"< {b['lt']:g}" if "lt" in b else ""
+    if "ge" in b and "le" in b:
+        return f"{kind} from {b['ge']:g} to {b['le']:g}"
+    return f"{kind} {' and '.join(x for x in (low, high) if x)}"
+
+
+def _check_field(section: str, f: dataclasses.Field, value: Any, problems: list[str]) -> None:
+    """Check one value against its field's bounds, choices or check; a problem names key, value and valid range."""
+    meta = f.metadata
+    wrong: str | None = None
+    if isinstance(value, float) and not math.isfinite(value):
+        wrong = "not a finite number"
+    elif "bounds" in meta:
+        b = meta["bounds"]
+        if not (value >= b.get("ge", -math.inf) and value > b.get("gt", -math.inf)
+                and value <= b.get("le", math.inf) and value < b.get("lt", math.inf)):
+            wrong = "out of range"
+    if "choices" in meta and value not in meta["choices"]:
+        wrong = "not a valid choice"
+    if wrong is None and "check" in meta:
+        wrong = meta["check"](value)
+    if wrong is not None:
+        shown = repr(value) if not isinstance(value, float) else f"{value:g}"
+        expected = valid_values(f)
+        problems.append(f"[{section}] {f.name} = {shown} is {wrong}: expected {expected}")
+
+
 def _coerce(value: Any, default: Any, type_name: str, base: Path, section: str, key: str, problems: list[str]) -> Any:
     if isinstance(default, ColumnMapping):
         if not isinstance(value, dict):
-            raise TypeError("must be a table of column names")
+            raise TypeError(f"expected a table [{section}.{key}] of column names")
         return _build_section(f"{section}.{key}", ColumnMapping, value, base, problems)
     if "Path" in str(type_name):
         if not isinstance(value, str):
@@ -277,37 +422,20 @@ def _coerce(value: Any, default: Any, type_name: str, base: Path, section: str, 
 
 
 def _check_values(s: dict[str, Any], problems: list[str], path: Path) -> None:
+    """What one field's range cannot say: how fields relate to each other."""
     sig: SignalConfig = s["signal"]
-    if not -140 <= sig.dead_dbm <= sig.covered_dbm <= -44:
+    if sig.dead_dbm > sig.covered_dbm:
         problems.append(
-            f"[signal] needs -140 <= dead_dbm <= covered_dbm <= -44, found dead_dbm={sig.dead_dbm}, covered_dbm={sig.covered_dbm}"
+            f"[signal] dead_dbm = {sig.dead_dbm:g} is above covered_dbm = {sig.covered_dbm:g}: expected dead_dbm ≤ covered_dbm "
+            f"(a dead cell is weaker than a covered one)"
         )
-    if sig.min_samples < 1:
-        problems.append(f"[signal] min_samples must be at least 1, found {sig.min_samples}")
-    if not 0 < sig.availability_share <= 1:
-        problems.append(f"[signal] availability_share must be in (0, 1], found {sig.availability_share}")
-    if not 5 <= s["grid"].cell_size_m <= 5000:
-        problems.append(f"[grid] cell_size_m must be between 5 and 5000 metres, found {s['grid'].cell_size_m}")
-    if s["dead_zones"].connectivity not in (4, 8):
-        problems.append(f"[dead_zones] connectivity must be 4 or 8, found {s['dead_zones'].connectivity}")
-    if s["dead_zones"].min_area_km2 < 0:
-        problems.append("[dead_zones] min_area_km2 must not be negative")
-    v: VillageConfig = s["villages"]
-    if not 0 <= v.min_covered_share <= 1:
-        problems.append(f"[villages] min_covered_share must be a share between 0 and 1, found {v.min_covered_share}")
-    ev: EvidenceConfig = s["evidence"]
-    for name in ("village_min_share", "area_min_share"):
-        if not 0 < getattr(ev, name) <= 1:
-            problems.append(f"[evidence] {name} must be a share in (0, 1], found {getattr(ev, name)}")
-    for name in ("usable_3g_dbm", "usable_2g_dbm"):
-        if not -140 <= getattr(sig, name) <= -25:
-            problems.append(f"[signal] {name} must be between -140 and -25 dBm, found {getattr(sig, name)}")
-    fib: FibreConfig = s["fibre"]
-    if not 0 <= fib.goal_share <= 1:
-        problems.append(f"[fibre] goal_share must be a share between 0 and 1, found {fib.goal_share}")
-    if fib.drop_distance_m < 0 or fib.centre_reach_m < 0:
-        problems.append("[fibre] distances must not be negative")
     inputs: InputsConfig = s["inputs"]
+    cols = inputs.columns
+    named = [k for k in ("lat", "lon", "signal_dbm") if getattr(cols, k)]
+    if named and len(named) < 3:
+        missing = [k for k in ("lat", "lon", "signal_dbm") if k not in named]
+        problems.append(f"[inputs.columns] sets {', '.join(named)} but not {', '.join(missing)}: "
+                        f"a column mapping needs lat, lon and signal_dbm")
     if not inputs.communes:
         problems.append("[inputs] communes must name at least one commune layer, e.g. communes = { commune = 'communes.geojson' }")
     elif s["report"].level not in inputs.communes:
@@ -315,45 +443,32 @@ def _check_values(s: dict[str, Any], problems: list[str], path: Path) -> None:
             f"[report] level = '{s['report'].level}' is not a key of [inputs] communes "
             f"(choose one of: {', '.join(inputs.communes)})"
         )
-    crs = s["study"].crs
-    if crs != "auto":
-        try:
-            from pyproj import CRS
-
-            parsed = CRS.from_user_input(crs)
-            if not parsed.is_projected:
-                problems.append(f"[study] crs = '{crs}' is not a projected (metric) CRS; use 'auto' or e.g. EPSG:5898")
-        except Exception as err:  # pyproj raises CRSError, a plain Exception subclass
-            problems.append(f"[study] crs = '{crs}' is not a CRS pyproj knows ({err})")
-    _check_output(s["output"], problems)
 
 
 def _check_output(out: OutputConfig, problems: list[str]) -> None:
-    if out.lang not in ("vi", "en"):
-        problems.append(f"[output] lang must be 'vi' or 'en', found '{out.lang}'")
-    if out.export_crs not in ("EPSG:4326", *VN2000_CRS):
-        problems.append(
-            f"[output] export_crs must be EPSG:4326 or a VN-2000 CRS ({', '.join(VN2000_CRS)}), found '{out.export_crs}'"
-        )
+    for f in dataclasses.fields(OutputConfig):
+        _check_field("output", f, getattr(out, f.name), problems)
 
 
 def describe_config() -> str:
-    """Markdown reference of every configuration field: default, meaning, source."""
+    """Markdown reference of every configuration field: default, valid values, meaning, source."""
     lines = [
         "# covgap.toml reference",
         "",
         "Generated from `coverage/covgap/config.py` (`covgap config-doc`). Paths are relative to the file's folder.",
+        "Every value is checked when the file is read: a number must be finite and within its valid values;",
+        "covgap stops with one line naming the file, the key, the value found and what is expected.",
         "",
     ]
-    for name, cls in _SECTIONS.items():
-        lines += [f"## [{name}]", "", "| key | default | meaning | source of the default |", "|---|---|---|---|"]
+    header = ["| key | default | valid values | meaning | source of the default |", "|---|---|---|---|---|"]
+    for name, cls in [*_SECTIONS.items(), ("inputs.columns", ColumnMapping)]:
+        lines += [f"## [{name}]", "", *header]
         for f in dataclasses.fields(cls):
             default = f.default if f.default is not dataclasses.MISSING else f.default_factory()
             if isinstance(default, ColumnMapping):
                 default = "(see [inputs.columns])"
-            lines.append(f"| `{f.name}` | `{default!s}` | {f.metadata['doc']} | {f.metadata['source']} |")
+            lines.append(f"| `{f.name}` | `{default!s}` | {valid_values(f)} | {f.metadata['doc']} | {f.metadata['source']} |")
         lines.append("")
-    lines += ["## [inputs.columns]", "", "| key | default | meaning | source of the default |", "|---|---|---|---|"]
-    for f in dataclasses.fields(ColumnMapping):
-        lines.append(f"| `{f.name}` | `{f.default!s}` | {f.metadata['doc']} | {f.metadata['source']} |")
+    lines.append("Across keys: `dead_dbm` ≤ `covered_dbm`; `[report] level` is a key of `[inputs] communes`; "
+                 "`[inputs.columns]` sets `lat`, `lon` and `signal_dbm` together or none of them.")
     return "\n".join(lines) + "\n"

@@ -121,8 +121,9 @@ def load_layers(config: Config) -> Layers:
             [f"column '{level}' names communes that are not in {Path(communes_path).name}: {', '.join(unknown)}; "
              f"known: {', '.join(communes['name'])}"],
         )
-    fibre = layers_mod.read_fibre(inputs.fibre, crs=crs)
     study_area = shapely.union_all(communes.geometry.to_numpy())
+    layers_mod.check_villages_in_study_area(villages, study_area, villages_path=inputs.villages, communes_path=communes_path)
+    fibre = layers_mod.read_fibre(inputs.fibre, crs=crs)
     grid = make_grid(tuple(study_area.bounds), size=config.grid.cell_size_m, crs=crs)
     inside = rasterio.features.rasterize([(study_area, 1)], out_shape=(grid.nrows, grid.ncols), transform=grid.transform,
                                          fill=0, dtype="uint8", all_touched=True).astype(bool)

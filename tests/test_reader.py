@@ -1,0 +1,91 @@
+"""The measurement reader never loses a row and never crashes on a file.
+
+Every non-blank line after the header is one row, used or rejected with its reason
+and its line number; a file covgap cannot read is refused with an InputError that
+names the file and the fix. tests/data/crash holds one minimal file per root cause
+of the crashes once seen (tests/data/crash/README.md).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from covgap import ingest, measurements as meas
+from covgap.errors import InputError
+from test_refresh import hand_layers
+
+CRASH = Path(__file__).parent / "data" / "crash"
+
+# file in tests/data/crash → ("refused", what the message says) or ("rows", rows used, {line: reason})
+CRASH_CASES = {
+    "mixed_time_zones.csv": ("rows", 3, {}),
+    "duplicate_column.csv": ("refused", "column 'lat' appears 2 times (columns 1, 4)"),
+    "duplicate_column_after_trimming.csv": ("refused", "column 'rsrp' appears 2 times (columns 1, 4)"),
+    "not_gzip.csv.gz": ("refused", "is named .gz but is not gzip-compressed"),
+    "truncated.csv.gz": ("refused", "the gzip data is damaged or cut short"),
+    "plain_text.csv.bz2": ("refused", "is named .bz2 but is not bzip2-compressed"),
+    "real.csv.bz2": ("rows", 2, {}),
+    "bom_only.csv": ("refused", "the file is empty"),
+    "nbsp_only.csv": ("refused", "the file is empty"),
+    "control_character_only.csv": ("refused", "missing required column(s)"),
+    "leading_blank_lines.csv": ("rows", 2, {}),
+    "quoted_header_with_separator.csv": ("refused", "columns found: x,lat, lon, rsrp"),
+    "u2028_in_header.csv": ("rows", 2, {}),
+    "trailing_separator.csv": ("rows", 2, {}),
+    "unbalanced_quote.csv": ("rows", 4, {3: "unbalanced_quote"}),
+    "values_only_in_unread_columns.csv": ("rows", 1, {3: "unparseable_coordinate"}),
+    "wrong_field_counts.csv": ("rows", 2, {3: "wrong_field_count", 4: "wrong_field_count"}),
+}
+
+
+def test_the_crash_corpus_is_described():
+    readme = (CRASH / "README.md").read_text(encoding="utf-8")
+    on_disk = {p.name for p in CRASH.iterdir() if p.name != "README.md"}
+    assert on_disk == set(CRASH_CASES)
+    for name in CRASH_CASES:
+        assert f"`{name}`" in readme, name
+
+
+@pytest.mark.parametrize("name", sorted(CRASH_CASES))
+def test_each_crash_case_is_refused_cleanly_or_read_with_reasons(hand_project, tmp_path, name):
+    _, layers, ctx = hand_layers(hand_project)
+    path = CRASH / name
+    expected = CRASH_CASES[name]
+    if expected[0] == "refused":
+        with pytest.raises(InputError) as err:
+            ingest.ingest_file(path, layers, ctx, sha256="0" * 64)
+        assert str(err.value).startswith(f"{path}: ")
+        assert expected[1] in str(err.value)
+        return
+    _, used, reasons = expected
+    rec, _ = ingest.ingest_file(path, layers, ctx, sha256="cd" * 32, folder=tmp_path)
+    assert rec.rows_used == used
+    assert rec.rows_read == rec.rows_used + rec.rows_rejected == used + len(reasons)
+    got = pd.read_csv(tmp_path / rec.rejected_file) if rec.rejected_file else pd.DataFrame(columns=["source_row", "reason"])
+    assert got.set_index("source_row")["reason"].to_dict() == reasons
+
+
+def test_leading_blank_lines_keep_line_numbers_exact(hand_project):
+    _, _, ctx = hand_layers(hand_project)
+    used = pd.concat([u for u, _ in meas.read_measurement_chunks(CRASH / "leading_blank_lines.csv", ctx)])
+    assert used["source_row"].tolist() == [4, 5]
+
+
+def test_mixed_time_zone_forms_are_all_read(hand_project):
+    _, _, ctx = hand_layers(hand_project)
+    used = pd.concat([u for u, _ in meas.read_measurement_chunks(CRASH / "mixed_time_zones.csv", ctx)])
+    expected = pd.Timestamp("2026-03-14T10:00:00+07:00").timestamp()
+    assert used["time_s"].tolist() == [expected, expected, expected + 300]
+
+
+def test_a_malformed_line_keeps_the_line_itself_and_a_detail(hand_project):
+    _, _, ctx = hand_layers(hand_project)
+    rejected = pd.concat([r for _, r in meas.read_measurement_chunks(CRASH / "wrong_field_counts.csv", ctx)])
+    first = rejected.iloc[0]
+    assert first["detail"] == "2 fields, the header has 3"
+    assert first["raw_fields"].count(",") == 1
+    assert rejected["detail"].tolist()[1] == "5 fields, the header has 3"
+

@@ -110,3 +110,82 @@ def test_random_files_are_read_without_crash_or_lost_row(tmp_path_factory, data)
     path.write_bytes(content)
     outcome, unaccounted = csvgen.read_and_check(path, content, chunk_rows=chunk_rows)
     assert unaccounted == 0, outcome
+
+
+# --------------------------------------------------------------------------- one bad file never stops a batch
+def _covgap(*args):
+    from click.testing import CliRunner
+
+    from covgap import cli
+
+    return CliRunner().invoke(cli.main, [str(a) for a in args])
+
+
+@pytest.fixture
+def no_maps(monkeypatch):
+    from covgap import cli
+
+    monkeypatch.setattr(cli, "_write_maps", lambda results, config: [])
+
+
+@pytest.mark.parametrize("command", ["run", "refresh"])
+def test_a_bad_file_is_refused_and_the_good_ones_are_used(hand_project, no_maps, command):
+    folder = hand_project.parent / "measurements"
+    (folder / "bom_only.csv").write_bytes((CRASH / "bom_only.csv").read_bytes())
+    res = _covgap(command, "--config", hand_project)
+    assert res.exit_code == 3, res.output
+    assert "Files: 1 taken in, 0 skipped, 1 refused" in res.output
+    assert f"  refused: {folder / 'bom_only.csv'}: the file is empty" in res.output
+    files = pd.read_csv(hand_project.parent / "out" / "measurement_files.csv", keep_default_na=False)
+    assert files[["file", "status", "rows_read", "rows_used"]].values.tolist() == [
+        ["hand.csv", "taken", 30, 23], ["bom_only.csv", "refused", 0, 0]]
+    assert files["refused_reason"].tolist() == ["", f"{folder / 'bom_only.csv'}: the file is empty; "
+                                                    "expected a header line and measurement rows"]
+    assert not (hand_project.parent / "out" / "errors.log").exists()
+
+
+def test_an_internal_error_refuses_that_file_only_with_its_traceback_in_errors_log(hand_project, no_maps, monkeypatch):
+    folder = hand_project.parent / "measurements"
+    (folder / "z_second.csv").write_text("lat,lon,rsrp\n15.0,108.8,-95\n", encoding="utf-8")
+    real = meas.normalise_rows
+
+    def broken(raw, fmt, ctx, *, source_file, source_rows):
+        if source_file == "z_second.csv":
+            raise ZeroDivisionError("a bug")
+        return real(raw, fmt, ctx, source_file=source_file, source_rows=source_rows)
+
+    monkeypatch.setattr(meas, "normalise_rows", broken)
+    res = _covgap("refresh", "--config", hand_project)
+    assert res.exit_code == 3, res.output
+    assert f"  refused: {folder / 'z_second.csv'}: internal_error: ZeroDivisionError: a bug" in res.output
+    out = hand_project.parent / "out"
+    log = (out / "errors.log").read_text(encoding="utf-8")
+    assert "z_second.csv" in log and "Traceback" in log and "ZeroDivisionError: a bug" in log
+    files = pd.read_csv(out / "measurement_files.csv", keep_default_na=False)
+    assert files.set_index("file")["status"].to_dict() == {"hand.csv": "taken", "z_second.csv": "refused"}
+    # The refused file is not recorded: once fixed, the next refresh takes it in.
+    monkeypatch.setattr(meas, "normalise_rows", real)
+    assert [r["name"] for r in __import__("json").loads((out / "store" / "manifest.json").read_text())["files"]] \
+        == ["hand.csv"]
+
+
+def test_every_file_refused_is_one_clean_message(hand_project, no_maps):
+    folder = hand_project.parent / "measurements"
+    (folder / "hand.csv").write_bytes(b"\xef\xbb\xbf")
+    res = _covgap("run", "--config", hand_project)
+    assert res.exit_code == 1, res.output
+    assert "Traceback" not in res.output
+    assert "no measurement file could be used" in res.output and "the file is empty" in res.output
+
+
+def test_the_library_reads_the_good_files_and_lists_the_refused_ones(hand_project):
+    from covgap import pipeline
+
+    config, layers, _ = hand_layers(hand_project)
+    good = hand_project.parent / "measurements" / "hand.csv"
+    stats, report = pipeline.ingest_measurements([good, CRASH / "bom_only.csv", CRASH / "truncated.csv.gz"],
+                                                 layers, config)
+    assert report.files["status"].tolist() == ["taken", "refused", "refused"]
+    assert report.rows_read == 30 and report.paths == [good]
+    with pytest.raises(InputError, match="no measurement file could be used"):
+        pipeline.ingest_measurements([CRASH / "bom_only.csv"], layers, config)

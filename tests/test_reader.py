@@ -41,6 +41,7 @@ CRASH_CASES = {
     "unbalanced_quote.csv": ("rows", 4, {3: "unbalanced_quote"}),
     "values_only_in_unread_columns.csv": ("rows", 1, {3: "unparseable_coordinate"}),
     "wrong_field_counts.csv": ("rows", 2, {3: "wrong_field_count", 4: "wrong_field_count"}),
+    "invalid_byte_at_end.csv": ("refused", "not UTF-8 or UTF-16 text (byte 49: b'\\xfa')"),
 }
 
 

@@ -178,8 +178,11 @@ def _looks_like_text(path: Path) -> bool:
     return bool(suffixes) and suffixes[-1] in TEXT_SUFFIXES
 
 
-def detect_encoding(head: bytes, path: Path) -> str:
-    """UTF-8 (with or without BOM) or UTF-16 (Excel 'Unicode text', with or without BOM); anything else is refused."""
+def detect_encoding(head: bytes, path: Path, *, whole: bool = False) -> str:
+    """UTF-8 (with or without BOM) or UTF-16 (Excel 'Unicode text', with or without BOM); anything else is refused.
+
+    ``head`` is the start of the file, or all of it when ``whole``.
+    """
     if head.startswith(b"PK\x03\x04"):
         raise InputError(path, ["this is a ZIP file or an Excel workbook (.xlsx), not CSV text; "
                                 "in Excel use Save As 'CSV UTF-8 (comma delimited)' and give that file"])
@@ -198,8 +201,8 @@ def detect_encoding(head: bytes, path: Path) -> str:
     try:
         head.decode("utf-8")
     except UnicodeDecodeError as err:
-        # A multi-byte character cut at the end of the sample is not an error.
-        if err.start < len(head) - 4:
+        # A multi-byte character cut at the end of the sample is not an error (at the end of the file it is).
+        if whole or err.start < len(head) - 4:
             raise InputError(
                 path,
                 [f"not UTF-8 or UTF-16 text (byte {err.start}: {head[err.start:err.start + 1]!r}); "
@@ -243,7 +246,11 @@ def _decompression_error(path: Path, err: BaseException) -> InputError:
                              "copy or download the file again"])
 
 
-def _read_head(path: Path, size: int = 1 << 20) -> bytes:
+#: How much of a file is read to recognise its encoding, separator and columns.
+HEAD_BYTES = 1 << 20
+
+
+def _read_head(path: Path, size: int = HEAD_BYTES) -> bytes:
     try:
         with _open_binary(path) as fh:
             return fh.read(size)
@@ -334,13 +341,13 @@ def detect_format(path: str | Path, mapping: ColumnMapping | None = None) -> Mea
         columns missing or named twice.
     """
     path = Path(path)
-    head = _read_head(path)
-    encoding = detect_encoding(head, path)
+    head = _read_head(path, HEAD_BYTES)
+    encoding = detect_encoding(head, path, whole=len(head) < HEAD_BYTES)
     text = head.decode(encoding, errors="replace")
     if encoding == "utf-8" and text.startswith("\ufeff"):
         text = text[1:]
     lines = split_physical_lines(text)
-    if len(head) == 1 << 20 and len(lines) > 1:
+    if len(head) == HEAD_BYTES and len(lines) > 1:
         lines = lines[:-1]  # the last line of the sample may be cut short
     header_index = next((i for i, ln in enumerate(lines) if ln.strip()), None)
     if header_index is None:
@@ -453,11 +460,12 @@ def read_measurement_chunks(
     """
     path = Path(path)
     fmt = fmt or detect_format(path, ctx.mapping)
+    line_no = 0
     try:
         with _open_binary(path) as raw, io.TextIOWrapper(raw, encoding=fmt.encoding, newline=None) as text:
             for _ in range(fmt.header_line):
                 text.readline()
-            line_no = fmt.header_line
+                line_no += 1
             while True:
                 lines = list(itertools.islice(text, chunk_rows))
                 if not lines:

@@ -123,6 +123,7 @@ def crash(folder: Path) -> None:
           f'lat,lon,rsrp,note\n{a},{b},-95,ok\n{c},{d},-99,"never closed\n{e},{f},-90,ok\n'
           f'{a},{b},-91,"a, quoted note"\n{c},{d},-92,ok\n')
     write(folder / "values_only_in_unread_columns.csv", f"lat,lon,rsrp,note\n{good.splitlines()[0]},x\n,,,hello\n")
+    (folder / "invalid_byte_at_end.csv").write_bytes(f"lat,lon,rsrp,note\n{a},{b},-95,ch".encode() + b"\xfa\n")
     write(folder / "wrong_field_counts.csv", f"lat,lon,rsrp\n{a},{b},-95\n{c},{d}\n{e},{f},-90,1,2\n{a},{b},-91\n")
 
 

@@ -58,7 +58,7 @@ REFUSED_CASES = {
 ROW_REASONS = {
     4: "duplicate_row", 5: "unparseable_coordinate", 6: "swapped_lat_lon", 7: "outside_study_area",
     8: "dbm_out_of_range", 9: "missing_signal", 10: "unknown_technology", 11: "unparseable_timestamp",
-    12: "future_timestamp",
+    12: "future_timestamp", 13: "unbalanced_quote", 14: "wrong_field_count",
 }
 
 
@@ -338,7 +338,7 @@ def test_bad_files_are_refused_naming_the_file_and_columns(hand_project, name):
 def test_each_bad_row_gets_its_reason_and_its_line(hand_project, tmp_path):
     _, layers, ctx = hand_layers(hand_project)
     rec, _ = ingest.ingest_file(DATA / "bad" / "rows_each_bad.csv", layers, ctx, sha256="ab" * 32, folder=tmp_path)
-    assert (rec.rows_read, rec.rows_used, rec.rows_rejected) == (10, 1, 9)
+    assert (rec.rows_read, rec.rows_used, rec.rows_rejected) == (12, 1, 11)
     rejected = pd.read_csv(tmp_path / rec.rejected_file)
     assert rejected.set_index("source_row")["reason"].to_dict() == ROW_REASONS
     assert set(ROW_REASONS.values()) == set(meas.REJECT_REASONS)  # the corpus covers every reason

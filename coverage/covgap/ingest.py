@@ -13,6 +13,7 @@ import logging
 import os
 import sys
 import time
+import traceback
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -32,6 +33,9 @@ if TYPE_CHECKING:
     from covgap.pipeline import Layers
 
 log = logging.getLogger(__name__)
+
+#: Tracebacks of the files refused for an internal error, in the output folder.
+ERRORS_LOG = "errors.log"
 
 #: A progress factory: ``progress(label, total_bytes)`` returns a context manager whose value has ``update(n)``.
 ProgressFactory = Callable[[str, int], Any]
@@ -174,6 +178,14 @@ def ingest_file(path: Path, layers: Layers, ctx: meas.ReadContext, *, sha256: st
         record.stats_file = store_mod.write_file_stats(stats, folder, sha256)
     log.info("%s (%s): %d rows read, %d used, %d rejected", path.name, fmt.name, n_read, n_used, n_rej)
     return record, stats
+
+
+def internal_error_reason(path: Path, err: BaseException) -> tuple[str, str]:
+    """``(reason, traceback)`` of a file refused because covgap failed on it (a bug, not the file's fault)."""
+    trace = "".join(traceback.format_exception(err))
+    reason = (f"{path}: internal_error: {type(err).__name__}: {err} (a bug in covgap, not in the file: please "
+              f"report it with the traceback from {ERRORS_LOG} in the output folder, or run again with -v)")
+    return reason, f"{path}\n{trace}"
 
 
 def _bytes_per_row(path: Path, size: int) -> float:

@@ -26,13 +26,20 @@ Normalised rows have the columns of :data:`NORMALISED_COLUMNS`:
 
 from __future__ import annotations
 
+import bz2
 import codecs
+import csv
 import gzip
+import io
+import itertools
 import logging
+import lzma
 import re
+import zlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
 import pandas as pd
@@ -55,6 +62,8 @@ REJECT_REASONS = {
     "unparseable_timestamp": "timestamp present but not in a known format",
     "future_timestamp": "timestamp later than the time of the run",
     "duplicate_row": "exact duplicate of an earlier measurement",
+    "unbalanced_quote": "a quoted field does not close on its line (a quoted value cannot span lines)",
+    "wrong_field_count": "the line has more or fewer fields than the header (one empty field at the end is allowed)",
 }
 
 #: Physical range of the level reported by each technology, dBm (inclusive).
@@ -109,6 +118,7 @@ class MeasurementFormat:
     decimal_comma: bool = False
     encoding: str = "utf-8"
     columns: tuple[str, ...] = field(default=())
+    header_line: int = 1  # line number of the header (blank lines before it are skipped)
 
 
 @dataclass
@@ -136,17 +146,26 @@ class ReadContext:
         return self.seen_keys[pos] == keys
 
 
+#: Compressed files covgap reads, by the last suffix of their name (standard library openers).
+COMPRESSED_SUFFIXES = (".gz", ".bz2", ".xz")
+TEXT_SUFFIXES = (".csv", ".txt", ".tsv")
+
+#: A rejected malformed line keeps at most this many characters of itself in ``raw_fields``.
+RAW_LINE_MAX_CHARS = 2000
+
+
 def list_measurement_files(paths: list[Path]) -> list[Path]:
-    """Expand folders into the measurement files inside them, sorted by name."""
+    """Expand folders into the measurement files inside them, sorted by name.
+
+    In a folder: ``*.csv``, ``*.txt``, ``*.tsv``, each also compressed (``.gz``,
+    ``.bz2``, ``.xz``). A file named explicitly is always taken (and refused with a
+    reason if it cannot be read).
+    """
     found: list[Path] = []
     for p in paths:
         p = Path(p)
         if p.is_dir():
-            found += sorted(
-                q for q in p.rglob("*")
-                if q.is_file() and not q.name.startswith(".")
-                and (q.suffix.lower() in (".csv", ".txt", ".tsv") or q.name.lower().endswith((".csv.gz", ".txt.gz", ".tsv.gz")))
-            )
+            found += sorted(q for q in p.rglob("*") if q.is_file() and not q.name.startswith(".") and _looks_like_text(q))
         elif p.is_file():
             found.append(p)
         else:
@@ -154,8 +173,18 @@ def list_measurement_files(paths: list[Path]) -> list[Path]:
     return found
 
 
-def detect_encoding(head: bytes, path: Path) -> str:
-    """UTF-8 (with or without BOM) or UTF-16 (Excel 'Unicode text'); anything else is refused."""
+def _looks_like_text(path: Path) -> bool:
+    suffixes = [s.lower() for s in path.suffixes[-2:]]
+    if suffixes and suffixes[-1] in COMPRESSED_SUFFIXES:
+        suffixes = suffixes[:-1]
+    return bool(suffixes) and suffixes[-1] in TEXT_SUFFIXES
+
+
+def detect_encoding(head: bytes, path: Path, *, whole: bool = False) -> str:
+    """UTF-8 (with or without BOM) or UTF-16 (Excel 'Unicode text', with or without BOM); anything else is refused.
+
+    ``head`` is the start of the file, or all of it when ``whole``.
+    """
     if head.startswith(b"PK\x03\x04"):
         raise InputError(path, ["this is a ZIP file or an Excel workbook (.xlsx), not CSV text; "
                                 "in Excel use Save As 'CSV UTF-8 (comma delimited)' and give that file"])
@@ -163,11 +192,19 @@ def detect_encoding(head: bytes, path: Path) -> str:
         return "utf-8-sig"
     if head.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
         return "utf-16"
+    sample = head[:4096]
+    if len(sample) >= 4:  # UTF-16 without BOM: every other byte of ASCII text is NUL
+        even, odd = sample[0::2].count(0), sample[1::2].count(0)
+        half = len(sample) // 2
+        if odd >= 0.9 * half and even <= 0.1 * half:
+            return "utf-16-le"
+        if even >= 0.9 * half and odd <= 0.1 * half:
+            return "utf-16-be"
     try:
         head.decode("utf-8")
     except UnicodeDecodeError as err:
-        # A multi-byte character cut at the end of the sample is not an error.
-        if err.start < len(head) - 4:
+        # A multi-byte character cut at the end of the sample is not an error (at the end of the file it is).
+        if whole or err.start < len(head) - 4:
             raise InputError(
                 path,
                 [f"not UTF-8 or UTF-16 text (byte {err.start}: {head[err.start:err.start + 1]!r}); "
@@ -176,18 +213,97 @@ def detect_encoding(head: bytes, path: Path) -> str:
     return "utf-8"
 
 
-def _open_bytes(path: Path) -> bytes:
-    opener = gzip.open if path.name.lower().endswith(".gz") else open
-    with opener(path, "rb") as fh:
-        return fh.read(65536)
+def _open_binary(path: Path) -> BinaryIO:
+    """The file's bytes, decompressed by the suffix of its name (``.gz``, ``.bz2``, ``.xz``).
+
+    Raises :class:`InputError` for ``.zip`` (an archive may hold many files: unpack it)
+    and for a file whose name says compressed but whose bytes are not.
+    """
+    suffix = path.suffix.lower()
+    if suffix == ".zip":
+        raise InputError(path, ["a ZIP archive is not read (it may hold several files); unpack it and give the "
+                                "CSV files, or compress single files with gzip (.csv.gz)"])
+    if suffix not in COMPRESSED_SUFFIXES:
+        return open(path, "rb")
+    magic = {".gz": b"\x1f\x8b", ".bz2": b"BZh", ".xz": b"\xfd7zXZ\x00"}[suffix]
+    with open(path, "rb") as fh:
+        start = fh.read(len(magic))
+    if start != magic:
+        raise InputError(path, [f"is named {suffix} but is not {_COMPRESSION_NAMES[suffix]}-compressed; "
+                                f"rename it without {suffix} if it is plain text, or compress it again"])
+    opener = {".gz": gzip.open, ".bz2": bz2.open, ".xz": lzma.open}[suffix]
+    return opener(path, "rb")
 
 
-def _split_header(line: str) -> tuple[str, list[str]]:
-    counts = {sep: line.count(sep) for sep in ("\t", ";", ",")}
-    sep = max(counts, key=lambda s: (counts[s], s == "\t"))
-    if counts[sep] == 0:
+_COMPRESSION_NAMES = {".gz": "gzip", ".bz2": "bzip2", ".xz": "xz"}
+#: What a damaged or truncated compressed file raises while it is read.
+_DECOMPRESSION_ERRORS = (EOFError, OSError, zlib.error, lzma.LZMAError)
+
+
+def _decompression_error(path: Path, err: BaseException) -> InputError:
+    kind = _COMPRESSION_NAMES.get(path.suffix.lower())
+    if kind is None:
+        return InputError(path, [f"cannot be read: {err}"])
+    return InputError(path, [f"the {kind} data is damaged or cut short ({type(err).__name__}: {err}); "
+                             "copy or download the file again"])
+
+
+#: How much of a file is read to recognise its encoding, separator and columns.
+HEAD_BYTES = 1 << 20
+
+
+def _read_head(path: Path, size: int = HEAD_BYTES) -> bytes:
+    try:
+        with _open_binary(path) as fh:
+            return fh.read(size)
+    except InputError:
+        raise
+    except _DECOMPRESSION_ERRORS as err:
+        raise _decompression_error(path, err) from err
+
+
+def split_physical_lines(text: str) -> list[str]:
+    r"""Lines as covgap counts them: ended by ``\n``, ``\r\n`` or ``\r`` (Python's universal newlines).
+
+    Other characters Unicode calls line breaks (U+2028, U+0085, form feed...) are
+    ordinary characters inside a line.
+    """
+    return _LINE_BREAK.split(text)
+
+
+_LINE_BREAK = re.compile(r"\r\n|\r|\n")
+_SEPARATORS = ("\t", ";", ",")
+
+
+def _split_fields(line: str, sep: str) -> list[str] | None:
+    """The fields of one line by the CSV rules (RFC 4180 quoting); None if a quoted field never closes."""
+    try:
+        return next(csv.reader([line], delimiter=sep, strict=True), [])
+    except csv.Error as err:
+        if "unexpected end of data" in str(err):
+            return None
+        if "field larger than field limit" in str(err):
+            csv.field_size_limit(max(csv.field_size_limit(), 1 << 30))
+            return _split_fields(line, sep)
+        # Text after a closing quote ("ab"c): read leniently, as the fast path does.
+        return next(csv.reader([line], delimiter=sep), [])
+
+
+def _split_header(line: str, separator: str | None = None) -> tuple[str, list[str]]:
+    """The separator (given, or the one giving most columns: tab, semicolon, comma) and the column names."""
+    if separator:
+        candidates = {separator: _split_fields(line, separator)}
+    else:
+        candidates = {sep: _split_fields(line, sep) for sep in _SEPARATORS}
+    if any(v is None for v in candidates.values()):
+        raise ValueError("a quote in the header line never closes")
+    sep = max(candidates, key=lambda s: (len(candidates[s]), s == "\t"))
+    if len(candidates[sep]) <= 1 and not separator:
         sep = ","
-    return sep, [c.strip().strip('"').strip() for c in line.split(sep)]
+    names = [c.strip().strip('"').lstrip("\ufeff").strip() for c in candidates[sep]]
+    if len(names) > 1 and names[-1] == "":  # a separator at the end of the header line
+        names = names[:-1]
+    return sep, names
 
 
 def _find(columns: list[str], aliases: tuple[str, ...]) -> str | None:
@@ -198,44 +314,76 @@ def _find(columns: list[str], aliases: tuple[str, ...]) -> str | None:
     return None
 
 
+def _check_unique(path: Path, columns: list[str], chosen: list[str], *, case_sensitive: bool) -> None:
+    """Refuse a file where a column covgap reads appears twice (after trimming): which one is meant is unknown."""
+    def key(c: str) -> str:
+        return c if case_sensitive else c.lower()
+    problems = []
+    for name in dict.fromkeys(chosen):
+        at = [i + 1 for i, c in enumerate(columns) if key(c) == key(name)]
+        if len(at) > 1:
+            problems.append(f"column '{name}' appears {len(at)} times (columns {', '.join(map(str, at))}); "
+                            "covgap cannot tell which one holds the values: rename or delete the others")
+    if problems:
+        raise InputError(path, problems)
+
+
 def detect_format(path: str | Path, mapping: ColumnMapping | None = None) -> MeasurementFormat:
     """Recognise a measurement file from its header.
 
     Known: G-NetTrack Pro logs, Cradlepoint site surveys, generic CSV (comma,
     semicolon or tab), or the explicit ``[inputs.columns]`` mapping. OpenCelliD
-    tower lists are refused (they list towers, not measurements).
+    tower lists are refused (they list towers, not measurements). Blank lines
+    before the header are skipped (and counted in line numbers).
 
     Raises
     ------
     InputError
-        Empty file, unknown encoding, tower list, or required columns missing.
+        Empty file, unknown encoding, broken compression, tower list, required
+        columns missing or named twice.
     """
     path = Path(path)
-    head = _open_bytes(path)
-    if not head.strip():
+    head = _read_head(path, HEAD_BYTES)
+    encoding = detect_encoding(head, path, whole=len(head) < HEAD_BYTES)
+    text = head.decode(encoding, errors="replace")
+    if encoding == "utf-8" and text.startswith("\ufeff"):
+        text = text[1:]
+    lines = split_physical_lines(text)
+    if len(head) == HEAD_BYTES and len(lines) > 1:
+        lines = lines[:-1]  # the last line of the sample may be cut short
+    header_index = next((i for i, ln in enumerate(lines) if ln.strip()), None)
+    if header_index is None:
         raise InputError(path, ["the file is empty; expected a header line and measurement rows"])
-    encoding = detect_encoding(head, path)
-    text = head.decode(encoding, errors="ignore")
-    lines = [ln for ln in text.splitlines() if ln.strip()]
-    header = lines[0].lstrip("\ufeff")
-    sep, columns = _split_header(header)
-    lower = {c.lower() for c in columns}
+    header = lines[header_index]
     mapping = mapping or ColumnMapping()
+    given_sep = None
+    if mapping.is_set and mapping.separator:
+        given_sep = {"tab": "\t", "\\t": "\t"}.get(mapping.separator, mapping.separator)
+        if len(given_sep) != 1:
+            raise InputError(path, [f"[inputs.columns] separator = '{mapping.separator}' must be one character "
+                                    "(or 'tab')"])
+    try:
+        sep, columns = _split_header(header, given_sep)
+    except ValueError as err:
+        raise InputError(path, [f"line {header_index + 1} (the header): {err}; fix the quotes of the column names"]) from err
+    data_lines = lines[header_index + 1:]
+    lower = {c.lower() for c in columns}
+
+    def made(**kw) -> MeasurementFormat:
+        chosen = [c for c in (kw["lat"], kw["lon"], kw["signal"], kw.get("technology"), kw.get("operator"),
+                              kw.get("timestamp")) if c]
+        _check_unique(path, columns, chosen, case_sensitive=kw["name"] == "mapped")
+        return MeasurementFormat(separator=sep, decimal_comma=_has_decimal_comma(data_lines, sep), encoding=encoding,
+                                 columns=tuple(columns), header_line=header_index + 1, **kw)
 
     if mapping.is_set:
-        if mapping.separator:
-            sep = {"tab": "\t", "\\t": "\t"}.get(mapping.separator, mapping.separator)
-            columns = [c.strip().strip('"') for c in header.split(sep)]
         wanted = {"lat": mapping.lat, "lon": mapping.lon, "signal_dbm": mapping.signal_dbm,
                   "operator": mapping.operator, "technology": mapping.technology, "timestamp": mapping.timestamp}
         missing = [f"{k} = '{v}'" for k, v in wanted.items() if v and v not in columns]
         if not missing:
-            return MeasurementFormat(
-                name="mapped", separator=sep, lat=mapping.lat, lon=mapping.lon, signal=mapping.signal_dbm,
-                technology=mapping.technology or None, operator=mapping.operator or None,
-                timestamp=mapping.timestamp or None, decimal_comma=_has_decimal_comma(lines, sep),
-                encoding=encoding, columns=tuple(columns),
-            )
+            return made(name="mapped", lat=mapping.lat, lon=mapping.lon, signal=mapping.signal_dbm,
+                        technology=mapping.technology or None, operator=mapping.operator or None,
+                        timestamp=mapping.timestamp or None)
         # The mapping is for another kind of file; fall through to recognition, and
         # mention the mapping if nothing fits.
 
@@ -277,20 +425,18 @@ def detect_format(path: str | Path, mapping: ColumnMapping | None = None) -> Mea
         if mapping.is_set:
             absent = [c for c in (mapping.lat, mapping.lon, mapping.signal_dbm) if c not in columns]
             hint = f"; the [inputs.columns] mapping names columns this file lacks: {', '.join(absent)}"
+        shown = ", ".join(c.encode("unicode_escape").decode("ascii") if not c.isprintable() else c for c in columns)
         raise InputError(
             path,
-            [f"missing required column(s): {', '.join(missing)}; columns found: {', '.join(columns) or '(none)'}{hint}"],
+            [f"missing required column(s): {', '.join(missing)}; columns found: {shown or '(none)'}{hint}"],
         )
-    return MeasurementFormat(
-        name=name, separator=sep, lat=lat, lon=lon, signal=signal, technology=tech, operator=operator,
-        timestamp=timestamp, decimal_comma=_has_decimal_comma(lines, sep), encoding=encoding, columns=tuple(columns),
-    )
+    return made(name=name, lat=lat, lon=lon, signal=signal, technology=tech, operator=operator, timestamp=timestamp)
 
 
 def _has_decimal_comma(lines: list[str], sep: str) -> bool:
     if sep == ",":
         return False
-    return any(re.search(r"(?<![\d])-?\d+,\d+(?![\d])", ln) for ln in lines[1:50])
+    return any(re.search(r"(?<![\d])-?\d+,\d+(?![\d])", ln) for ln in lines[:50])
 
 
 def read_measurement_chunks(
@@ -302,45 +448,151 @@ def read_measurement_chunks(
 ) -> Iterator[tuple[pd.DataFrame, pd.DataFrame]]:
     """Stream a measurement file in chunks: ``(used_rows, rejected_rows)`` per chunk.
 
+    Every non-blank line after the header is one row, used or rejected: a line
+    whose quote never closes is ``unbalanced_quote``, a line with more or fewer
+    fields than the header is ``wrong_field_count`` (one extra empty field at the
+    end, a trailing separator, is allowed); the lines around them are read as usual
+    (docs/refresh.md, "Bad rows and bad files").
+
     ``rejected_rows`` has the columns ``source_file, source_row, reason, detail, raw_fields``
-    (``raw_fields``: the columns covgap read, as written, joined by the file's separator).
+    (``raw_fields``: the columns covgap read, as written, joined by the file's
+    separator; for a malformed line, the line itself, cut at :data:`RAW_LINE_MAX_CHARS`).
     Memory stays bounded by ``chunk_rows`` (duplicates are found with a sorted
     array of 8-byte row keys, the only thing that grows with the file).
     """
     path = Path(path)
     fmt = fmt or detect_format(path, ctx.mapping)
-    usecols = [c for c in (fmt.lat, fmt.lon, fmt.signal, fmt.technology, fmt.operator, fmt.timestamp) if c]
+    line_no = 0
     try:
-        reader = pd.read_csv(
-            path,
-            sep=fmt.separator,
-            usecols=lambda c: c.strip().strip('"').lstrip("\ufeff").strip() in usecols,
-            dtype=str,
-            keep_default_na=False,
-            encoding=fmt.encoding,
-            chunksize=chunk_rows,
-            compression="infer",
-            # Blank lines are kept as empty rows (and dropped below) so that the row
-            # index maps exactly to the line number in the file.
-            skip_blank_lines=False,
-            on_bad_lines="warn",
-            engine="c",
-        )
-        start_line = 2
-        for chunk in reader:
-            chunk.columns = [c.strip().strip('"').lstrip("\ufeff").strip() for c in chunk.columns]
-            lines = np.arange(start_line, start_line + len(chunk), dtype=np.int64)
-            start_line += len(chunk)
-            # A line with no value in any column covgap reads is a blank line, not a measurement.
-            blank = (chunk.apply(lambda col: col.str.strip()) == "").all(axis=1).to_numpy()
-            if blank.any():
-                chunk = chunk.loc[~blank]
-                lines = lines[~blank]
-            yield normalise_rows(chunk, fmt, ctx, source_file=path.name, source_rows=lines)
+        with _open_binary(path) as raw, io.TextIOWrapper(raw, encoding=fmt.encoding, newline=None) as text:
+            for _ in range(fmt.header_line):
+                text.readline()
+                line_no += 1
+            while True:
+                lines = list(itertools.islice(text, chunk_rows))
+                if not lines:
+                    break
+                first = line_no + 1
+                line_no += len(lines)
+                raw_rows, numbers, malformed = split_lines(lines, first, fmt)
+                used, rejected = normalise_rows(raw_rows, fmt, ctx, source_file=path.name, source_rows=numbers)
+                if len(malformed):
+                    malformed.insert(0, "source_file", path.name)
+                    rejected = pd.concat([rejected, malformed], ignore_index=True) if len(rejected) else malformed
+                    rejected = rejected.sort_values("source_row", kind="mergesort").reset_index(drop=True)
+                yield used, rejected
     except UnicodeDecodeError as err:
-        raise InputError(path, [f"not valid {fmt.encoding} text ({err.reason} at byte {err.start}); save it as UTF-8 and try again"]) from err
-    except pd.errors.ParserError as err:
-        raise InputError(path, [f"cannot be parsed as {fmt.name} with separator {fmt.separator!r}: {err}"]) from err
+        raise InputError(path, [f"not valid {fmt.encoding} text ({err.reason} at byte {err.start} of a block "
+                                f"after line {line_no}); save it as UTF-8 and try again"]) from err
+    except _DECOMPRESSION_ERRORS as err:
+        raise _decompression_error(path, err) from err
+
+
+def split_lines(lines: list[str], first_line: int, fmt: MeasurementFormat) -> tuple[pd.DataFrame, np.ndarray, pd.DataFrame]:
+    """Split physical lines into fields: ``(raw_rows, their line numbers, malformed lines)``.
+
+    ``raw_rows`` holds, as strings, the columns covgap reads (named as in the header)
+    of every well-formed non-blank line; ``malformed`` holds the rejected lines
+    (``source_row, reason, detail, raw_fields``). Blank lines are neither.
+
+    Lines without a quote are counted by their separators and parsed by pandas' C
+    parser; lines with a quote are split by the csv module, one by one.
+    """
+    sep = fmt.separator
+    ncols = len(fmt.columns)
+    wanted = list(dict.fromkeys(c for c in (fmt.lat, fmt.lon, fmt.signal, fmt.technology, fmt.operator, fmt.timestamp)
+                                if c))
+    index = [fmt.columns.index(c) for c in wanted]
+    numbers = np.arange(first_line, first_line + len(lines), dtype=np.int64)
+    n = len(lines)
+    blank = np.fromiter(map(str.isspace, lines), dtype=bool, count=n)
+    if any(map(str.__contains__, lines, itertools.repeat('"'))):
+        quoted = np.fromiter(map(str.__contains__, lines, itertools.repeat('"')), dtype=bool, count=n)
+    else:
+        quoted = np.zeros(n, dtype=bool)
+    nfields = np.fromiter(map(str.count, lines, itertools.repeat(sep)), dtype=np.int64, count=n) + 1
+
+    plain_pos = np.flatnonzero(~blank & ~quoted)
+    bad: list[tuple[int, str, str, str]] = []  # (position, reason, detail, line)
+    # Plain lines: the field count is the separator count; a trailing empty field is dropped.
+    extra = plain_pos[nfields[plain_pos] == ncols + 1]
+    trimmed: dict[int, str] = {}
+    for i in extra:
+        body = lines[i].rstrip("\r\n")
+        cut = body.rfind(sep)
+        if body[cut + 1:].strip() == "":
+            trimmed[int(i)] = body[:cut] + "\n"
+    ok_plain = np.zeros(len(lines), dtype=bool)
+    ok_plain[plain_pos] = nfields[plain_pos] == ncols
+    if trimmed:
+        ok_plain[list(trimmed)] = True
+    for i in plain_pos[~ok_plain[plain_pos]]:
+        bad.append((int(i), "wrong_field_count", f"{nfields[i]} fields, the header has {ncols}", lines[i]))
+
+    # Quoted lines: the csv module knows where quoted fields end.
+    quoted_rows: dict[int, list[str]] = {}
+    for i in np.flatnonzero(~blank & quoted):
+        fields = _split_fields(lines[i].rstrip("\r\n"), sep)
+        if fields is None:
+            bad.append((int(i), "unbalanced_quote", "a quoted field does not close on this line", lines[i]))
+            continue
+        if len(fields) == ncols + 1 and fields[-1].strip() == "":
+            fields = fields[:-1]
+        if len(fields) != ncols:
+            bad.append((int(i), "wrong_field_count", f"{len(fields)} fields, the header has {ncols}", lines[i]))
+            continue
+        quoted_rows[int(i)] = [fields[j] for j in index]
+
+    if ok_plain.all() and not trimmed:
+        plain_lines = lines
+    else:
+        plain_lines = [trimmed.get(int(i), lines[i]) for i in np.flatnonzero(ok_plain)]
+    plain = _parse_plain(plain_lines, sep, index, wanted)
+    plain_numbers = numbers[ok_plain]
+    if quoted_rows:
+        extra_frame = pd.DataFrame(list(quoted_rows.values()), columns=wanted, dtype=object)
+        raw_rows = pd.concat([plain, extra_frame], ignore_index=True)
+        row_numbers = np.concatenate([plain_numbers, numbers[list(quoted_rows)]])
+        order = np.argsort(row_numbers, kind="stable")
+        raw_rows = raw_rows.iloc[order].reset_index(drop=True)
+        row_numbers = row_numbers[order]
+    else:
+        raw_rows, row_numbers = plain, plain_numbers
+    bad.sort()
+    malformed = pd.DataFrame({
+        "source_row": np.array([numbers[i] for i, *_ in bad], dtype=np.int64),
+        "reason": [r for _, r, _, _ in bad],
+        "detail": [d for _, _, d, _ in bad],
+        "raw_fields": [_raw_line(ln) for *_, ln in bad],
+    })
+    return raw_rows, row_numbers, malformed
+
+
+def _raw_line(line: str) -> str:
+    line = line.rstrip("\r\n")
+    return line if len(line) <= RAW_LINE_MAX_CHARS else line[:RAW_LINE_MAX_CHARS] + "…"
+
+
+def _parse_plain(lines: list[str], sep: str, index: list[int], names: list[str]) -> pd.DataFrame:
+    """Lines without quotes and with the header's field count, parsed by pandas' C parser (csv module if it disagrees)."""
+    if not lines:
+        return pd.DataFrame({c: pd.Series(dtype=object) for c in names})
+    text = "".join(lines)
+    if not text.endswith("\n"):
+        text += "\n"
+    try:
+        frame = pd.read_csv(io.StringIO(text), sep=sep, header=None, usecols=index, dtype=str, na_filter=False,
+                            keep_default_na=False, quoting=csv.QUOTE_NONE, skip_blank_lines=False, index_col=False,
+                            engine="c")
+        if len(frame) == len(lines):
+            frame = frame[index]
+            frame.columns = names
+            return frame
+    except (pd.errors.ParserError, ValueError):
+        pass
+    log.debug("pandas' parser disagreed on a block of %d lines; splitting them with the csv module", len(lines))
+    rows = [ln.rstrip("\r\n").split(sep) for ln in lines]
+    return pd.DataFrame([[r[j] for j in index] for r in rows], columns=names, dtype=object)
 
 
 def normalise_rows(
@@ -468,7 +720,7 @@ def normalise_rows(
     reject(dup, "duplicate_row", "same time, place, operator, technology and level as an earlier row")
 
     used_mask = reason == ""
-    read_cols = [c for c in fmt.columns if c in raw.columns] or list(raw.columns)
+    read_cols = list(dict.fromkeys(c for c in fmt.columns if c in raw.columns)) or list(raw.columns)
     rej_raw = raw.loc[~used_mask, read_cols]
     raw_fields = rej_raw.iloc[:, 0].astype(str) if len(read_cols) else pd.Series("", index=rej_raw.index)
     for c in read_cols[1:]:
@@ -483,8 +735,8 @@ def normalise_rows(
 def measurement_keys(rows: pd.DataFrame) -> np.ndarray:
     """A 64-bit hash per row of what makes a measurement the same measurement."""
     cols = rows[["lon", "lat", "signal_dbm", "technology", "operator", "time_s"]].copy()
-    cols["lon"] = cols["lon"].round(7)
-    cols["lat"] = cols["lat"].round(7)
+    cols["lon"] = cols["lon"].clip(-1e3, 1e3).round(7)
+    cols["lat"] = cols["lat"].clip(-1e3, 1e3).round(7)
     return pd.util.hash_pandas_object(cols, index=False).to_numpy(dtype=np.uint64)
 
 
@@ -523,17 +775,19 @@ def _normalise_operator_names(text: pd.Series) -> pd.Series:
 
 
 _GNETTRACK_TS = re.compile(r"^(\d{4})\.(\d{2})\.(\d{2})_(\d{2})\.(\d{2})\.(\d{2})$")
-_HAS_OFFSET = re.compile(r"(?:Z|[+-]\d{2}:?\d{2})$")
+# An offset after a time of day: Z, +07, +0700, +07:00 (a date alone, 2026-03-14, has none).
+_HAS_OFFSET = re.compile(r"\d:\d{2}(?::\d{2}(?:[.,]\d+)?)?\s*(?:Z|[+-]\d{2}(?::?\d{2})?)$", re.IGNORECASE)
 _DAY_FIRST = re.compile(r"^\d{1,2}/\d{1,2}/\d{4}")
 
 
 def parse_timestamps(raw: pd.Series, timezone: str) -> np.ndarray:
     """Unix seconds from timestamps of many shapes; NaN where absent or unparseable.
 
-    Accepted: ISO 8601 with or without offset (``T`` or space), G-NetTrack's
-    ``YYYY.MM.DD_HH.MM.SS``, day-first ``DD/MM/YYYY HH:MM[:SS]`` (Vietnamese
-    spreadsheets), Unix seconds or milliseconds. Times without an offset are
-    local time in ``timezone``.
+    Accepted: ISO 8601 with or without offset (``T`` or space; ``Z``, ``+07``,
+    ``+0700``, ``+07:00``), G-NetTrack's ``YYYY.MM.DD_HH.MM.SS``, day-first
+    ``DD/MM/YYYY HH:MM[:SS]`` (Vietnamese spreadsheets), Unix seconds or
+    milliseconds. Times without an offset are local time in ``timezone``; one
+    file may mix both forms. Never raises on a value: what cannot be read is NaN.
     """
     out = np.full(len(raw), np.nan)
     present = raw.notna().to_numpy()
@@ -554,23 +808,52 @@ def parse_timestamps(raw: pd.Series, timezone: str) -> np.ndarray:
         result = pd.Series(np.nan, index=text.index)
         aware = text[has_offset]
         if len(aware):
-            parsed = pd.to_datetime(aware, format="ISO8601", utc=True, errors="coerce")
-            result[aware.index] = _epoch(parsed)
+            result[aware.index] = _epoch_seconds(aware, "ISO8601", timezone, utc=True)
         naive = text[~has_offset & ~day_first]
         if len(naive):
-            parsed = pd.to_datetime(naive, format="ISO8601", errors="coerce")
-            result[naive.index] = _epoch(_localise(parsed, timezone))
+            result[naive.index] = _epoch_seconds(naive, "ISO8601", timezone)
         dmy = text[~has_offset & day_first]
         if len(dmy):
-            parsed = pd.to_datetime(dmy, format="%d/%m/%Y %H:%M:%S", errors="coerce")
-            short = parsed.isna()
+            long_form = _epoch_seconds(dmy, "%d/%m/%Y %H:%M:%S", timezone)
+            short = ~np.isfinite(long_form)
             if short.any():
-                parsed[short] = pd.to_datetime(dmy[short], format="%d/%m/%Y %H:%M", errors="coerce")
-            result[dmy.index] = _epoch(_localise(parsed, timezone))
+                long_form[short] = _epoch_seconds(dmy[short], "%d/%m/%Y %H:%M", timezone)
+            result[dmy.index] = long_form
         pos = np.flatnonzero(~is_num)
         vals[pos] = result.to_numpy(dtype=float)
     out[present] = vals
     return out
+
+
+def _epoch_seconds(text: pd.Series, fmt: str, timezone: str, *, utc: bool = False) -> np.ndarray:
+    """Unix seconds of each string (NaN where unreadable); naive times are local to ``timezone``.
+
+    The whole column at once; if pandas cannot (mixed offsets or forms it parses into
+    objects, out-of-range dates), value by value.
+    """
+    try:
+        parsed = pd.to_datetime(text, format=fmt, utc=utc, errors="coerce")
+        if pd.api.types.is_datetime64_any_dtype(parsed):
+            if not utc:
+                parsed = _localise(parsed, timezone)
+            return _epoch(parsed)
+    except (ValueError, TypeError, OverflowError, ArithmeticError):
+        pass
+    return np.array([_epoch_one(v, fmt, timezone, utc=utc) for v in text], dtype=float)
+
+
+def _epoch_one(value: str, fmt: str, timezone: str, *, utc: bool) -> float:
+    try:
+        ts = pd.to_datetime(value, format=fmt, utc=utc, errors="coerce")
+        if ts is pd.NaT or not isinstance(ts, pd.Timestamp):
+            return np.nan
+        if ts.tzinfo is None:
+            ts = ts.tz_localize(timezone, ambiguous="NaT", nonexistent="NaT")
+            if ts is pd.NaT:
+                return np.nan
+        return float(ts.value // 1_000_000_000)
+    except (ValueError, TypeError, OverflowError, ArithmeticError):
+        return np.nan
 
 
 def _localise(parsed: pd.Series, timezone: str) -> pd.Series:

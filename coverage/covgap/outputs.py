@@ -293,5 +293,5 @@ def run_summary(results) -> dict:
                  "rejected": results.report.rows_rejected, "rejected_by_reason": results.report.reason_counts()},
         "operators": results.operators,
         "inputs": {str(p): sha256_file(Path(p)) for p in results.layers.input_files if Path(p).is_file()},
-        "measurement_files": results.report.files["file"].tolist(),
+        "measurement_files": results.report.files.loc[results.report.files["status"] != "refused", "file"].tolist(),
     }

@@ -23,7 +23,7 @@ from pyproj import CRS
 
 from covgap import cellstats, deadzones, fibre as fibre_mod, ingest, layers as layers_mod, measurements as meas, scorecard
 from covgap import villages as villages_mod
-from covgap.store import report_frame
+from covgap.store import REPORT_COLUMNS, report_frame
 from covgap.cellstats import CellClass
 from covgap.config import Config
 from covgap.errors import InputError
@@ -51,11 +51,11 @@ class Layers:
 class ReadReport:
     """What happened to every measurement row: per file, rows read, used and rejected by reason."""
 
-    files: pd.DataFrame = field(default_factory=lambda: pd.DataFrame(
-        columns=["file", "format", "rows_read", "rows_used", "rows_rejected", *meas.REJECT_REASONS]))
+    files: pd.DataFrame = field(default_factory=lambda: pd.DataFrame(columns=REPORT_COLUMNS))  # taken and refused
     rejected: pd.DataFrame = field(default_factory=lambda: pd.DataFrame(
         columns=["source_file", "source_row", "reason", "detail", "raw_fields"]))
-    paths: list[Path] = field(default_factory=list)  # the measurement files read (partner READMEs hash them)
+    paths: list[Path] = field(default_factory=list)  # the measurement files used (partner READMEs hash them)
+    errors: list[str] = field(default_factory=list)  # tracebacks of the files refused for an internal error
     # Writes rejected_rows.csv from files on disk instead of ``rejected`` (the refresh store streams them).
     write_rejected: Callable[[Path], int] | None = None
 
@@ -160,33 +160,47 @@ def ingest_measurements(files: list[Path], layers: Layers, config: Config, *,
 
     The same reading as ``covgap run`` and ``covgap refresh`` (:func:`covgap.ingest.ingest_file`),
     with the rejected rows kept in memory (``report.rejected``) instead of a store.
+    A file that cannot be used is refused (listed in ``report.files`` with status
+    ``refused`` and its reason) and the others are read; an unexpected error in one
+    file refuses that file with reason ``internal_error`` (traceback in ``report.errors``).
 
     Raises
     ------
     InputError
-        Some file cannot be used at all; every such file is named.
+        No file could be used; every file is named with its reason.
     """
     ctx = ingest.read_context(layers, config, now_s=now_s)
-    parts, records, rejected = [], [], []
-    problems: list[InputError] = []
+    parts, records, rejected, used_paths = [], [], [], []
+    refused: list[tuple[Path, str]] = []
+    errors: list[str] = []
     for path in files:
         try:
             record, stats = ingest.ingest_file(path, layers, ctx, on_rejected=rejected.append)
         except InputError as err:
-            problems.append(err)
+            refused.append((Path(path), str(err)))
+            log.warning("refused %s", err)
+            continue
+        except Exception as err:  # a bug on this file: refuse it, keep the traceback, read the others
+            message, trace = ingest.internal_error_reason(path, err)
+            refused.append((Path(path), message))
+            errors.append(trace)
+            log.warning("refused %s", message)
+            log.debug("%s", trace)
             continue
         parts.append(stats)
         records.append(record)
-    if problems:
-        if len(problems) == 1:
-            raise problems[0]
-        raise InputError(problems[0].path.parent, [str(p) for p in problems])
-    report = ReadReport(paths=[Path(p) for p in files], files=report_frame(records))
+        used_paths.append(Path(path))
+    if not records:
+        where = Path(files[0]).parent if len(files) > 1 else Path(files[0]) if files else Path(".")
+        raise InputError(where, ["no measurement file could be used: " + "; ".join(m for _, m in refused)]
+                         if refused else ["no measurement file given"])
+    report = ReadReport(paths=used_paths, files=report_frame(records, [(p.name, m) for p, m in refused]),
+                        errors=errors)
     if rejected:
         report.rejected = pd.concat(rejected, ignore_index=True)
     stats = cellstats.merge_stats(*parts)
-    log.info("measurements: %d files, %d rows read, %d used, %d rejected; %d cell statistics",
-             len(files), report.rows_read, report.rows_used, report.rows_rejected, len(stats))
+    log.info("measurements: %d files (%d refused), %d rows read, %d used, %d rejected; %d cell statistics",
+             len(files), len(refused), report.rows_read, report.rows_used, report.rows_rejected, len(stats))
     return stats, report
 
 

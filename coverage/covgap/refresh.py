@@ -46,6 +46,7 @@ class FileOutcome:
     status: str  # "taken" | "would take" | "skipped" | "refused"
     message: str = ""
     record: FileRecord | None = None
+    traceback: str = ""  # refused for an internal error: what went wrong, for errors.log
 
 
 @dataclass
@@ -157,6 +158,7 @@ def update_outputs(
                 store_mod.link_immutable_files(old_folder, new_folder)
             outcomes = _ingest_batch(files, store, layers, ctx, folder=new_folder, progress=progress,
                                      chunk_rows=chunk_rows)
+            _write_errors_log(outcomes, tmp)
             taken = [o for o in outcomes if o.status == "taken"]
             if not taken and files:
                 if full_rebuild:
@@ -169,7 +171,8 @@ def update_outputs(
                 store.total = cellstats.merge_stats(store.total, store_mod.read_stats(new_folder / o.record.stats_file))
             store.keys = ctx.seen_keys
             store_mod.save_store(store, new_folder)
-            results = analyse_store(store, new_folder, layers, config)
+            results = analyse_store(store, new_folder, layers, config,
+                                    refused=[(o.path.name, o.message) for o in outcomes if o.status == "refused"])
             compared = (out_dir / outputs.GPKG_NAME).is_file()
             # None on a first run: nothing to compare with is not the same as "no change".
             results.changes = compare_with_previous(out_dir, results) if compared else None
@@ -196,10 +199,15 @@ def _open_store(out_dir: Path, current: dict, *, full_rebuild: bool) -> Store:
     return Store(fingerprint=current)
 
 
-def analyse_store(store: Store, folder: Path, layers: pipeline.Layers, config: Config) -> pipeline.Results:
-    """Run the (pure) analysis on the stored total; the report comes from the manifest."""
+def analyse_store(store: Store, folder: Path, layers: pipeline.Layers, config: Config, *,
+                  refused: Iterable[tuple[str, str]] = ()) -> pipeline.Results:
+    """Run the (pure) analysis on the stored total; the report comes from the manifest.
+
+    ``refused``: ``(file name, reason)`` of the files of this batch that could not be
+    used; they are listed in the report (``measurement_files.csv``) with status ``refused``.
+    """
     report = pipeline.ReadReport(
-        files=store.report_files(),
+        files=store_mod.report_frame(store.files, refused),
         paths=[Path(f.path) for f in store.files],
         write_rejected=lambda dest: store_mod.write_rejected_rows(store, folder, dest),
     )
@@ -213,7 +221,12 @@ def _ingest_batch(files: list[Path], store: Store, layers: pipeline.Layers, ctx:
     outcomes = []
     batch: dict[str, Path] = {}
     for path in files:
-        sha = outputs.sha256_file(path)
+        try:
+            sha = outputs.sha256_file(path)
+        except OSError as err:
+            outcomes.append(FileOutcome(path, "", "refused", f"{path}: cannot be read: {err}"))
+            log.warning("refused %s: cannot be read: %s", path, err)
+            continue
         known = store.find(sha)
         if known is not None:
             outcomes.append(FileOutcome(path, sha, "skipped", f"already taken in as {known.name} (same SHA-256)"))
@@ -231,10 +244,23 @@ def _ingest_batch(files: list[Path], store: Store, layers: pipeline.Layers, ctx:
             outcomes.append(FileOutcome(path, sha, "refused", str(err)))
             log.warning("refused %s", err)
             continue
+        except Exception as err:  # a bug on this file: refuse it with its traceback and read the others
+            message, trace = ingest.internal_error_reason(path, err)
+            outcomes.append(FileOutcome(path, sha, "refused", message, traceback=trace))
+            log.warning("refused %s", message)
+            log.debug("%s", trace)
+            continue
         outcomes.append(FileOutcome(path, sha, "would take" if folder is None else "taken", record=record))
         if folder is not None:
             store.files.append(record)
     return outcomes
+
+
+def _write_errors_log(outcomes: list[FileOutcome], folder: Path) -> None:
+    """The tracebacks of the files refused for an internal error, into ``errors.log`` of the output folder."""
+    traces = [o.traceback for o in outcomes if o.traceback]
+    if traces:
+        (folder / ingest.ERRORS_LOG).write_text("\n".join(traces), encoding="utf-8")
 
 
 # --------------------------------------------------------------------------- what changed

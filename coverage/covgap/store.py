@@ -23,6 +23,7 @@ import json
 import logging
 import os
 import shutil
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -67,9 +68,9 @@ class FileRecord:
 
     def report_row(self) -> dict:
         """The row of ``measurement_files.csv`` (pipeline.ReadReport.files)."""
-        return {"file": self.name, "format": self.format, "rows_read": self.rows_read, "rows_used": self.rows_used,
-                "rows_rejected": self.rows_rejected,
-                **{r: int(self.rejected_by_reason.get(r, 0)) for r in REJECT_REASONS}}
+        return {"file": self.name, "format": self.format, "status": "taken", "rows_read": self.rows_read,
+                "rows_used": self.rows_used, "rows_rejected": self.rows_rejected,
+                **{r: int(self.rejected_by_reason.get(r, 0)) for r in REJECT_REASONS}, "refused_reason": ""}
 
 
 @dataclass
@@ -88,10 +89,22 @@ class Store:
         return report_frame(self.files)
 
 
-def report_frame(records: list[FileRecord]) -> pd.DataFrame:
-    """One row per file: rows read, used, rejected, and rejected by reason (measurement_files.csv)."""
-    cols = ["file", "format", "rows_read", "rows_used", "rows_rejected", *REJECT_REASONS]
-    return pd.DataFrame([f.report_row() for f in records], columns=cols)
+#: The columns of ``measurement_files.csv``: one row per file taken in or refused.
+REPORT_COLUMNS = ["file", "format", "status", "rows_read", "rows_used", "rows_rejected", *REJECT_REASONS,
+                  "refused_reason"]
+
+
+def report_frame(records: list[FileRecord], refused: Iterable[tuple[str, str]] = ()) -> pd.DataFrame:
+    """One row per file: rows read, used, rejected, and rejected by reason (measurement_files.csv).
+
+    ``refused`` adds the files that could not be used, as ``(name, reason)``:
+    status ``refused``, no rows, and the reason (the message naming the file and the fix).
+    """
+    rows = [f.report_row() for f in records]
+    for name, reason in refused:
+        rows.append({"file": name, "format": "", "status": "refused", "rows_read": 0, "rows_used": 0,
+                     "rows_rejected": 0, **{r: 0 for r in REJECT_REASONS}, "refused_reason": reason})
+    return pd.DataFrame(rows, columns=REPORT_COLUMNS)
 
 
 def store_dir(out_dir: Path) -> Path:

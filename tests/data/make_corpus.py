@@ -12,6 +12,8 @@ What each file must give is in tests/test_refresh.py (``FORMAT_CASES``,
 
 from __future__ import annotations
 
+import bz2
+import gzip
 import sys
 import zipfile
 from pathlib import Path
@@ -91,10 +93,42 @@ def bad(folder: Path) -> None:
         f"2026-03-01T08:06:00+07:00,{i},{j},Viettel,WiMAX,-95",         # line 10: unknown_technology
         f"hôm qua,{i},{j},Viettel,LTE,-95",                              # line 11: unparseable_timestamp
         f"2099-01-01T00:00:00+07:00,{i},{j},Viettel,LTE,-95",           # line 12: future_timestamp
+        f'2026-03-01T08:07:00+07:00,"{i},{j},Viettel,LTE,-95',          # line 13: unbalanced_quote
+        f"2026-03-01T08:08:00+07:00,{i},{j},Viettel,LTE",               # line 14: wrong_field_count
     ]) + "\n")
+
+
+def crash(folder: Path) -> None:
+    """Minimal cases of files that once ended in an internal error (tests/data/crash/README.md)."""
+    (a, b), (c, d), (e, f) = ll(0, 0), ll(0, 1), ll(1, 0)
+    good = f"{a},{b},-95\n{c},{d},-99\n"
+    write(folder / "mixed_time_zones.csv",
+          f"timestamp,lat,lon,rsrp\n2026-03-14T10:00:00,{a},{b},-95\n2026-03-14T10:00:00+07,{c},{d},-99\n"
+          f"2026-03-14 10:05:00+0700,{e},{f},-90\n")
+    write(folder / "duplicate_column.csv", f"lat,lon,rsrp,lat\n{a},{b},-95,{a}\n")
+    write(folder / "duplicate_column_after_trimming.csv", f"rsrp,lat,lon,rsrp \n-95,{a},{b},-96\n")
+    (folder / "not_gzip.csv.gz").write_bytes(f"lat,lon,rsrp\n{good}".encode())
+    whole = gzip.compress(f"lat,lon,rsrp\n{good * 200}".encode(), mtime=0)
+    (folder / "truncated.csv.gz").write_bytes(whole[: len(whole) // 2])
+    (folder / "plain_text.csv.bz2").write_bytes(f"lat,lon,rsrp\n{good}".encode())
+    (folder / "real.csv.bz2").write_bytes(bz2.compress(f"lat,lon,rsrp\n{good}".encode()))
+    (folder / "bom_only.csv").write_bytes(b"\xef\xbb\xbf")
+    (folder / "nbsp_only.csv").write_bytes(b"\xc2\xa0\n")
+    (folder / "control_character_only.csv").write_bytes(b"\x01\n")
+    write(folder / "leading_blank_lines.csv", f"\n  \nlat,lon,rsrp\n{good}")
+    write(folder / "quoted_header_with_separator.csv", f'"x,lat",lon,rsrp\n"{a}",{b},-95\n')
+    write(folder / "u2028_in_header.csv", f"lat,lon,rsrp,ghi\u2028chú\n{a},{b},-95,x\u2028y\n{c},{d},-99,z\n")
+    write(folder / "trailing_separator.csv", f"lat,lon,rsrp\n{a},{b},-95,\n{c},{d},-99\n")
+    write(folder / "unbalanced_quote.csv",
+          f'lat,lon,rsrp,note\n{a},{b},-95,ok\n{c},{d},-99,"never closed\n{e},{f},-90,ok\n'
+          f'{a},{b},-91,"a, quoted note"\n{c},{d},-92,ok\n')
+    write(folder / "values_only_in_unread_columns.csv", f"lat,lon,rsrp,note\n{good.splitlines()[0]},x\n,,,hello\n")
+    (folder / "invalid_byte_at_end.csv").write_bytes(f"lat,lon,rsrp,note\n{a},{b},-95,ch".encode() + b"\xfa\n")
+    write(folder / "wrong_field_counts.csv", f"lat,lon,rsrp\n{a},{b},-95\n{c},{d}\n{e},{f},-90,1,2\n{a},{b},-91\n")
 
 
 if __name__ == "__main__":
     formats(HERE / "formats")
     bad(HERE / "bad")
-    print(f"wrote {HERE / 'formats'} and {HERE / 'bad'}")
+    crash(HERE / "crash")
+    print(f"wrote {HERE / 'formats'}, {HERE / 'bad'} and {HERE / 'crash'}")

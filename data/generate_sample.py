@@ -209,7 +209,12 @@ SETTLED_WEIGHTS = (1.0, 0.1, 0.01)
 SETTLEMENT_RES = 100.0  # m, the shipped settlement raster (covgap's default cell size)
 TRANSIT_S = 1200  # s between two areas driven on the same day
 SPEED_MS = {"national": 11.0, "provincial": 10.0, "commune": 8.0, "village": 6.5, "lane": 4.0}
-N_PHONE_ROWS = 3500
+N_PHONE_HOMES = 4500  # phones with the app, each logging in the background around its home
+READINGS_PER_HOME = 8
+N_PHONE_ROWS = N_PHONE_HOMES * READINGS_PER_HOME
+# The crowdsourced app was promoted in one 2025 commune only, so the sample has communes with and
+# without enough evidence where people live (DESIGN.md §3.7).
+PHONE_CAMPAIGN_COMMUNES = ("Vệ Giang",)
 PHONE_DATES = ("2026-01-05", "2026-11-27")
 N_UNMEASURED_VILLAGES = 9  # villages left without road and phone measurements
 GNETTRACK_LOGS = [  # operator, file date, start time, interval s, route
@@ -1298,7 +1303,8 @@ def skipped_lanes(graph, villages, unmeasured, rng):
 
 def settlement_density(grid, graph, density, district):
     """People/km² on a SETTLEMENT_RES grid: WorldPop redistributed toward roads and lanes
-    (SETTLED_WEIGHTS by distance), the district total unchanged; returns (array, transform)."""
+    (SETTLED_WEIGHTS by distance), the district total unchanged; returns (array, transform,
+    the same on the simulation grid)."""
     lines = shapely.union_all([e["geom"] for e in graph.edges])
     near = grid.rasterize([lines.buffer(SETTLED_WITHIN_M[0])]) > 0
     mid = grid.rasterize([lines.buffer(SETTLED_WITHIN_M[1])]) > 0
@@ -1310,7 +1316,7 @@ def settlement_density(grid, graph, density, district):
     k = int(SETTLEMENT_RES // grid.res)
     ny, nx = (grid.ny // k) * k, (grid.nx // k) * k
     coarse = settled[:ny, :nx].reshape(ny // k, k, nx // k, k).mean(axis=(1, 3))
-    return coarse.astype("float32"), from_origin(grid.x0, grid.y1, SETTLEMENT_RES, SETTLEMENT_RES)
+    return coarse.astype("float32"), from_origin(grid.x0, grid.y1, SETTLEMENT_RES, SETTLEMENT_RES), settled
 
 
 def skipped_leaf_roads(graph, rng):
@@ -1348,12 +1354,14 @@ def choose_drive_edges(graph, villages, regions, skipped):
 
 
 def phone_points(villages, vgrid, density, grid, fields, sites, exclude, rng):
-    """Crowdsourced phone readings around villages (∝ households), one operator each."""
-    ok = ~villages.village_id.isin(exclude)
+    """Crowdsourced phone readings in the villages of the campaign communes: N_PHONE_HOMES phones,
+    homes ∝ households and within each village ∝ the settlement density, each on one operator and
+    logging READINGS_PER_HOME readings within 10 m of home at random times."""
+    ok = ~villages.village_id.isin(exclude) & villages.commune_2025.isin(PHONE_CAMPAIGN_COMMUNES)
     idx = np.flatnonzero(ok)
     p = villages.households.values[idx] / villages.households.values[idx].sum()
-    pick = idx[rng.choice(len(idx), size=N_PHONE_ROWS, p=p)]
-    xs, ys = np.empty(N_PHONE_ROWS), np.empty(N_PHONE_ROWS)
+    pick = idx[rng.choice(len(idx), size=N_PHONE_HOMES, p=p)]
+    xs, ys = np.empty(N_PHONE_HOMES), np.empty(N_PHONE_HOMES)
     cells = {}
     for j, v in enumerate(pick):
         if v not in cells:
@@ -1367,7 +1375,9 @@ def phone_points(villages, vgrid, density, grid, fields, sites, exclude, rng):
         if villages.geometry.iat[v].contains(Point(xs[j] + dx, ys[j] + dy)):
             xs[j], ys[j] = xs[j] + dx, ys[j] + dy
     shares = np.array([o[5] for o in OPERATORS])
-    ops = rng.choice(len(OPERATORS), size=N_PHONE_ROWS, p=shares / shares.sum())
+    ops = np.repeat(rng.choice(len(OPERATORS), size=N_PHONE_HOMES, p=shares / shares.sum()), READINGS_PER_HOME)
+    xs = np.repeat(xs, READINGS_PER_HOME) + rng.uniform(-10, 10, N_PHONE_ROWS)
+    ys = np.repeat(ys, READINGS_PER_HOME) + rng.uniform(-10, 10, N_PHONE_ROWS)
     d0, d1 = (datetime.fromisoformat(d) for d in PHONE_DATES)
     days = rng.integers(0, (d1 - d0).days + 1, N_PHONE_ROWS)
     secs = rng.integers(6 * 3600, 22 * 3600, N_PHONE_ROWS)
@@ -1596,6 +1606,7 @@ def main():
     fields, servers, terrain = true_fields(sites, density, grid, rng)
 
     unmeasured, no_drive = choose_unmeasured(graph, villages, rng)
+    settled, settled_transform, settled_fine = settlement_density(grid, graph, density, district)
     skipped = skipped_leaf_roads(graph, rng) | no_drive | skipped_lanes(graph, villages, unmeasured, rng)
     files, drive_xy = drive_tests(graph, villages, grid, fields, sites, skipped, rng)
     gnt_files, gnt_bad, gnt_xy = {}, {}, []
@@ -1611,9 +1622,9 @@ def main():
     best = np.rint(fields["best"])
     klass = true_class(best, np.rint(fields["best:3g"]))
     in_dead = [int((klass[grid.cell_of(*xy.T)] == 3).sum()) for xy in drive_xy]
-    phone_lines, phone_xy = phone_points(villages, vgrid, density, grid, fields, sites,
+    phone_lines, phone_xy = phone_points(villages, vgrid, settled_fine, grid, fields, sites,
                                          unmeasured, rng)
-    files["phones_2026.csv"] = phone_lines
+    files["phones_2026.csv.gz"] = phone_lines  # 20,000 rows: shipped compressed
     header = "timestamp,lat,lon,operator,technology,rsrp_dbm"
 
     # ---- write ----
@@ -1635,7 +1646,6 @@ def main():
     write_geojson(roads, OUT / "roads.geojson")
     write_geojson(fibre, OUT / "fibre_routes.geojson")
     shutil.copyfile(SOURCE / "worldpop_2020_1km_tu_nghia.tif", OUT / "population_2020.tif")
-    settled, settled_transform = settlement_density(grid, graph, density, district)
     with rasterio.open(OUT / "settlement_density_100m.tif", "w", driver="GTiff", width=settled.shape[1],
                        height=settled.shape[0], count=1, dtype="float32", nodata=-1, crs=UTM,
                        transform=settled_transform, compress="deflate", zlevel=9, predictor=3) as dst:

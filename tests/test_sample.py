@@ -163,3 +163,18 @@ def test_scorecards_roll_up_by_the_former_communes_too(sample_results):
     # Villages and the district figures do not depend on the level; the commune target does.
     assert results.district.iloc[0]["villages_meeting_4g"] == sample_results.district.iloc[0]["villages_meeting_4g"]
     assert results.district.iloc[0]["communes"] == 13
+
+
+def test_sample_shows_every_kind_of_verdict_and_zone(sample_results):
+    """The demo must show what the method distinguishes (issue: 'the sample stays meaningful')."""
+    r = sample_results
+    status = r.communes.set_index("name")["status_no_dead_zones"]
+    assert set(status) == {"met", "not met", "insufficient evidence"}
+    evidence = r.communes.set_index("name")["evidence_share"]
+    assert (evidence[status == "met"] >= 0.8).all() and (evidence[status == "insufficient evidence"] < 0.8).all()
+    # A no-4G zone with a strong 3G signal: the 3G-only towers of the hills (data/generate_sample.py).
+    assert r.no4g_zone_operators["rscp_dbm_p50"].max() >= -75
+    # A dead zone's figures never contradict its label: every median is below its usable level.
+    zo = r.zone_operators
+    assert len(zo) and (zo["rsrp_dbm_p50"].fillna(-999) < -115).all()
+    assert (zo["rscp_dbm_p50"].fillna(-999) < -100).all() and (zo["rxlev_dbm_p50"].fillna(-999) < -100).all()

@@ -325,8 +325,9 @@ def classify(n_samples: np.ndarray, n_4g: np.ndarray, n_no_service: np.ndarray, 
       reach ``dead_dbm`` (4G there, but only part of the time, never called "no service");
       else *no service*: no technology reaches its usable level.
 
-    So a cell labelled no service never has a median at or above a usable level, and a
-    cell labelled no 4G always has a usable 2G/3G median.
+    So a cell labelled no service has no median at or above its usable level (unless the app
+    itself logged "no service" in most samples), and a cell labelled no 4G always has a usable
+    2G/3G median.
     """
     n = np.asarray(n_samples, dtype=float)
     n4 = np.asarray(n_4g, dtype=float)

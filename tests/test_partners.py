@@ -352,7 +352,8 @@ def test_export_command_writes_only_the_partner_packages(viet_project, tmp_path)
     result = CliRunner().invoke(main, ["export", "--config", str(viet_project), "--out", str(out)])
     assert result.exit_code == 0, result.output
     assert sorted(p.name for p in out.iterdir()) == ["partners"]
-    assert sorted(p.name for p in (out / "partners").iterdir()) == ["MobiFone", "MobiFone.zip", "Viettel", "Viettel.zip"]
+    assert sorted(p.name for p in (out / "partners").iterdir()) == [
+        outputs.OWNER_MARKER, "MobiFone", "MobiFone.zip", "Viettel", "Viettel.zip"]
     assert "Viettel.zip" in result.output
     # A second export replaces the packages whole and leaves no temporary folder behind.
     result = CliRunner().invoke(main, ["export", "--config", str(viet_project), "--out", str(out)])
@@ -363,7 +364,7 @@ def test_export_command_writes_only_the_partner_packages(viet_project, tmp_path)
 def test_run_command_writes_the_packages_in_its_atomic_output(viet_project, tmp_path, monkeypatch):
     from covgap import cli
 
-    monkeypatch.setattr(cli, "_write_maps", lambda results, config: [])  # the maps have their own tests
+    monkeypatch.setattr(cli, "_write_maps", lambda results, config, **_: [])  # the maps have their own tests
     out = tmp_path / "run_out"
     result = CliRunner().invoke(main, ["run", "--config", str(viet_project), "--out", str(out), "--maps", str(tmp_path / "m")])
     assert result.exit_code == 0, result.output
@@ -444,7 +445,7 @@ def test_export_uses_what_refresh_took_in(viet_project, tmp_path, monkeypatch):
     """Export analyses the output folder's store, so a file taken in by refresh counts."""
     from covgap import cli
 
-    monkeypatch.setattr(cli, "_write_maps", lambda results, config: [])
+    monkeypatch.setattr(cli, "_write_maps", lambda results, config, **_: [])
     out = tmp_path / "o"
     assert CliRunner().invoke(main, ["run", "--config", str(viet_project), "--out", str(out)]).exit_code == 0
     extra = tmp_path / "extra.csv"

@@ -241,3 +241,26 @@ def test_maps_left_behind_by_a_killed_run_are_redrawn_by_the_next_refresh(hand_p
     assert res.exit_code == 0 and "redrawn" not in res.output
     assert os.stat(maps_dir / "index.html").st_mtime_ns == mtime
 
+
+# --------------------------------------------------------------------------- messages
+@pytest.mark.parametrize("households", [-3.5, None])
+def test_messages_show_plain_values_not_numpy_reprs(hand_project, no_maps, households):
+    import json
+
+    path = hand_project.parent / "villages.geojson"
+    data = json.loads(path.read_text(encoding="utf-8"))
+    data["features"][1]["properties"]["households"] = households
+    path.write_text(json.dumps(data, ensure_ascii=False), encoding="utf-8")
+    res = covgap("run", "--config", hand_project)
+    assert res.exit_code == 1, res.output
+    assert "households = " + ("-3.5" if households is not None else "nan") in res.output
+    assert "np." not in res.output and "float64" not in res.output
+
+
+def test_plain_formats_numpy_scalars_as_python_values():
+    import numpy as np
+
+    from covgap.errors import plain
+
+    assert [plain(v) for v in (np.float64("nan"), np.int64(3), np.str_("a"), np.bool_(True), 2.5, "x")] == [
+        "nan", "3", "'a'", "True", "2.5", "'x'"]

@@ -17,7 +17,7 @@ import pandas as pd
 import shapely
 from pyproj import CRS
 
-from covgap.errors import InputError
+from covgap.errors import InputError, plain
 
 log = logging.getLogger(__name__)
 
@@ -131,13 +131,13 @@ def read_villages(path: str | Path, *, levels: list[str], crs: CRS, point_radius
     hh = pd.to_numeric(frame["households"], errors="coerce")
     bad = hh.isna() | (hh < 0) | (hh != np.floor(hh))
     for i in np.flatnonzero(bad.to_numpy())[:10]:
-        problems.append(f"row {i + 1} (village_id={frame['village_id'].iloc[i]}): households = {frame['households'].iloc[i]!r}, expected a whole number ≥ 0")
+        problems.append(f"row {i + 1} (village_id={frame['village_id'].iloc[i]}): households = {plain(frame['households'].iloc[i])}, expected a whole number ≥ 0")
     for opt in ("population", "fibre_subscribed"):
         if opt in frame:
             v = pd.to_numeric(frame[opt], errors="coerce")
             badv = frame[opt].notna() & (v.isna() | (v < 0))
             for i in np.flatnonzero(badv.to_numpy())[:10]:
-                problems.append(f"row {i + 1} (village_id={frame['village_id'].iloc[i]}): {opt} = {frame[opt].iloc[i]!r}, expected a number ≥ 0")
+                problems.append(f"row {i + 1} (village_id={frame['village_id'].iloc[i]}): {opt} = {plain(frame[opt].iloc[i])}, expected a number ≥ 0")
     if "fibre_subscribed" in frame:
         over = pd.to_numeric(frame["fibre_subscribed"], errors="coerce") > hh
         for i in np.flatnonzero(over.fillna(False).to_numpy())[:10]:
@@ -193,7 +193,7 @@ def read_communes(path: str | Path, *, crs: CRS, level: str) -> gpd.GeoDataFrame
         lat = pd.to_numeric(frame["centre_lat"], errors="coerce")
         bad = frame["centre_lon"].notna() & (lon.isna() | lat.isna() | (lon.abs() > 180) | (lat.abs() > 90))
         for i in np.flatnonzero(bad.to_numpy())[:10]:
-            problems.append(f"row {i + 1} ({frame['name'].iloc[i]}): centre_lon/centre_lat = {frame['centre_lon'].iloc[i]!r}/{frame['centre_lat'].iloc[i]!r}, expected WGS84 degrees")
+            problems.append(f"row {i + 1} ({frame['name'].iloc[i]}): centre_lon/centre_lat = {plain(frame['centre_lon'].iloc[i])}/{plain(frame['centre_lat'].iloc[i])}, expected WGS84 degrees")
     if problems:
         raise InputError(path, problems)
     frame = _repair(frame.to_crs(crs), path)
@@ -230,7 +230,7 @@ def read_fibre(path: str | Path, *, crs: CRS) -> gpd.GeoDataFrame:
     status = status.replace({"": "existing", "built": "existing", "active": "existing", "plan": "planned", "proposed": "planned"})
     bad = ~status.isin(["existing", "planned"])
     for i in np.flatnonzero(bad.to_numpy())[:10]:
-        problems.append(f"row {i + 1} (route_id={frame['route_id'].iloc[i]}): status = {frame['status'].iloc[i]!r}, expected 'existing' or 'planned'")
+        problems.append(f"row {i + 1} (route_id={frame['route_id'].iloc[i]}): status = {plain(frame['status'].iloc[i])}, expected 'existing' or 'planned'")
     if problems:
         raise InputError(path, problems)
     frame["status"] = status

@@ -264,3 +264,31 @@ def test_plain_formats_numpy_scalars_as_python_values():
 
     assert [plain(v) for v in (np.float64("nan"), np.int64(3), np.str_("a"), np.bool_(True), 2.5, "x")] == [
         "nan", "3", "'a'", "True", "2.5", "'x'"]
+
+
+def test_an_output_folder_that_is_a_symbolic_link_loses_only_the_link(tmp_path):
+    real = tmp_path / "elsewhere"
+    with outputs.atomic_output_dir(real) as tmp:
+        (tmp / "a.csv").write_text("old")
+    (tmp_path / "out").symlink_to(real, target_is_directory=True)
+    with outputs.atomic_output_dir(tmp_path / "out") as tmp:
+        (tmp / "a.csv").write_text("new")
+    assert (tmp_path / "out" / "a.csv").read_text() == "new" and not (tmp_path / "out").is_symlink()
+    assert (real / "a.csv").read_text() == "old"  # what the link pointed to is not deleted
+    assert not list(tmp_path.glob(".out.*"))
+
+
+def test_a_refused_file_removes_only_the_rejected_rows_it_wrote(tmp_path):
+    import pandas as pd
+
+    from covgap.store import REJECTED_COLUMNS, RejectedWriter
+
+    writer = RejectedWriter(tmp_path, "ab" * 32, "x.csv")
+    writer.path.parent.mkdir(parents=True)
+    writer.path.write_text("someone else's file")
+    writer.discard()  # it wrote nothing: it deletes nothing
+    assert writer.path.read_text() == "someone else's file"
+    writer.path.unlink()
+    writer.write(pd.DataFrame([["x.csv", 2, "missing_signal", "", "1,2"]], columns=REJECTED_COLUMNS))
+    writer.discard()
+    assert not writer.path.exists()

@@ -184,6 +184,14 @@ def _previous(target: Path) -> Path:
     return target.parent / f".{target.name}.previous"
 
 
+def _remove_tree(path: Path) -> None:
+    """Delete a folder covgap owns; a symbolic link (an output folder that was a link) loses only the link."""
+    if path.is_symlink():
+        path.unlink()
+    else:
+        shutil.rmtree(path)
+
+
 def recover_output_dir(target: Path) -> None:
     """Finish or undo a swap that was interrupted (a kill between the two renames).
 
@@ -199,12 +207,12 @@ def recover_output_dir(target: Path) -> None:
             os.replace(previous, target)
             log.warning("restored %s from an interrupted run", target)
         elif is_owned(previous):
-            shutil.rmtree(previous)
+            _remove_tree(previous)
         else:
             log.warning("left %s in place: covgap did not write it; move or delete it", previous)
     for stale in target.parent.glob(f".{target.name}.tmp-*"):
         if stale.is_dir() and is_owned(stale):
-            shutil.rmtree(stale)
+            _remove_tree(stale)
         elif stale.is_dir() and not any(stale.iterdir()):
             stale.rmdir()  # killed before its marker was written: empty, nothing to lose
         else:
@@ -259,7 +267,11 @@ def atomic_output_dir(target: Path, *, overwrite: bool = False,
         if target.exists():
             os.replace(target, previous)
         os.replace(tmp, target)
-        shutil.rmtree(previous, ignore_errors=True)  # what was just renamed away: ours, or --overwrite
+        if previous.exists() or previous.is_symlink():
+            try:
+                _remove_tree(previous)  # what was just renamed away: ours, or --overwrite
+            except OSError as err:  # the new outputs are in place; the next run retries
+                log.warning("could not remove %s (%s); the next run removes it", previous, err)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)  # the temporary folder made above
         raise

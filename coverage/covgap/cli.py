@@ -110,7 +110,7 @@ def _execute(config: Config, paths: list[Path] | None = None, *, full_rebuild: b
                                          write_products=_write_products, progress=_progress_bar, overwrite=overwrite)
         written_maps = []
         if outcome.results is not None or (
-                not dry_run and not maps.maps_are_current(out_dir, Path(config.output.maps_dir), lang=config.output.lang)):
+                not dry_run and not maps.maps_are_current(out_dir, Path(config.output.maps_dir))):
             written_maps = _write_maps(outcome.results, config, overwrite=overwrite)
     for line in refresh.summary_lines(outcome, out_dir):
         click.echo(line)

@@ -858,13 +858,14 @@ def write_maps_from_layers(data: dict, maps_dir: Path, *, lang: str = "vi", sour
     return written
 
 
-def maps_are_current(out_dir: Path, maps_dir: Path, *, lang: str) -> bool:
-    """Do the maps in ``maps_dir`` show the map layers saved in ``out_dir``, in ``lang``?
+def maps_are_current(out_dir: Path, maps_dir: Path) -> bool:
+    """Do the maps in ``maps_dir`` show the map layers saved in ``out_dir``?
 
     False when the maps were drawn from other results (their :data:`MAPS_RECORD`
     names another SHA-256: a run killed after its outputs were swapped in but before
-    the maps were redrawn), in another language, or never. True when ``out_dir``
-    holds no map layers (nothing to draw).
+    the maps were redrawn) or never drawn. True when ``out_dir`` holds no map layers
+    (nothing to draw). The language is not compared: ``covgap map --lang en`` is not
+    undone by the next refresh that takes in nothing new.
     """
     layers = Path(out_dir) / MAP_LAYERS_NAME
     if not layers.is_file():
@@ -873,7 +874,7 @@ def maps_are_current(out_dir: Path, maps_dir: Path, *, lang: str) -> bool:
         record = json.loads((Path(maps_dir) / MAPS_RECORD).read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return False
-    return (isinstance(record, dict) and record.get("lang") == lang and (Path(maps_dir) / INDEX_NAME).is_file()
+    return (isinstance(record, dict) and (Path(maps_dir) / INDEX_NAME).is_file()
             and record.get("map_layers_sha256") == outputs.sha256_file(layers))
 
 

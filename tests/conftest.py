@@ -148,3 +148,13 @@ maps_dir = "maps"
         encoding="utf-8",
     )
     return d / "covgap.toml"
+
+
+@pytest.fixture
+def no_maps(monkeypatch):
+    """Skip drawing the HTML maps (tested in their own modules); returns the results each draw was asked for."""
+    from covgap import cli
+
+    calls = []
+    monkeypatch.setattr(cli, "_write_maps", lambda results, config, **_: calls.append(results) or [])
+    return calls

@@ -104,3 +104,45 @@ def test_second_writer_is_refused_while_the_first_holds_the_lock(tmp_path):
         holder.wait()
     with outputs.output_lock(out):  # free again once the holder is gone
         pass
+
+
+def test_covgap_imports_where_fcntl_does_not_exist(tmp_path):
+    """Windows has no fcntl: the lock is filelock's, and nothing of covgap imports fcntl itself."""
+    code = (
+        "import sys\n"
+        "class NoFcntl:\n"
+        "    def find_spec(self, name, path=None, target=None):\n"
+        "        if name == 'fcntl':\n"
+        "            raise ImportError('No module named fcntl (as on Windows)')\n"
+        "sys.modules.pop('fcntl', None)\n"
+        "sys.meta_path.insert(0, NoFcntl())\n"
+        "import covgap.pipeline, covgap.cli, covgap.outputs, covgap.refresh\n"
+        "try:\n"
+        "    import fcntl\n"
+        "except ImportError:\n"
+        "    pass\n"
+        "else:\n"
+        "    raise SystemExit('fcntl was importable')\n"
+        "from pathlib import Path\n"
+        "with covgap.outputs.output_lock(Path(sys.argv[1]) / 'out'):\n"
+        "    print('locked')\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code, str(tmp_path)], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip().splitlines()[-1] == "locked"
+
+
+def test_the_lock_message_names_the_run_holding_it(tmp_path):
+    out = tmp_path / "out"
+    holder = subprocess.Popen(
+        [sys.executable, "-c", "import sys,time; from pathlib import Path; from covgap import outputs\n"
+         "with outputs.output_lock(Path(sys.argv[1])):\n    print('locked', flush=True); time.sleep(30)", str(out)],
+        stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "locked"
+        with pytest.raises(OutputError, match=rf"another covgap run \(pid {holder.pid}\) is writing here"):
+            with outputs.output_lock(out):
+                pass
+    finally:
+        holder.kill()
+        holder.wait()

@@ -130,7 +130,20 @@ def test_safe_slug_keeps_plain_names_and_neutralises_paths():
     assert partners.safe_slug("Đông Á") == "Dong_A"
     assert partners.safe_slug("con") == "op_con"
     assert partners.package_slugs(["Viettel", "Viettel/..", "viettel"]) == {
-        "Viettel": "Viettel", "Viettel/..": "Viettel-2", "viettel": "viettel-3"}
+        "Viettel": "Viettel", "Viettel/..": "Viettel-fd356865", "viettel": "viettel-bd507646"}
+
+
+def test_a_package_name_depends_on_the_operator_name_alone():
+    # Plain names keep their name; any other gets its slug and 8 hex of the SHA-256 of the exact name.
+    assert [partners.package_name(n) for n in ("Viettel", "VNPT-VinaPhone", "unknown")] == [
+        "Viettel", "VNPT-VinaPhone", "unknown"]
+    assert partners.package_name("Đông Á") == "Dong_A-9820e256"
+    assert partners.package_name("Dong_A") == "Dong_A-4df84e10"  # mixed case, not a known operator
+    # The file name of "Dong_A" does not move when "Đông Á" or "Dong A" appear (it became Dong_A-2 before).
+    alone = partners.package_slugs(["Dong_A", "Viettel"])
+    together = partners.package_slugs(["Dong A", "Dong_A", "Viettel", "Đông Á", "đông á"])
+    assert all(together[op] == slug for op, slug in alone.items())
+    assert len({s.lower() for s in together.values()}) == len(together)  # distinct also on Windows and macOS
 
 
 def test_every_shapefile_field_name_is_short_unique_and_documented():
@@ -147,7 +160,8 @@ def test_hostile_operator_names_stay_inside_the_package_folder(hand_project, tmp
     assert results.operators == ["../x", "Viettel/.."]
     root = tmp_path / "box" / "partners"
     zips = partners.write_partner_packages(results, root, generated="x")
-    assert sorted(p.name for p in root.iterdir()) == ["Viettel", "Viettel.zip", "x", "x.zip"]
+    assert sorted(p.name for p in root.iterdir()) == ["Viettel-fd356865", "Viettel-fd356865.zip", "x-d6b96a97",
+                                                      "x-d6b96a97.zip"]
     assert sorted(p.name for p in (tmp_path / "box").iterdir()) == ["partners"]  # nothing written beside it
     assert not (tmp_path / "x").exists() and not (tmp_path / "box" / "x").exists()
     for z in zips:
@@ -156,7 +170,7 @@ def test_hostile_operator_names_stay_inside_the_package_folder(hand_project, tmp
                 assert not name.startswith("/") and ".." not in name.split("/") and "\\" not in name
                 assert name.split("/")[0] == z.stem
     # The data keeps the operator's real name; only file names are slugs.
-    dz = pyogrio.read_dataframe(root / "x" / "x.gpkg", layer="dead_zones")
+    dz = pyogrio.read_dataframe(root / "x-d6b96a97" / "x-d6b96a97.gpkg", layer="dead_zones")
     assert set(dz["operator"]) == {"../x"}
 
 
@@ -364,7 +378,8 @@ def test_export_command_writes_only_the_partner_packages(viet_project, tmp_path)
     result = CliRunner().invoke(main, ["export", "--config", str(viet_project), "--out", str(out)])
     assert result.exit_code == 0, result.output
     assert sorted(p.name for p in out.iterdir()) == ["partners"]
-    assert sorted(p.name for p in (out / "partners").iterdir()) == ["MobiFone", "MobiFone.zip", "Viettel", "Viettel.zip"]
+    assert sorted(p.name for p in (out / "partners").iterdir()) == [
+        outputs.OWNER_MARKER, "MobiFone", "MobiFone.zip", "Viettel", "Viettel.zip"]
     assert "Viettel.zip" in result.output
     # A second export replaces the packages whole and leaves no temporary folder behind.
     result = CliRunner().invoke(main, ["export", "--config", str(viet_project), "--out", str(out)])
@@ -375,7 +390,7 @@ def test_export_command_writes_only_the_partner_packages(viet_project, tmp_path)
 def test_run_command_writes_the_packages_in_its_atomic_output(viet_project, tmp_path, monkeypatch):
     from covgap import cli
 
-    monkeypatch.setattr(cli, "_write_maps", lambda results, config: [])  # the maps have their own tests
+    monkeypatch.setattr(cli, "_write_maps", lambda results, config, **_: [])  # the maps have their own tests
     out = tmp_path / "run_out"
     result = CliRunner().invoke(main, ["run", "--config", str(viet_project), "--out", str(out), "--maps", str(tmp_path / "m")])
     assert result.exit_code == 0, result.output
@@ -456,7 +471,7 @@ def test_export_uses_what_refresh_took_in(viet_project, tmp_path, monkeypatch):
     """Export analyses the output folder's store, so a file taken in by refresh counts."""
     from covgap import cli
 
-    monkeypatch.setattr(cli, "_write_maps", lambda results, config: [])
+    monkeypatch.setattr(cli, "_write_maps", lambda results, config, **_: [])
     out = tmp_path / "o"
     assert CliRunner().invoke(main, ["run", "--config", str(viet_project), "--out", str(out)]).exit_code == 0
     extra = tmp_path / "extra.csv"
@@ -470,3 +485,16 @@ def test_export_uses_what_refresh_took_in(viet_project, tmp_path, monkeypatch):
     result = CliRunner().invoke(main, ["export", "--config", str(viet_project), "--out", str(out)])
     assert result.exit_code == 0, result.output
     assert "Vietnamobile.zip" in sorted(p.name for p in (out / "partners").iterdir())
+
+
+def test_readme_has_no_nul_or_other_control_characters(viet_results, tmp_path):
+    import dataclasses
+
+    cfg = viet_results.config
+    hostile = dataclasses.replace(cfg, study=dataclasses.replace(cfg.study, name="Huyện\x00 Thử\x07\x1b[31m"))
+    results = dataclasses.replace(viet_results, config=hostile)
+    partners.write_partner_packages(results, tmp_path / "partners", generated="2026-09-21T00:00:00+0700")
+    text = (tmp_path / "partners" / "Viettel" / "README.txt").read_text(encoding="utf-8")
+    assert "Huyện Thử[31m" in text
+    assert not re.search(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]", text)
+    assert partners.strip_control_characters("a\x00b\tc\r\nd\x85") == "ab\tc\nd"

@@ -122,13 +122,6 @@ def _covgap(*args):
     return CliRunner().invoke(cli.main, [str(a) for a in args])
 
 
-@pytest.fixture
-def no_maps(monkeypatch):
-    from covgap import cli
-
-    monkeypatch.setattr(cli, "_write_maps", lambda results, config: [])
-
-
 @pytest.mark.parametrize("command", ["run", "refresh"])
 def test_a_bad_file_is_refused_and_the_good_ones_are_used(hand_project, no_maps, command):
     folder = hand_project.parent / "measurements"

@@ -63,14 +63,6 @@ ROW_REASONS = {
 
 
 # --------------------------------------------------------------------------- helpers
-@pytest.fixture
-def no_maps(monkeypatch):
-    """The HTML maps are tested in their own module; here they only slow things down."""
-    calls = []
-    monkeypatch.setattr(cli, "_write_maps", lambda results, config: calls.append(results) or [])
-    return calls
-
-
 def covgap(*args: str) -> Result:
     return CliRunner().invoke(cli.main, [str(a) for a in args])
 
@@ -362,7 +354,7 @@ def _spawn_refresh(project: Path, *paths: Path, pause_at: str | None = None, pau
     env = dict(os.environ, COVGAP_TEST_PAUSE_SECONDS=str(pause_s))
     if pause_at:
         env["COVGAP_TEST_PAUSE_AT"] = pause_at
-    code = "import sys; from covgap import cli; cli._write_maps = lambda r, c: []; cli.main(prog_name='covgap')"
+    code = "import sys; from covgap import cli; cli._write_maps = lambda r, c, **_: []; cli.main(prog_name='covgap')"
     return subprocess.Popen([sys.executable, "-c", code, "refresh", "--config", str(project), *extra, *map(str, paths)],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
 

@@ -71,7 +71,14 @@ def main(verbose: int, quiet: int) -> None:
 
 
 # Options shared by the commands that write outputs.
+overwrite_option = click.option(
+    "--overwrite", is_flag=True,
+    help="Replace an output folder (or map pages) that covgap did not write, deleting what it holds. Never one "
+         "that is, contains or lies inside an input; without it such a folder is refused.")
+
+
 def output_options(func):
+    func = overwrite_option(func)
     func = click.option("--lang", type=click.Choice(["vi", "en"]), default=None,
                         help="Language of the maps (default: [output] lang of the config, else vi).")(func)
     func = click.option("--maps", "maps_dir", type=click.Path(file_okay=False, path_type=Path), default=None,
@@ -82,26 +89,36 @@ def output_options(func):
 
 
 def _execute(config: Config, paths: list[Path] | None = None, *, full_rebuild: bool = True, dry_run: bool = False,
-             wait: bool = False) -> int:
+             wait: bool = False, overwrite: bool = False) -> int:
     """Take measurement files into the store, rewrite every output atomically, print the summary and scorecard.
 
     The one "write everything" path of ``run``/``demo`` (``full_rebuild``: a new store
     from the configured files) and ``refresh`` (new files merged into the stored
     statistics). Returns the exit status: 0, or 3 when some file was refused.
+
+    The maps are redrawn after a new analysis, and also when they were drawn from
+    other results than the output folder holds (a run killed after the swap).
     """
-    from covgap import outputs, refresh
+    from covgap import maps, outputs, refresh
     from covgap.scorecard import format_scorecard, scorecard_long
 
     started = time.monotonic()
     out_dir = Path(config.output.dir)
+    outputs.check_output_locations(config, paths or (), overwrite=overwrite)
     with outputs.output_lock(out_dir, wait=wait):
         outcome = refresh.update_outputs(config, paths, full_rebuild=full_rebuild, dry_run=dry_run,
-                                         write_products=_write_products, progress=_progress_bar)
-        written_maps = _write_maps(outcome.results, config) if outcome.results is not None else []
+                                         write_products=_write_products, progress=_progress_bar, overwrite=overwrite)
+        written_maps = []
+        if outcome.results is not None or (
+                not dry_run and not maps.maps_are_current(out_dir, Path(config.output.maps_dir))):
+            written_maps = _write_maps(outcome.results, config, overwrite=overwrite)
     for line in refresh.summary_lines(outcome, out_dir):
         click.echo(line)
     status = 3 if outcome.with_status("refused") else 0
     if outcome.results is None:
+        if written_maps:
+            click.echo(f"Maps: {Path(config.output.maps_dir)}/ redrawn ({len(written_maps)} pages): they were behind "
+                       f"the results in {out_dir}/")
         return status
     click.echo(f"Outputs: {out_dir}/  Maps: {Path(config.output.maps_dir)}/ ({len(written_maps)} pages)  "
                f"in {time.monotonic() - started:.1f} s")
@@ -134,24 +151,32 @@ def _progress_bar(label: str, total_bytes: int):
                              show_percent=True, show_eta=True)
 
 
-def _write_maps(results, config: Config) -> list[Path]:
+def _write_maps(results, config: Config, *, overwrite: bool = False) -> list[Path]:
+    """Draw the maps from the display layers saved in the output folder (``results`` is not needed).
+
+    The saved layers are what :func:`covgap.maps.map_layers` made of the results, so
+    drawing from them is drawing from the results, and the maps record which layers
+    they show (:func:`covgap.maps.maps_are_current`).
+    """
     from covgap import maps
 
-    return maps.write_maps(results, Path(config.output.maps_dir), lang=config.output.lang)
+    out = Path(config.output.dir)
+    return maps.write_maps_from_layers(maps.read_map_layers(out), Path(config.output.maps_dir), lang=config.output.lang,
+                                       source=out / maps.MAP_LAYERS_NAME, overwrite=overwrite)
 
 
 @main.command()
 @click.option("--config", "config_path", type=click.Path(dir_okay=False, path_type=Path), default=Path("covgap.toml"),
               show_default=True, help="The covgap.toml that names the inputs and thresholds.")
 @output_options
-def run(config_path: Path, out_dir: Path | None, maps_dir: Path | None, lang: str | None) -> None:
+def run(config_path: Path, out_dir: Path | None, maps_dir: Path | None, lang: str | None, overwrite: bool) -> None:
     """Run the whole analysis on the inputs named in a covgap.toml.
 
     Writes the GeoPackage, CSV scorecards and GeoTIFFs to the output folder and
     the HTML maps to the maps folder, then prints the district scorecard.
     """
     config = load_config(config_path).replace_output(dir=out_dir, maps_dir=maps_dir, lang=lang)
-    click.get_current_context().exit(_execute(config))
+    click.get_current_context().exit(_execute(config, overwrite=overwrite))
 
 
 @main.command()
@@ -162,7 +187,7 @@ def run(config_path: Path, out_dir: Path | None, maps_dir: Path | None, lang: st
 @click.option("--wait", is_flag=True, help="If another covgap run is writing the outputs, wait for it instead of stopping.")
 @output_options
 def refresh(paths: tuple[Path, ...], config_path: Path, dry_run: bool, wait: bool, out_dir: Path | None,
-            maps_dir: Path | None, lang: str | None) -> None:
+            maps_dir: Path | None, lang: str | None, overwrite: bool) -> None:
     """Take new measurement files (or folders of them) in and update every output.
 
     Files already taken in (same SHA-256, whatever their name) are skipped; the
@@ -174,14 +199,15 @@ def refresh(paths: tuple[Path, ...], config_path: Path, dry_run: bool, wait: boo
     """
     config = load_config(config_path).replace_output(dir=out_dir, maps_dir=maps_dir, lang=lang)
     click.get_current_context().exit(_execute(config, list(paths) or None, full_rebuild=False, dry_run=dry_run,
-                                              wait=wait))
+                                              wait=wait, overwrite=overwrite))
 
 
 @main.command()
 @click.option("--data", "data_config", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="covgap.toml of the sample district (default: data/sample/covgap.toml of this checkout).")
 @output_options
-def demo(data_config: Path | None, out_dir: Path | None, maps_dir: Path | None, lang: str | None) -> None:
+def demo(data_config: Path | None, out_dir: Path | None, maps_dir: Path | None, lang: str | None,
+         overwrite: bool) -> None:
     """Run the analysis on the bundled sample district (Tư Nghĩa, Quảng Ngãi).
 
     Outputs go to ./out and maps to ./maps unless --out/--maps say otherwise.
@@ -190,7 +216,7 @@ def demo(data_config: Path | None, out_dir: Path | None, maps_dir: Path | None, 
     if not path.is_file():
         raise CovgapError(f"{path}: sample district not found; run from a covgap checkout or give --data PATH/covgap.toml")
     config = load_config(path).replace_output(dir=out_dir or Path("out"), maps_dir=maps_dir or Path("maps"), lang=lang)
-    click.get_current_context().exit(_execute(config))
+    click.get_current_context().exit(_execute(config, overwrite=overwrite))
 
 
 @main.command()
@@ -198,30 +224,37 @@ def demo(data_config: Path | None, out_dir: Path | None, maps_dir: Path | None, 
               show_default=True, help="The covgap.toml that names the inputs and thresholds.")
 @click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="Output folder; the packages go to its partners/ subfolder (default: [output] dir).")
-def export(config_path: Path, out_dir: Path | None) -> None:
+@overwrite_option
+def export(config_path: Path, out_dir: Path | None, overwrite: bool) -> None:
     """Write only the gap packages for telecom partners, one per operator.
 
     Analyses the measurement store of the output folder (what run and refresh took
     in; without a store, the configured measurement files), then replaces
     <output>/partners/ whole: per operator a folder and a zip with Shapefiles, a
     GeoPackage, fields.csv and README.txt (docs/partners.md). The rest of the output
-    folder is untouched.
+    folder is untouched. A partners/ folder covgap did not write is refused unless
+    --overwrite (the one inside an output folder covgap made is its own).
     """
     from covgap import outputs, partners, pipeline, refresh, store as store_mod
 
     started = time.monotonic()
     config = load_config(config_path).replace_output(dir=out_dir)
     out = Path(config.output.dir)
+    inputs = outputs.input_paths(config)
+    outputs.check_clear_of_inputs(out, inputs, label="output folder")
+    # A folder covgap made owns its partners/ subfolder; elsewhere partners/ must be missing, empty or ours.
+    overwrite = overwrite or outputs.is_owned(out)
+    outputs.check_replaceable(out / "partners", overwrite=overwrite, label="partner folder")
     with outputs.output_lock(out):
         folder = store_mod.store_dir(out)
-        if (folder / store_mod.MANIFEST).is_file():
+        if outputs.is_owned(out) and (folder / store_mod.MANIFEST).is_file():
             layers = pipeline.load_layers(config)
             store = store_mod.load_store(folder)
             store_mod.check_compatible(store, store_mod.fingerprint(layers, config), folder)
             results = refresh.analyse_store(store, folder, layers, config)
         else:
             results = pipeline.run_pipeline(config)
-        with outputs.atomic_output_dir(out / "partners") as tmp:
+        with outputs.atomic_output_dir(out / "partners", overwrite=overwrite, inputs=inputs) as tmp:
             zips = partners.write_partner_packages(results, tmp)
     for z in zips:  # the paths named the temporary folder, now swapped into place
         final = out / "partners" / z.name
@@ -234,7 +267,7 @@ def export(config_path: Path, out_dir: Path | None) -> None:
 @click.option("--config", "config_path", type=click.Path(dir_okay=False, path_type=Path), default=Path("covgap.toml"),
               show_default=True, help="The covgap.toml whose [output] folders and language are the defaults.")
 @output_options
-def map_(config_path: Path, out_dir: Path | None, maps_dir: Path | None, lang: str | None) -> None:
+def map_(config_path: Path, out_dir: Path | None, maps_dir: Path | None, lang: str | None, overwrite: bool) -> None:
     """Redraw the HTML maps from the last results in the output folder (no new analysis).
 
     For instance in English: covgap map --lang en. Without a covgap.toml, give
@@ -245,13 +278,16 @@ def map_(config_path: Path, out_dir: Path | None, maps_dir: Path | None, lang: s
     if config_path.is_file():
         config = load_config(config_path).replace_output(dir=out_dir, maps_dir=maps_dir, lang=lang)
         out, folder, language = Path(config.output.dir), Path(config.output.maps_dir), config.output.lang
+        maps.check_maps_folder(folder, out_dir=out, inputs=outputs.input_paths(config), overwrite=overwrite)
     elif out_dir is not None:
         out, folder, language = out_dir, maps_dir or Path("maps"), lang or "vi"
+        maps.check_maps_folder(folder, out_dir=out, inputs=[], overwrite=overwrite)
     else:
         raise CovgapError(f"{config_path}: not found; give --config PATH/covgap.toml or --out FOLDER of a previous run")
     with outputs.output_lock(out):
         data = maps.read_map_layers(out)
-        written = maps.write_maps_from_layers(data, folder, lang=language)
+        written = maps.write_maps_from_layers(data, folder, lang=language, source=out / maps.MAP_LAYERS_NAME,
+                                              overwrite=overwrite)
     click.echo(f"Maps: {folder}/ ({len(written)} pages, {language}) from {out / maps.MAP_LAYERS_NAME}")
 
 

@@ -9,6 +9,19 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 
+import numpy as np
+
+
+def plain(value) -> str:
+    """A value as a message shows it: numpy scalars as the Python value they hold.
+
+    ``plain(np.float64("nan"))`` is ``nan`` and ``plain(np.str_("a"))`` is ``'a'``, where
+    ``repr`` gives ``np.float64(nan)`` and ``np.str_('a')`` (numpy 2).
+    """
+    if isinstance(value, np.generic):
+        value = value.item()
+    return repr(value)
+
 
 class CovgapError(Exception):
     """Base class of every error covgap raises deliberately."""

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import base64
 import gzip
+import hashlib
 import json
 import logging
 import os
@@ -40,6 +41,7 @@ import rasterio.warp
 import shapely
 from pyproj import Transformer
 
+from covgap import outputs
 from covgap.cellstats import CellClass, class_raster
 from covgap.errors import OutputError
 
@@ -49,6 +51,8 @@ MAP_LAYERS_NAME = "map_layers.json.gz"
 MAP_LAYERS_VERSION = 2
 INDEX_NAME = "index.html"
 GENERATOR = "covgap-map"
+#: Written into the maps folder after the pages: which saved map layers (SHA-256) and language they show.
+MAPS_RECORD = ".covgap-maps.json"
 
 #: Display simplification in the working CRS (m) and coordinate rounding (decimal degrees).
 SIMPLIFY_M = 5.0
@@ -827,12 +831,19 @@ def write_maps(results, maps_dir: Path, *, lang: str = "vi") -> list[Path]:
     return write_maps_from_layers(map_layers(results), maps_dir, lang=lang)
 
 
-def write_maps_from_layers(data: dict, maps_dir: Path, *, lang: str = "vi") -> list[Path]:
+def write_maps_from_layers(data: dict, maps_dir: Path, *, lang: str = "vi", source: Path | None = None,
+                           overwrite: bool = False) -> list[Path]:
     """Write every page from saved display data (see :func:`write_maps`); used by ``covgap map``.
 
     Every page is rendered and checked first, then written to a temporary file in
     ``maps_dir`` and moved into place with ``os.replace``; commune pages of an
-    earlier run that no longer exist are removed.
+    earlier run that no longer exist are removed. A page is only replaced if covgap
+    wrote it (its generator tag), unless ``overwrite``.
+
+    ``source``, the ``map_layers.json.gz`` the data was read from, is recorded in
+    :data:`MAPS_RECORD` once every page is in place, so that :func:`maps_are_current`
+    can tell maps drawn from other results (a run killed before its maps) and
+    ``covgap run``/``refresh`` redraw them.
     """
     maps_dir = Path(maps_dir)
     pages = {INDEX_NAME: render_page(data, scope=None, lang=lang)}
@@ -841,8 +852,16 @@ def write_maps_from_layers(data: dict, maps_dir: Path, *, lang: str = "vi") -> l
         if not re.fullmatch(r"[a-z0-9][a-z0-9-]*\.html", name) or name == INDEX_NAME:
             raise OutputError(f"unsafe map file name {name!r} for commune {commune['name']!r}")
         pages[name] = render_page(data, scope=commune["name"], lang=lang)
+    if not overwrite:
+        foreign = sorted(n for n in pages if (maps_dir / n).exists() and not is_covgap_page(maps_dir / n))
+        if foreign:
+            raise OutputError(f"maps folder {maps_dir}: {', '.join(foreign[:3])}{' …' if len(foreign) > 3 else ''} "
+                              "not written by covgap would be replaced; choose another folder (--maps, or [output] "
+                              "maps_dir), or give --overwrite")
+    record = maps_dir / MAPS_RECORD
     try:
         maps_dir.mkdir(parents=True, exist_ok=True)
+        record.unlink(missing_ok=True)  # our own record: the pages are about to change
         written = []
         temps = []
         try:
@@ -857,9 +876,12 @@ def write_maps_from_layers(data: dict, maps_dir: Path, *, lang: str = "vi") -> l
                 os.replace(tmp, maps_dir / name)
                 written.append(maps_dir / name)
         finally:
-            for tmp in temps:
+            for tmp in temps:  # the temporary files made above, if still there
                 tmp.unlink(missing_ok=True)
         _remove_stale_pages(maps_dir, keep=set(pages))
+        if source is not None:
+            record.write_text(json.dumps({"map_layers_sha256": outputs.sha256_file(Path(source)), "lang": lang},
+                                         indent=2) + "\n", encoding="utf-8")
     except OSError as err:
         raise OutputError(f"{maps_dir}: cannot write the maps ({err}); check the folder is writable") from err
     sizes = ", ".join(f"{p.name} {p.stat().st_size / 1024:.0f} KB" for p in written[:3])
@@ -867,14 +889,60 @@ def write_maps_from_layers(data: dict, maps_dir: Path, *, lang: str = "vi") -> l
     return written
 
 
-def _remove_stale_pages(maps_dir: Path, *, keep: set[str]) -> None:
-    """Remove pages this tool wrote earlier that are not part of this run (a commune renamed or merged)."""
-    marker = f'<meta name="generator" content="{GENERATOR}"'
-    for path in maps_dir.glob("*.html"):
-        if path.name in keep:
-            continue
+def maps_are_current(out_dir: Path, maps_dir: Path) -> bool:
+    """Do the maps in ``maps_dir`` show the map layers saved in ``out_dir``?
+
+    False when the maps were drawn from other results (their :data:`MAPS_RECORD`
+    names another SHA-256: a run killed after its outputs were swapped in but before
+    the maps were redrawn) or never drawn. True when ``out_dir`` holds no map layers
+    (nothing to draw). The language is not compared: ``covgap map --lang en`` is not
+    undone by the next refresh that takes in nothing new.
+    """
+    layers = Path(out_dir) / MAP_LAYERS_NAME
+    if not layers.is_file():
+        return True
+    try:
+        record = json.loads((Path(maps_dir) / MAPS_RECORD).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    return (isinstance(record, dict) and (Path(maps_dir) / INDEX_NAME).is_file()
+            and record.get("map_layers_sha256") == outputs.sha256_file(layers))
+
+
+def is_covgap_page(path: Path) -> bool:
+    """Did covgap write this HTML page? (its generator tag, in the first 4 KB)."""
+    try:
         with open(path, encoding="utf-8", errors="replace") as fh:
             head = fh.read(4096)
-        if marker in head:
+    except OSError:
+        return False
+    return f'<meta name="generator" content="{GENERATOR}"' in head
+
+
+def check_maps_folder(maps_dir: Path, *, out_dir: Path, inputs, overwrite: bool = False) -> None:
+    """Refuse a maps folder covgap must not write into (one-line :class:`OutputError`).
+
+    It must not be, contain or lie inside an input, nor be or lie inside the output
+    folder (replaced whole at every run), and its ``index.html``, if any, must be
+    covgap's unless ``overwrite``. Other files in it are left alone.
+    """
+    maps_dir = Path(maps_dir)
+    outputs.check_clear_of_inputs(maps_dir, inputs, label="maps folder")
+    rel = outputs.path_relation(maps_dir.resolve(), Path(out_dir).resolve())
+    if rel in ("is", "lies inside"):
+        raise OutputError(f"maps folder {maps_dir} {rel} the output folder {out_dir}, which covgap replaces whole at "
+                          "every run; give the maps a folder of their own (--maps, or [output] maps_dir)")
+    if maps_dir.exists() and not maps_dir.is_dir():
+        raise OutputError(f"maps folder {maps_dir}: is a file, not a folder; give a folder (--maps, or [output] maps_dir)")
+    index = maps_dir / INDEX_NAME
+    if not overwrite and index.exists() and not is_covgap_page(index):
+        raise OutputError(f"maps folder {maps_dir}: {INDEX_NAME} was not written by covgap and would be replaced; "
+                          "choose another folder (--maps, or [output] maps_dir), or give --overwrite")
+
+
+def _remove_stale_pages(maps_dir: Path, *, keep: set[str]) -> None:
+    """Remove pages this tool wrote earlier that are not part of this run (a commune renamed or merged)."""
+    for path in maps_dir.glob("*.html"):
+        if path.name not in keep and is_covgap_page(path):  # only pages carrying covgap's generator tag
             path.unlink()
             log.info("maps: removed %s (no longer a commune of the report level)", path.name)

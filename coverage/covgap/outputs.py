@@ -9,16 +9,16 @@ from writing the same folder at once.
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import hashlib
 import json
 import logging
 import os
 import shutil
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
+import filelock
 import geopandas as gpd
 import numpy as np
 import pandas as pd
@@ -33,72 +33,247 @@ log = logging.getLogger(__name__)
 GPKG_NAME = "covgap.gpkg"
 
 
+# --------------------------------------------------------------------------- ownership
+#: The file that marks a folder as covgap's own. :func:`atomic_output_dir` writes it into every
+#: folder it swaps in (and into its temporary folder first), and nothing is ever renamed away or
+#: deleted unless it carries it (or the user said ``--overwrite``). Same bytes every run.
+OWNER_MARKER = ".covgap-output.json"
+_MARKER_TEXT = json.dumps({
+    "made_by": "covgap",
+    "note": "covgap wrote this folder and replaces it whole at every run; keep no other files here",
+}, indent=2) + "\n"
+
+
+def mark_owned(folder: Path) -> None:
+    """Write the ownership marker into ``folder`` (which covgap has just made)."""
+    (Path(folder) / OWNER_MARKER).write_text(_MARKER_TEXT, encoding="utf-8")
+
+
+def is_owned(folder: Path) -> bool:
+    """Did covgap make ``folder``? True when it carries :data:`OWNER_MARKER`.
+
+    An output folder of covgap 0.1 (before the marker) is recognised by its ``run.json``
+    whose ``tool`` is covgap together with the measurement store's ``store/manifest.json``.
+    """
+    folder = Path(folder)
+    try:
+        marker = json.loads((folder / OWNER_MARKER).read_text(encoding="utf-8"))
+        return isinstance(marker, dict) and marker.get("made_by") == "covgap"
+    except (OSError, ValueError):
+        pass
+    try:
+        run = json.loads((folder / "run.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    return (isinstance(run, dict) and str(run.get("tool", "")).startswith("covgap ")
+            and (folder / "store" / "manifest.json").is_file())
+
+
+def input_paths(config, extra: Iterable[Path] = ()) -> list[tuple[str, Path]]:
+    """Every input of a run, named by where it comes from: what no output folder may touch.
+
+    The configuration file, the configured layers, population raster and measurement
+    files or folders, and the measurement paths given on the command line (``extra``).
+    """
+    inputs = config.inputs
+    out: list[tuple[str, Path]] = [("the configuration file", config.source)] if config.source is not None else []
+    out.append(("[inputs] villages", inputs.villages))
+    out += [(f"[inputs] communes.{level}", path) for level, path in inputs.communes.items()]
+    out.append(("[inputs] fibre", inputs.fibre))
+    if inputs.population is not None:
+        out.append(("[inputs] population", inputs.population))
+    out += [("[inputs] measurements", path) for path in inputs.measurements]
+    out += [("the measurement path given", Path(path)) for path in extra]
+    return out
+
+
+def path_relation(folder: Path, other: Path) -> str | None:
+    """How ``folder`` stands to ``other`` (both resolved): "is", "contains", "lies inside" or None."""
+    if folder == other:
+        return "is"
+    if folder in other.parents:
+        return "contains"
+    if other in folder.parents:
+        return "lies inside"
+    return None
+
+
+def check_clear_of_inputs(folder: Path, inputs: Iterable[tuple[str, Path]], *, label: str) -> None:
+    """Refuse a folder covgap writes that is, contains or lies inside an input (one-line :class:`OutputError`)."""
+    folder = Path(folder)
+    where = folder.resolve()
+    clashes = [(rel, what, path) for what, path in inputs if (rel := path_relation(where, Path(path).resolve()))]
+    if clashes:
+        rel, what, path = clashes[0]
+        more = f" (and {len(clashes) - 1} other input{'s' if len(clashes) > 2 else ''})" if len(clashes) > 1 else ""
+        raise OutputError(f"{label} {folder} ({where}) {rel} {what} {path}{more}; covgap replaces what it writes there, "
+                          "so it needs a folder of its own that holds no input, e.g. out/ beside covgap.toml "
+                          "(--out, or [output] dir / maps_dir)")
+
+
+def check_replaceable(folder: Path, *, overwrite: bool = False, label: str = "output folder") -> None:
+    """Refuse to replace ``folder`` unless it is missing, empty, covgap's own or ``overwrite`` is given."""
+    folder = Path(folder)
+    if not folder.exists() and not folder.is_symlink():
+        return
+    if not folder.is_dir():
+        raise OutputError(f"{label} {folder}: is a file, not a folder; give a folder (--out, or [output] dir)")
+    if overwrite or is_owned(folder):
+        return
+    entries = sorted(p.name for p in folder.iterdir())
+    if entries:
+        shown = ", ".join(entries[:3]) + (f" and {len(entries) - 3} more" if len(entries) > 3 else "")
+        raise OutputError(f"{label} {folder}: holds files covgap did not write ({shown}) and covgap replaces this "
+                          "folder whole; choose a new or empty folder, or give --overwrite to replace it and "
+                          "delete what it holds")
+
+
+def check_output_locations(config, extra_inputs: Iterable[Path] = (), *, overwrite: bool = False) -> None:
+    """Every check on the output and maps folders of a run, before anything is read or written.
+
+    The output folder must be clear of every input (:func:`check_clear_of_inputs`) and
+    replaceable (:func:`check_replaceable`); the maps folder must be clear of the
+    inputs and of the output folder, and hold no page covgap did not write
+    (:func:`covgap.maps.check_maps_folder`).
+    """
+    from covgap import maps
+
+    out = Path(config.output.dir)
+    inputs = input_paths(config, extra_inputs)
+    check_clear_of_inputs(out, inputs, label="output folder")
+    check_replaceable(out, overwrite=overwrite)
+    maps.check_maps_folder(Path(config.output.maps_dir), out_dir=out, inputs=inputs, overwrite=overwrite)
+
+
 # --------------------------------------------------------------------------- atomic folders
+def _lock_file(target: Path) -> Path:
+    return target.parent / f".{target.name}.lock"
+
+
 @contextlib.contextmanager
 def output_lock(target: Path, *, wait: bool = False) -> Iterator[None]:
     """Hold an exclusive lock on ``target`` (a lock file beside it) for the duration.
+
+    A portable lock (``filelock``: ``flock`` on POSIX, ``msvcrt`` on Windows). The
+    holder's pid goes to a second file beside it, for the message.
 
     Raises :class:`OutputError` if another process holds it and ``wait`` is false.
     """
     target = Path(target)
     target.parent.mkdir(parents=True, exist_ok=True)
-    lock_path = target.parent / f".{target.name}.lock"
-    fh = open(lock_path, "a+")
+    lock_path = _lock_file(target)
+    holder_path = lock_path.with_name(lock_path.name + "-holder")
+    lock = filelock.FileLock(lock_path)
     try:
+        lock.acquire(timeout=-1 if wait else 0)
+    except filelock.Timeout as err:
         try:
-            fcntl.flock(fh, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
-        except BlockingIOError as err:
-            fh.seek(0)
-            holder = fh.read().strip() or "another process"
-            raise OutputError(f"{target}: another covgap run ({holder}) is writing here; wait for it to finish and run again") from err
-        fh.seek(0)
-        fh.truncate()
-        fh.write(f"pid {os.getpid()}")
-        fh.flush()
+            holder = holder_path.read_text(encoding="utf-8").strip() or "another process"
+        except OSError:
+            holder = "another process"
+        raise OutputError(f"{target}: another covgap run ({holder}) is writing here; wait for it to finish and "
+                          "run again (or give --wait)") from err
+    try:
+        holder_path.write_text(f"pid {os.getpid()}", encoding="utf-8")
         yield
     finally:
-        fcntl.flock(fh, fcntl.LOCK_UN)
-        fh.close()
+        lock.release()
+
+
+def _previous(target: Path) -> Path:
+    return target.parent / f".{target.name}.previous"
+
+
+def _remove_tree(path: Path) -> None:
+    """Delete a folder covgap owns; a symbolic link (an output folder that was a link) loses only the link."""
+    if path.is_symlink():
+        path.unlink()
+    else:
+        shutil.rmtree(path)
 
 
 def recover_output_dir(target: Path) -> None:
-    """Finish or undo a swap that was interrupted (a kill between the two renames)."""
+    """Finish or undo a swap that was interrupted (a kill between the two renames).
+
+    Restores ``.<name>.previous`` when the folder itself is missing (a rename back,
+    which loses nothing), and removes a leftover ``.previous`` or temporary folder
+    only when it carries covgap's marker (or is an empty temporary folder); anything
+    else is left where it is, with a warning.
+    """
     target = Path(target)
-    previous = target.parent / f".{target.name}.previous"
+    previous = _previous(target)
     if previous.exists():
-        if target.exists():
-            shutil.rmtree(previous, ignore_errors=True)
-        else:
+        if not target.exists():
             os.replace(previous, target)
             log.warning("restored %s from an interrupted run", target)
+        elif is_owned(previous):
+            _remove_tree(previous)
+        else:
+            log.warning("left %s in place: covgap did not write it; move or delete it", previous)
     for stale in target.parent.glob(f".{target.name}.tmp-*"):
-        shutil.rmtree(stale, ignore_errors=True)
+        if stale.is_dir() and is_owned(stale):
+            _remove_tree(stale)
+        elif stale.is_dir() and not any(stale.iterdir()):
+            stale.rmdir()  # killed before its marker was written: empty, nothing to lose
+        else:
+            log.warning("left %s in place: covgap did not write it; move or delete it", stale)
 
 
 @contextlib.contextmanager
-def atomic_output_dir(target: Path) -> Iterator[Path]:
+def atomic_output_dir(target: Path, *, overwrite: bool = False,
+                      inputs: Iterable[tuple[str, Path]] = ()) -> Iterator[Path]:
     """Yield a fresh temporary folder; on success it replaces ``target`` whole.
 
     The swap is two renames on one file system (target → ``.previous``, temporary →
     target); :func:`recover_output_dir` repairs a kill between them. On any error the
     temporary folder is removed and ``target`` is untouched.
+
+    Parameters
+    ----------
+    target
+        The folder to replace. It must be missing, empty, covgap's own
+        (:func:`is_owned`) or ``overwrite`` must be given; checked before anything is
+        renamed or deleted, and again just before the swap.
+    overwrite
+        Replace a non-empty folder covgap did not make (``--overwrite``).
+    inputs
+        ``(what, path)`` of every input (:func:`input_paths`): ``target`` must not be,
+        contain or lie inside any of them, whatever ``overwrite`` says.
+
+    Raises
+    ------
+    OutputError
+        ``target`` holds inputs, or holds files covgap did not write and ``overwrite`` is false.
     """
     target = Path(target)
+    inputs = list(inputs)
+    check_clear_of_inputs(target, inputs, label="output folder")
+    check_replaceable(target, overwrite=overwrite)
     target.parent.mkdir(parents=True, exist_ok=True)
     recover_output_dir(target)
+    previous = _previous(target)
+    if previous.exists():
+        raise OutputError(f"{previous}: a folder covgap did not write is in the way of the output swap; move or delete it")
     tmp = target.parent / f".{target.name}.tmp-{os.getpid()}"
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir()
     try:
+        tmp.mkdir()
+    except FileExistsError as err:
+        raise OutputError(f"{tmp}: a folder covgap did not write is in the way; move or delete it") from err
+    try:
+        mark_owned(tmp)
         yield tmp
         _fsync_tree(tmp)
-        previous = target.parent / f".{target.name}.previous"
+        check_replaceable(target, overwrite=overwrite)  # again: nothing may have moved in meanwhile
         if target.exists():
             os.replace(target, previous)
         os.replace(tmp, target)
-        shutil.rmtree(previous, ignore_errors=True)
+        if previous.exists() or previous.is_symlink():
+            try:
+                _remove_tree(previous)  # what was just renamed away: ours, or --overwrite
+            except OSError as err:  # the new outputs are in place; the next run retries
+                log.warning("could not remove %s (%s); the next run removes it", previous, err)
     except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
+        shutil.rmtree(tmp, ignore_errors=True)  # the temporary folder made above
         raise
 
 
@@ -268,8 +443,10 @@ def write_outputs(results, folder: Path) -> list[Path]:
     written += write_rasters(results, folder)
     from covgap import maps  # the display layers `covgap map` redraws the maps from
 
-    written.append(maps.write_map_layers(results, folder))
+    layers_path = maps.write_map_layers(results, folder)
+    written.append(layers_path)
     summary = run_summary(results)
+    summary["map_layers_sha256"] = sha256_file(layers_path)  # what the maps must show (maps.maps_are_current)
     (folder / "run.json").write_text(json.dumps(summary, ensure_ascii=False, indent=2) + "\n", encoding="utf-8")
     written.append(folder / "run.json")
     log.info("outputs: %d files written", len(written))

@@ -1,7 +1,8 @@
 """Gap packages for telecom partners: per operator, Shapefiles + GeoPackage + dictionary + README.
 
 For each operator in the measurements, :func:`write_partner_packages` writes
-``<folder>/<slug>/`` and ``<folder>/<slug>.zip`` with five layers (``LAYERS``),
+``<folder>/<name>/`` and ``<folder>/<name>.zip`` (:func:`package_name`: the name
+alone decides it) with five layers (``LAYERS``),
 each as a Shapefile (UTF-8 ``.cpg``, field names of at most 10 characters) and
 all together in one GeoPackage with the full field names, plus ``fields.csv``
 (the data dictionary, Vietnamese and English) and ``README.txt``.
@@ -23,6 +24,7 @@ time of the last measurement in ``gpkg_contents.last_change``
 from __future__ import annotations
 
 import csv
+import hashlib
 import io
 import logging
 import re
@@ -37,8 +39,8 @@ import numpy as np
 import pandas as pd
 import pyogrio
 
-from covgap import __version__, cellstats, deadzones, villages as villages_mod
-from covgap.errors import OutputError
+from covgap import __version__, cellstats, deadzones, measurements as meas, villages as villages_mod
+from covgap.errors import OutputError, plain
 from covgap.outputs import format_time, sha256_file
 from covgap.villages import Verdict
 
@@ -195,18 +197,54 @@ def safe_slug(name: str) -> str:
     return text
 
 
+#: Canonical spellings of Vietnam's operators (covgap.measurements gives every spelling of them one of these).
+KNOWN_OPERATORS = frozenset({*meas.OPERATOR_ALIASES.values(), *meas.OPERATOR_BY_MNC.values()})
+_KNOWN_FOLDED = {name.casefold() for name in KNOWN_OPERATORS}
+#: Hex digits of the SHA-256 of the exact name added to a name that is not its own file name.
+NAME_HASH_DIGITS = 8
+
+
+def package_name(name: str) -> str:
+    """The file name (no extension) of an operator's package: it depends on the name alone.
+
+    A name that is already a safe, unambiguous file name keeps it: ``"Viettel"``,
+    ``"VNPT-VinaPhone"``, ``"unknown"``. That is: :func:`safe_slug` leaves it unchanged, and it
+    is either one of :data:`KNOWN_OPERATORS` or all lower case and no known name in another
+    case, so no two such names differ only in letter case (one file on Windows and macOS).
+    Every other name gets its slug, ``-`` and the first 8 hex digits of the SHA-256 of the exact
+    name (UTF-8): ``"Đông Á"`` → ``"Dong_A-<8 hex>"``, ``"Dong A"`` another 8 hex,
+    ``"../x"`` → ``"x-<8 hex>"``. So a package keeps its file name from run to run, whatever
+    other operators appear.
+    """
+    name = str(name)
+    slug = safe_slug(name)
+    if slug == name and (name in KNOWN_OPERATORS or (name == name.lower() and name.casefold() not in _KNOWN_FOLDED)):
+        return slug
+    digest = hashlib.sha256(name.encode("utf-8", "surrogatepass")).hexdigest()[:NAME_HASH_DIGITS]
+    return f"{slug}-{digest}"
+
+
 def package_slugs(operators: list[str]) -> dict[str, str]:
-    """One distinct slug per operator (case-insensitively distinct: ``-2``, ``-3``… on collision)."""
-    out: dict[str, str] = {}
-    taken: set[str] = set()
-    for op in sorted(operators):
-        base = safe_slug(op)
-        slug, k = base, 2
-        while slug.lower() in taken:
-            slug, k = f"{base}-{k}", k + 1
-        taken.add(slug.lower())
-        out[op] = slug
+    """The package file name of each operator (:func:`package_name`), in operator order.
+
+    Raises :class:`OutputError` in the (2⁻³² unlikely) case that two names still share a file name.
+    """
+    out = {op: package_name(op) for op in sorted(operators)}
+    seen: dict[str, str] = {}
+    for op, slug in out.items():
+        other = seen.setdefault(slug.lower(), op)
+        if other != op:
+            raise OutputError(f"operators {plain(other)} and {plain(op)} would share the package file name {slug}; "
+                              "rename one of them in the measurement files")
     return out
+
+
+_CONTROL_CHARACTERS = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+
+
+def strip_control_characters(text: str) -> str:
+    """``text`` without NUL and the other control characters (line feeds and tabs stay)."""
+    return _CONTROL_CHARACTERS.sub("", text)
 
 
 def level_fields(levels: list[str]) -> dict[str, FieldSpec]:
@@ -539,10 +577,10 @@ def write_partner_package(results, operator: str, package: Path, *, pieces: gpd.
                 rows.append([name, s.short, full, _TYPE_NAMES[s.kind], s.unit, s.vi, s.en])
     write_fields_csv(rows, _inside(package, "fields.csv"))
     counts = {name: len(layer) for name, layer in layers.items()}
-    _inside(package, "README.txt").write_text(
-        partner_readme(results, operator, counts=counts, generated=generated,
-                       inputs=input_hashes(results) if inputs is None else inputs, gpkg_name=gpkg.name),
-        encoding="utf-8", newline="\n")
+    readme = partner_readme(results, operator, counts=counts, generated=generated,
+                            inputs=input_hashes(results) if inputs is None else inputs, gpkg_name=gpkg.name)
+    # Names come from data: a NUL or other control character would make the text unreadable in some viewers.
+    _inside(package, "README.txt").write_text(strip_control_characters(readme), encoding="utf-8", newline="\n")
     return counts
 
 

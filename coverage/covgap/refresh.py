@@ -95,6 +95,7 @@ def update_outputs(
     now_s: float | None = None,
     progress: ProgressFactory | None = None,
     chunk_rows: int = 250_000,
+    overwrite: bool = False,
 ) -> RefreshOutcome:
     """Take measurement files into the store and rewrite every output (caller holds the output lock).
 
@@ -115,6 +116,9 @@ def update_outputs(
         The clock for future timestamps (default: now).
     progress
         Progress-bar factory for large files.
+    overwrite
+        Replace an output folder that covgap did not make (``--overwrite``); never one
+        that is, contains or lies inside an input.
 
     Returns
     -------
@@ -127,15 +131,24 @@ def update_outputs(
         The stored statistics were built on another grid or study area, or are damaged.
     InputError
         No measurement file found, or (on a full rebuild) none could be used.
+    OutputError
+        The output folder is, contains or lies inside an input, or holds files covgap
+        did not write (without ``overwrite``); checked before anything is read.
     """
     out_dir = Path(config.output.dir)
+    inputs = outputs.input_paths(config, list(paths or ()))
+    outputs.check_clear_of_inputs(out_dir, inputs, label="output folder")
+    outputs.check_replaceable(out_dir, overwrite=overwrite)
     write_products = write_products or (lambda results, folder: outputs.write_outputs(results, folder))
     if not dry_run:
         outputs.recover_output_dir(out_dir)
+    # Only a folder covgap made holds a store and outputs to build on; another one (empty, or
+    # replaced with --overwrite) is not read at all.
+    owned = outputs.is_owned(out_dir)
     layers = pipeline.load_layers(config)
     current = store_mod.fingerprint(layers, config)
     old_folder = store_mod.store_dir(out_dir)
-    store = _open_store(out_dir, current, full_rebuild=full_rebuild)
+    store = _open_store(out_dir, current, full_rebuild=full_rebuild or not owned)
     files = meas.list_measurement_files(list(paths) if paths else list(config.inputs.measurements))
     if not files and not full_rebuild:
         raise InputError(Path(config.inputs.measurements[0]) if config.inputs.measurements and not paths else Path("."),
@@ -151,10 +164,10 @@ def update_outputs(
 
     outcomes: list[FileOutcome] = []
     try:
-        with outputs.atomic_output_dir(out_dir) as tmp:
+        with outputs.atomic_output_dir(out_dir, overwrite=overwrite, inputs=inputs) as tmp:
             new_folder = store_mod.store_dir(tmp)
             new_folder.mkdir()
-            if not full_rebuild and (old_folder / store_mod.MANIFEST).exists():
+            if not full_rebuild and owned and (old_folder / store_mod.MANIFEST).exists():
                 store_mod.link_immutable_files(old_folder, new_folder)
             outcomes = _ingest_batch(files, store, layers, ctx, folder=new_folder, progress=progress,
                                      chunk_rows=chunk_rows)
@@ -173,7 +186,7 @@ def update_outputs(
             store_mod.save_store(store, new_folder)
             results = analyse_store(store, new_folder, layers, config,
                                     refused=[(o.path.name, o.message) for o in outcomes if o.status == "refused"])
-            compared = (out_dir / outputs.GPKG_NAME).is_file()
+            compared = owned and (out_dir / outputs.GPKG_NAME).is_file()
             # None on a first run: nothing to compare with is not the same as "no change".
             results.changes = compare_with_previous(out_dir, results) if compared else None
             write_products(results, tmp)

@@ -230,6 +230,7 @@ class RejectedWriter:
             self._rel += ".csv"
         self.path = folder / self._rel
         self._fh = None
+        self._created = False  # this writer made self.path (the only file discard() may delete)
         self.rows = 0
 
     @property
@@ -241,7 +242,8 @@ class RejectedWriter:
             return
         if self._fh is None:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            self._fh = open(self.path, "w", encoding="utf-8", newline="")
+            self._fh = open(self.path, "x", encoding="utf-8", newline="")
+            self._created = True
             self._fh.write(",".join(REJECTED_COLUMNS) + "\n")
         rejected[REJECTED_COLUMNS].to_csv(self._fh, header=False, index=False, lineterminator="\n",
                                           float_format="%.10g")
@@ -253,8 +255,11 @@ class RejectedWriter:
             self._fh = None
 
     def discard(self) -> None:
+        """Remove the file this writer created (a refused file's partial rejected rows), nothing else."""
         self.close()
-        self.path.unlink(missing_ok=True)
+        if self._created:
+            self.path.unlink(missing_ok=True)
+            self._created = False
         self.rows = 0
 
 

@@ -197,4 +197,13 @@ def test_a_run_without_measurements_gives_the_fibre_outputs(hand_project, tmp_pa
     pd.testing.assert_frame_equal(v_full[["village_id", "households_passed", "fibre_share", "meets_fibre_goal"]],
                                   v_none[["village_id", "households_passed", "fibre_share", "meets_fibre_goal"]])
     assert (tmp_path / "none_maps" / "index.html").is_file()
-    assert (tmp_path / "none" / "partners").is_dir()
+    # The operator owning the fibre route (VNPT in the layer, VNPT-VinaPhone in covgap's names) gets its
+    # package with the fibre gaps, although nobody measured it; the measured operators get theirs too.
+    assert sorted(p.name for p in (tmp_path / "full" / "partners").glob("*.zip")) == [
+        "MobiFone.zip", "VNPT-VinaPhone.zip", "Viettel.zip"]
+    assert sorted(p.name for p in (tmp_path / "none" / "partners").glob("*.zip")) == ["VNPT-VinaPhone.zip"]
+    import pyogrio
+
+    vnpt = tmp_path / "none" / "partners" / "VNPT-VinaPhone"
+    assert len(pyogrio.read_dataframe(vnpt / "villages_below_fibre_goal.shp")) == 2
+    assert len(pyogrio.read_dataframe(vnpt / "dead_zones.shp")) == 0

@@ -65,6 +65,12 @@ def _viet_project(hand_project: Path, *, export_crs: str = "EPSG:4326", operator
     for f in villages["features"]:
         f["properties"]["commune"] = "Thị trấn Sông Vệ" if f["properties"]["village_id"] == "V3" else "Nghĩa Điền"
     write_geojson(d / "villages.geojson", villages["features"])
+    # The fibre route's owner is left out here, so the packages are those of the measured operators
+    # (a fibre owner gets a package too: tests/test_evidence.py).
+    fibre = json.loads((d / "fibre.geojson").read_text(encoding="utf-8"))
+    for f in fibre["features"]:
+        f["properties"]["operator"] = None
+    write_geojson(d / "fibre.geojson", fibre["features"])
     if operators:
         csv_path = d / "measurements" / "hand.csv"
         text = csv_path.read_text(encoding="utf-8")

@@ -1,8 +1,8 @@
 """Gap packages for telecom partners: per operator, Shapefiles + GeoPackage + dictionary + README.
 
-For each operator in the measurements, :func:`write_partner_packages` writes
-``<folder>/<name>/`` and ``<folder>/<name>.zip`` (:func:`package_name`: the name
-alone decides it) with five layers (``LAYERS``),
+For each operator in the measurements or owning fibre routes (:func:`partner_operators`),
+:func:`write_partner_packages` writes ``<folder>/<name>/`` and ``<folder>/<name>.zip``
+(:func:`package_name`: the name alone decides it) with six layers (``LAYERS``),
 each as a Shapefile (UTF-8 ``.cpg``, field names of at most 10 characters) and
 all together in one GeoPackage with the full field names, plus ``fields.csv``
 (the data dictionary, Vietnamese and English) and ``README.txt``.
@@ -300,7 +300,7 @@ def partner_layers(results, operator: str, *, pieces: gpd.GeoDataFrame | None = 
     results
         :class:`covgap.pipeline.Results` of a run.
     operator
-        An operator of ``results.operators``.
+        An operator of :func:`partner_operators` (measured, or owning fibre routes).
     pieces
         Village pieces (:func:`covgap.villages.village_pieces`); computed when not given.
 
@@ -309,8 +309,9 @@ def partner_layers(results, operator: str, *, pieces: gpd.GeoDataFrame | None = 
     dict of layer name (``LAYERS``) → GeoDataFrame. Columns follow ``FIELDS`` and the
     configured administrative levels.
     """
-    if operator not in results.operators:
-        raise ValueError(f"operator {operator!r} is not among the measured operators {results.operators}")
+    if operator not in partner_operators(results):
+        raise ValueError(f"operator {operator!r} is neither measured nor an owner of fibre routes: "
+                         f"{partner_operators(results)}")
     layers = results.layers
     if pieces is None:
         pieces = villages_mod.village_pieces(layers.villages, layers.grid, layers.density)
@@ -500,6 +501,16 @@ def _inside(folder: Path, name: str) -> Path:
     return path
 
 
+def partner_operators(results) -> list[str]:
+    """The operators that get a package: those measured and those owning fibre routes (names as
+    the measurement reader writes them, so "VNPT" in the fibre layer is VNPT-VinaPhone). An
+    operator with fibre but no measurement yet still needs its fibre gaps."""
+    owners = results.layers.fibre["operator"].fillna("").astype(str).str.strip()
+    owners = owners[owners != ""]
+    named = meas.normalise_operator(pd.Series(sorted(set(owners)), dtype=object), "") if len(owners) else pd.Series([], dtype=object)
+    return sorted(set(results.operators) | {str(n) for n in named if str(n)})
+
+
 def write_partner_packages(results, folder: Path, *, generated: str | None = None) -> list[Path]:
     """Write one package folder and one zip per operator into ``folder``.
 
@@ -525,7 +536,7 @@ def write_partner_packages(results, folder: Path, *, generated: str | None = Non
     generated = generated or time.strftime("%Y-%m-%dT%H:%M:%S%z")
     inputs = input_hashes(results)
     zips = []
-    for operator, slug in package_slugs(results.operators).items():
+    for operator, slug in package_slugs(partner_operators(results)).items():
         package = _inside(folder, slug)
         package.mkdir()
         counts = write_partner_package(results, operator, package, pieces=pieces, generated=generated, inputs=inputs)

@@ -1723,9 +1723,13 @@ def summary(communes25, communes19, villages, fibre, dead, district, files, gnt_
     area = district.area
     dead_area = dead.geometry.area.sum()
     print("== truth ==")
-    print(f"  district {area / 1e6:.1f} km², truly dead (best < {DEAD_BELOW} dBm) "
-          f"{dead_area / 1e6:.2f} km² = {100 * dead_area / area:.1f}%, {len(dead)} polygons, "
+    print(f"  district {area / 1e6:.1f} km², truly no service (best LTE < {DEAD_BELOW} and best 3G < "
+          f"{USABLE_3G} dBm) {dead_area / 1e6:.2f} km² = {100 * dead_area / area:.1f}%, {len(dead)} polygons, "
           f"largest {dead.area_km2.max():.2f} km²")
+    no4g = gpd.read_file(TRUTH / "true_no4g_zones.geojson")
+    print(f"  truly no 4G but usable 3G (best LTE < {DEAD_BELOW}, best 3G >= {USABLE_3G} dBm) "
+          f"{no4g.area_km2.sum():.2f} km², {len(no4g)} polygons, largest {no4g.area_km2.max():.2f} km²")
+    print(f"  3G-only sites: {', '.join(sites.loc[~sites.lte, 'site_id'])}")
     union = dead.union_all()
     dead_share = np.array([g.intersection(union).area / g.area for g in villages.geometry])
     print(f"  villages with >= 50% of area dead: {(dead_share >= 0.5).sum()}; any dead area: "
@@ -1733,7 +1737,7 @@ def summary(communes25, communes19, villages, fibre, dead, district, files, gnt_
     for i in np.flatnonzero(dead_share >= 0.5):
         v = villages.iloc[i]
         print(f"    {v.village_id} {v['name']} ({v.commune}) {100 * dead_share[i]:.0f}% dead")
-    print(f"  drive-test scanner points in truly dead cells, per day: {in_dead}")
+    print(f"  drive-test scanner points in truly no-service cells, per day: {in_dead}")
     phone_hit = measured_villages(villages, phone_xy)
     never = villages.loc[~drive_hit & ~phone_hit]
     print(f"== villages never measured: {len(never)} ==")

@@ -259,7 +259,7 @@ def export(config_path: Path, out_dir: Path | None, overwrite: bool) -> None:
     for z in zips:  # the paths named the temporary folder, now swapped into place
         final = out / "partners" / z.name
         click.echo(f"{final}  ({final.stat().st_size} bytes)")
-    click.echo(f"Partner packages: {len(zips)} operators ({', '.join(partners.partner_operators(results)) or 'none'}) in "
+    click.echo(f"Partner packages: {len(zips)} operators ({', '.join(results.partner_operators) or 'none'}) in "
                f"{out / 'partners'}/  in {time.monotonic() - started:.1f} s")
 
 

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import base64
 import gzip
-import hashlib
 import json
 import logging
 import os
@@ -42,7 +41,7 @@ import shapely
 from pyproj import Transformer
 
 from covgap import outputs
-from covgap.cellstats import CellClass, class_raster
+from covgap.cellstats import CellClass
 from covgap.errors import OutputError
 
 log = logging.getLogger(__name__)
@@ -471,10 +470,9 @@ def _cell_image(classes: np.ndarray, grid, area: shapely.Geometry | None) -> dic
 
 def _class_views(results) -> dict[str, np.ndarray]:
     """The class raster of each view: ``"*"`` (any operator), then each operator."""
-    grid = results.layers.grid
     views = {"*": results.classes}
-    for op in results.operators:
-        views[op] = class_raster(results.op_view[results.op_view["operator"] == op], grid, results.layers.inside)
+    for op in results.operators:  # measured operators only: a fibre owner not measured has no cells to show
+        views[op] = results.per_operator[op].classes
     return views
 
 

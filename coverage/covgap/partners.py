@@ -1,6 +1,6 @@
 """Gap packages for telecom partners: per operator, Shapefiles + GeoPackage + dictionary + README.
 
-For each operator in the measurements or owning fibre routes (:func:`partner_operators`),
+For each operator in the measurements or owning fibre routes (``results.partner_operators``),
 :func:`write_partner_packages` writes ``<folder>/<name>/`` and ``<folder>/<name>.zip``
 (:func:`package_name`: the name alone decides it) with six layers (``LAYERS``),
 each as a Shapefile (UTF-8 ``.cpg``, field names of at most 10 characters) and
@@ -39,7 +39,7 @@ import numpy as np
 import pandas as pd
 import pyogrio
 
-from covgap import __version__, cellstats, deadzones, measurements as meas, villages as villages_mod
+from covgap import __version__, measurements as meas
 from covgap.errors import OutputError, plain
 from covgap.outputs import format_time, sha256_file
 from covgap.villages import Verdict
@@ -269,31 +269,9 @@ def level_fields(levels: list[str]) -> dict[str, FieldSpec]:
 
 
 # --------------------------------------------------------------------------- layers (pure)
-def operator_village_indicators(results, operator: str, pieces: gpd.GeoDataFrame) -> pd.DataFrame:
-    """Coverage shares and 4G verdict of every village for one operator alone.
-
-    The same computation as the any-operator indicators
-    (:func:`covgap.villages.compute_signal_indicators`), fed with this operator's
-    cell classes and its own dead zones (``results.operator_zones``).
-    """
-    layers, grid, cfg = results.layers, results.layers.grid, results.config
-    sub, _ = _operator_rows(results, operator)
-    classes = cellstats.class_raster(sub, grid, layers.inside)
-    own = results.operator_zones[results.operator_zones["operator"] == operator]
-    labels = deadzones.label_cells(own, grid)
-    return villages_mod.compute_signal_indicators(layers.villages, pieces, classes, sub, labels, grid,
-                                                  min_evidence_share=cfg.evidence.village_min_share,
-                                                  min_covered_share=cfg.villages.min_covered_share)
-
-
-def _operator_rows(results, operator: str) -> tuple[pd.DataFrame, np.ndarray]:
-    """The op_view rows of one operator and the matching rows of the 4G histograms."""
-    mask = (results.op_view["operator"] == operator).to_numpy()
-    return results.op_view.loc[mask].copy(), results.op_hist[mask]
-
-
-def partner_layers(results, operator: str, *, pieces: gpd.GeoDataFrame | None = None) -> dict[str, gpd.GeoDataFrame]:
-    """The five layers of one operator's package, full field names, working CRS.
+def partner_layers(results, operator: str) -> dict[str, gpd.GeoDataFrame]:
+    """The six layers of one operator's package, full field names, working CRS: formatting only, every
+    figure comes from the analysis (``results.per_operator[operator]`` for the operator's own view).
 
     Parameters
     ----------
@@ -301,25 +279,20 @@ def partner_layers(results, operator: str, *, pieces: gpd.GeoDataFrame | None = 
         :class:`covgap.pipeline.Results` of a run.
     operator
         An operator of :func:`partner_operators` (measured, or owning fibre routes).
-    pieces
-        Village pieces (:func:`covgap.villages.village_pieces`); computed when not given.
 
     Returns
     -------
     dict of layer name (``LAYERS``) → GeoDataFrame. Columns follow ``FIELDS`` and the
     configured administrative levels.
     """
-    if operator not in partner_operators(results):
+    if operator not in results.per_operator:
         raise ValueError(f"operator {operator!r} is neither measured nor an owner of fibre routes: "
-                         f"{partner_operators(results)}")
-    layers = results.layers
-    if pieces is None:
-        pieces = villages_mod.village_pieces(layers.villages, layers.grid, layers.density)
+                         f"{results.partner_operators}")
     levels = list(results.config.inputs.communes)
     return {
-        "dead_zones": _gap_zones_layer(results, operator, pieces, "no_service"),
-        "no_4g_zones": _gap_zones_layer(results, operator, pieces, "no_4g"),
-        "villages_without_4g": _villages_without_4g_layer(results, operator, pieces, levels),
+        "dead_zones": _gap_zones_layer(results, operator, "no_service"),
+        "no_4g_zones": _gap_zones_layer(results, operator, "no_4g"),
+        "villages_without_4g": _villages_without_4g_layer(results, operator, levels),
         "needs_measurement": _needs_measurement_layer(results, levels),
         "villages_below_fibre_goal": _below_fibre_goal_layer(results, levels),
         "communes_without_fibre": _communes_without_fibre_layer(results),
@@ -331,17 +304,12 @@ _ZONE_COLS = ["zone_id", "scope", "operator", "area_km2", "n_cells", "n_villages
               "first_measured", "last_measured"]
 
 
-def _gap_zones_layer(results, operator: str, pieces: gpd.GeoDataFrame, kind: str) -> gpd.GeoDataFrame:
+def _gap_zones_layer(results, operator: str, kind: str) -> gpd.GeoDataFrame:
     """Dead zones (``kind = 'no_service'``) or no-4G zones (``'no_4g'``): this operator's own and the district's."""
     grid, tz = results.layers.grid, results.config.study.timezone
-    oz = results.operator_zones
-    own = oz[(oz["operator"] == operator) & (oz["kind"] == kind)]
     district = ((results.zones, results.zone_operators) if kind == "no_service"
                 else (results.no4g_zones, results.no4g_zone_operators))
-    own = gpd.GeoDataFrame(own[["zone_id", "area_km2", "n_cells", "geometry"]].reset_index(drop=True), geometry="geometry", crs=grid.crs)
-    op_rows, op_hist = _operator_rows(results, operator)
-    own_desc, own_ops = deadzones.describe_dead_zones(own, grid, pieces=pieces, villages=results.layers.villages,
-                                                      any_view=results.any_view, op_view=op_rows, op_hist=op_hist)
+    own_desc, own_ops = results.per_operator[operator].zones[kind]
     frames = []
     for zones, per_op, scope in ((own_desc, own_ops, SCOPE_OPERATOR), (*district, SCOPE_ALL)):
         if zones.empty:
@@ -370,9 +338,9 @@ def _gap_zones_layer(results, operator: str, pieces: gpd.GeoDataFrame, kind: str
     return gpd.GeoDataFrame(pd.concat(frames, ignore_index=True), geometry="geometry", crs=grid.crs)
 
 
-def _villages_without_4g_layer(results, operator: str, pieces: gpd.GeoDataFrame, levels: list[str]) -> gpd.GeoDataFrame:
+def _villages_without_4g_layer(results, operator: str, levels: list[str]) -> gpd.GeoDataFrame:
     v = results.villages
-    own = operator_village_indicators(results, operator, pieces)
+    own = results.per_operator[operator].villages
     fails_all = (v["verdict_4g"] == Verdict.FAILS.value).to_numpy()
     fails_op = (own["verdict_4g"] == Verdict.FAILS.value).to_numpy()
     frame = pd.DataFrame({
@@ -501,16 +469,6 @@ def _inside(folder: Path, name: str) -> Path:
     return path
 
 
-def partner_operators(results) -> list[str]:
-    """The operators that get a package: those measured and those owning fibre routes (names as
-    the measurement reader writes them, so "VNPT" in the fibre layer is VNPT-VinaPhone). An
-    operator with fibre but no measurement yet still needs its fibre gaps."""
-    owners = results.layers.fibre["operator"].fillna("").astype(str).str.strip()
-    owners = owners[owners != ""]
-    named = meas.normalise_operator(pd.Series(sorted(set(owners)), dtype=object), "") if len(owners) else pd.Series([], dtype=object)
-    return sorted(set(results.operators) | {str(n) for n in named if str(n)})
-
-
 def write_partner_packages(results, folder: Path, *, generated: str | None = None) -> list[Path]:
     """Write one package folder and one zip per operator into ``folder``.
 
@@ -531,15 +489,13 @@ def write_partner_packages(results, folder: Path, *, generated: str | None = Non
     started = time.monotonic()
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
-    layers = results.layers
-    pieces = villages_mod.village_pieces(layers.villages, layers.grid, layers.density)
     generated = generated or time.strftime("%Y-%m-%dT%H:%M:%S%z")
     inputs = input_hashes(results)
     zips = []
-    for operator, slug in package_slugs(partner_operators(results)).items():
+    for operator, slug in package_slugs(results.partner_operators).items():
         package = _inside(folder, slug)
         package.mkdir()
-        counts = write_partner_package(results, operator, package, pieces=pieces, generated=generated, inputs=inputs)
+        counts = write_partner_package(results, operator, package, generated=generated, inputs=inputs)
         zip_path = _inside(folder, f"{slug}.zip")
         zip_folder(package, zip_path)
         zips.append(zip_path)
@@ -549,8 +505,7 @@ def write_partner_packages(results, folder: Path, *, generated: str | None = Non
     return zips
 
 
-def write_partner_package(results, operator: str, package: Path, *, pieces: gpd.GeoDataFrame | None = None,
-                          generated: str, inputs: list[tuple[str, str]] | None = None) -> dict[str, int]:
+def write_partner_package(results, operator: str, package: Path, *, generated: str, inputs: list[tuple[str, str]] | None = None) -> dict[str, int]:
     """Write one operator's layers (Shapefiles + GeoPackage), fields.csv and README.txt into ``package``.
 
     Returns the feature count of each layer.
@@ -559,7 +514,7 @@ def write_partner_package(results, operator: str, package: Path, *, pieces: gpd.
     cfg = results.config
     crs = cfg.output.export_crs
     specs = {**FIELDS, **level_fields(list(cfg.inputs.communes))}
-    layers = {name: _prepare(layer, specs, crs) for name, layer in partner_layers(results, operator, pieces=pieces).items()}
+    layers = {name: _prepare(layer, specs, crs) for name, layer in partner_layers(results, operator).items()}
     slug = package.name
     stamp_date, stamp_time = _stamps(results)
     gpkg = _inside(package, f"{slug}.gpkg")

@@ -76,6 +76,15 @@ class ReadReport:
 
 
 @dataclass
+class OperatorView:
+    """One operator alone: what its partner package and its map view show (computed once, in :func:`analyse`)."""
+
+    classes: np.ndarray  # (nrows, ncols) uint8 CellClass of this operator's cells, 0 outside
+    zones: dict[str, tuple[gpd.GeoDataFrame, pd.DataFrame]]  # kind (no_service / no_4g) → described zones, figures
+    villages: pd.DataFrame  # signal indicators of every village for this operator alone
+
+
+@dataclass
 class Results:
     """Everything the outputs, maps and partner packages are made from (working CRS)."""
 
@@ -94,11 +103,14 @@ class Results:
     no4g_zones: gpd.GeoDataFrame  # no-4G zones: best operator gives 2G/3G only
     no4g_zone_operators: pd.DataFrame  # per no-4G zone and operator figures
     operator_zones: gpd.GeoDataFrame  # per-operator gap zones (columns operator, kind = no_service / no_4g)
+    pieces: gpd.GeoDataFrame  # village ∩ cell pieces with their household weight (villages.village_pieces)
+    per_operator: dict[str, OperatorView]  # every partner operator (measured or owning fibre) → its own view
     needs_measurement: gpd.GeoDataFrame  # village areas without enough evidence
     district: pd.DataFrame  # one row
     scorecard_long: pd.DataFrame  # one row per target
     report: ReadReport
-    operators: list[str]
+    operators: list[str]  # the measured operators
+    partner_operators: list[str]  # the measured operators and the owners of fibre routes: one package each
     data_period: tuple[float, float]  # first and last measurement time (Unix s), NaN if unknown
     changes: pd.DataFrame | None = None  # what changed since the previous run (set by refresh), else None
 
@@ -221,7 +233,7 @@ def analyse(layers: Layers, stats: pd.DataFrame, config: Config, report: ReadRep
     dz = config.dead_zones
     pieces = villages_mod.village_pieces(layers.villages, grid, layers.density)
     described = {}
-    for kind, klass, prefix in (("no_service", CellClass.NO_SERVICE, "DZ"), ("no_4g", CellClass.NO_4G, "N4G")):
+    for kind, klass, prefix in ZONE_KINDS:
         found = deadzones.delineate_dead_zones(classes, grid, min_area_km2=dz.min_area_km2, connectivity=dz.connectivity,
                                                dead_value=int(klass), prefix=prefix)
         described[kind] = deadzones.describe_dead_zones(found, grid, pieces=pieces, villages=layers.villages,
@@ -229,7 +241,7 @@ def analyse(layers: Layers, stats: pd.DataFrame, config: Config, report: ReadRep
     (zones, zone_ops), (no4g_zones, no4g_ops) = described["no_service"], described["no_4g"]
     labels = deadzones.label_cells(zones, grid)
     operators = sorted(op_view["operator"].unique().tolist()) if not op_view.empty else []
-    operator_zones = _operator_gap_zones(op_view, grid, layers, operators, config)
+    partner_operators = _partner_operators(operators, layers.fibre)
 
     vc = config.villages
     signal_ind = villages_mod.compute_signal_indicators(layers.villages, pieces, classes, any_view, labels, grid,
@@ -238,6 +250,7 @@ def analyse(layers: Layers, stats: pd.DataFrame, config: Config, report: ReadRep
     fibre_ind = fibre_mod.compute_fibre_indicators(layers.villages, pieces, layers.fibre,
                                                    drop_distance_m=config.fibre.drop_distance_m,
                                                    goal_share=config.fibre.goal_share)
+    per_operator, operator_zones = _operator_views(op_view, op_hist, any_view, pieces, layers, partner_operators, config)
     villages = pd.concat([layers.villages.reset_index(drop=True), signal_ind, fibre_ind], axis=1)
     villages = gpd.GeoDataFrame(villages, geometry="geometry", crs=layers.crs)
 
@@ -267,28 +280,56 @@ def analyse(layers: Layers, stats: pd.DataFrame, config: Config, report: ReadRep
     return Results(config=config, layers=layers, stats=stats, op_view=op_view, op_hist=op_hist, any_view=any_view,
                    classes=classes,
                    best_p50=best, villages=villages, communes=communes, zones=zones, zone_operators=zone_ops,
-                   no4g_zones=no4g_zones, no4g_zone_operators=no4g_ops, operator_zones=operator_zones, needs_measurement=needs, district=district, scorecard_long=long,
-                   report=report or ReadReport(), operators=operators, data_period=period)
+                   no4g_zones=no4g_zones, no4g_zone_operators=no4g_ops, operator_zones=operator_zones, pieces=pieces, per_operator=per_operator,
+                   needs_measurement=needs, district=district, scorecard_long=long,
+                   report=report or ReadReport(), operators=operators, partner_operators=partner_operators,
+                   data_period=period)
 
 
-def _operator_gap_zones(op_view: pd.DataFrame, grid: Grid, layers: Layers, operators: list[str],
-                        config: Config) -> gpd.GeoDataFrame:
-    """Per operator: its own gap zones, measured with enough samples: ``kind`` = ``no_service``
-    (dead for this operator) or ``no_4g`` (this operator gives 2G/3G only)."""
-    frames = []
+ZONE_KINDS = (("no_service", CellClass.NO_SERVICE, "DZ"), ("no_4g", CellClass.NO_4G, "N4G"))
+
+
+def _partner_operators(operators: list[str], fibre: gpd.GeoDataFrame) -> list[str]:
+    """The measured operators and the owners of fibre routes (names as the measurement reader writes
+    them, so "VNPT" in a fibre layer is VNPT-VinaPhone): an owner not yet measured still needs its
+    fibre gaps."""
+    owners = fibre["operator"].fillna("").astype(str).str.strip() if "operator" in fibre else pd.Series([], dtype=object)
+    owners = sorted(set(owners[owners != ""]))
+    named = meas.normalise_operator(pd.Series(owners, dtype=object), "") if owners else pd.Series([], dtype=object)
+    return sorted(set(operators) | {str(n) for n in named if str(n)})
+
+
+def _operator_views(op_view: pd.DataFrame, op_hist: np.ndarray, any_view: pd.DataFrame, pieces: gpd.GeoDataFrame,
+                    layers: Layers, operators: list[str], config: Config) -> tuple[dict[str, OperatorView], gpd.GeoDataFrame]:
+    """Each operator alone: its class raster, its own gap zones of both kinds (measured with enough
+    samples) with their figures, and its village indicators; and all the zones as one layer
+    (columns ``operator``, ``kind``)."""
+    grid, dz = layers.grid, config.dead_zones
+    views, frames = {}, []
     for op in operators:
-        sub = op_view[op_view["operator"] == op]
+        mask = (op_view["operator"] == op).to_numpy()
+        sub, hist = op_view.loc[mask], op_hist[mask]
         classes = cellstats.class_raster(sub, grid, layers.inside)
-        for kind, klass, tag in (("no_service", CellClass.NO_SERVICE, "DZ"), ("no_4g", CellClass.NO_4G, "N4G")):
-            zones = deadzones.delineate_dead_zones(classes, grid, min_area_km2=config.dead_zones.min_area_km2,
-                                                   connectivity=config.dead_zones.connectivity, dead_value=int(klass),
+        zones = {}
+        for kind, klass, tag in ZONE_KINDS:
+            found = deadzones.delineate_dead_zones(classes, grid, min_area_km2=dz.min_area_km2,
+                                                   connectivity=dz.connectivity, dead_value=int(klass),
                                                    prefix=f"{_slug(op)}-{tag}")
-            if len(zones):
-                frames.append(zones.assign(operator=op, kind=kind))
+            if len(found):
+                frames.append(found.assign(operator=op, kind=kind))
+            zones[kind] = deadzones.describe_dead_zones(found, grid, pieces=pieces, villages=layers.villages,
+                                                        any_view=any_view, op_view=sub, op_hist=hist)
+        labels = deadzones.label_cells(zones["no_service"][0], grid)
+        villages = villages_mod.compute_signal_indicators(layers.villages, pieces, classes, sub, labels, grid,
+                                                          min_evidence_share=config.evidence.village_min_share,
+                                                          min_covered_share=config.villages.min_covered_share)
+        views[op] = OperatorView(classes=classes, zones=zones, villages=villages)
     if not frames:
-        return gpd.GeoDataFrame({"zone_id": [], "area_km2": [], "n_cells": [], "operator": [], "kind": []},
+        flat = gpd.GeoDataFrame({"zone_id": [], "area_km2": [], "n_cells": [], "operator": [], "kind": []},
                                 geometry=[], crs=grid.crs)
-    return gpd.GeoDataFrame(pd.concat(frames, ignore_index=True), geometry="geometry", crs=grid.crs)
+    else:
+        flat = gpd.GeoDataFrame(pd.concat(frames, ignore_index=True), geometry="geometry", crs=grid.crs)
+    return views, flat
 
 
 def _slug(text: str) -> str:

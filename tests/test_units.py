@@ -147,3 +147,14 @@ def test_streaming_accumulator_equals_aggregating_all_rows_at_once():
         acc.add(rows.iloc[start:start + 300])
     whole = _reference_stats(rows, grid)
     pd.testing.assert_frame_equal(acc.to_stats(), whole, check_dtype=False)
+
+
+def test_names_fold_vietnamese_and_never_make_a_path():
+    from covgap import names
+
+    assert names.ascii_fold("Nghĩa Điền, Đông Á") == "Nghia Dien, Dong A"
+    assert names.slugify("Xã Nghĩa Điền", lower=True) == "xa-nghia-dien"
+    assert names.slugify("../..", default="x") == "x"
+    assert names.slugify("Viettel/..", keep="A-Za-z0-9_-", sep="_") == "Viettel"
+    assert names.slugify("VNPT-VinaPhone", sep="", max_len=8).upper() == "VNPTVINA"
+    assert names.slugify("Đông Á", keep="A-Za-z0-9_-", sep="_") == "Dong_A"

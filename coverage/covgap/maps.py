@@ -26,7 +26,6 @@ import logging
 import os
 import re
 import struct
-import unicodedata
 import zlib
 from html import escape as escape_html
 from importlib import resources
@@ -40,7 +39,7 @@ import rasterio.warp
 import shapely
 from pyproj import Transformer
 
-from covgap import outputs
+from covgap import names, outputs
 from covgap.cellstats import CellClass
 from covgap.errors import OutputError
 
@@ -348,11 +347,7 @@ def slugify(name: str) -> str:
     ``"Xã Nghĩa Điền"`` → ``"xa-nghia-dien"``. Never empty, never contains a path
     separator or ``..``.
     """
-    text = str(name).replace("đ", "d").replace("Đ", "D")
-    text = unicodedata.normalize("NFKD", text)
-    text = "".join(ch for ch in text if not unicodedata.combining(ch)).lower()
-    text = re.sub(r"[^a-z0-9]+", "-", text).strip("-")[:60].strip("-")
-    return text or "commune"
+    return names.slugify(name, lower=True, max_len=60, default="commune")
 
 
 def page_files(names: list[str]) -> dict[str, str]:

@@ -285,11 +285,9 @@ def _fsync_tree(folder: Path) -> None:
 
 
 def sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
+    """The SHA-256 of a file's bytes, hex (streamed: any size)."""
     with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
+        return hashlib.file_digest(fh, "sha256").hexdigest()
 
 
 # --------------------------------------------------------------------------- tables

@@ -29,7 +29,6 @@ import io
 import logging
 import re
 import time
-import unicodedata
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -39,7 +38,7 @@ import numpy as np
 import pandas as pd
 import pyogrio
 
-from covgap import __version__, measurements as meas
+from covgap import __version__, measurements as meas, names
 from covgap.errors import OutputError, plain
 from covgap.outputs import format_time, sha256_file
 from covgap.villages import Verdict
@@ -58,7 +57,6 @@ ZIP_DATE_TIME = (1980, 1, 1, 0, 0, 0)
 #: Longest string a .dbf field holds (bytes); longer values are cut at a character boundary.
 DBF_MAX_BYTES = 254
 
-_WINDOWS_RESERVED = {"CON", "PRN", "AUX", "NUL", *(f"COM{i}" for i in range(1, 10)), *(f"LPT{i}" for i in range(1, 10))}
 
 
 @dataclass(frozen=True)
@@ -187,14 +185,8 @@ def safe_slug(name: str) -> str:
     ``"Viettel/.."`` becomes ``"Viettel"``, ``"Đông Á"`` becomes ``"Dong_A"``; a name with
     nothing usable becomes ``"operator"``; Windows device names (``CON``, ``NUL``…) get a prefix.
     """
-    text = unicodedata.normalize("NFKD", str(name)).replace("đ", "d").replace("Đ", "D")
-    text = text.encode("ascii", "ignore").decode("ascii")
-    text = re.sub(r"[^A-Za-z0-9_-]+", "_", text).strip("_-")[:48].strip("_-")
-    if not text:
-        text = "operator"
-    if text.upper() in _WINDOWS_RESERVED:
-        text = f"op_{text}"
-    return text
+    text = names.slugify(name, keep="A-Za-z0-9_-", sep="_", max_len=48, default="operator")
+    return f"op_{text}" if text.upper() in names.WINDOWS_RESERVED else text
 
 
 #: Canonical spellings of Vietnam's operators (covgap.measurements gives every spelling of them one of these).
@@ -254,8 +246,7 @@ def level_fields(levels: list[str]) -> dict[str, FieldSpec]:
     for level in levels:
         if level in FIELDS:
             raise OutputError(f"[inputs] communes level '{level}' has the name of a partner field; rename the level")
-        base = re.sub(r"[^a-z0-9_]+", "_", unicodedata.normalize("NFKD", level).encode("ascii", "ignore").decode().lower())
-        base = (base.strip("_") or "unit")[:10]
+        base = names.slugify(level, keep="a-z0-9_", sep="_", lower=True, max_len=10, default="unit")
         if not base[0].isalpha():
             base = ("u" + base)[:10]
         short, k = base, 2

@@ -22,7 +22,7 @@ import shapely
 from pyproj import CRS
 
 from covgap import cellstats, deadzones, fibre as fibre_mod, ingest, layers as layers_mod, measurements as meas, scorecard
-from covgap import villages as villages_mod
+from covgap import names, villages as villages_mod
 from covgap.store import REPORT_COLUMNS, report_frame
 from covgap.cellstats import CellClass
 from covgap.config import Config
@@ -333,7 +333,8 @@ def _operator_views(op_view: pd.DataFrame, op_hist: np.ndarray, any_view: pd.Dat
 
 
 def _slug(text: str) -> str:
-    return "".join(ch for ch in text.upper() if ch.isalnum())[:8] or "OP"
+    """The operator part of a per-operator zone id: ``VIETTEL-DZ001``, ``VNPTVINA-N4G002``."""
+    return names.slugify(text, sep="", max_len=8, default="OP").upper()
 
 
 def _needs_measurement(classes: np.ndarray, grid: Grid, villages: gpd.GeoDataFrame, level: str) -> gpd.GeoDataFrame:

@@ -146,3 +146,21 @@ def test_the_lock_message_names_the_run_holding_it(tmp_path):
     finally:
         holder.kill()
         holder.wait()
+
+
+def test_scorecard_csvs_open_in_excel_with_vietnamese_text(hand_project, tmp_path):
+    import dataclasses
+
+    import pandas as pd
+
+    config = load_config(hand_project)
+    _write(dataclasses.replace(config, output=dataclasses.replace(config.output, lang="vi")), tmp_path / "out")
+    raw = (tmp_path / "out" / "scorecard_district.csv").read_bytes()
+    assert raw.startswith(b"\xef\xbb\xbf")  # the UTF-8 byte-order mark Excel needs to read UTF-8
+    district = pd.read_csv(tmp_path / "out" / "scorecard_district.csv", encoding="utf-8-sig").set_index("target")
+    assert district.loc["villages_4g", "label"] == "100% thôn có sóng 4G"
+    assert district.loc["villages_4g", "status"] == "not met" and district.loc["villages_4g", "status_text"] == "chưa đạt"
+    assert district.loc["fibre_households", "evidence"] == "theo tuyến cáp quang (không cần đo)"
+    villages = pd.read_csv(tmp_path / "out" / "scorecard_villages.csv", encoding="utf-8-sig")
+    assert list(villages.columns)[0] == "village_id" and "Thôn Một" in set(villages["name"])
+    assert not (tmp_path / "out" / "measurement_files.csv").read_bytes().startswith(b"\xef\xbb\xbf")

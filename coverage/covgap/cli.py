@@ -100,7 +100,7 @@ def _execute(config: Config, paths: list[Path] | None = None, *, full_rebuild: b
     other results than the output folder holds (a run killed after the swap).
     """
     from covgap import maps, outputs, refresh
-    from covgap.scorecard import format_scorecard, scorecard_long
+    from covgap.scorecard import format_scorecard
 
     started = time.monotonic()
     out_dir = Path(config.output.dir)
@@ -123,7 +123,7 @@ def _execute(config: Config, paths: list[Path] | None = None, *, full_rebuild: b
     click.echo(f"Outputs: {out_dir}/  Maps: {Path(config.output.maps_dir)}/ ({len(written_maps)} pages)  "
                f"in {time.monotonic() - started:.1f} s")
     lang = config.output.lang
-    long = scorecard_long(outcome.results.district, goal_share=config.fibre.goal_share, lang=lang)
+    long = outcome.results.scorecard_long  # in the run's language (config.output.lang)
     title = (f"Bảng điểm {config.study.name}" if lang == "vi" else f"Scorecard: {config.study.name}")
     click.echo("")
     click.echo(format_scorecard(long, title))

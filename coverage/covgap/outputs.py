@@ -326,9 +326,14 @@ def _round(frame: pd.DataFrame) -> pd.DataFrame:
     return frame
 
 
-def write_csv(frame: pd.DataFrame, path: Path) -> None:
-    """UTF-8 CSV with a fixed float format and ``\\n`` line ends: same data, same bytes."""
-    frame.to_csv(path, index=False, encoding="utf-8", lineterminator="\n", float_format="%.10g")
+def write_csv(frame: pd.DataFrame, path: Path, *, excel: bool = False) -> None:
+    """UTF-8 CSV with a fixed float format and ``\\n`` line ends: same data, same bytes.
+
+    ``excel``: start with a byte-order mark, so Excel opens the Vietnamese text as UTF-8 (without
+    it Excel guesses the Windows code page and shows "NghÄ©a"); pandas, GDAL and QGIS read it too.
+    """
+    frame.to_csv(path, index=False, encoding="utf-8-sig" if excel else "utf-8", lineterminator="\n",
+                 float_format="%.10g")
 
 
 # --------------------------------------------------------------------------- rasters
@@ -433,7 +438,7 @@ def write_outputs(results, folder: Path) -> list[Path]:
     if results.changes is not None:  # what changed since the previous run (covgap refresh)
         tables["changes.csv"] = results.changes
     for name, table in tables.items():
-        write_csv(table, folder / name)
+        write_csv(table, folder / name, excel=name.startswith("scorecard_"))
         written.append(folder / name)
     if results.report.write_rejected is not None:  # streamed from the measurement store, never all in memory
         results.report.write_rejected(folder / "rejected_rows.csv")

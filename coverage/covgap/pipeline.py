@@ -264,7 +264,7 @@ def analyse(layers: Layers, stats: pd.DataFrame, config: Config, report: ReadRep
         communes[["commune_id", "name", "centre", "centre_source", "geometry"]].merge(
             per_commune, on=["commune_id", "name"], how="left"),
         geometry="geometry", crs=layers.crs)
-    long = scorecard.scorecard_long(district, goal_share=config.fibre.goal_share, lang="en")
+    long = scorecard.scorecard_long(district, goal_share=config.fibre.goal_share, lang=config.output.lang)
     needs = _needs_measurement(classes, grid, villages, config.report.level)
     t = stats["t_first_s"].dropna() if not stats.empty else pd.Series(dtype=float)
     t2 = stats["t_last_s"].dropna() if not stats.empty else pd.Series(dtype=float)

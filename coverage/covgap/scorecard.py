@@ -7,22 +7,8 @@ import numpy as np
 import pandas as pd
 import shapely
 
+from covgap.i18n import STRINGS
 from covgap.villages import Verdict
-
-TARGET_LABELS = {
-    "en": {
-        "villages_4g": "4G in every village",
-        "no_dead_zones": "no dead zones left",
-        "fibre_households": "fibre passes > {goal} of households",
-        "fibre_communes": "fibre reaches every commune",
-    },
-    "vi": {
-        "villages_4g": "100% thôn có sóng 4G",
-        "no_dead_zones": "không còn vùng lõm sóng",
-        "fibre_households": "cáp quang đến > {goal} hộ gia đình",
-        "fibre_communes": "cáp quang đến 100% xã",
-    },
-}
 
 STATUS_MET, STATUS_NOT_MET, STATUS_INSUFFICIENT = "met", "not met", "insufficient evidence"
 
@@ -111,28 +97,7 @@ def compute_scorecards(villages: pd.DataFrame, zones: gpd.GeoDataFrame, communes
     return per_commune, district
 
 
-DETAIL_TEMPLATES = {
-    "en": {
-        "villages_4g": "{meets}/{n} villages meet, {fails} fail, {insufficient} insufficient evidence",
-        "no_dead_zones": "{area:.2f} km², {households:.0f} households in dead zones",
-        "fibre_households": "{passed:.0f}/{households_total} households passed",
-        "fibre_communes": "{reached}/{communes} commune centres reached",
-        "evidence_measured": "{evidence:.0%} of households in measured cells",
-        "evidence_fibre": "from the fibre routes (no measurement needed)",
-        "status": {STATUS_MET: "met", STATUS_NOT_MET: "not met", STATUS_INSUFFICIENT: "insufficient evidence"},
-        "header": ("target", "now", "goal", "status", "evidence", "detail"),
-    },
-    "vi": {
-        "villages_4g": "{meets}/{n} thôn đạt, {fails} chưa đạt, {insufficient} chưa đủ số liệu",
-        "no_dead_zones": "{area:.2f} km², {households:.0f} hộ trong vùng lõm",
-        "fibre_households": "{passed:.0f}/{households_total} hộ có cáp quang đi qua",
-        "fibre_communes": "{reached}/{communes} trụ sở xã có cáp quang",
-        "evidence_measured": "{evidence:.0%} số hộ ở ô đã đo đủ",
-        "evidence_fibre": "theo tuyến cáp quang (không cần đo)",
-        "status": {STATUS_MET: "đạt", STATUS_NOT_MET: "chưa đạt", STATUS_INSUFFICIENT: "chưa đủ số liệu"},
-        "header": ("mục tiêu", "hiện tại", "mục tiêu", "đánh giá", "bằng chứng", "chi tiết"),
-    },
-}
+TARGETS = ("villages_4g", "no_dead_zones", "fibre_households", "fibre_communes")
 
 
 def scorecard_long(unit: pd.DataFrame, *, goal_share: float, lang: str = "en") -> pd.DataFrame:
@@ -141,28 +106,29 @@ def scorecard_long(unit: pd.DataFrame, *, goal_share: float, lang: str = "en") -
     Columns ``target, label, value, goal, status, status_text, evidence_share, evidence, detail``.
     ``status`` keeps the English key (met / not met / insufficient evidence) so files are
     comparable across languages; ``status_text``, ``label``, ``evidence`` and ``detail`` are in
-    ``lang``. ``evidence_share`` is the share of households in measured cells for the
-    two signal targets and empty for the fibre targets, which need no measurement.
+    ``lang``, from the one catalogue the maps use (:data:`covgap.i18n.STRINGS`).
+    ``evidence_share`` is the share of households in measured cells for the two signal
+    targets and empty for the fibre targets, which need no measurement.
     """
     d = unit.iloc[0]
-    labels, text = TARGET_LABELS[lang], DETAIL_TEMPLATES[lang]
+    text = STRINGS[lang]
     goal = f"{goal_share:.0%}"
     figures = dict(meets=d["villages_meeting_4g"], n=d["n_villages"], fails=d["villages_failing_4g"],
-                   insufficient=d["villages_insufficient_4g"], area=d["dead_zone_area_km2"],
-                   households=d["households_in_dead_zones"], passed=d["households_passed"],
-                   households_total=d["households"], reached=d["communes_reached"], communes=d["communes"],
-                   evidence=d["evidence_share"])
+                   insufficient=d["villages_insufficient_4g"], area=f"{d['dead_zone_area_km2']:.2f}",
+                   households=f"{d['households_in_dead_zones']:.0f}", passed=f"{d['households_passed']:.0f}",
+                   reached=d["communes_reached"], total=d["communes"], share=f"{d['evidence_share']:.0%}")
+    households_total = dict(figures, households=d["households"])  # the fibre line counts every household
     rows = [
-        ("villages_4g", _pct(d["share_villages_4g"]), "100%", d["status_villages_4g"], d["evidence_share"]),
-        ("no_dead_zones", f"{d['dead_zones']}", "0", d["status_no_dead_zones"], d["evidence_share"]),
-        ("fibre_households", _pct(d["fibre_share"]), f"> {goal}", d["status_fibre_households"], np.nan),
-        ("fibre_communes", _pct(d["share_communes_reached"]), "100%", d["status_fibre_communes"], np.nan),
+        ("villages_4g", _pct(d["share_villages_4g"]), "100%", d["status_villages_4g"], d["evidence_share"], figures),
+        ("no_dead_zones", f"{d['dead_zones']}", "0", d["status_no_dead_zones"], d["evidence_share"], figures),
+        ("fibre_households", _pct(d["fibre_share"]), f"> {goal}", d["status_fibre_households"], np.nan, households_total),
+        ("fibre_communes", _pct(d["share_communes_reached"]), "100%", d["status_fibre_communes"], np.nan, figures),
     ]
     return pd.DataFrame(
-        [{"target": t, "label": labels[t].format(goal=goal), "value": v, "goal": g, "status": s,
-          "status_text": text["status"].get(s, ""), "evidence_share": e,
-          "evidence": text["evidence_measured"].format(**figures) if np.isfinite(e) else text["evidence_fibre"],
-          "detail": text[t].format(**figures)} for t, v, g, s, e in rows]
+        [{"target": t, "label": text[f"target_{t}"].format(goal=goal), "value": v, "goal": g, "status": s,
+          "status_text": text.get(f"status_{s}", ""), "evidence_share": e,
+          "evidence": text["detail_evidence"].format(**f) if np.isfinite(e) else text["detail_evidence_fibre"],
+          "detail": text[f"detail_{t}"].format(**f)} for t, v, g, s, e, f in rows]
     )
 
 

@@ -147,6 +147,8 @@ class ReadContext:
 #: Compressed files covgap reads, by the last suffix of their name (standard library openers).
 COMPRESSED_SUFFIXES = (".gz", ".bz2", ".xz")
 TEXT_SUFFIXES = (".csv", ".txt", ".tsv")
+#: Listed from a folder so that they are refused with the fix (unpack, save as CSV), not passed over.
+REFUSED_SUFFIXES = (".zip", ".xlsx", ".xls")
 
 #: A rejected malformed line keeps at most this many characters of itself in ``raw_fields``.
 RAW_LINE_MAX_CHARS = 2000
@@ -156,14 +158,15 @@ def list_measurement_files(paths: list[Path]) -> list[Path]:
     """Expand folders into the measurement files inside them, sorted by name.
 
     In a folder: ``*.csv``, ``*.txt``, ``*.tsv``, each also compressed (``.gz``,
-    ``.bz2``, ``.xz``). A file named explicitly is always taken (and refused with a
-    reason if it cannot be read).
+    ``.bz2``, ``.xz``), and ``*.zip``, ``*.xlsx``, ``*.xls`` (which are refused with
+    the way to fix them, rather than passed over in silence). A file named
+    explicitly is always taken (and refused with a reason if it cannot be read).
     """
     found: list[Path] = []
     for p in paths:
         p = Path(p)
         if p.is_dir():
-            found += sorted(q for q in p.rglob("*") if q.is_file() and not q.name.startswith(".") and _looks_like_text(q))
+            found += sorted(q for q in p.rglob("*") if q.is_file() and not q.name.startswith(".") and _is_measurement_file(q))
         elif p.is_file():
             found.append(p)
         else:
@@ -171,7 +174,9 @@ def list_measurement_files(paths: list[Path]) -> list[Path]:
     return found
 
 
-def _looks_like_text(path: Path) -> bool:
+def _is_measurement_file(path: Path) -> bool:
+    if path.suffix.lower() in REFUSED_SUFFIXES:
+        return True
     suffixes = [s.lower() for s in path.suffixes[-2:]]
     if suffixes and suffixes[-1] in COMPRESSED_SUFFIXES:
         suffixes = suffixes[:-1]
@@ -280,7 +285,7 @@ def _split_fields(line: str, sep: str) -> list[str] | None:
     except csv.Error as err:
         if "unexpected end of data" in str(err):
             return None
-        if "field larger than field limit" in str(err):
+        if "field larger than field limit" in str(err):  # 128 KiB by default; pandas' parser has no limit
             csv.field_size_limit(max(csv.field_size_limit(), 1 << 30))
             return _split_fields(line, sep)
         # Text after a closing quote ("ab"c): read leniently, as the fast path does.

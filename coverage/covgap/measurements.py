@@ -508,8 +508,9 @@ def split_lines(lines: list[str], first_line: int, fmt: MeasurementFormat) -> tu
     index = [fmt.columns.index(c) for c in wanted]
     numbers = np.arange(first_line, first_line + len(lines), dtype=np.int64)
     n = len(lines)
+    block = "".join(lines)
     blank = np.fromiter(map(str.isspace, lines), dtype=bool, count=n)
-    if any(map(str.__contains__, lines, itertools.repeat('"'))):
+    if '"' in block:
         quoted = np.fromiter(map(str.__contains__, lines, itertools.repeat('"')), dtype=bool, count=n)
     else:
         quoted = np.zeros(n, dtype=bool)
@@ -547,10 +548,9 @@ def split_lines(lines: list[str], first_line: int, fmt: MeasurementFormat) -> tu
         quoted_rows[int(i)] = [fields[j] for j in index]
 
     if ok_plain.all() and not trimmed:
-        plain_lines = lines
+        plain = _parse_plain(lines, sep, index, wanted, block=block)
     else:
-        plain_lines = [trimmed.get(int(i), lines[i]) for i in np.flatnonzero(ok_plain)]
-    plain = _parse_plain(plain_lines, sep, index, wanted)
+        plain = _parse_plain([trimmed.get(int(i), lines[i]) for i in np.flatnonzero(ok_plain)], sep, index, wanted)
     plain_numbers = numbers[ok_plain]
     if quoted_rows:
         extra_frame = pd.DataFrame(list(quoted_rows.values()), columns=wanted, dtype=object)
@@ -576,11 +576,15 @@ def _raw_line(line: str) -> str:
     return line if len(line) <= RAW_LINE_MAX_CHARS else line[:RAW_LINE_MAX_CHARS] + "…"
 
 
-def _parse_plain(lines: list[str], sep: str, index: list[int], names: list[str]) -> pd.DataFrame:
-    """Lines without quotes and with the header's field count, parsed by pandas' C parser (csv module if it disagrees)."""
+def _parse_plain(lines: list[str], sep: str, index: list[int], names: list[str], *,
+                 block: str | None = None) -> pd.DataFrame:
+    """Lines without quotes and with the header's field count, parsed by pandas' C parser (csv module if it disagrees).
+
+    ``block``: the lines already joined, when it is all of them.
+    """
     if not lines:
         return pd.DataFrame({c: pd.Series(dtype=object) for c in names})
-    text = "".join(lines)
+    text = block if block is not None else "".join(lines)
     if not text.endswith("\n"):
         text += "\n"
     try:
@@ -778,8 +782,8 @@ def _normalise_operator_names(text: pd.Series) -> pd.Series:
 
 
 _GNETTRACK_TS = re.compile(r"^(\d{4})\.(\d{2})\.(\d{2})_(\d{2})\.(\d{2})\.(\d{2})$")
-# An offset after a time of day: Z, +07, +0700, +07:00 (a date alone, 2026-03-14, has none).
-_HAS_OFFSET = re.compile(r"\d:\d{2}(?::\d{2}(?:[.,]\d+)?)?\s*(?:Z|[+-]\d{2}(?::?\d{2})?)$", re.IGNORECASE)
+# An offset at the end: Z, +07, +0700, +07:00; only after a time of day (a date alone, 2026-03-14, has none).
+_HAS_OFFSET = re.compile(r"(?:[Zz]|[+-]\d{2}(?::?\d{2})?)$")
 _DAY_FIRST = re.compile(r"^\d{1,2}/\d{1,2}/\d{4}")
 
 
@@ -806,7 +810,7 @@ def parse_timestamps(raw: pd.Series, timezone: str) -> np.ndarray:
 
     text = s[~is_num].str.replace(_GNETTRACK_TS, r"\1-\2-\3 \4:\5:\6", regex=True)
     if len(text):
-        has_offset = text.str.contains(_HAS_OFFSET)
+        has_offset = text.str.contains(_HAS_OFFSET) & text.str.contains(":", regex=False)
         day_first = text.str.contains(_DAY_FIRST)
         result = pd.Series(np.nan, index=text.index)
         aware = text[has_offset]

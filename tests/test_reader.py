@@ -183,3 +183,10 @@ def test_the_library_reads_the_good_files_and_lists_the_refused_ones(hand_projec
     assert report.rows_read == 34 and report.paths == [good]
     with pytest.raises(InputError, match="no measurement file could be used"):
         pipeline.ingest_measurements([CRASH / "bom_only.csv"], layers, config)
+
+
+def test_a_folder_lists_text_compressed_text_and_what_must_be_refused(tmp_path):
+    for name in ("a.csv", "b.csv.gz", "c.tsv.bz2", "d.txt.xz", "e.zip", "f.xlsx", "notes.md", "g.gz", ".hidden.csv"):
+        (tmp_path / name).write_bytes(b"")
+    assert [p.name for p in meas.list_measurement_files([tmp_path])] == [
+        "a.csv", "b.csv.gz", "c.tsv.bz2", "d.txt.xz", "e.zip", "f.xlsx"]

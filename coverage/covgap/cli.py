@@ -173,7 +173,9 @@ def run(config_path: Path, out_dir: Path | None, maps_dir: Path | None, lang: st
     """Run the whole analysis on the inputs named in a covgap.toml.
 
     Writes the GeoPackage, CSV scorecards and GeoTIFFs to the output folder and
-    the HTML maps to the maps folder, then prints the district scorecard.
+    the HTML maps to the maps folder, then prints the district scorecard. A
+    measurement file that cannot be used is refused (one line each) and the others
+    are used; exit status 3 then (docs/refresh.md).
     """
     config = load_config(config_path).replace_output(dir=out_dir, maps_dir=maps_dir, lang=lang)
     click.get_current_context().exit(_execute(config, overwrite=overwrite))

@@ -149,6 +149,8 @@ class ReadContext:
 #: Compressed files covgap reads, by the last suffix of their name (standard library openers).
 COMPRESSED_SUFFIXES = (".gz", ".bz2", ".xz")
 TEXT_SUFFIXES = (".csv", ".txt", ".tsv")
+#: Listed from a folder so that they are refused with the fix (unpack, save as CSV), not passed over.
+REFUSED_SUFFIXES = (".zip", ".xlsx", ".xls")
 
 #: A rejected malformed line keeps at most this many characters of itself in ``raw_fields``.
 RAW_LINE_MAX_CHARS = 2000
@@ -158,14 +160,15 @@ def list_measurement_files(paths: list[Path]) -> list[Path]:
     """Expand folders into the measurement files inside them, sorted by name.
 
     In a folder: ``*.csv``, ``*.txt``, ``*.tsv``, each also compressed (``.gz``,
-    ``.bz2``, ``.xz``). A file named explicitly is always taken (and refused with a
-    reason if it cannot be read).
+    ``.bz2``, ``.xz``), and ``*.zip``, ``*.xlsx``, ``*.xls`` (which are refused with
+    the way to fix them, rather than passed over in silence). A file named
+    explicitly is always taken (and refused with a reason if it cannot be read).
     """
     found: list[Path] = []
     for p in paths:
         p = Path(p)
         if p.is_dir():
-            found += sorted(q for q in p.rglob("*") if q.is_file() and not q.name.startswith(".") and _looks_like_text(q))
+            found += sorted(q for q in p.rglob("*") if q.is_file() and not q.name.startswith(".") and _is_measurement_file(q))
         elif p.is_file():
             found.append(p)
         else:
@@ -173,7 +176,9 @@ def list_measurement_files(paths: list[Path]) -> list[Path]:
     return found
 
 
-def _looks_like_text(path: Path) -> bool:
+def _is_measurement_file(path: Path) -> bool:
+    if path.suffix.lower() in REFUSED_SUFFIXES:
+        return True
     suffixes = [s.lower() for s in path.suffixes[-2:]]
     if suffixes and suffixes[-1] in COMPRESSED_SUFFIXES:
         suffixes = suffixes[:-1]
@@ -282,7 +287,7 @@ def _split_fields(line: str, sep: str) -> list[str] | None:
     except csv.Error as err:
         if "unexpected end of data" in str(err):
             return None
-        if "field larger than field limit" in str(err):
+        if "field larger than field limit" in str(err):  # 128 KiB by default; pandas' parser has no limit
             csv.field_size_limit(max(csv.field_size_limit(), 1 << 30))
             return _split_fields(line, sep)
         # Text after a closing quote ("ab"c): read leniently, as the fast path does.
@@ -505,8 +510,9 @@ def split_lines(lines: list[str], first_line: int, fmt: MeasurementFormat) -> tu
     index = [fmt.columns.index(c) for c in wanted]
     numbers = np.arange(first_line, first_line + len(lines), dtype=np.int64)
     n = len(lines)
+    block = "".join(lines)
     blank = np.fromiter(map(str.isspace, lines), dtype=bool, count=n)
-    if any(map(str.__contains__, lines, itertools.repeat('"'))):
+    if '"' in block:
         quoted = np.fromiter(map(str.__contains__, lines, itertools.repeat('"')), dtype=bool, count=n)
     else:
         quoted = np.zeros(n, dtype=bool)
@@ -544,10 +550,9 @@ def split_lines(lines: list[str], first_line: int, fmt: MeasurementFormat) -> tu
         quoted_rows[int(i)] = [fields[j] for j in index]
 
     if ok_plain.all() and not trimmed:
-        plain_lines = lines
+        plain = _parse_plain(lines, sep, index, wanted, block=block)
     else:
-        plain_lines = [trimmed.get(int(i), lines[i]) for i in np.flatnonzero(ok_plain)]
-    plain = _parse_plain(plain_lines, sep, index, wanted)
+        plain = _parse_plain([trimmed.get(int(i), lines[i]) for i in np.flatnonzero(ok_plain)], sep, index, wanted)
     plain_numbers = numbers[ok_plain]
     if quoted_rows:
         extra_frame = pd.DataFrame(list(quoted_rows.values()), columns=wanted, dtype=object)
@@ -573,11 +578,15 @@ def _raw_line(line: str) -> str:
     return line if len(line) <= RAW_LINE_MAX_CHARS else line[:RAW_LINE_MAX_CHARS] + "…"
 
 
-def _parse_plain(lines: list[str], sep: str, index: list[int], names: list[str]) -> pd.DataFrame:
-    """Lines without quotes and with the header's field count, parsed by pandas' C parser (csv module if it disagrees)."""
+def _parse_plain(lines: list[str], sep: str, index: list[int], names: list[str], *,
+                 block: str | None = None) -> pd.DataFrame:
+    """Lines without quotes and with the header's field count, parsed by pandas' C parser (csv module if it disagrees).
+
+    ``block``: the lines already joined, when it is all of them.
+    """
     if not lines:
         return pd.DataFrame({c: pd.Series(dtype=object) for c in names})
-    text = "".join(lines)
+    text = block if block is not None else "".join(lines)
     if not text.endswith("\n"):
         text += "\n"
     try:
@@ -775,8 +784,8 @@ def _normalise_operator_names(text: pd.Series) -> pd.Series:
 
 
 _GNETTRACK_TS = re.compile(r"^(\d{4})\.(\d{2})\.(\d{2})_(\d{2})\.(\d{2})\.(\d{2})$")
-# An offset after a time of day: Z, +07, +0700, +07:00 (a date alone, 2026-03-14, has none).
-_HAS_OFFSET = re.compile(r"\d:\d{2}(?::\d{2}(?:[.,]\d+)?)?\s*(?:Z|[+-]\d{2}(?::?\d{2})?)$", re.IGNORECASE)
+# An offset at the end: Z, +07, +0700, +07:00; only after a time of day (a date alone, 2026-03-14, has none).
+_HAS_OFFSET = re.compile(r"(?:[Zz]|[+-]\d{2}(?::?\d{2})?)$")
 _DAY_FIRST = re.compile(r"^\d{1,2}/\d{1,2}/\d{4}")
 
 
@@ -803,7 +812,7 @@ def parse_timestamps(raw: pd.Series, timezone: str) -> np.ndarray:
 
     text = s[~is_num].str.replace(_GNETTRACK_TS, r"\1-\2-\3 \4:\5:\6", regex=True)
     if len(text):
-        has_offset = text.str.contains(_HAS_OFFSET)
+        has_offset = text.str.contains(_HAS_OFFSET) & text.str.contains(":", regex=False)
         day_first = text.str.contains(_DAY_FIRST)
         result = pd.Series(np.nan, index=text.index)
         aware = text[has_offset]

@@ -349,14 +349,34 @@ def test_chunk_boundaries_change_nothing(hand_project, tmp_path):
 
 
 # --------------------------------------------------------------------------- atomicity and concurrency
+#: A refresh in a subprocess that stops at a known point, reached by patching the real functions there
+#: (production code has no test hook): ``ingest`` after the first chunk of a file is projected,
+#: ``before_swap`` when everything is written into the temporary folder, just before it is synced and swapped.
+_PAUSING_REFRESH = """
+import sys, time
+from covgap import cli, ingest, outputs
+cli._write_maps = lambda r, c, **_: []
+stage, seconds = sys.argv[1], float(sys.argv[2])
+
+def pause():
+    print(f"covgap-test: paused at {stage}", file=sys.stderr, flush=True)
+    time.sleep(seconds)
+
+if stage == "ingest":
+    project = ingest.project_rows
+    ingest.project_rows = lambda *a, **k: (project(*a, **k), pause())[0]
+elif stage == "before_swap":
+    fsync = outputs._fsync_tree
+    outputs._fsync_tree = lambda *a, **k: (pause(), fsync(*a, **k))[1]
+cli.main(args=sys.argv[3:], prog_name="covgap")
+"""
+
+
 def _spawn_refresh(project: Path, *paths: Path, pause_at: str | None = None, pause_s: float = 60,
                    extra: tuple[str, ...] = ()) -> subprocess.Popen:
-    env = dict(os.environ, COVGAP_TEST_PAUSE_SECONDS=str(pause_s))
-    if pause_at:
-        env["COVGAP_TEST_PAUSE_AT"] = pause_at
-    code = "import sys; from covgap import cli; cli._write_maps = lambda r, c, **_: []; cli.main(prog_name='covgap')"
-    return subprocess.Popen([sys.executable, "-c", code, "refresh", "--config", str(project), *extra, *map(str, paths)],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    args = [pause_at or "none", str(pause_s), "refresh", "--config", str(project), *extra, *map(str, paths)]
+    return subprocess.Popen([sys.executable, "-c", _PAUSING_REFRESH, *args],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
 def _wait_for_pause(proc: subprocess.Popen, stage: str) -> None:

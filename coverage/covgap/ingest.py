@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import os
-import sys
 import time
 import traceback
 from collections.abc import Callable
@@ -85,18 +83,6 @@ def read_context(layers: Layers, config: Config, *, now_s: float | None = None) 
     )
 
 
-def pause_for_tests(stage: str) -> None:
-    """Test hook: if ``COVGAP_TEST_PAUSE_AT`` names ``stage``, say so on stderr and sleep.
-
-    Lets the kill test stop a refresh at a known point (``ingest``: after the first
-    chunk of a file; ``before_swap``: everything written into the temporary folder).
-    Read at call time; unset in normal use.
-    """
-    if os.environ.get("COVGAP_TEST_PAUSE_AT") == stage:
-        print(f"covgap-test: paused at {stage}", file=sys.stderr, flush=True)
-        time.sleep(float(os.environ.get("COVGAP_TEST_PAUSE_SECONDS", "60")))
-
-
 def ingest_file(path: Path, layers: Layers, ctx: meas.ReadContext, *, sha256: str | None = None,
                 folder: Path | None = None, on_rejected: Callable[[pd.DataFrame], None] | None = None,
                 progress: ProgressFactory | None = None, chunk_rows: int = 250_000) -> tuple[FileRecord, pd.DataFrame]:
@@ -149,7 +135,6 @@ def ingest_file(path: Path, layers: Layers, ctx: meas.ReadContext, *, sha256: st
                     if step > 0:
                         bar.update(step)
                         done += step
-                pause_for_tests("ingest")
             if bar is not None and size > done:
                 bar.update(size - done)
         if n_read == 0:

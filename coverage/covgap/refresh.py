@@ -190,7 +190,6 @@ def update_outputs(
             # None on a first run: nothing to compare with is not the same as "no change".
             results.changes = compare_with_previous(out_dir, results) if compared else None
             write_products(results, tmp)
-            ingest.pause_for_tests("before_swap")
     except _NothingNew:
         return RefreshOutcome(files=outcomes, store=store, full_rebuild=full_rebuild, dry_run=False)
     return RefreshOutcome(files=outcomes, store=store, full_rebuild=full_rebuild, dry_run=False,

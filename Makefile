@@ -4,13 +4,18 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 SUDO   := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: demo test install install-test system-deps benchmark vendor clean
+.PHONY: demo test lint install install-test system-deps benchmark vendor clean
 
 demo: $(VENV)/.installed
 	$(BIN)/covgap demo
 
-test: $(VENV)/.installed-test system-deps
+test: $(VENV)/.installed-test system-deps lint
 	$(BIN)/python -m pytest
+
+# Static checks (configured in pyproject.toml): ruff for style and likely bugs, mypy for types.
+lint: $(VENV)/.installed-test
+	$(BIN)/ruff check coverage tests scripts benchmarks data
+	$(BIN)/mypy
 
 # The virtual environment with the runtime dependencies; redone when pyproject.toml changes.
 $(VENV)/.installed: pyproject.toml

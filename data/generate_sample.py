@@ -1027,7 +1027,7 @@ def place_sites(district, communes19, density, grid, rng):
     p = w / w.sum()
     centre = {r["name"]: (r.centre_x, r.centre_y) for _, r in communes19.iterrows()}
     sites = []
-    for name, mccmnc, n, eirp, spacing, _ in OPERATORS:
+    for name, _mccmnc, n, eirp, spacing, _ in OPERATORS:
         mine = []
         forced = [centre[c] for op, c in FORCED_SITES if op == name]
         while len(mine) < n:
@@ -1275,7 +1275,7 @@ def choose_unmeasured(graph, villages, rng):
                       .ravel(), minlength=len(graph.nodes))
     tree = shapely.STRtree([graph.edges[k]["geom"] for k in roads])
     options = []
-    for i, v in villages.iterrows():
+    for _, v in villages.iterrows():
         hub = graph.key.get((round(v.hub_x, 2), round(v.hub_y, 2)))
         crossing = [roads[j] for j in tree.query(v.geometry, predicate="intersects")]
         own = [k for k in crossing if graph.edges[k]["kind"] == "village"
@@ -1387,16 +1387,16 @@ def phone_points(villages, vgrid, density, grid, fields, sites, exclude, rng):
         m = ops == k
         tech, level = measure(grid, fields, name, xs[m], ys[m], rng)
         tech, level = nr_upgrade(sites, name, xs[m], ys[m], tech, level, rng)
-        for j, t, l in zip(np.flatnonzero(m), tech, level):
-            rows.append((j, name, t, l))
-    by_j = {j: (n, t, l) for j, n, t, l in rows}
+        for j, t, lv in zip(np.flatnonzero(m), tech, level):
+            rows.append((j, name, t, lv))
+    by_j = {j: (n, t, lv) for j, n, t, lv in rows}
     lon, lat = xy_to_lonlat(xs, ys)
     lines = []
     for j in order:
-        n, t, l = by_j[j]
+        n, t, lv = by_j[j]
         day = (d0 + timedelta(days=int(days[j]))).date().isoformat()
         lines.append(f"{iso(day, secs[j])},{lat[j]:.6f},{lon[j]:.6f},{n},{t or 'no service'},"
-                     f"{'' if l is None else l}")
+                     f"{'' if lv is None else lv}")
     return lines, np.column_stack([xs, ys])
 
 
@@ -1616,8 +1616,8 @@ def main():
         lines, bad = gnettrack_log(op, day, start, interval, pieces, grid, fields, servers,
                                    sites, district, terrain, rng)
         gnt_files[name], gnt_bad[name] = lines, bad
-        gnt_xy.append(np.array([[float(x) for x in xy_from_gnt(l)] for l in lines[1:]
-                                if xy_from_gnt(l) is not None]))
+        gnt_xy.append(np.array([[float(x) for x in xy_from_gnt(line)] for line in lines[1:]
+                                if xy_from_gnt(line) is not None]))
     hit = measured_villages(villages, np.vstack(drive_xy + gnt_xy))
     best = np.rint(fields["best"])
     klass = true_class(best, np.rint(fields["best:3g"]))

@@ -57,9 +57,9 @@ def test_each_class_at_its_boundary():
         _rows(8, "4G", [-90] * 2), _rows(8, "3G", [-80] * 3),     # mostly on usable 3G: no 4G
         _rows(9, "4G", [-90] * 3), _rows(9, "none", [np.nan] * 2),  # "no service" logged 2 of 5: 4G decides
     )
-    C, W, N, S, I = (int(c) for c in (CellClass.COVERED, CellClass.WEAK, CellClass.NO_4G, CellClass.NO_SERVICE,
+    C, W, N, S, U = (int(c) for c in (CellClass.COVERED, CellClass.WEAK, CellClass.NO_4G, CellClass.NO_SERVICE,
                                       CellClass.INSUFFICIENT))
-    assert got == {0: C, 1: W, 2: W, 3: S, 4: N, 5: S, 6: I, 7: W, 8: N, 9: C}
+    assert got == {0: C, 1: W, 2: W, 3: S, 4: N, 5: S, 6: U, 7: W, 8: N, 9: C}
 
 
 def test_no_service_logged_by_the_app_makes_a_dead_cell():

@@ -58,12 +58,12 @@ def test_rows_read_used_rejected(results):
 
 
 def test_cell_classes(results):
-    C, W, S, N, I = (int(CellClass.COVERED), int(CellClass.WEAK), int(CellClass.NO_SERVICE), int(CellClass.NO_4G),
+    C, W, S, N, U = (int(CellClass.COVERED), int(CellClass.WEAK), int(CellClass.NO_SERVICE), int(CellClass.NO_4G),
                      int(CellClass.INSUFFICIENT))
     expected = np.array([
-        [C, C, W, S, I, I],
+        [C, C, W, S, U, U],
         [C, C, C, S, N, N],
-        [C, I, I, I, I, I],
+        [C, U, U, U, U, U],
     ])
     np.testing.assert_array_equal(results.classes, expected)
 

@@ -343,15 +343,15 @@ def test_ogrinfo_reads_vietnamese_byte_for_byte(exported):
     package = exported / "partners" / "Viettel"
     raw = subprocess.run(["ogrinfo", "-ro", "-al", str(package / "communes_without_fibre.shp")],
                          capture_output=True, check=True).stdout
-    assert "name (String) = Thị trấn Sông Vệ".encode("utf-8") in raw
+    assert "name (String) = Thị trấn Sông Vệ".encode() in raw
     raw = subprocess.run(["ogrinfo", "-ro", "-al", str(package / "villages_below_fibre_goal.shp")],
                          capture_output=True, check=True).stdout
-    assert "commune (String) = Nghĩa Điền".encode("utf-8") in raw
-    assert raw.count("commune (String) = Nghĩa Điền".encode("utf-8")) == 1
-    assert "commune (String) = Thị trấn Sông Vệ".encode("utf-8") in raw
+    assert "commune (String) = Nghĩa Điền".encode() in raw
+    assert raw.count("commune (String) = Nghĩa Điền".encode()) == 1
+    assert "commune (String) = Thị trấn Sông Vệ".encode() in raw
     gpkg = subprocess.run(["ogrinfo", "-ro", "-al", str(package / "Viettel.gpkg"), "communes_without_fibre"],
                           capture_output=True, check=True).stdout
-    assert "name (String) = Thị trấn Sông Vệ".encode("utf-8") in gpkg
+    assert "name (String) = Thị trấn Sông Vệ".encode() in gpkg
     assert "centre_dist_to_fibre_m (Real) = 380" in gpkg.decode("utf-8")
 
 
@@ -443,8 +443,8 @@ def test_sample_district_packages_read_back_with_ogrinfo(tmp_path):
             raw += subprocess.run(["ogrinfo", "-ro", "-al", str(package / f"{layer}.shp")], capture_output=True,
                                   check=True).stdout
         # The 13 former communes are a level of every village layer: their names come back byte for byte.
-        assert "commune (String) = Nghĩa Điền\n".encode("utf-8") in raw
-        assert "commune (String) = Thị trấn Sông Vệ\n".encode("utf-8") in raw
+        assert "commune (String) = Nghĩa Điền\n".encode() in raw
+        assert "commune (String) = Thị trấn Sông Vệ\n".encode() in raw
         dz = pyogrio.read_dataframe(package / "dead_zones.shp")
         assert (dz["scope"] == "all_operators").sum() == district["dead_zones"]
         v4 = pyogrio.read_dataframe(package / "villages_without_4g.shp")

@@ -10,6 +10,7 @@ old ones (DESIGN.md §3.2, §5). Percentiles come out of the histogram.
 from __future__ import annotations
 
 import enum
+from typing import cast
 
 import numpy as np
 import pandas as pd
@@ -172,14 +173,14 @@ class CellAccumulator:
         return pd.concat([frame, hist], axis=1)[STAT_COLUMNS]
 
 
-def merge_stats(*parts: pd.DataFrame) -> pd.DataFrame:
+def merge_stats(*parts: pd.DataFrame | None) -> pd.DataFrame:
     """Merge statistics exactly: counts and histograms add, times take min and max."""
-    parts = [p for p in parts if p is not None and not p.empty]
-    if not parts:
+    given = [p for p in parts if p is not None and not p.empty]
+    if not given:
         return empty_stats()
-    if len(parts) == 1:
-        return sort_stats(parts[0].copy())
-    both = pd.concat(parts, ignore_index=True)
+    if len(given) == 1:
+        return sort_stats(given[0].copy())
+    both = pd.concat(given, ignore_index=True)
     codes, uniques = pd.MultiIndex.from_frame(both[KEY_COLUMNS]).factorize()
     order = np.argsort(codes, kind="stable")
     sorted_codes = codes[order]
@@ -188,7 +189,7 @@ def merge_stats(*parts: pd.DataFrame) -> pd.DataFrame:
     hist = np.add.reduceat(both[HIST_COLUMNS].to_numpy(dtype=HIST_DTYPE)[order], starts, axis=0, dtype=HIST_DTYPE)
     t_first = np.fmin.reduceat(both["t_first_s"].to_numpy(dtype=float)[order], starts)
     t_last = np.fmax.reduceat(both["t_last_s"].to_numpy(dtype=float)[order], starts)
-    keys = uniques[sorted_codes[starts]].to_frame(index=False)
+    keys = cast(pd.MultiIndex, uniques)[sorted_codes[starts]].to_frame(index=False)
     keys.columns = KEY_COLUMNS
     merged = pd.concat(
         [keys, pd.DataFrame({"n_samples": n, "t_first_s": t_first, "t_last_s": t_last}),

@@ -207,7 +207,7 @@ class Config:
     output: OutputConfig = field(default_factory=OutputConfig)
     source: Path | None = None
 
-    def replace_output(self, *, dir: Path | None = None, maps_dir: Path | None = None, lang: str | None = None) -> "Config":
+    def replace_output(self, *, dir: Path | None = None, maps_dir: Path | None = None, lang: str | None = None) -> Config:
         """A copy with other output folders or language (the CLI's --out, --maps, --lang)."""
         out = self.output
         out = dataclasses.replace(
@@ -319,9 +319,9 @@ def _build_section(name: str, cls: type, values: dict, base: Path, problems: lis
             problems.append(f"unknown key '{key}' in [{name}]{_did_you_mean(key, name)} (known: {', '.join(fields)})")
             continue
         f = fields[key]
-        default = f.default if f.default is not dataclasses.MISSING else f.default_factory()
+        default = _default(f)
         try:
-            kwargs[key] = _coerce(value, default, f.type, base, name, key, problems)
+            kwargs[key] = _coerce(value, default, str(f.type), base, name, key, problems)
         except (TypeError, ValueError) as err:
             problems.append(f"[{name}] {key} = {value!r}: {err}, found {_toml_kind(value)}")
             continue
@@ -381,6 +381,15 @@ def _check_field(section: str, f: dataclasses.Field, value: Any, problems: list[
         shown = repr(value) if not isinstance(value, float) else f"{value:g}"
         expected = valid_values(f)
         problems.append(f"[{section}] {f.name} = {shown} is {wrong}: expected {expected}")
+
+
+def _default(f: dataclasses.Field) -> Any:
+    """A field's default value, from ``default`` or ``default_factory``."""
+    if f.default is not dataclasses.MISSING:
+        return f.default
+    if f.default_factory is not dataclasses.MISSING:
+        return f.default_factory()
+    raise TypeError(f"configuration field {f.name} has no default")  # every field has one (a test checks)
 
 
 def _coerce(value: Any, default: Any, type_name: str, base: Path, section: str, key: str, problems: list[str]) -> Any:
@@ -464,7 +473,7 @@ def describe_config() -> str:
     for name, cls in [*_SECTIONS.items(), ("inputs.columns", ColumnMapping)]:
         lines += [f"## [{name}]", "", *header]
         for f in dataclasses.fields(cls):
-            default = f.default if f.default is not dataclasses.MISSING else f.default_factory()
+            default = _default(f)
             if isinstance(default, ColumnMapping):
                 default = "(see [inputs.columns])"
             lines.append(f"| `{f.name}` | `{default!s}` | {valid_values(f)} | {f.metadata['doc']} | {f.metadata['source']} |")

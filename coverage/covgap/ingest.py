@@ -122,7 +122,7 @@ def ingest_file(path: Path, layers: Layers, ctx: meas.ReadContext, *, sha256: st
                 n_rej += len(rejected)
                 if len(rejected):
                     for reason, k in rejected["reason"].value_counts().items():
-                        by_reason[reason] += int(k)
+                        by_reason[str(reason)] += int(k)
                     if writer:
                         writer.write(rejected)
                     if on_rejected:

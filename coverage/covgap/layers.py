@@ -69,7 +69,8 @@ def read_vector(path: str | Path, what: str) -> gpd.GeoDataFrame:
                 f"{int(outside.sum())} of the {len(frame)} features of the {what} layer have coordinates that are not degrees "
                 f"(first: row {first + 1}, x {bounds['minx'].iloc[first]:.6g} to {bounds['maxx'].iloc[first]:.6g}, "
                 f"y {bounds['miny'].iloc[first]:.6g} to {bounds['maxy'].iloc[first]:.6g}) although the layer's CRS is "
-                f"{frame.crs.to_string()}{' (GeoJSON is WGS84 longitude/latitude, RFC 7946)' if geojson else ''}; the layer was probably saved without its projected CRS: "
+                f"{frame.crs.to_string()}{' (GeoJSON is WGS84 longitude/latitude, RFC 7946)' if geojson else ''}; "
+                "the layer was probably saved without its projected CRS: "
                 f"reproject it to EPSG:4326 or declare its CRS (ogr2ogr -a_srs EPSG:XXXX)"])
     frame.columns = [c if c == "geometry" else str(c) for c in frame.columns]
     return frame
@@ -127,8 +128,9 @@ MAX_POPULATION = 10_000_000
 MIN_POLYGON_AREA_M2 = 1.0
 
 
-def _row(frame: pd.DataFrame, i: int, id_col: str | None) -> str:
+def _row(frame: pd.DataFrame, i: int | np.integer, id_col: str | None) -> str:
     """``row 3 (village_id=V3)``: how a problem names its feature (1-based, as in QGIS's attribute table)."""
+    i = int(i)
     if id_col and id_col in frame and frame[id_col].iloc[i] is not None:
         return f"row {i + 1} ({id_col}={frame[id_col].iloc[i]})"
     return f"row {i + 1}"

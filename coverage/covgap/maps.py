@@ -30,6 +30,7 @@ import zlib
 from html import escape as escape_html
 from importlib import resources
 from pathlib import Path
+from typing import Any
 
 import geopandas as gpd
 import numpy as np
@@ -517,7 +518,7 @@ def render_page(data: dict, *, scope: str | None = None, lang: str = "vi") -> st
     # folium's defaults load Leaflet, jQuery, Bootstrap and Font Awesome from CDNs: none of them may stay.
     fmap.default_js = []
     fmap.default_css = []
-    figure = fmap.get_root()
+    figure: Any = fmap.get_root()  # a branca Figure (typed as its base Element)
     figure.title = escape_html(title, quote=True)
     css, js = leaflet_assets()
     figure.header.add_child(Element(f'<meta name="generator" content="{GENERATOR}" />'), name="covgap_generator")

@@ -39,7 +39,7 @@ import zlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import BinaryIO
+from typing import BinaryIO, cast
 
 import numpy as np
 import pandas as pd
@@ -236,8 +236,9 @@ def _open_binary(path: Path) -> BinaryIO:
     if start != magic:
         raise InputError(path, [f"is named {suffix} but is not {_COMPRESSION_NAMES[suffix]}-compressed; "
                                 f"rename it without {suffix} if it is plain text, or compress it again"])
-    opener = {".gz": gzip.open, ".bz2": bz2.open, ".xz": lzma.open}[suffix]
-    return opener(path, "rb")
+    if suffix == ".gz":
+        return cast(BinaryIO, gzip.open(path, "rb"))
+    return cast(BinaryIO, bz2.open(path, "rb") if suffix == ".bz2" else lzma.open(path, "rb"))
 
 
 _COMPRESSION_NAMES = {".gz": "gzip", ".bz2": "bzip2", ".xz": "xz"}
@@ -296,11 +297,9 @@ def _split_fields(line: str, sep: str) -> list[str] | None:
 
 def _split_header(line: str, separator: str | None = None) -> tuple[str, list[str]]:
     """The separator (given, or the one giving most columns: tab, semicolon, comma) and the column names."""
-    if separator:
-        candidates = {separator: _split_fields(line, separator)}
-    else:
-        candidates = {sep: _split_fields(line, sep) for sep in _SEPARATORS}
-    if any(v is None for v in candidates.values()):
+    split = {sep: _split_fields(line, sep) for sep in ([separator] if separator else _SEPARATORS)}
+    candidates = {sep: fields for sep, fields in split.items() if fields is not None}
+    if len(candidates) < len(split):
         raise ValueError("a quote in the header line never closes")
     sep = max(candidates, key=lambda s: (len(candidates[s]), s == "\t"))
     if len(candidates[sep]) <= 1 and not separator:

@@ -396,7 +396,8 @@ def geopackage_layers(results) -> dict[str, gpd.GeoDataFrame | pd.DataFrame]:
         geometry=gpd.GeoSeries(results.communes["centre"]).to_numpy(), crs=results.communes.crs)
     return {
         "villages": villages,
-        "communes": gpd.GeoDataFrame(_round(pd.DataFrame(communes.drop(columns="geometry"))), geometry=communes.geometry.to_numpy(), crs=communes.crs),
+        "communes": gpd.GeoDataFrame(_round(pd.DataFrame(communes.drop(columns="geometry"))),
+                                     geometry=communes.geometry.to_numpy(), crs=communes.crs),
         "commune_centres": centres,
         "dead_zones": with_times(results.zones),
         "dead_zone_operators": results.zone_operators,

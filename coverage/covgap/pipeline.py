@@ -23,7 +23,7 @@ from pyproj import CRS
 
 from covgap import cellstats, deadzones, fibre as fibre_mod, ingest, layers as layers_mod, measurements as meas, scorecard
 from covgap import names, villages as villages_mod
-from covgap.store import REPORT_COLUMNS, report_frame
+from covgap.store import REPORT_COLUMNS, FileRecord, report_frame
 from covgap.cellstats import CellClass
 from covgap.config import Config
 from covgap.errors import InputError
@@ -182,7 +182,10 @@ def ingest_measurements(files: list[Path], layers: Layers, config: Config, *,
         No file could be used; every file is named with its reason.
     """
     ctx = ingest.read_context(layers, config, now_s=now_s)
-    parts, records, rejected, used_paths = [], [], [], []
+    parts: list[pd.DataFrame] = []
+    records: list[FileRecord] = []
+    rejected: list[pd.DataFrame] = []
+    used_paths: list[Path] = []
     refused: list[tuple[Path, str]] = []
     errors: list[str] = []
     for path in files:
@@ -225,10 +228,10 @@ def analyse(layers: Layers, stats: pd.DataFrame, config: Config, report: ReadRep
                                                min_samples=sig.min_samples, min_time_spread_hours=sig.min_time_spread_hours)
     any_view = cellstats.best_operator_view(op_view)
     classes = cellstats.class_raster(any_view, grid, layers.inside)
-    best = np.full(grid.ncells, np.nan)
+    best_flat = np.full(grid.ncells, np.nan)
     if not any_view.empty:
-        best[any_view["cell"].to_numpy()] = any_view["rsrp_dbm_p50"].to_numpy(dtype=float)
-    best = np.where(layers.inside.ravel(), best, np.nan).reshape(grid.nrows, grid.ncols)
+        best_flat[any_view["cell"].to_numpy()] = any_view["rsrp_dbm_p50"].to_numpy(dtype=float)
+    best = np.where(layers.inside.ravel(), best_flat, np.nan).reshape(grid.nrows, grid.ncols)
 
     dz = config.dead_zones
     pieces = villages_mod.village_pieces(layers.villages, grid, layers.density)
@@ -271,8 +274,9 @@ def analyse(layers: Layers, stats: pd.DataFrame, config: Config, report: ReadRep
     period = (float(t.min()) if len(t) else np.nan, float(t2.max()) if len(t2) else np.nan)
     log.info("analysis: %d measured cells (%s), %d dead zones (%.2f km²), %d no-4G zones (%.2f km²), "
              "villages 4G %d meet / %d fail / %d insufficient",
-             len(any_view), ", ".join(f"{CellClass(k).label} {v}" for k, v in
-                                      sorted(any_view["cell_class"].value_counts().items())) if not any_view.empty else "none",
+             len(any_view), ", ".join(f"{CellClass(k).label} {n}" for k, n in
+                                      enumerate(np.bincount(any_view["cell_class"].to_numpy(dtype=np.int64))) if k and n)
+             or "none",
              len(zones), float(zones["area_km2"].sum()) if len(zones) else 0.0,
              len(no4g_zones), float(no4g_zones["area_km2"].sum()) if len(no4g_zones) else 0.0,
              int(district["villages_meeting_4g"].iloc[0]), int(district["villages_failing_4g"].iloc[0]),

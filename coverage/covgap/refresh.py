@@ -91,7 +91,7 @@ def update_outputs(
     *,
     full_rebuild: bool,
     dry_run: bool = False,
-    write_products: Callable[[pipeline.Results, Path], None] | None = None,
+    write_products: Callable[[pipeline.Results, Path], object] | None = None,
     now_s: float | None = None,
     progress: ProgressFactory | None = None,
     chunk_rows: int = 250_000,
@@ -139,7 +139,7 @@ def update_outputs(
     inputs = outputs.input_paths(config, list(paths or ()))
     outputs.check_clear_of_inputs(out_dir, inputs, label="output folder")
     outputs.check_replaceable(out_dir, overwrite=overwrite)
-    write_products = write_products or (lambda results, folder: outputs.write_outputs(results, folder))
+    write = write_products or outputs.write_outputs
     if not dry_run:
         outputs.recover_output_dir(out_dir)
     # Only a folder covgap made holds a store and outputs to build on; another one (empty, or
@@ -159,8 +159,8 @@ def update_outputs(
     ctx.seen_keys = store.keys.copy()
 
     if dry_run:
-        outcomes = _ingest_batch(files, store, layers, ctx, folder=None, progress=progress, chunk_rows=chunk_rows)
-        return RefreshOutcome(files=outcomes, store=store, full_rebuild=full_rebuild, dry_run=True)
+        checked = _ingest_batch(files, store, layers, ctx, folder=None, progress=progress, chunk_rows=chunk_rows)
+        return RefreshOutcome(files=checked, store=store, full_rebuild=full_rebuild, dry_run=True)
 
     outcomes: list[FileOutcome] = []
     try:
@@ -180,8 +180,8 @@ def update_outputs(
                                      ["no measurement file could be used: " + "; ".join(o.message for o in refused)]
                                      if refused else ["every measurement file is a copy of another"])
                 raise _NothingNew
-            for o in taken:  # one file's statistics in memory at a time
-                store.total = cellstats.merge_stats(store.total, store_mod.read_stats(new_folder / o.record.stats_file))
+            for record in (o.record for o in taken if o.record is not None):  # one file's statistics at a time
+                store.total = cellstats.merge_stats(store.total, store_mod.read_stats(new_folder / record.stats_file))
             store.keys = ctx.seen_keys
             store_mod.save_store(store, new_folder)
             results = analyse_store(store, new_folder, layers, config,
@@ -189,7 +189,7 @@ def update_outputs(
             compared = owned and (out_dir / outputs.GPKG_NAME).is_file()
             # None on a first run: nothing to compare with is not the same as "no change".
             results.changes = compare_with_previous(out_dir, results) if compared else None
-            write_products(results, tmp)
+            write(results, tmp)
     except _NothingNew:
         return RefreshOutcome(files=outcomes, store=store, full_rebuild=full_rebuild, dry_run=False)
     return RefreshOutcome(files=outcomes, store=store, full_rebuild=full_rebuild, dry_run=False,
@@ -385,6 +385,7 @@ def summary_lines(outcome: RefreshOutcome, out_dir: Path) -> list[str]:
     refused = outcome.with_status("refused")
     for o in taken:
         r = o.record
+        assert r is not None  # a taken file always has its record
         lines.append(f"  {verb}: {o.path.name} ({r.format}): {r.rows_read} rows, {r.rows_used} used, "
                      f"{r.rows_rejected} rejected")
     for o in skipped:

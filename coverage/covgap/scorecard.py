@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import geopandas as gpd
 import numpy as np
 import pandas as pd
@@ -25,7 +27,7 @@ def _unit_figures(v: pd.DataFrame, zones_area_km2: float, zones_count: int, cent
     area = float(v["area_km2"].sum())
     measured = float((v["share_measured"] * v["area_km2"]).sum())
     evidence_hh = float((v["evidence_share"].fillna(0.0) * v["households"]).sum())
-    fig = {
+    fig: dict[str, Any] = {
         "n_villages": n,
         "villages_meeting_4g": meets,
         "villages_failing_4g": fails,
@@ -91,9 +93,9 @@ def compute_scorecards(villages: pd.DataFrame, zones: gpd.GeoDataFrame, communes
                "centre_dist_to_fibre_m": commune["centre_dist_to_fibre_m"], **fig}
         rows.append(fig)
     per_commune = pd.DataFrame(rows)
-    district = _unit_figures(villages, float(zones["area_km2"].sum()) if len(zones) else 0.0, len(zones),
-                             int(communes["centre_reached"].sum()), len(communes), goal_share, min_evidence_share)
-    district = pd.DataFrame([{"name": study_name, "level": level, **district}])
+    figures = _unit_figures(villages, float(zones["area_km2"].sum()) if len(zones) else 0.0, len(zones),
+                            int(communes["centre_reached"].sum()), len(communes), goal_share, min_evidence_share)
+    district = pd.DataFrame([{"name": study_name, "level": level, **figures}])
     return per_commune, district
 
 

@@ -23,6 +23,7 @@ import json
 import logging
 import os
 import shutil
+from typing import TextIO
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -229,7 +230,7 @@ class RejectedWriter:
         if not self._rel.lower().endswith(".csv"):
             self._rel += ".csv"
         self.path = folder / self._rel
-        self._fh = None
+        self._fh: TextIO | None = None
         self._created = False  # this writer made self.path (the only file discard() may delete)
         self.rows = 0
 

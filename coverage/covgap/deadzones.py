@@ -149,3 +149,21 @@ def _median_or_nan(values: pd.Series) -> float:
     """The lower median of the finite values (as the histogram percentiles), NaN when none."""
     v = np.sort(values.dropna().to_numpy(dtype=float))
     return float(v[(len(v) - 1) // 2]) if len(v) else np.nan
+
+
+def needs_measurement_areas(classes: np.ndarray, grid: Grid, villages: gpd.GeoDataFrame, level: str) -> gpd.GeoDataFrame:
+    """Village areas whose cells lack enough evidence, one (multi)polygon per village."""
+    mask = classes == int(CellClass.INSUFFICIENT)
+    cols = ["village_id", "name", level, "households", "area_km2", "geometry"]
+    if not mask.any():
+        return gpd.GeoDataFrame({c: [] for c in cols[:-1]}, geometry=[], crs=grid.crs)
+    polys = [shapely.geometry.shape(g) for g, v in rasterio.features.shapes(
+        mask.astype(np.uint8), mask=mask, transform=grid.transform, connectivity=4) if v == 1]
+    area = shapely.union_all(polys)
+    geoms = shapely.intersection(villages.geometry.to_numpy(), area)
+    geoms = np.array([shapely.union_all([p for p in shapely.get_parts(g) if p.geom_type == "Polygon"]) if not g.is_empty else g
+                      for g in geoms], dtype=object)
+    out = gpd.GeoDataFrame(villages[["village_id", "name", level, "households"]].copy(), geometry=geoms, crs=grid.crs)
+    out["area_km2"] = np.round(shapely.area(geoms) / 1e6, 6)
+    out = out[out["area_km2"] > 0]
+    return out[cols].reset_index(drop=True)

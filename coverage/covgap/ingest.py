@@ -14,7 +14,7 @@ import time
 import traceback
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -24,11 +24,9 @@ from pyproj import CRS, Transformer
 from covgap import cellstats, measurements as meas, store as store_mod
 from covgap.config import Config
 from covgap.errors import InputError
-from covgap.outputs import sha256_file
-from covgap.store import FileRecord, RejectedWriter
+from covgap.model import Layers
+from covgap.store import FileRecord, RejectedWriter, sha256_file
 
-if TYPE_CHECKING:
-    from covgap.pipeline import Layers
 
 log = logging.getLogger(__name__)
 

@@ -9,7 +9,6 @@ from writing the same folder at once.
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import json
 import logging
 import os
@@ -27,6 +26,7 @@ import rasterio
 from covgap import __version__
 from covgap.cellstats import CellClass
 from covgap.errors import OutputError
+from covgap.store import sha256_file
 
 log = logging.getLogger(__name__)
 
@@ -282,12 +282,6 @@ def _fsync_tree(folder: Path) -> None:
         if path.is_file():
             with open(path, "rb") as fh:
                 os.fsync(fh.fileno())
-
-
-def sha256_file(path: Path) -> str:
-    """The SHA-256 of a file's bytes, hex (streamed: any size)."""
-    with open(path, "rb") as fh:
-        return hashlib.file_digest(fh, "sha256").hexdigest()
 
 
 # --------------------------------------------------------------------------- tables

@@ -3,13 +3,13 @@
 ``run_pipeline`` = :func:`load_layers` → :func:`ingest_measurements` →
 :func:`analyse`. Each stage logs one INFO line with its counts. ``analyse`` is
 pure (no file I/O), so the refresh command reuses it on merged cell statistics.
+The data types (:class:`Layers`, :class:`ReadReport`, :class:`Results`) live in
+:mod:`covgap.model`; they are importable from here too.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import geopandas as gpd
@@ -19,11 +19,11 @@ import rasterio
 import rasterio.features
 import rasterio.warp
 import shapely
-from pyproj import CRS
 
 from covgap import cellstats, deadzones, fibre as fibre_mod, ingest, layers as layers_mod, measurements as meas, scorecard
 from covgap import names, villages as villages_mod
-from covgap.store import REPORT_COLUMNS, FileRecord, report_frame
+from covgap.model import Layers, OperatorView, ReadReport, Results
+from covgap.store import FileRecord, report_frame
 from covgap.cellstats import CellClass
 from covgap.config import Config
 from covgap.errors import InputError
@@ -31,88 +31,8 @@ from covgap.grid import Grid, make_grid
 
 log = logging.getLogger(__name__)
 
-
-@dataclass(frozen=True)
-class Layers:
-    """The vector layers and the grid, all in the working CRS."""
-
-    crs: CRS
-    grid: Grid
-    villages: gpd.GeoDataFrame
-    communes: gpd.GeoDataFrame
-    fibre: gpd.GeoDataFrame
-    study_area: shapely.Geometry
-    inside: np.ndarray  # (nrows, ncols) bool: cells touching the study area
-    density: np.ndarray | None  # flat per-cell population density, or None
-    input_files: tuple[Path, ...] = ()
-
-
-@dataclass
-class ReadReport:
-    """What happened to every measurement row: per file, rows read, used and rejected by reason."""
-
-    files: pd.DataFrame = field(default_factory=lambda: pd.DataFrame(columns=REPORT_COLUMNS))  # taken and refused
-    rejected: pd.DataFrame = field(default_factory=lambda: pd.DataFrame(
-        columns=["source_file", "source_row", "reason", "detail", "raw_fields"]))
-    paths: list[Path] = field(default_factory=list)  # the measurement files used (partner READMEs hash them)
-    errors: list[str] = field(default_factory=list)  # tracebacks of the files refused for an internal error
-    # Writes rejected_rows.csv from files on disk instead of ``rejected`` (the refresh store streams them).
-    write_rejected: Callable[[Path], int] | None = None
-
-    @property
-    def rows_read(self) -> int:
-        return int(self.files["rows_read"].sum())
-
-    @property
-    def rows_used(self) -> int:
-        return int(self.files["rows_used"].sum())
-
-    @property
-    def rows_rejected(self) -> int:
-        return int(self.files["rows_rejected"].sum())
-
-    def reason_counts(self) -> dict[str, int]:
-        return {r: int(self.files[r].sum()) for r in meas.REJECT_REASONS if int(self.files[r].sum())}
-
-
-@dataclass
-class OperatorView:
-    """One operator alone: what its partner package and its map view show (computed once, in :func:`analyse`)."""
-
-    classes: np.ndarray  # (nrows, ncols) uint8 CellClass of this operator's cells, 0 outside
-    zones: dict[str, tuple[gpd.GeoDataFrame, pd.DataFrame]]  # kind (no_service / no_4g) → described zones, figures
-    villages: pd.DataFrame  # signal indicators of every village for this operator alone
-
-
-@dataclass
-class Results:
-    """Everything the outputs, maps and partner packages are made from (working CRS)."""
-
-    config: Config
-    layers: Layers
-    stats: pd.DataFrame  # mergeable cell statistics (cellstats.STAT_COLUMNS)
-    op_view: pd.DataFrame  # per cell and operator: class and figures
-    op_hist: np.ndarray  # (len(op_view), 97) 4G histogram of each op_view row
-    any_view: pd.DataFrame  # per measured cell: best operator class and figures
-    classes: np.ndarray  # (nrows, ncols) uint8 CellClass, 0 outside
-    best_p50: np.ndarray  # (nrows, ncols) float, best operator median RSRP, NaN where unknown
-    villages: gpd.GeoDataFrame  # villages with every indicator
-    communes: gpd.GeoDataFrame  # communes of the report level with their scorecard
-    zones: gpd.GeoDataFrame  # dead zones: no service from any operator
-    zone_operators: pd.DataFrame  # per dead zone and operator figures
-    no4g_zones: gpd.GeoDataFrame  # no-4G zones: best operator gives 2G/3G only
-    no4g_zone_operators: pd.DataFrame  # per no-4G zone and operator figures
-    operator_zones: gpd.GeoDataFrame  # per-operator gap zones (columns operator, kind = no_service / no_4g)
-    pieces: gpd.GeoDataFrame  # village ∩ cell pieces with their household weight (villages.village_pieces)
-    per_operator: dict[str, OperatorView]  # every partner operator (measured or owning fibre) → its own view
-    needs_measurement: gpd.GeoDataFrame  # village areas without enough evidence
-    district: pd.DataFrame  # one row
-    scorecard_long: pd.DataFrame  # one row per target
-    report: ReadReport
-    operators: list[str]  # the measured operators
-    partner_operators: list[str]  # the measured operators and the owners of fibre routes: one package each
-    data_period: tuple[float, float]  # first and last measurement time (Unix s), NaN if unknown
-    changes: pd.DataFrame | None = None  # what changed since the previous run (set by refresh), else None
+__all__ = ["Layers", "OperatorView", "ReadReport", "Results", "analyse", "ingest_measurements", "load_layers",
+           "run_pipeline"]
 
 
 def load_layers(config: Config) -> Layers:
@@ -268,7 +188,7 @@ def analyse(layers: Layers, stats: pd.DataFrame, config: Config, report: ReadRep
             per_commune, on=["commune_id", "name"], how="left"),
         geometry="geometry", crs=layers.crs)
     long = scorecard.scorecard_long(district, goal_share=config.fibre.goal_share, lang=config.output.lang)
-    needs = _needs_measurement(classes, grid, villages, config.report.level)
+    needs = deadzones.needs_measurement_areas(classes, grid, villages, config.report.level)
     t = stats["t_first_s"].dropna() if not stats.empty else pd.Series(dtype=float)
     t2 = stats["t_last_s"].dropna() if not stats.empty else pd.Series(dtype=float)
     period = (float(t.min()) if len(t) else np.nan, float(t2.max()) if len(t2) else np.nan)
@@ -339,24 +259,6 @@ def _operator_views(op_view: pd.DataFrame, op_hist: np.ndarray, any_view: pd.Dat
 def _slug(text: str) -> str:
     """The operator part of a per-operator zone id: ``VIETTEL-DZ001``, ``VNPTVINA-N4G002``."""
     return names.slugify(text, sep="", max_len=8, default="OP").upper()
-
-
-def _needs_measurement(classes: np.ndarray, grid: Grid, villages: gpd.GeoDataFrame, level: str) -> gpd.GeoDataFrame:
-    """Village areas whose cells lack enough evidence, one (multi)polygon per village."""
-    mask = classes == int(CellClass.INSUFFICIENT)
-    cols = ["village_id", "name", level, "households", "area_km2", "geometry"]
-    if not mask.any():
-        return gpd.GeoDataFrame({c: [] for c in cols[:-1]}, geometry=[], crs=grid.crs)
-    polys = [shapely.geometry.shape(g) for g, v in rasterio.features.shapes(
-        mask.astype(np.uint8), mask=mask, transform=grid.transform, connectivity=4) if v == 1]
-    area = shapely.union_all(polys)
-    geoms = shapely.intersection(villages.geometry.to_numpy(), area)
-    geoms = np.array([shapely.union_all([p for p in shapely.get_parts(g) if p.geom_type == "Polygon"]) if not g.is_empty else g
-                      for g in geoms], dtype=object)
-    out = gpd.GeoDataFrame(villages[["village_id", "name", level, "households"]].copy(), geometry=geoms, crs=grid.crs)
-    out["area_km2"] = np.round(shapely.area(geoms) / 1e6, 6)
-    out = out[out["area_km2"] > 0]
-    return out[cols].reset_index(drop=True)
 
 
 def run_pipeline(config: Config, *, now_s: float | None = None) -> Results:

@@ -47,6 +47,12 @@ STORE_VERSION = 1
 REJECTED_COLUMNS = ["source_file", "source_row", "reason", "detail", "raw_fields"]
 
 
+def sha256_file(path: Path) -> str:
+    """The SHA-256 of a file's bytes, hex (streamed: any size)."""
+    with open(path, "rb") as fh:
+        return hashlib.file_digest(fh, "sha256").hexdigest()
+
+
 class StoreError(CovgapError):
     """The measurement store is missing, damaged or was built with other settings."""
 

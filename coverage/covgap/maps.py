@@ -25,8 +25,7 @@ import json
 import logging
 import os
 import re
-import struct
-import zlib
+import warnings
 from html import escape as escape_html
 from importlib import resources
 from pathlib import Path
@@ -35,7 +34,9 @@ from typing import Any
 import geopandas as gpd
 import numpy as np
 import pandas as pd
+import rasterio.errors
 import rasterio.features
+import rasterio.io
 import rasterio.warp
 import shapely
 from pyproj import Transformer
@@ -154,18 +155,15 @@ def _unit_figures(row: pd.Series) -> dict:
 
 
 def _encode_png(index: np.ndarray, palette: dict[int, tuple[int, int, int, int]]) -> bytes:
-    """A palette PNG (8-bit indices, tRNS alpha) of a 2-D uint8 array; no imaging library needed."""
+    """A palette PNG (8-bit indices, alpha in tRNS) of a 2-D uint8 array, written by GDAL's PNG driver."""
     height, width = index.shape
-    n = max(palette) + 1
-    plte = b"".join(bytes(palette.get(i, (0, 0, 0, 0))[:3]) for i in range(n))
-    trns = bytes(palette.get(i, (0, 0, 0, 0))[3] for i in range(n))
-    raw = b"".join(b"\x00" + index[r].astype(np.uint8).tobytes() for r in range(height))
-
-    def chunk(kind: bytes, data: bytes) -> bytes:
-        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
-
-    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, 3, 0, 0, 0))
-            + chunk(b"PLTE", plte) + chunk(b"tRNS", trns) + chunk(b"IDAT", zlib.compress(raw, 9)) + chunk(b"IEND", b""))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", rasterio.errors.NotGeoreferencedWarning)  # a picture, not a map layer
+        with rasterio.io.MemoryFile() as mem:
+            with mem.open(driver="PNG", width=width, height=height, count=1, dtype="uint8") as dst:
+                dst.write(index.astype(np.uint8), 1)
+                dst.write_colormap(1, palette)
+            return mem.read()
 
 
 def _cell_image(classes: np.ndarray, grid, area: shapely.Geometry | None) -> dict | None:

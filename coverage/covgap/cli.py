@@ -70,7 +70,17 @@ def main(verbose: int, quiet: int) -> None:
     _setup_logging(verbose, quiet)
 
 
-# Options shared by the commands that write outputs.
+# Options shared by the commands: each defined once here (as rasterio's rio/options.py does).
+def config_option_with_help(text: str):
+    return click.option("--config", "config_path", type=click.Path(dir_okay=False, path_type=Path),
+                        default=Path("covgap.toml"), show_default=True, help=text)
+
+
+def out_option_with_help(text: str):
+    return click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path), default=None, help=text)
+
+
+config_option = config_option_with_help("The covgap.toml that names the inputs and thresholds.")
 overwrite_option = click.option(
     "--overwrite", is_flag=True,
     help="Replace an output folder (or map pages) that covgap did not write, deleting what it holds. Never one "
@@ -83,8 +93,7 @@ def output_options(func):
                         help="Language of the maps (default: [output] lang of the config, else vi).")(func)
     func = click.option("--maps", "maps_dir", type=click.Path(file_okay=False, path_type=Path), default=None,
                         help="Folder for the HTML maps (default: [output] maps_dir).")(func)
-    func = click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path), default=None,
-                        help="Folder for the GeoPackage, CSV scorecards and GeoTIFFs (default: [output] dir).")(func)
+    func = out_option_with_help("Folder for the GeoPackage, CSV scorecards and GeoTIFFs (default: [output] dir).")(func)
     return func
 
 
@@ -166,8 +175,7 @@ def _write_maps(results, config: Config, *, overwrite: bool = False) -> list[Pat
 
 
 @main.command()
-@click.option("--config", "config_path", type=click.Path(dir_okay=False, path_type=Path), default=Path("covgap.toml"),
-              show_default=True, help="The covgap.toml that names the inputs and thresholds.")
+@config_option
 @output_options
 def run(config_path: Path, out_dir: Path | None, maps_dir: Path | None, lang: str | None, overwrite: bool) -> None:
     """Run the whole analysis on the inputs named in a covgap.toml.
@@ -183,8 +191,7 @@ def run(config_path: Path, out_dir: Path | None, maps_dir: Path | None, lang: st
 
 @main.command()
 @click.argument("paths", nargs=-1, type=click.Path(exists=True, path_type=Path))
-@click.option("--config", "config_path", type=click.Path(dir_okay=False, path_type=Path), default=Path("covgap.toml"),
-              show_default=True, help="The covgap.toml that names the inputs and thresholds.")
+@config_option
 @click.option("--dry-run", is_flag=True, help="Report what would be taken in and rejected; change nothing.")
 @click.option("--wait", is_flag=True, help="If another covgap run is writing the outputs, wait for it instead of stopping.")
 @output_options
@@ -222,10 +229,8 @@ def demo(data_config: Path | None, out_dir: Path | None, maps_dir: Path | None, 
 
 
 @main.command()
-@click.option("--config", "config_path", type=click.Path(dir_okay=False, path_type=Path), default=Path("covgap.toml"),
-              show_default=True, help="The covgap.toml that names the inputs and thresholds.")
-@click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path), default=None,
-              help="Output folder; the packages go to its partners/ subfolder (default: [output] dir).")
+@config_option
+@out_option_with_help("Output folder; the packages go to its partners/ subfolder (default: [output] dir).")
 @overwrite_option
 def export(config_path: Path, out_dir: Path | None, overwrite: bool) -> None:
     """Write only the gap packages for telecom partners, one per operator.
@@ -266,8 +271,7 @@ def export(config_path: Path, out_dir: Path | None, overwrite: bool) -> None:
 
 
 @main.command("map")
-@click.option("--config", "config_path", type=click.Path(dir_okay=False, path_type=Path), default=Path("covgap.toml"),
-              show_default=True, help="The covgap.toml whose [output] folders and language are the defaults.")
+@config_option_with_help("The covgap.toml whose [output] folders and language are the defaults.")
 @output_options
 def map_(config_path: Path, out_dir: Path | None, maps_dir: Path | None, lang: str | None, overwrite: bool) -> None:
     """Redraw the HTML maps from the last results in the output folder (no new analysis).

@@ -158,3 +158,24 @@ def test_names_fold_vietnamese_and_never_make_a_path():
     assert names.slugify("Viettel/..", keep="A-Za-z0-9_-", sep="_") == "Viettel"
     assert names.slugify("VNPT-VinaPhone", sep="", max_len=8).upper() == "VNPTVINA"
     assert names.slugify("Đông Á", keep="A-Za-z0-9_-", sep="_") == "Dong_A"
+
+
+def test_core_functions_name_the_argument_they_cannot_use():
+    import geopandas as gpd
+    import pandas as pd
+    import shapely
+    from pyproj import CRS
+
+    from covgap import fibre, villages
+    from covgap.grid import Grid
+
+    grid = Grid(x0=0.0, y0=100.0, size=100.0, nrows=1, ncols=1, crs=CRS.from_epsg(32649))
+    with pytest.raises(TypeError, match="'villages' must be a GeoDataFrame, got DataFrame"):
+        villages.village_pieces(pd.DataFrame({"households": [1]}), grid)
+    in_degrees = gpd.GeoDataFrame({"households": [1]}, geometry=[shapely.box(0, 0, 1, 1)], crs=4326)
+    with pytest.raises(ValueError, match=r"'villages' is in EPSG:4326, not the working CRS EPSG:32649; .*to_crs\(\)"):
+        villages.village_pieces(in_degrees, grid)
+    utm = in_degrees.set_crs(32649, allow_override=True)
+    with pytest.raises(ValueError, match="'fibre' lacks the column"):
+        fibre.compute_fibre_indicators(utm, gpd.GeoDataFrame(geometry=[], crs=32649),
+                                       gpd.GeoDataFrame(geometry=[], crs=32649), drop_distance_m=100, goal_share=0.8)

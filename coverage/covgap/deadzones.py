@@ -10,6 +10,7 @@ import shapely
 
 from covgap.cellstats import NBINS, CellClass, hist_percentile
 from covgap.grid import Grid
+from covgap.validate import check_geodataframe
 
 ZONE_COLUMNS = ["zone_id", "area_km2", "n_cells", "geometry"]
 
@@ -95,6 +96,8 @@ def describe_dead_zones(zones: gpd.GeoDataFrame, grid: Grid, *, pieces: pd.DataF
     4G samples / samples, and ``rscp_dbm_p50``/``rxlev_dbm_p50`` as the median of the
     cells' 3G/2G medians (cells without 3G/2G samples left out).
     """
+    check_geodataframe(zones, "zones", crs=grid.crs)
+    check_geodataframe(villages, "villages", crs=grid.crs, columns=["households", "name"])
     zones = zones.copy()
     if zones.empty:
         for c, dtype in (("villages", object), ("n_villages", np.int64), ("households", float), ("n_samples", np.int64),

@@ -7,6 +7,8 @@ import numpy as np
 import pandas as pd
 import shapely
 
+from covgap.validate import check_geodataframe
+
 
 def existing_routes(fibre: gpd.GeoDataFrame) -> shapely.Geometry | None:
     """Union of the existing routes, or None when there are none."""
@@ -35,6 +37,8 @@ def compute_fibre_indicators(villages: gpd.GeoDataFrame, pieces: gpd.GeoDataFram
     * ``spur_length_m``: the new cable needed to bring the village's representative
       point within the drop distance: ``max(0, d(point, route) − drop_distance_m)``.
     """
+    check_geodataframe(villages, "villages", columns=["households"])
+    check_geodataframe(fibre, "fibre", crs=villages.crs, columns=["status"])
     n = len(villages)
     hh = villages["households"].to_numpy(dtype=float)
     routes = existing_routes(fibre)
@@ -74,6 +78,8 @@ def compute_fibre_indicators(villages: gpd.GeoDataFrame, pieces: gpd.GeoDataFram
 
 def commune_centre_reach(communes: gpd.GeoDataFrame, fibre: gpd.GeoDataFrame, *, reach_m: float) -> pd.DataFrame:
     """Per commune: distance from its centre to the nearest existing route and whether it is reached."""
+    check_geodataframe(communes, "communes", columns=["centre"])
+    check_geodataframe(fibre, "fibre", crs=communes.crs, columns=["status"])
     routes = existing_routes(fibre)
     centres = gpd.GeoSeries(communes["centre"], crs=communes.crs).to_numpy()
     if routes is None or routes.is_empty:

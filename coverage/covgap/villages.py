@@ -16,6 +16,7 @@ import shapely
 
 from covgap.cellstats import CellClass
 from covgap.grid import Grid
+from covgap.validate import check_columns, check_geodataframe
 
 
 class Verdict(str, enum.Enum):
@@ -50,6 +51,7 @@ def village_pieces(villages: gpd.GeoDataFrame, grid: Grid, density: np.ndarray |
     ``weight = area_m2 × density(cell)``; a village whose weights are all zero (no
     people in the raster) falls back to area, so its households are not lost.
     """
+    check_geodataframe(villages, "villages", crs=grid.crs)
     rows_v, rows_c, geoms = [], [], []
     for i, geom in enumerate(villages.geometry.to_numpy()):
         cells = grid.cells_in_bounds(geom.bounds)
@@ -106,6 +108,8 @@ def compute_signal_indicators(villages: gpd.GeoDataFrame, pieces: pd.DataFrame, 
     otherwise *meets* when ``c / e ≥ min_covered_share`` (default 0.95, QCVN 81:2019
     availability), else *fails*.
     """
+    check_geodataframe(villages, "villages", crs=grid.crs, columns=["households"])
+    check_columns(pieces, "pieces", ["village", "cell", "area_m2", "weight_share"])
     n = len(villages)
     v = pieces["village"].to_numpy()
     c = pieces["cell"].to_numpy()

@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from covgap import maps, outputs, pipeline
+from covgap import mappage, maps, outputs, pipeline
 from covgap.cellstats import CellClass, class_raster
 from covgap.cli import main
 from covgap.config import load_config
@@ -52,7 +52,7 @@ def test_page_files_are_distinct_and_never_the_index():
 # --------------------------------------------------------------------------- escaping, self-containment
 def test_json_for_script_cannot_close_the_script_element():
     value = {"name": "</script><script>alert(1)</script>", "b": "<!-- & -->", "line": "a\u2028b"}
-    text = maps.json_for_script(value)
+    text = mappage.json_for_script(value)
     assert "<" not in text and ">" not in text and "&" not in text and "\u2028" not in text
     assert json.loads(text) == value
 
@@ -67,16 +67,16 @@ def test_json_for_script_cannot_close_the_script_element():
 ])
 def test_check_self_contained_refuses_external_references(snippet):
     with pytest.raises(OutputError, match="external resource"):
-        maps.check_self_contained(f"<html><head>{snippet}</head></html>", "test page")
+        mappage.check_self_contained(f"<html><head>{snippet}</head></html>", "test page")
 
 
 def test_check_self_contained_accepts_inline_and_data_uris():
-    maps.check_self_contained('<script>var a = "https://x";</script><link rel="icon" href="data:image/png;base64,AA"/>'
+    mappage.check_self_contained('<script>var a = "https://x";</script><link rel="icon" href="data:image/png;base64,AA"/>'
                               '<a href="other.html">x</a><img src="data:image/png;base64,AA">', "test page")
 
 
 def test_leaflet_is_inlined_with_its_images(results):
-    css, js = maps.leaflet_assets()
+    css, js = mappage.leaflet_assets()
     assert "url(images/" not in css and css.count("url(data:image/png;base64,") == 3
     assert 'version="1.9.4"' in js and "sourceMappingURL" not in js
     html = maps.render_page(maps.map_layers(results), lang="vi")
@@ -91,8 +91,8 @@ def test_a_page_that_would_load_a_cdn_is_not_written(results, tmp_path, monkeypa
     folder = tmp_path / "maps"
     maps.write_maps(results, folder, lang="vi")
     before = {p.name: p.read_bytes() for p in folder.iterdir()}
-    real = maps.leaflet_assets
-    monkeypatch.setattr(maps, "leaflet_assets", lambda: (
+    real = mappage.leaflet_assets
+    monkeypatch.setattr(mappage, "leaflet_assets", lambda: (
         "@import url('https://unpkg.com/leaflet@1.9.4/dist/leaflet.css');" + real()[0], real()[1]))
     with pytest.raises(OutputError, match="unpkg.com"):
         maps.write_maps(results, folder, lang="en")

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 import unicodedata
 
 import numpy as np
@@ -13,6 +12,7 @@ from rasterio.fill import fillnodata
 from rasterio.transform import from_origin
 from shapely.geometry import MultiPoint
 
+from covgap.grid import make_grid
 from samplegen.settings import SETTLED_WEIGHTS, SETTLED_WITHIN_M, SETTLEMENT_RES, SOURCE, TO_LL, TO_UTM, UTM, WORLDPOP_PIXEL_KM2
 
 
@@ -48,16 +48,17 @@ def as_areal(parts):
 
 
 class Grid:
-    """A north-up raster grid in the working CRS (cell centres, transform, sampling helpers)."""
+    """covgap's analysis grid (:class:`covgap.grid.Grid`, the same geometry and snapping) over the
+    district plus a buffer, with what the simulation needs besides: cell-centre coordinates
+    (``X``, ``Y``), rasterising and bilinear sampling of fields."""
 
     def __init__(self, bounds, res, buffer):
         minx, miny, maxx, maxy = bounds
-        self.res = res
-        self.x0 = math.floor((minx - buffer) / res) * res
-        self.y1 = math.ceil((maxy + buffer) / res) * res
-        self.nx = int(math.ceil((maxx + buffer - self.x0) / res))
-        self.ny = int(math.ceil((self.y1 - (miny - buffer)) / res))
-        self.transform = from_origin(self.x0, self.y1, res, res)
+        self.cells = make_grid((minx - buffer, miny - buffer, maxx + buffer, maxy + buffer), size=res, crs=UTM)
+        self.res = self.cells.size
+        self.x0, self.y1 = self.cells.x0, self.cells.y0
+        self.nx, self.ny = self.cells.ncols, self.cells.nrows
+        self.transform = self.cells.transform
         xs = self.x0 + (np.arange(self.nx) + 0.5) * res
         ys = self.y1 - (np.arange(self.ny) + 0.5) * res
         self.X, self.Y = np.meshgrid(xs, ys)

@@ -1,8 +1,8 @@
 """Reading measurement rows: parsing each line, validation, rejection, normalisation.
 
-Which files and formats: :mod:`covgap.formats`; timestamps: :mod:`covgap.timestamps`. Every row of every file is either *used* (returned in a normalised frame) or
-*rejected* with one of the reasons in :data:`REJECT_REASONS`. A file that cannot
-be used at all (no recognisable columns, not a measurement file, unreadable
+Which files and formats: :mod:`covgap.formats`; timestamps: :mod:`covgap.timestamps`.
+Every row of every file is either *used* (returned in a normalised frame) or *rejected*
+with one of the reasons in :data:`REJECT_REASONS`. A file that cannot be used at all (no recognisable columns, not a measurement file, unreadable
 encoding) raises :class:`~covgap.errors.InputError` naming the file, the columns
 found and the columns expected.
 

@@ -82,6 +82,8 @@ def input_paths(config, extra: Iterable[Path] = ()) -> list[tuple[str, Path]]:
     out.append(("[inputs] fibre", inputs.fibre))
     if inputs.population is not None:
         out.append(("[inputs] population", inputs.population))
+    if inputs.persons_per_household_table is not None:
+        out.append(("[inputs] persons_per_household_table", inputs.persons_per_household_table))
     out += [("[inputs] measurements", path) for path in inputs.measurements]
     out += [("the measurement path given", Path(path)) for path in extra]
     return out
@@ -402,7 +404,7 @@ def geopackage_layers(results) -> dict[str, gpd.GeoDataFrame | pd.DataFrame]:
         "operator_gap_zones": results.operator_zones,
         "needs_measurement": results.needs_measurement,
         "cells": cells_layer(results),
-        "fibre_routes": results.layers.fibre,
+        "fibre_routes": results.layers.fibre_display,  # clipped for display (pipeline.Layers)
     }
 
 

@@ -150,7 +150,7 @@ def test_households_from_population_with_the_default_figure(tmp_path, caplog):
         v = layers.read_villages(path, levels=["commune"], crs=UTM)
     # 340 / 3.4 = 100; 1 person is still one household; nobody, none
     assert v["households"].tolist() == [100, 1, 0]
-    assert set(v["households_source"]) == {"population ÷ 3.4 ([inputs] persons_per_household)"}
+    assert set(v["source_of_households"]) == {"population ÷ 3.4 ([inputs] persons_per_household)"}
     assert "households derived from population for 3 villages (0 with the unit table's persons per household, " \
            "3 with persons_per_household = 3.4)" in caplog.text
 
@@ -167,7 +167,7 @@ def test_households_from_population_with_a_table_per_unit(tmp_path):
     v = layers.read_villages(path, levels=["commune"], crs=UTM, persons_per_household=4.0,
                              unit_persons_per_household=(level, figures))
     assert v["households"].tolist() == [100, 75]  # the table's 3.0 (look-alike Ð matched), else 4.0
-    assert v["households_source"].tolist() == ["population ÷ 3 (table, commune Mộ Ðức)",
+    assert v["source_of_households"].tolist() == ["population ÷ 3 (table, commune Mộ Ðức)",
                                                "population ÷ 4 ([inputs] persons_per_household)"]
 
 
@@ -178,7 +178,11 @@ def test_a_population_only_layer_runs_and_says_so_in_the_outputs(hand_project):
         {"village_id": "V2", "name": "Thôn Hai", "commune": "Xã Thử Nghiệm", "population": 204}])
     results = run_pipeline(load_config(_toml(hand_project, "persons_per_household = 3.4")))
     assert results.villages["households"].tolist() == [100, 60]
-    assert results.villages["households_source"].str.startswith("population ÷ 3.4").all()
+    assert results.villages["source_of_households"].str.startswith("population ÷ 3.4").all()
+    from covgap import outputs
+
+    table = outputs.village_table(results)  # scorecard_villages.csv and the GeoPackage's villages layer
+    assert table["source_of_households"].tolist() == ["population ÷ 3.4 ([inputs] persons_per_household)"] * 2
 
 
 def test_a_population_only_layer_with_a_bad_population_counts_it(tmp_path):

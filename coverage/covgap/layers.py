@@ -10,7 +10,6 @@ from __future__ import annotations
 import difflib
 import json
 import logging
-import re
 import unicodedata
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -365,7 +364,7 @@ def _check_area(frame: gpd.GeoDataFrame, usable: np.ndarray, id_col: str | None,
 def read_villages(path: str | Path, *, levels: list[str], crs: CRS, point_radius_m: float = 300.0,
                   columns: Mapping[str, str] | None = None, persons_per_household: float = 3.4,
                   unit_persons_per_household: tuple[str, Mapping[str, float]] | None = None) -> gpd.GeoDataFrame:
-    """Villages with ``village_id``, ``name``, ``households``, ``households_source``, one column per level, in ``crs``.
+    """Villages with ``village_id``, ``name``, ``households``, ``source_of_households``, one column per level, in ``crs``.
 
     Points are accepted and become discs of ``point_radius_m``. Invalid polygons
     are repaired with ``make_valid`` (and counted in the log). ``columns`` names the
@@ -375,7 +374,7 @@ def read_villages(path: str | Path, *, levels: list[str], crs: CRS, point_radius
     A layer with population but no households gets households = population ÷ persons
     per household, rounded (at least 1 where anyone lives): the unit's figure from
     ``unit_persons_per_household`` (level, unit → persons) where it has one, else
-    ``persons_per_household``. ``households_source`` says which, per village.
+    ``persons_per_household``. ``source_of_households`` says which, per village.
 
     Raises
     ------
@@ -439,8 +438,9 @@ def read_villages(path: str | Path, *, levels: list[str], crs: CRS, point_radius
                 "draw the village's outline, or give it as a Point (it becomes a disc of [inputs] village_point_radius_m)")
     problems.raise_if_any()
     frame["households"] = hh.astype(np.int64)
-    frame["households_source"] = source.to_numpy()
-    keep = ["village_id", "name", *levels, "households", "households_source",
+    # Not "households_source": columns named households_* hold counts (outputs round them as numbers).
+    frame["source_of_households"] = source.to_numpy()
+    keep = ["village_id", "name", *levels, "households", "source_of_households",
             *[c for c in ("population", "fibre_subscribed") if c in frame], "geometry"]
     return frame[keep].reset_index(drop=True)
 
@@ -471,7 +471,7 @@ def _households_from_population(frame: pd.DataFrame, population: pd.Series, pers
     hh = np.rint(population / pph)
     hh = hh.where(~(valid & (population > 0) & (hh < 1)), 1.0)
     log.info("%s: no households column: households derived from population for %d villages (%d with the %s table's "
-             "persons per household, %d with persons_per_household = %g); households_source says which",
+             "persons per household, %d with persons_per_household = %g); source_of_households says which",
              path.name, len(frame), n_table, unit_table[0] if unit_table else "unit", len(frame) - n_table, persons_per_household)
     return hh.where(valid), source
 

@@ -310,7 +310,8 @@ def village_table(results) -> pd.DataFrame:
     """The village scorecard: one row per village, plain columns (no geometry)."""
     v = results.villages
     levels = list(results.config.inputs.communes)
-    cols = ["village_id", "name", *levels, "households", *(["population"] if "population" in v else []),
+    cols = ["village_id", "name", *levels, "households", *(["source_of_households"] if "source_of_households" in v else []),
+            *(["population"] if "population" in v else []),
             "area_km2", "share_covered", "share_weak", "share_no_4g", "share_dead", "share_unmeasured", "share_measured",
             "measured_km2", "evidence_share", "covered_of_measured", "verdict_4g", "households_in_dead_zones", "n_samples",
             "households_passed", "fibre_share", "meets_fibre_goal", "dist_to_fibre_m", "spur_length_m",

@@ -96,9 +96,21 @@ def test_mapping_tables_are_checked_when_the_config_is_read(tmp_path):
         load_config(path)
     message = str(err.value)
     assert "[inputs.village_columns] has unknown key 'household' (did you mean 'households'?)" in message
-    assert "[inputs] fibre_status = {'đang khai thác': 'operating'} is maps 'đang khai thác' to 'operating', " \
-           "not one of existing, planned, dropped" in message
+    assert ("[inputs] fibre_status = {'đang khai thác': 'operating'} is not valid ('đang khai thác' → 'operating', "
+            "not one of existing, planned, dropped): expected a table of 'value' = 'existing', 'planned' or 'dropped'") in message
     assert "unknown key 'statuss' in [inputs.fibre_columns] (did you mean 'status'?)" in message
+
+
+def test_commune_columns_are_checked_when_the_config_is_read(tmp_path):
+    path = tmp_path / "covgap.toml"
+    path.write_text('[inputs]\ncommunes = { commune = "c.geojson" }\n'
+                    '[inputs.commune_columns]\nten = "TEN"\n[inputs.commune_columns.xa_2025]\nname = "TEN"\n', encoding="utf-8")
+    with pytest.raises(ConfigError) as err:
+        load_config(path)
+    message = str(err.value)
+    assert "[inputs] commune_columns = {'ten': 'TEN', 'xa_2025': {'name': 'TEN'}} is not valid (unknown key 'ten'; " \
+           "known: commune_id, name, centre_lon, centre_lat, or a level key holding a table of them)" in message
+    assert "[inputs.commune_columns.xa_2025] names a level that is not a key of [inputs] communes (commune)" in message
 
 
 def test_fibre_columns_and_status_values_of_a_national_layer(tmp_path, caplog):

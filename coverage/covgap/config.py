@@ -140,7 +140,7 @@ class FibreColumns:
 
 def _check_names_table(value: dict) -> str | None:
     bad = [k for k, v in value.items() if not (isinstance(v, str) and v.strip())]
-    return f"the value of {', '.join(bad)} is not a column name" if bad else None
+    return f"not valid ({', '.join(bad)} not given as a column name)" if bad else None
 
 
 def _check_commune_columns(value: dict) -> str | None:
@@ -148,14 +148,14 @@ def _check_commune_columns(value: dict) -> str | None:
         if isinstance(v, dict):
             wrong = _check_names_table(v)
             if wrong:
-                return f"in [inputs.commune_columns.{k}] {wrong}"
+                return f"{wrong[:-1]} in [inputs.commune_columns.{k}])"
             unknown = sorted(set(v) - set(COMMUNE_FIELDS))
             if unknown:
-                return f"[inputs.commune_columns.{k}] has unknown key(s) {', '.join(unknown)} (known: {', '.join(COMMUNE_FIELDS)})"
+                return f"not valid (unknown key(s) {', '.join(unknown)} in [inputs.commune_columns.{k}]; known: {', '.join(COMMUNE_FIELDS)})"
         elif k not in COMMUNE_FIELDS:
-            return f"unknown key '{k}' (known: {', '.join(COMMUNE_FIELDS)}, or a level key holding a table of them)"
+            return f"not valid (unknown key '{k}'; known: {', '.join(COMMUNE_FIELDS)}, or a level key holding a table of them)"
         elif not (isinstance(v, str) and v.strip()):
-            return f"the value of {k} is not a column name"
+            return f"not valid ({k} not given as a column name)"
     return None
 
 
@@ -163,7 +163,7 @@ def _check_fibre_status(value: dict) -> str | None:
     bad = {k: v for k, v in value.items() if v not in FIBRE_STATUSES}
     if bad:
         k, v = next(iter(bad.items()))
-        return f"maps '{k}' to {v!r}, not one of {', '.join(FIBRE_STATUSES)}"
+        return f"not valid ('{k}' → {v!r}, not one of {', '.join(FIBRE_STATUSES)})"
     return None
 
 

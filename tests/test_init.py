@@ -66,7 +66,7 @@ def test_init_maps_the_columns_of_another_schema_and_the_config_runs(tmp_path):
     assert '[inputs.village_columns]' in text and 'population = "DAN_SO"' in text and 'TEN_XA = ' not in text
     assert 'ten_xa = "TEN_XA"' in text  # the level key is the column's name in lower case
     assert '[inputs.commune_columns.ten_xa]\nname = "TEN_XA_2025"' in text
-    assert "persons_per_household = 3.4" in text
+    assert "persons_per_household = 3.4" in text and "persons_per_household_table = " not in text
     assert 'fibre = "cap_quang.geojson"' in text and 'measurements = ["do_song/hand.csv"]' not in text
     assert 'measurements = ["do_song"]' in text  # notes.log is not a measurement candidate at all
     assert any("ho_gia_dinh.csv" in s for s in plan.skipped)  # a CSV the reader does not know is listed, not used
@@ -123,3 +123,15 @@ def test_refresh_with_an_empty_measurements_setting_names_it(hand_project, no_ma
     assert result.exit_code == 1
     assert f"Error: {hand_project}: [inputs] measurements = [] names no measurement file or folder" in result.output
     assert "Error: .:" not in result.output
+
+
+def test_init_takes_a_census_table_for_villages_with_population_only(tmp_path):
+    folder = _hand_folder(tmp_path)
+    (folder / "dan_so_2019.csv").write_text("ten_xa,households_2019,population_2019\nXã Thử Nghiệm,100,400\n",
+                                            encoding="utf-8")
+    path, plan = write_config(folder)
+    assert 'persons_per_household_table = "dan_so_2019.csv"' in path.read_text(encoding="utf-8")
+    assert not any(s.startswith("dan_so_2019.csv") for s in plan.skipped)
+    villages = load_layers(load_config(path)).villages
+    assert villages["households"].tolist() == [85, 85, 85]  # 340 persons / 4.0 per household
+    assert villages["source_of_households"].tolist() == ["population ÷ 4 (table, ten_xa Xã Thử Nghiệm)"] * 3

@@ -19,6 +19,9 @@ How roles are decided (also in docs/configuration.md, "covgap init"):
   layers named like roads, rivers or streets are not fibre.
 - **population**: a GeoTIFF; among several, the one with the finest pixels (it places people
   within a village best).
+- **persons per household** (villages with population only): a CSV in the folder that
+  :func:`covgap.layers.read_persons_per_household_table` reads (a level column and persons per
+  household, or households and population per unit); else the default 3.4.
 - **measurements**: the CSV/TXT/TSV files (also compressed) whose header the measurement reader
   recognises (:func:`covgap.measurements.detect_format`); a folder is named when every file in it
   is recognised, else the files one by one.
@@ -79,6 +82,7 @@ class InitPlan:
     report_level: str | None = None
     fibre: Path | None = None
     population: Path | None = None
+    persons_per_household_table: Path | None = None
     measurements: list[str] = field(default_factory=list)
     reasons: list[str] = field(default_factory=list)  # why each role went to its file
     skipped: list[str] = field(default_factory=list)  # files used for nothing, and why
@@ -179,6 +183,7 @@ def inspect_folder(folder: str | Path) -> InitPlan:
     _decide_fibre(plan, [v for v in vectors if v.kind == "lines"])
     _decide_population(plan, rasters)
     _decide_measurements(plan, meas)
+    _decide_persons_per_household(plan)
     used = {plan.villages, plan.fibre, plan.population, *plan.communes.values()}
     for layer in vectors:
         if layer.path not in used and not any(layer.path.name in s for s in plan.skipped):
@@ -346,6 +351,23 @@ def _decide_measurements(plan: InitPlan, meas) -> None:
                         + ", ".join(f"{n} {k}" for k, n in sorted(kinds.items())) + ")")
 
 
+def _decide_persons_per_household(plan: InitPlan) -> None:
+    """For villages with population only: a CSV in the folder with persons per household (or households and
+    population) per unit of a reporting level, such as the census table; else the default figure."""
+    if plan.households_from != "population" or not plan.communes:
+        return
+    for path in sorted(plan.folder.glob("*.csv")):
+        try:
+            level, figures = layers_mod.read_persons_per_household_table(path, list(plan.communes))
+        except InputError:
+            continue
+        plan.persons_per_household_table = path
+        plan.skipped = [s for s in plan.skipped if not s.startswith(path.name + ":")]
+        plan.reasons.append(f"persons_per_household_table = {path.name}: persons per household of {len(figures)} "
+                            f"units of {level} (the villages give population, not households)")
+        return
+
+
 def _toml_str(value: str) -> str:
     return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
@@ -383,8 +405,10 @@ def render_config(plan: InitPlan, *, name: str | None = None) -> str:
         lines.append("# population = \"population.tif\"   # optional: spreads households within villages")
     if plan.households_from == "population":
         lines += ["# The villages give population, not households: households = population ÷ persons per household",
-                  "# (3.4: 2019 census of Tư Nghĩa; a CSV per commune: persons_per_household_table = \"file.csv\").",
+                  "# (3.4: 2019 census of Tư Nghĩa; or a CSV of persons per household per commune: see docs/inputs.md).",
                   "persons_per_household = 3.4"]
+        if plan.persons_per_household_table:
+            lines.append(f"persons_per_household_table = {rel(plan.persons_per_household_table)}   # per unit; others use 3.4")
     if plan.village_columns:
         lines += ["", "[inputs.village_columns]            # canonical = \"column in your file\""]
         lines += [f"{k} = {_toml_str(v)}" for k, v in plan.village_columns.items()]

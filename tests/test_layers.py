@@ -169,7 +169,8 @@ def test_fibre_routes_duplicate_ids_and_bad_status(tmp_path):
         layers.read_fibre(path, crs=UTM)
     message = str(err.value)
     assert "2 problems (1 × duplicate route_id, 1 × status not existing or planned)" in message
-    assert "row 2 (route_id=F1): status = 'dug', expected 'existing' or 'planned'" in message
+    assert ("row 2 (route_id=F1): status = 'dug', expected existing or planned (or an OFDS status); say what it "
+            'means in [inputs.fibre_status], e.g. "dug" = "existing"') in message
     write_geojson(path, [_feature(line, route_id="F1"), _feature(line, route_id=None)])
     assert layers.read_fibre(path, crs=UTM)["route_id"].tolist() == ["F1", "R002"]
 

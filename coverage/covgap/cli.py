@@ -297,6 +297,31 @@ def map_(config_path: Path, out_dir: Path | None, maps_dir: Path | None, lang: s
     click.echo(f"Maps: {folder}/ ({len(written)} pages, {language}) from {out / maps.MAP_LAYERS_NAME}")
 
 
+@main.command()
+@click.argument("folder", type=click.Path(exists=True, file_okay=False, path_type=Path), default=Path("."))
+@click.option("--name", default=None, help="Name of the study area in maps and scorecards (default: the folder's name).")
+def init(folder: Path, name: str | None) -> None:
+    """Write a covgap.toml for the layers and measurement files in FOLDER (default: here).
+
+    Recognises the villages, commune layers, fibre routes, population raster and
+    measurement files and their columns, and writes a commented covgap.toml that
+    runs as it is (covgap run --config FOLDER/covgap.toml). Never replaces a file:
+    beside an existing covgap.toml it writes covgap.toml.new. If some role cannot be
+    decided, nothing is written and the message says what and why.
+    """
+    from covgap.init import write_config
+
+    path, plan = write_config(folder, name=name)
+    for reason in plan.reasons:
+        click.echo(f"  {reason}")
+    for skipped in plan.skipped:
+        click.echo(f"  not used: {skipped}")
+    if path.suffix == ".new":
+        click.echo(f"Wrote {path}: {folder / 'covgap.toml'} exists and was left as it is; compare them")
+    else:
+        click.echo(f"Wrote {path}; run it with: covgap run --config {path}")
+
+
 @main.command("config-doc")
 def config_doc() -> None:
     """Print the reference of every covgap.toml field (default, meaning, source)."""

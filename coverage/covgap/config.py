@@ -47,6 +47,8 @@ def _f(default: Any, doc: str, source: str, *, ge: float | None = None, gt: floa
         meta["check"] = check
     if valid:
         meta["valid"] = valid
+    if "table" in kwargs:
+        meta["table"] = kwargs.pop("table")
     if isinstance(default, (list, dict)):
         return field(default_factory=lambda: type(default)(default), metadata=meta, **kwargs)
     return field(default=default, metadata=meta, **kwargs)
@@ -118,6 +120,53 @@ class ColumnMapping:
         return bool(self.lat and self.lon and self.signal_dbm)
 
 
+#: Canonical village fields a ``[inputs.village_columns]`` table may map (besides the reporting levels).
+VILLAGE_FIELDS = ("village_id", "name", "households", "population", "fibre_subscribed")
+#: Canonical commune fields a ``[inputs.commune_columns]`` table may map.
+COMMUNE_FIELDS = ("commune_id", "name", "centre_lon", "centre_lat")
+#: What a fibre status may be mapped to in ``[inputs.fibre_status]``.
+FIBRE_STATUSES = ("existing", "planned", "dropped")
+
+
+@dataclass(frozen=True)
+class FibreColumns:
+    """Explicit column names of the fibre layer ([inputs.fibre_columns]); empty means recognised by name."""
+
+    route_id: str = _f("", "Column holding the route identifier (else 'route_id', or 'id' in an OFDS spans file; else R001, R002...).", "user")
+    operator: str = _f("", "Column holding the route's operator (else 'operator'; in OFDS the first networkProviders name, then transmissionMediumOwner, then network publisher).", "user")
+    status: str = _f("", "Column holding the route's status (else 'status'); values are read through [inputs.fibre_status].", "user")
+    year: str = _f("", "Column holding the year the route was built or is planned (else 'year'; in OFDS the year of readyForServiceDate).", "user")
+
+
+def _check_names_table(value: dict) -> str | None:
+    bad = [k for k, v in value.items() if not (isinstance(v, str) and v.strip())]
+    return f"not valid ({', '.join(bad)} not given as a column name)" if bad else None
+
+
+def _check_commune_columns(value: dict) -> str | None:
+    for k, v in value.items():
+        if isinstance(v, dict):
+            wrong = _check_names_table(v)
+            if wrong:
+                return f"{wrong[:-1]} in [inputs.commune_columns.{k}])"
+            unknown = sorted(set(v) - set(COMMUNE_FIELDS))
+            if unknown:
+                return f"not valid (unknown key(s) {', '.join(unknown)} in [inputs.commune_columns.{k}]; known: {', '.join(COMMUNE_FIELDS)})"
+        elif k not in COMMUNE_FIELDS:
+            return f"not valid (unknown key '{k}'; known: {', '.join(COMMUNE_FIELDS)}, or a level key holding a table of them)"
+        elif not (isinstance(v, str) and v.strip()):
+            return f"not valid ({k} not given as a column name)"
+    return None
+
+
+def _check_fibre_status(value: dict) -> str | None:
+    bad = {k: v for k, v in value.items() if v not in FIBRE_STATUSES}
+    if bad:
+        k, v = next(iter(bad.items()))
+        return f"not valid ('{k}' → {v!r}, not one of {', '.join(FIBRE_STATUSES)})"
+    return None
+
+
 @dataclass(frozen=True)
 class InputsConfig:
     villages: Path = _f(Path("villages.geojson"), "Village polygons (GeoPackage, GeoJSON or Shapefile) with village_id, name, households and one column per reporting level.", "DESIGN.md §2")
@@ -135,6 +184,42 @@ class InputsConfig:
     default_technology: str = _f("4G", "Technology assumed for rows of files that do not say (a generic lat,lon,rsrp file holds RSRP, hence 4G).", "RSRP is an LTE/NR quantity",
                                  choices=("2G", "3G", "4G", "5G"))
     default_operator: str = _f("unknown", "Operator assumed for rows of files that do not say.", "user")
+    village_columns: dict = _f(
+        {},
+        "Column names of the village layer ([inputs.village_columns]), canonical = 'column in your file': "
+        "village_id, name, households, population, fibre_subscribed and one key per reporting level (a key of [inputs] communes). "
+        "Fields not named are recognised by their usual names (e.g. ma_thon, ten_thon, so_ho, dan_so).",
+        "issue 10: real layers without editing files",
+        check=_check_names_table, valid="a table of field = 'column name' (fields: village_id, name, households, population, fibre_subscribed, a level key)",
+        table="names")
+    commune_columns: dict = _f(
+        {},
+        "Column names of the commune layers ([inputs.commune_columns]): commune_id, name, centre_lon, centre_lat = 'column'. "
+        "Applies to every commune layer; a sub-table named after a level ([inputs.commune_columns.commune_2025]) applies to that layer only.",
+        "issue 10: real layers without editing files",
+        check=_check_commune_columns, valid="a table of field = 'column name', or level = { field = 'column name' }",
+        table="names")
+    fibre_columns: FibreColumns = _f(FibreColumns(), "Column names of the fibre layer ([inputs.fibre_columns]).", "issue 10")
+    fibre_status: dict = _f(
+        {},
+        "Fibre status values of your file and what they mean ([inputs.fibre_status]), e.g. \"đang khai thác\" = \"existing\". "
+        "Matched without regard to case, accents kept. Built in: existing/built/active/operational → existing; "
+        "planned/plan/proposed/underConstruction → planned; decommissioned/inactive/abandoned → dropped "
+        "(left out of the analysis and counted in the log); empty → existing.",
+        "Open Fibre Data Standard spanStatus codelist (0.x)",
+        check=_check_fibre_status, valid="a table of 'value' = 'existing', 'planned' or 'dropped'",
+        table="names")
+    persons_per_household: float = _f(
+        3.4,
+        "Persons per household used to derive households from population when the village layer has population but no households.",
+        "2019 census, Tư Nghĩa district: 128,661 persons / 37,892 households = 3.40 (../shared/data/tu-nghia/households_2019.csv, all 15 units)",
+        gt=0, le=20)
+    persons_per_household_table: Path | None = _f(
+        None,
+        "Optional CSV of persons per household per unit: a column named after a reporting level (e.g. commune) and either "
+        "persons_per_household or households and population columns (e.g. households_2019, population_2019, as in the census table). "
+        "Villages whose unit is not in the table use persons_per_household.",
+        "issue 10: census tables per commune")
 
 
 @dataclass(frozen=True)
@@ -175,6 +260,9 @@ class FibreConfig:
     drop_distance_m: float = _f(200.0, "A household is passed by fibre when within this distance of an existing route.", "typical FTTH drop cable length (DESIGN.md §3.5)", gt=0)
     goal_share: float = _f(0.80, "Households passed / households must exceed this share.", "district target: fibre to more than 80% of households", ge=0, le=1)
     centre_reach_m: float = _f(200.0, "A commune centre is reached when within this distance of an existing route.", "same as the drop distance", ge=0)
+    display_margin_m: float = _f(2000.0, "Fibre routes are clipped to the study area grown by this margin for the maps and the GeoPackage; "
+                                 "distances to fibre, spur lengths and centre reach still use the whole network.",
+                                 "a national backbone would otherwise fill the maps; 2 km keeps the routes a spur from the district edge would use in view", ge=0)
 
 
 @dataclass(frozen=True)
@@ -235,6 +323,9 @@ _SECTIONS = {
     "report": ReportConfig,
     "output": OutputConfig,
 }
+
+
+_SUBSECTIONS = {"inputs.columns": ColumnMapping, "inputs.fibre_columns": FibreColumns}
 
 
 def load_config(path: str | Path) -> Config:
@@ -301,7 +392,7 @@ def _did_you_mean(key: str, section: str | None) -> str:
         return f" (did you mean [{close[0]}]?)" if close else ""
     if key in _SECTIONS:
         return f" ([{key}] is a section: write [{key}] on a line of its own, before or after [{section}], and its keys below it)"
-    cls = ColumnMapping if section == "inputs.columns" else _SECTIONS[section]
+    cls = _SUBSECTIONS.get(section) or _SECTIONS[section]
     close = difflib.get_close_matches(key, [f.name for f in dataclasses.fields(cls)], n=1)
     if close:
         return f" (did you mean '{close[0]}'?)"
@@ -321,7 +412,10 @@ def _build_section(name: str, cls: type, values: dict, base: Path, problems: lis
         f = fields[key]
         default = _default(f)
         try:
-            kwargs[key] = _coerce(value, default, str(f.type), base, name, key, problems)
+            if f.metadata.get("table") == "names":
+                kwargs[key] = _coerce_names(value, name, key)
+            else:
+                kwargs[key] = _coerce(value, default, str(f.type), base, name, key, problems)
         except (TypeError, ValueError) as err:
             problems.append(f"[{name}] {key} = {value!r}: {err}, found {_toml_kind(value)}")
             continue
@@ -340,6 +434,7 @@ _TYPE_WORDS = {
     "list": "a path or an array of paths",
     "dict": "a table of level = 'path'",
     "ColumnMapping": "a table of column names",
+    "FibreColumns": "a table of column names",
 }
 
 
@@ -392,11 +487,18 @@ def _default(f: dataclasses.Field) -> Any:
     raise TypeError(f"configuration field {f.name} has no default")  # every field has one (a test checks)
 
 
+def _coerce_names(value: Any, section: str, key: str) -> dict:
+    """A table of names (columns or values), kept as given: no paths are made of them."""
+    if not isinstance(value, dict):
+        raise TypeError(f"expected a table [{section}.{key}]")
+    return dict(value)
+
+
 def _coerce(value: Any, default: Any, type_name: str, base: Path, section: str, key: str, problems: list[str]) -> Any:
-    if isinstance(default, ColumnMapping):
+    if dataclasses.is_dataclass(default):
         if not isinstance(value, dict):
             raise TypeError(f"expected a table [{section}.{key}] of column names")
-        return _build_section(f"{section}.{key}", ColumnMapping, value, base, problems)
+        return _build_section(f"{section}.{key}", type(default), value, base, problems)
     if "Path" in str(type_name):
         if not isinstance(value, str):
             raise TypeError("must be a path string")
@@ -445,6 +547,16 @@ def _check_values(s: dict[str, Any], problems: list[str], path: Path) -> None:
         missing = [k for k in ("lat", "lon", "signal_dbm") if k not in named]
         problems.append(f"[inputs.columns] sets {', '.join(named)} but not {', '.join(missing)}: "
                         f"a column mapping needs lat, lon and signal_dbm")
+    known = (*VILLAGE_FIELDS, *inputs.communes)
+    for key in inputs.village_columns:
+        if key not in known:
+            close = difflib.get_close_matches(key, known, n=1)
+            problems.append(f"[inputs.village_columns] has unknown key '{key}'{f' (did you mean {close[0]!r}?)' if close else ''}: "
+                            f"expected {', '.join(VILLAGE_FIELDS)} or a level key of [inputs] communes ({', '.join(inputs.communes)})")
+    for key, value in inputs.commune_columns.items():
+        if isinstance(value, dict) and key not in inputs.communes:
+            problems.append(f"[inputs.commune_columns.{key}] names a level that is not a key of [inputs] communes "
+                            f"({', '.join(inputs.communes)})")
     if not inputs.communes:
         problems.append("[inputs] communes must name at least one commune layer, e.g. communes = { commune = 'communes.geojson' }")
     elif s["report"].level not in inputs.communes:
@@ -470,12 +582,12 @@ def describe_config() -> str:
         "",
     ]
     header = ["| key | default | valid values | meaning | source of the default |", "|---|---|---|---|---|"]
-    for name, cls in [*_SECTIONS.items(), ("inputs.columns", ColumnMapping)]:
+    for name, cls in [*_SECTIONS.items(), *_SUBSECTIONS.items()]:
         lines += [f"## [{name}]", "", *header]
         for f in dataclasses.fields(cls):
             default = _default(f)
-            if isinstance(default, ColumnMapping):
-                default = "(see [inputs.columns])"
+            if dataclasses.is_dataclass(default):
+                default = f"(see [{name}.{f.name}])"
             lines.append(f"| `{f.name}` | `{default!s}` | {valid_values(f)} | {f.metadata['doc']} | {f.metadata['source']} |")
         lines.append("")
     lines.append("Across keys: `dead_dbm` ≤ `covered_dbm`; `[report] level` is a key of `[inputs] communes`; "

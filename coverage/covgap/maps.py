@@ -310,7 +310,7 @@ def map_layers(results) -> dict:
     nprops = [{"name": str(r["name"]), "commune": str(r[level]), "households": _plain(r["households"]),
                "area_km2": _plain(r["area_km2"])} for _, r in nm.iterrows()]
 
-    fibre = results.layers.fibre
+    fibre = results.layers.fibre_display  # clipped to the study area and a margin; distances used the whole network
     fcommunes = communes_of(fibre.geometry.to_numpy(), margin_m=500.0)
     fprops = []
     for i, (_, row) in enumerate(fibre.iterrows()):

@@ -35,6 +35,13 @@ class Layers:
     inside: np.ndarray  # (nrows, ncols) bool: cells touching the study area
     density: np.ndarray | None  # flat per-cell population density, or None
     input_files: tuple[Path, ...] = ()
+    # The fibre shown on maps and in the GeoPackage: ``fibre`` clipped to the study area and a margin.
+    # Every distance (dist_to_fibre_m, spur_length_m, centre reach) uses the whole ``fibre``.
+    fibre_display: gpd.GeoDataFrame | None = None
+
+    def __post_init__(self) -> None:
+        if self.fibre_display is None:
+            object.__setattr__(self, "fibre_display", self.fibre)
 
 
 @dataclass

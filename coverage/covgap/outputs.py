@@ -82,6 +82,8 @@ def input_paths(config, extra: Iterable[Path] = ()) -> list[tuple[str, Path]]:
     out.append(("[inputs] fibre", inputs.fibre))
     if inputs.population is not None:
         out.append(("[inputs] population", inputs.population))
+    if inputs.persons_per_household_table is not None:
+        out.append(("[inputs] persons_per_household_table", inputs.persons_per_household_table))
     out += [("[inputs] measurements", path) for path in inputs.measurements]
     out += [("the measurement path given", Path(path)) for path in extra]
     return out
@@ -300,7 +302,8 @@ def village_table(results) -> pd.DataFrame:
     """The village scorecard: one row per village, plain columns (no geometry)."""
     v = results.villages
     levels = list(results.config.inputs.communes)
-    cols = ["village_id", "name", *levels, "households", *(["population"] if "population" in v else []),
+    cols = ["village_id", "name", *levels, "households", *(["source_of_households"] if "source_of_households" in v else []),
+            *(["population"] if "population" in v else []),
             "area_km2", "share_covered", "share_weak", "share_no_4g", "share_dead", "share_unmeasured", "share_measured",
             "measured_km2", "evidence_share", "covered_of_measured", "verdict_4g", "households_in_dead_zones", "n_samples",
             "households_passed", "fibre_share", "meets_fibre_goal", "dist_to_fibre_m", "spur_length_m",
@@ -400,7 +403,7 @@ def geopackage_layers(results) -> dict[str, gpd.GeoDataFrame | pd.DataFrame]:
         "operator_gap_zones": results.operator_zones,
         "needs_measurement": results.needs_measurement,
         "cells": cells_layer(results),
-        "fibre_routes": results.layers.fibre,
+        "fibre_routes": results.layers.fibre_display,  # clipped for display (pipeline.Layers)
     }
 
 

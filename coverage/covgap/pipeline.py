@@ -44,18 +44,20 @@ def load_layers(config: Config) -> Layers:
     # The working CRS is derived from the communes, read once in WGS84 terms.
     raw = layers_mod.read_vector(communes_path, f"communes ({level})")
     crs = layers_mod.working_crs(raw, config.study.crs)
-    communes = layers_mod.read_communes(communes_path, crs=crs, level=level)
-    villages = layers_mod.read_villages(inputs.villages, levels=levels, crs=crs, point_radius_m=inputs.village_point_radius_m)
-    unknown = sorted(set(villages[level]) - set(communes["name"]))
-    if unknown:
-        raise InputError(
-            inputs.villages,
-            [f"column '{level}' names communes that are not in {Path(communes_path).name}: {', '.join(unknown)}; "
-             f"known: {', '.join(communes['name'])}"],
-        )
+    commune_columns = {k: v for k, v in inputs.commune_columns.items() if isinstance(v, str)}
+    commune_columns.update(inputs.commune_columns.get(level, {}) if isinstance(inputs.commune_columns.get(level), dict) else {})
+    communes = layers_mod.read_communes(communes_path, crs=crs, level=level, columns=commune_columns)
+    table = (layers_mod.read_persons_per_household_table(inputs.persons_per_household_table, levels)
+             if inputs.persons_per_household_table else None)
+    villages = layers_mod.read_villages(inputs.villages, levels=levels, crs=crs, point_radius_m=inputs.village_point_radius_m,
+                                        columns=inputs.village_columns, persons_per_household=inputs.persons_per_household,
+                                        unit_persons_per_household=table)
+    villages = layers_mod.reconcile_unit_names(villages, level, list(communes["name"]), villages_path=inputs.villages,
+                                               communes_path=communes_path)
     study_area = shapely.union_all(communes.geometry.to_numpy())
     layers_mod.check_villages_in_study_area(villages, study_area, villages_path=inputs.villages, communes_path=communes_path)
-    fibre = layers_mod.read_fibre(inputs.fibre, crs=crs)
+    fibre = layers_mod.read_fibre(inputs.fibre, crs=crs, columns=inputs.fibre_columns, status_values=inputs.fibre_status)
+    fibre_display = layers_mod.clip_fibre_for_display(fibre, study_area, margin_m=config.fibre.display_margin_m)
     grid = make_grid(tuple(study_area.bounds), size=config.grid.cell_size_m, crs=crs)
     inside = rasterio.features.rasterize([(study_area, 1)], out_shape=(grid.nrows, grid.ncols), transform=grid.transform,
                                          fill=0, dtype="uint8", all_touched=True).astype(bool)
@@ -65,8 +67,10 @@ def load_layers(config: Config) -> Layers:
     files = (Path(inputs.villages), *(Path(p) for p in inputs.communes.values()), Path(inputs.fibre))
     if inputs.population:
         files += (Path(inputs.population),)
+    if inputs.persons_per_household_table:
+        files += (Path(inputs.persons_per_household_table),)
     return Layers(crs=crs, grid=grid, villages=villages, communes=communes, fibre=fibre, study_area=study_area,
-                  inside=inside, density=density, input_files=files)
+                  inside=inside, density=density, input_files=files, fibre_display=fibre_display)
 
 
 def _density_on_grid(path: Path, grid: Grid) -> np.ndarray:
@@ -266,7 +270,8 @@ def run_pipeline(config: Config, *, now_s: float | None = None) -> Results:
     layers = load_layers(config)
     files = meas.list_measurement_files(config.inputs.measurements)
     if not files:  # DESIGN.md §3.7: fibre targets need no measurement; signal targets get 'insufficient evidence'
-        log.warning("no measurement files found: the signal targets have no evidence yet")
+        log.warning("no measurement files found%s: the signal targets have no evidence yet",
+                    "" if config.inputs.measurements else " ([inputs] measurements = [] names none)")
         return analyse(layers, cellstats.empty_stats(), config, ReadReport())
     stats, report = ingest_measurements(files, layers, config, now_s=now_s)
     results = analyse(layers, stats, config, report)

@@ -151,10 +151,17 @@ def update_outputs(
     store = _open_store(out_dir, current, full_rebuild=full_rebuild or not owned)
     files = meas.list_measurement_files(list(paths) if paths else list(config.inputs.measurements))
     if not files and not full_rebuild:
-        raise InputError(Path(config.inputs.measurements[0]) if config.inputs.measurements and not paths else Path("."),
+        if paths:
+            raise InputError(Path(next(iter(paths))), ["no measurement files (*.csv, *.txt, *.tsv, *.csv.gz) found in the path(s) given"])
+        if not config.inputs.measurements:
+            raise InputError(config.source or Path("covgap.toml"),
+                             ["[inputs] measurements = [] names no measurement file or folder: give the files to take in "
+                              "(covgap refresh FILES...) or name them in [inputs] measurements, e.g. measurements = ['measurements']"])
+        raise InputError(Path(config.inputs.measurements[0]),
                          ["no measurement files (*.csv, *.txt, *.tsv, *.csv.gz) found; add some or fix [inputs] measurements"])
     if not files:  # DESIGN.md §3.7: the fibre targets need no measurement; the signal targets say so
-        log.warning("no measurement files found: the signal targets have no evidence yet; fibre outputs are complete")
+        log.warning("no measurement files found%s: the signal targets have no evidence yet; fibre outputs are complete",
+                    "" if config.inputs.measurements or paths else " ([inputs] measurements = [] names none)")
     ctx = ingest.read_context(layers, config, now_s=now_s)
     ctx.seen_keys = store.keys.copy()
 

@@ -179,3 +179,19 @@ def test_core_functions_name_the_argument_they_cannot_use():
     with pytest.raises(ValueError, match="'fibre' lacks the column"):
         fibre.compute_fibre_indicators(utm, gpd.GeoDataFrame(geometry=[], crs=32649),
                                        gpd.GeoDataFrame(geometry=[], crs=32649), drop_distance_m=100, goal_share=0.8)
+
+
+def test_the_main_entry_points_are_importable_from_covgap():
+    import subprocess
+    import sys
+
+    import covgap
+    from covgap import pipeline
+
+    assert covgap.run_pipeline is pipeline.run_pipeline and covgap.Results is pipeline.Results
+    assert set(covgap.__all__) >= {"load_config", "run_pipeline", "analyse", "write_maps", "CellClass"}
+    with pytest.raises(AttributeError):
+        covgap.no_such_thing  # noqa: B018
+    # `import covgap` alone loads none of the heavy libraries (the CLI's --help stays fast).
+    code = "import sys, covgap; print('geopandas' in sys.modules, 'pandas' in sys.modules)"
+    assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True).stdout.strip() == "False False"

@@ -76,6 +76,19 @@ def _check_crs(value: str) -> str | None:
     return None if parsed.is_projected else "not a projected (metric) CRS"
 
 
+def _check_lonlat(value: str) -> str | None:
+    if value == "":
+        return None
+    parts = value.split(",")
+    try:
+        lon, lat = (float(p) for p in parts)
+    except ValueError:
+        return "not two numbers separated by a comma"
+    if not (math.isfinite(lon) and math.isfinite(lat) and -180 <= lon <= 180 and -90 <= lat <= 90):
+        return "not a longitude from -180 to 180 and a latitude from -90 to 90"
+    return None
+
+
 def _check_separator(value: str) -> str | None:
     if value in ("", "tab", "\\t") or len(value) == 1:
         return None
@@ -129,6 +142,7 @@ class InputsConfig:
     )
     fibre: Path = _f(Path("fibre_routes.geojson"), "Fibre routes (LineString) with optional operator, status (existing/planned), year.", "DESIGN.md §2")
     measurements: list = _f(["measurements"], "Measurement CSV files or folders of them (*.csv, *.txt, *.tsv, *.csv.gz).", "DESIGN.md §2")
+    roads: Path | None = _f(None, "Optional road centre lines (any line layer, e.g. an OpenStreetMap export) for the plans: fibre spurs follow them and the measurement drive runs on them; unset means spurs are straight and no drive is planned.", "issue 13: plans")
     population: Path | None = _f(None, "Optional population raster (GeoTIFF) used to weight households within a village; unset means households are spread evenly over the village area.", "DESIGN.md §3.5")
     village_point_radius_m: float = _f(300.0, "Radius of the disc that stands for a village given as a point.", "about the extent of a Quảng Ngãi lowland hamlet", gt=0)
     columns: ColumnMapping = _f(ColumnMapping(), "Column mapping for measurement files of an unknown format ([inputs.columns]).", "DESIGN.md §2")
@@ -175,6 +189,14 @@ class FibreConfig:
     drop_distance_m: float = _f(200.0, "A household is passed by fibre when within this distance of an existing route.", "typical FTTH drop cable length (DESIGN.md §3.5)", gt=0)
     goal_share: float = _f(0.80, "Households passed / households must exceed this share.", "district target: fibre to more than 80% of households", ge=0, le=1)
     centre_reach_m: float = _f(200.0, "A commune centre is reached when within this distance of an existing route.", "same as the drop distance", ge=0)
+    spur_cost_vnd_per_m: float = _f(50000.0, "Cost of one metre of new spur cable (VND), used by the fibre plan.",
+                                    "an assumption, not a published price: about USD 2 per metre for aerial single-mode cable "
+                                    "strung on existing poles, cable and labour; put your operator's price here", gt=0)
+
+
+@dataclass(frozen=True)
+class PlansConfig:
+    road_snap_m: float = _f(100.0, "A fibre spur along roads may join the road network only at road points within this distance of an existing route (the cable from the route to the road is counted).", "covgap: routes run along roads; half a 200 m drop", gt=0)
 
 
 @dataclass(frozen=True)
@@ -203,6 +225,7 @@ class Config:
     villages: VillageConfig = field(default_factory=VillageConfig)
     evidence: EvidenceConfig = field(default_factory=EvidenceConfig)
     fibre: FibreConfig = field(default_factory=FibreConfig)
+    plans: PlansConfig = field(default_factory=PlansConfig)
     report: ReportConfig = field(default_factory=ReportConfig)
     output: OutputConfig = field(default_factory=OutputConfig)
     source: Path | None = None
@@ -232,6 +255,7 @@ _SECTIONS = {
     "villages": VillageConfig,
     "evidence": EvidenceConfig,
     "fibre": FibreConfig,
+    "plans": PlansConfig,
     "report": ReportConfig,
     "output": OutputConfig,
 }

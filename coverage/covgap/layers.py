@@ -398,3 +398,19 @@ def read_fibre(path: str | Path, *, crs: CRS) -> gpd.GeoDataFrame:
         frame["year"] = pd.NA
     frame = frame.to_crs(crs)
     return frame[["route_id", "operator", "status", "year", "geometry"]].reset_index(drop=True)
+
+
+def read_roads(path: str | Path, *, crs: CRS) -> gpd.GeoDataFrame:
+    """Road centre lines (any line layer, e.g. an OpenStreetMap export) in ``crs``, for the plans.
+
+    Only the geometry is used; ``name`` and ``kind`` are kept when present. Empty and
+    non-line geometries are errors (a point or polygon layer given by mistake).
+    """
+    path = Path(path)
+    frame = read_vector(path, "roads")
+    problems = ProblemCollector(path)
+    _check_geometry(frame, ("LineString", "MultiLineString"), None, "road", problems)
+    problems.raise_if_any()
+    keep = [c for c in ("name", "kind") if c in frame]
+    frame = frame.to_crs(crs)
+    return frame[[*keep, "geometry"]].reset_index(drop=True)

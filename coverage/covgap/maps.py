@@ -47,7 +47,7 @@ from covgap.errors import OutputError
 log = logging.getLogger(__name__)
 
 MAP_LAYERS_NAME = "map_layers.json.gz"
-MAP_LAYERS_VERSION = 2
+MAP_LAYERS_VERSION = 3
 INDEX_NAME = "index.html"
 GENERATOR = "covgap-map"
 #: Written into the maps folder after the pages: which saved map layers (SHA-256) and language they show.
@@ -196,6 +196,22 @@ STRINGS: dict[str, dict[str, str]] = {
         "detail_no_dead_zones": "{area} km², {households} hộ trong vùng lõm",
         "detail_fibre_households": "{passed}/{households} hộ",
         "detail_fibre_communes": "{reached}/{total} trụ sở xã",
+        "layer_fibre_plan": "Kế hoạch kéo nhánh cáp quang",
+        "fibre_plan": "Nhánh cáp quang cần kéo",
+        "fibre_plan_chosen": "nhánh rẻ nhất để vượt {goal} hộ",
+        "fibre_plan_other": "nhánh khác (thôn chưa đạt)",
+        "plan_fibre": "Cần {km} km cáp nhánh ({n} nhánh, {cost}) để vượt {goal} hộ: đạt {share}.",
+        "plan_fibre_met": "Đã vượt {goal} hộ có cáp quang: không cần kéo thêm nhánh.",
+        "plan_fibre_unreachable": "Chỉ kéo nhánh thì không vượt được {goal} hộ: cả {n} nhánh ({km} km, {cost}) chỉ đạt {share}.",
+        "households_gained": "Số hộ thêm được",
+        "spur_along": "Theo",
+        "along_roads": "đường giao thông",
+        "along_straight": "đường thẳng",
+        "cost": "Chi phí",
+        "cost_per_household": "Chi phí mỗi hộ",
+        "route_from": "Nối từ tuyến",
+        "in_plan": "Trong kế hoạch rẻ nhất",
+        "currency": "đồng",
     },
     "en": {
         "title_district": "Mobile dead zones and fibre map: {name}",
@@ -322,6 +338,22 @@ STRINGS: dict[str, dict[str, str]] = {
         "detail_no_dead_zones": "{area} km², {households} households in dead zones",
         "detail_fibre_households": "{passed}/{households} households passed",
         "detail_fibre_communes": "{reached}/{total} commune centres reached",
+        "layer_fibre_plan": "Fibre plan: spurs",
+        "fibre_plan": "Fibre spur needed",
+        "fibre_plan_chosen": "cheapest spurs past {goal} of households",
+        "fibre_plan_other": "other spurs (villages below the goal)",
+        "plan_fibre": "{km} km of spur ({n} spurs, {cost}) to pass {goal} of households: {share}.",
+        "plan_fibre_met": "Already past {goal} of households passed: no spur needed.",
+        "plan_fibre_unreachable": "Spurs alone cannot pass {goal}: all {n} spurs ({km} km, {cost}) reach {share}.",
+        "households_gained": "Households gained",
+        "spur_along": "Along",
+        "along_roads": "roads",
+        "along_straight": "a straight line",
+        "cost": "Cost",
+        "cost_per_household": "Cost per household",
+        "route_from": "From route",
+        "in_plan": "In the cheapest plan",
+        "currency": "VND",
     },
 }
 
@@ -331,6 +363,7 @@ UNIT_FIGURES = (
     "dead_zones", "dead_zone_area_km2", "households_in_dead_zones", "households", "households_passed", "fibre_share",
     "communes", "communes_reached", "share_communes_reached", "share_area_measured", "evidence_share", "status_villages_4g",
     "status_no_dead_zones", "status_fibre_households", "status_fibre_communes", "centre_dist_to_fibre_m",
+    "fibre_plan_spurs", "fibre_plan_m", "fibre_plan_cost_vnd", "fibre_plan_share_after", "fibre_plan_reaches_goal",
     "subscribed_share",
 )
 
@@ -582,6 +615,14 @@ def map_layers(results) -> dict:
                 p[key] = str(row[key]) if key != "year" else _plain(row[key])
         fprops.append(p)
 
+    fp = results.fibre_plan.spurs
+    fp = fp[fp.geometry.notna()] if fp is not None else fp
+    fpprops = [{"village_id": str(r["village_id"]), "name": str(r["name"]), "commune": str(r["unit"]),
+                **{k: _plain(r[k]) for k in ("households", "households_gained", "spur_length_m", "cost_vnd",
+                                             "cost_vnd_per_household", "in_district_plan", "in_unit_plan")},
+                "spur_along": str(r["spur_along"]), "route_id": str(r["route_id"]),
+                "route_operator": str(r["route_operator"])} for _, r in fp.iterrows()]
+
     district = results.district.iloc[0]
     changes = None
     if isinstance(results.changes, pd.DataFrame):
@@ -613,6 +654,7 @@ def map_layers(results) -> dict:
             "needs_measurement": _feature_collection(nm, nprops, simplify_m=1.0),
             "fibre": _feature_collection(fibre, fprops),
             "centres": _feature_collection(centres, centre_props, simplify_m=0.0),
+            "fibre_plan": _feature_collection(fp, fpprops, simplify_m=1.0),
         },
         "changes": changes,
     }
@@ -731,6 +773,7 @@ def page_data(data: dict, *, scope: str | None, lang: str) -> dict:
         "needs_measurement": subset("needs_measurement", in_commune),
         "fibre": subset("fibre", keep),
         "centres": subset("centres", centre_test),
+        "fibre_plan": subset("fibre_plan", in_commune),
     }
     goal = f"{data['goal_share']:.0%}"
     strings = {k: v.replace("{goal}", goal).replace("{covered}", f"{data['covered_dbm']:g}")

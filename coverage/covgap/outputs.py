@@ -82,6 +82,8 @@ def input_paths(config, extra: Iterable[Path] = ()) -> list[tuple[str, Path]]:
     out.append(("[inputs] fibre", inputs.fibre))
     if inputs.population is not None:
         out.append(("[inputs] population", inputs.population))
+    if inputs.roads is not None:
+        out.append(("[inputs] roads", inputs.roads))
     out += [("[inputs] measurements", path) for path in inputs.measurements]
     out += [("the measurement path given", Path(path)) for path in extra]
     return out
@@ -318,6 +320,27 @@ def village_table(results) -> pd.DataFrame:
     return _round(table)
 
 
+#: Columns of the fibre plan table (``fibre_plan.csv`` and the GeoPackage layer ``fibre_plan``).
+FIBRE_PLAN_COLUMNS = ["village_id", "name", "unit", "households", "households_passed", "fibre_share", "households_gained",
+                      "needs", "spur_length_m", "spur_straight_m", "spur_along", "cost_vnd", "cost_vnd_per_household",
+                      "route_id", "route_operator", "in_district_plan", "in_unit_plan"]
+
+
+def fibre_plan_table(results) -> pd.DataFrame:
+    """The fibre plan per village below the goal (no geometry): the district's least-cost set first, then by cost per household."""
+    spurs = results.fibre_plan.spurs
+    table = _round(pd.DataFrame(spurs[FIBRE_PLAN_COLUMNS]))
+    order = np.lexsort((table["cost_vnd_per_household"].fillna(np.inf).to_numpy(), ~table["in_district_plan"].to_numpy()))
+    return table.iloc[order]
+
+
+def fibre_plan_layer(results) -> gpd.GeoDataFrame:
+    """The spur lines with their village's figures (villages that need no spur have no geometry)."""
+    spurs = results.fibre_plan.spurs
+    return gpd.GeoDataFrame(_round(pd.DataFrame(spurs[FIBRE_PLAN_COLUMNS])), geometry=spurs.geometry.to_numpy(),
+                            crs=spurs.crs)
+
+
 def _round(frame: pd.DataFrame) -> pd.DataFrame:
     frame = frame.copy()
     for c in frame.columns:
@@ -403,6 +426,7 @@ def geopackage_layers(results) -> dict[str, gpd.GeoDataFrame | pd.DataFrame]:
         "needs_measurement": results.needs_measurement,
         "cells": cells_layer(results),
         "fibre_routes": results.layers.fibre,
+        "fibre_plan": fibre_plan_layer(results),
     }
 
 
@@ -429,6 +453,8 @@ def write_outputs(results, folder: Path) -> list[Path]:
         "scorecard_communes.csv": _round(pd.DataFrame(results.communes.drop(columns=["geometry", "centre"]))),
         "scorecard_villages.csv": village_table(results),
         "measurement_files.csv": results.report.files,
+        "fibre_plan.csv": fibre_plan_table(results),
+        "fibre_plan_units.csv": _round(results.fibre_plan.units),
     }
     if results.report.write_rejected is None:
         tables["rejected_rows.csv"] = results.report.rejected.sort_values(["source_file", "source_row"], kind="mergesort")

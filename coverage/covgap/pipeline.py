@@ -22,7 +22,7 @@ import shapely
 from pyproj import CRS
 
 from covgap import cellstats, deadzones, fibre as fibre_mod, ingest, layers as layers_mod, measurements as meas, scorecard
-from covgap import villages as villages_mod
+from covgap import plans as plans_mod, roads as roads_mod, villages as villages_mod
 from covgap.store import REPORT_COLUMNS, report_frame
 from covgap.cellstats import CellClass
 from covgap.config import Config
@@ -45,6 +45,7 @@ class Layers:
     inside: np.ndarray  # (nrows, ncols) bool: cells touching the study area
     density: np.ndarray | None  # flat per-cell population density, or None
     input_files: tuple[Path, ...] = ()
+    roads: gpd.GeoDataFrame | None = None  # road centre lines for the plans ([inputs] roads), or None
 
 
 @dataclass
@@ -113,6 +114,7 @@ class Results:
     partner_operators: list[str]  # the measured operators and the owners of fibre routes: one package each
     data_period: tuple[float, float]  # first and last measurement time (Unix s), NaN if unknown
     changes: pd.DataFrame | None = None  # what changed since the previous run (set by refresh), else None
+    fibre_plan: plans_mod.FibrePlan | None = None  # the cheapest spurs past the fibre goal (plans.plan_fibre)
 
 
 def load_layers(config: Config) -> Layers:
@@ -145,8 +147,12 @@ def load_layers(config: Config) -> Layers:
     files = (Path(inputs.villages), *(Path(p) for p in inputs.communes.values()), Path(inputs.fibre))
     if inputs.population:
         files += (Path(inputs.population),)
+    roads = None
+    if inputs.roads:
+        roads = layers_mod.read_roads(inputs.roads, crs=crs)
+        files += (Path(inputs.roads),)
     return Layers(crs=crs, grid=grid, villages=villages, communes=communes, fibre=fibre, study_area=study_area,
-                  inside=inside, density=density, input_files=files)
+                  inside=inside, density=density, input_files=files, roads=roads)
 
 
 def _density_on_grid(path: Path, grid: Grid) -> np.ndarray:
@@ -260,6 +266,14 @@ def analyse(layers: Layers, stats: pd.DataFrame, config: Config, report: ReadRep
                                                          goal_share=config.fibre.goal_share,
                                                          min_evidence_share=config.evidence.area_min_share,
                                                          study_name=config.study.name)
+    road_graph = roads_mod.build_road_graph(layers.roads.geometry.to_numpy()) if layers.roads is not None else None
+    fib = config.fibre
+    fibre_plan = plans_mod.plan_fibre(villages, layers.fibre, level=config.report.level, study_name=config.study.name,
+                                      goal_share=fib.goal_share, drop_distance_m=fib.drop_distance_m,
+                                      cost_per_m=fib.spur_cost_vnd_per_m, roads=road_graph,
+                                      road_snap_m=config.plans.road_snap_m)
+    per_commune = _with_plan_figures(per_commune, fibre_plan.units, "name", level=config.report.level)
+    district = _with_plan_figures(district, fibre_plan.units.iloc[:1], None, level="district")
     communes = gpd.GeoDataFrame(
         communes[["commune_id", "name", "centre", "centre_source", "geometry"]].merge(
             per_commune, on=["commune_id", "name"], how="left"),
@@ -283,7 +297,24 @@ def analyse(layers: Layers, stats: pd.DataFrame, config: Config, report: ReadRep
                    no4g_zones=no4g_zones, no4g_zone_operators=no4g_ops, operator_zones=operator_zones, pieces=pieces, per_operator=per_operator,
                    needs_measurement=needs, district=district, scorecard_long=long,
                    report=report or ReadReport(), operators=operators, partner_operators=partner_operators,
-                   data_period=period)
+                   data_period=period, fibre_plan=fibre_plan)
+
+
+#: Scorecard columns of the fibre plan (communes and district) ← columns of ``FibrePlan.units``.
+PLAN_FIGURES = {"fibre_plan_spurs": "spurs", "fibre_plan_m": "spur_m", "fibre_plan_cost_vnd": "cost_vnd",
+                "fibre_plan_share_after": "share_after", "fibre_plan_reaches_goal": "reaches_goal"}
+
+
+def _with_plan_figures(frame: pd.DataFrame, units: pd.DataFrame, key: str | None, *, level: str) -> pd.DataFrame:
+    """The scorecard rows with the fibre plan's figures of their unit (``key`` names the unit column; None: one row)."""
+    units = units[units["level"] == level]
+    frame = frame.copy()
+    for col, src in PLAN_FIGURES.items():
+        if key is None:
+            frame[col] = units[src].iloc[0]
+        else:
+            frame[col] = frame[key].astype(str).map(dict(zip(units["unit"].astype(str), units[src]))).to_numpy()
+    return frame
 
 
 ZONE_KINDS = (("no_service", CellClass.NO_SERVICE, "DZ"), ("no_4g", CellClass.NO_4G, "N4G"))

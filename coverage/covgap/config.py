@@ -197,6 +197,9 @@ class FibreConfig:
 @dataclass(frozen=True)
 class PlansConfig:
     road_snap_m: float = _f(100.0, "A fibre spur along roads may join the road network only at road points within this distance of an existing route (the cable from the route to the road is counted).", "covgap: routes run along roads; half a 200 m drop", gt=0)
+    drive_km_per_day: float = _f(120.0, "Driving budget of one measurement day (km); the drive is split into days of at most this length.", "an assumption: about 6 h of driving at 20 km/h on village roads", gt=0)
+    start: str = _f("", "Start (and end) of every measurement day as 'lon,lat' in WGS84; empty means the first commune centre of the report level.", "issue 13: default the first commune centre",
+                    check=_check_lonlat, valid="empty, or 'lon,lat' in WGS84 degrees, e.g. '108.78,15.09'")
 
 
 @dataclass(frozen=True)

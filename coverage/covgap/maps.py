@@ -212,6 +212,15 @@ STRINGS: dict[str, dict[str, str]] = {
         "route_from": "Nối từ tuyến",
         "in_plan": "Trong kế hoạch rẻ nhất",
         "currency": "đồng",
+        "layer_measurement_plan": "Lộ trình đo sóng tiếp theo",
+        "measurement_route": "lộ trình đo theo ngày (bắt đầu và kết thúc ở điểm xuất phát)",
+        "measurement_waypoint": "điểm cần đi qua (ô chưa đo đủ của thôn chưa kết luận được)",
+        "day": "Ngày",
+        "waypoint": "Điểm đo",
+        "households_in_cell": "Số hộ trong ô",
+        "km": "Quãng đường",
+        "waypoints": "Số điểm",
+        "plan_measure": "Đo tiếp: {days} ngày, {km} km đường ({n} điểm) để {villages} thôn ({households} hộ) có kết luận 4G.",
     },
     "en": {
         "title_district": "Mobile dead zones and fibre map: {name}",
@@ -354,6 +363,15 @@ STRINGS: dict[str, dict[str, str]] = {
         "route_from": "From route",
         "in_plan": "In the cheapest plan",
         "currency": "VND",
+        "layer_measurement_plan": "Measurement plan: drive",
+        "measurement_route": "drive of each day (from the start and back)",
+        "measurement_waypoint": "waypoint (an unmeasured cell of a village without a verdict)",
+        "day": "Day",
+        "waypoint": "Waypoint",
+        "households_in_cell": "Households in the cell",
+        "km": "Distance",
+        "waypoints": "Waypoints",
+        "plan_measure": "Measure next: {days} days, {km} km of driving ({n} waypoints) give {villages} villages ({households} households) a 4G verdict.",
     },
 }
 
@@ -623,6 +641,21 @@ def map_layers(results) -> dict:
                 "spur_along": str(r["spur_along"]), "route_id": str(r["route_id"]),
                 "route_operator": str(r["route_operator"])} for _, r in fp.iterrows()]
 
+    mp = results.measurement_plan
+    if mp is not None:
+        route_communes = communes_of(mp.days.geometry.to_numpy())
+        mprops = [{"kind": "route", "day": int(r["day"]), "km": _plain(r["km"]), "waypoints": int(r["waypoints"]),
+                   "communes": route_communes[i]} for i, (_, r) in enumerate(mp.days.iterrows())]
+        mprops += [{"kind": "waypoint", "day": int(r["day"]), "seq": int(r["seq"]), "name": str(r["name"]),
+                    "village_id": str(r["village_id"]), "commune": str(r["unit"]),
+                    "households_in_cell": _plain(r["households_in_cell"])} for _, r in mp.waypoints.iterrows()]
+        mframe = gpd.GeoDataFrame({"i": range(len(mprops))},
+                                  geometry=[*mp.days.geometry.to_numpy(), *mp.waypoints.geometry.to_numpy()], crs=mp.days.crs)
+        measurement_layer = _feature_collection(mframe, mprops, simplify_m=2.0)
+        measurement_summary = {k: _plain(v) for k, v in mp.summary.items() if k != "start"}
+    else:
+        measurement_layer, measurement_summary = {"type": "FeatureCollection", "features": []}, None
+
     district = results.district.iloc[0]
     changes = None
     if isinstance(results.changes, pd.DataFrame):
@@ -655,7 +688,9 @@ def map_layers(results) -> dict:
             "fibre": _feature_collection(fibre, fprops),
             "centres": _feature_collection(centres, centre_props, simplify_m=0.0),
             "fibre_plan": _feature_collection(fp, fpprops, simplify_m=1.0),
+            "measurement_plan": measurement_layer,
         },
+        "measurement_plan": measurement_summary,
         "changes": changes,
     }
     return data
@@ -774,6 +809,8 @@ def page_data(data: dict, *, scope: str | None, lang: str) -> dict:
         "fibre": subset("fibre", keep),
         "centres": subset("centres", centre_test),
         "fibre_plan": subset("fibre_plan", in_commune),
+        "measurement_plan": subset("measurement_plan", lambda f: scope is None or f["properties"].get("commune") == scope
+                                   or scope in f["properties"].get("communes", ())),
     }
     goal = f"{data['goal_share']:.0%}"
     strings = {k: v.replace("{goal}", goal).replace("{covered}", f"{data['covered_dbm']:g}")
@@ -796,6 +833,7 @@ def page_data(data: dict, *, scope: str | None, lang: str) -> dict:
         "operators": data["operators"],
         "cells": unit.get("cells", {}),
         "layers": page_layers,
+        "measurement_plan": data.get("measurement_plan"),
         "changes": data["changes"] if scope is None else (
             [c for c in data["changes"] if c.get("name") in {scope} | {f["properties"]["name"] for f in
                                                                        page_layers["villages"]["features"]}

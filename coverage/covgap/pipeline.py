@@ -115,6 +115,7 @@ class Results:
     data_period: tuple[float, float]  # first and last measurement time (Unix s), NaN if unknown
     changes: pd.DataFrame | None = None  # what changed since the previous run (set by refresh), else None
     fibre_plan: plans_mod.FibrePlan | None = None  # the cheapest spurs past the fibre goal (plans.plan_fibre)
+    measurement_plan: plans_mod.MeasurementPlan | None = None  # where to drive next (None without a roads layer)
 
 
 def load_layers(config: Config) -> Layers:
@@ -279,6 +280,13 @@ def analyse(layers: Layers, stats: pd.DataFrame, config: Config, report: ReadRep
             per_commune, on=["commune_id", "name"], how="left"),
         geometry="geometry", crs=layers.crs)
     long = scorecard.scorecard_long(district, goal_share=config.fibre.goal_share, lang="en")
+    measurement_plan = None
+    if road_graph is not None and len(road_graph.xy):
+        ev = config.evidence
+        measurement_plan = plans_mod.plan_measurements(
+            villages, pieces, classes, grid, road_graph, start_xy=_plan_start(config, communes), level=config.report.level,
+            km_per_day=config.plans.drive_km_per_day, village_min_share=ev.village_min_share,
+            area_min_share=ev.area_min_share)
     needs = _needs_measurement(classes, grid, villages, config.report.level)
     t = stats["t_first_s"].dropna() if not stats.empty else pd.Series(dtype=float)
     t2 = stats["t_last_s"].dropna() if not stats.empty else pd.Series(dtype=float)
@@ -297,7 +305,17 @@ def analyse(layers: Layers, stats: pd.DataFrame, config: Config, report: ReadRep
                    no4g_zones=no4g_zones, no4g_zone_operators=no4g_ops, operator_zones=operator_zones, pieces=pieces, per_operator=per_operator,
                    needs_measurement=needs, district=district, scorecard_long=long,
                    report=report or ReadReport(), operators=operators, partner_operators=partner_operators,
-                   data_period=period, fibre_plan=fibre_plan)
+                   data_period=period, fibre_plan=fibre_plan, measurement_plan=measurement_plan)
+
+
+def _plan_start(config: Config, communes: gpd.GeoDataFrame) -> tuple[float, float]:
+    """Where every measurement day starts (working CRS): ``[plans] start`` or the first commune centre."""
+    if config.plans.start:
+        lon, lat = (float(p) for p in config.plans.start.split(","))
+        point = gpd.GeoSeries([shapely.Point(lon, lat)], crs="EPSG:4326").to_crs(communes.crs).iloc[0]
+    else:
+        point = gpd.GeoSeries(communes["centre"], crs=communes.crs).iloc[0]
+    return float(point.x), float(point.y)
 
 
 #: Scorecard columns of the fibre plan (communes and district) ← columns of ``FibrePlan.units``.

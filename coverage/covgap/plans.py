@@ -400,3 +400,245 @@ def plan_fibre(villages: gpd.GeoDataFrame, fibre: gpd.GeoDataFrame, *, level: st
              d["cost_vnd"], 100 * d["fibre_share"], 100 * d["share_after"],
              "" if d["reaches_goal"] else " (the goal cannot be reached with spurs alone)")
     return FibrePlan(spurs=spurs, units=units)
+
+
+# --------------------------------------------------------------------------- where to measure next
+#: Waypoints of one village closer than this (m) to a waypoint already chosen may be left out (0: every
+#: needed cell is a waypoint; on the sample the route is hardly longer and decides more villages).
+WAYPOINT_SPACING_M = 0.0
+#: Road distances between the waypoints of one village are searched this far (m); farther: via the anchor.
+INNER_CUTOFF_M = 5000.0
+#: Step (m) at which the planned route is sampled to find the cells it passes.
+ROUTE_SAMPLE_M = 10.0
+
+
+@dataclass
+class MeasurementPlan:
+    """A drive-test plan: waypoints in visiting order, one route per day, and what it would decide."""
+
+    waypoints: gpd.GeoDataFrame  # day, seq, village_id, name, unit, cell, households_in_cell; Point
+    days: gpd.GeoDataFrame  # day, km, waypoints, over_budget; LineString (start → waypoints → start)
+    villages: pd.DataFrame  # target villages: households, evidence now and after, would_decide, waypoints
+    units: pd.DataFrame  # per commune: evidence share of households now and after the drive
+    summary: dict  # days, km, waypoints, villages and households targeted / decided, solver
+
+
+def _tour(dist: dict[int, dict[int, float]], nodes: list[int], first: int) -> list[int]:
+    """A closed visiting order of ``nodes`` starting at ``first`` (Christofides on the road metric)."""
+    from networkx.algorithms.approximation import christofides
+    import networkx as nx
+
+    if len(nodes) <= 3:
+        rest = [n for n in nodes if n != first]
+        return [first, *rest]
+    complete = nx.Graph()
+    for i, a in enumerate(nodes):
+        for b in nodes[i + 1:]:
+            complete.add_edge(a, b, weight=min(dist[a].get(b, math.inf), dist[b].get(a, math.inf)))
+    cycle = christofides(complete, weight="weight")[:-1]
+    k = cycle.index(first)
+    return cycle[k:] + cycle[:k]
+
+
+def plan_measurements(villages: gpd.GeoDataFrame, pieces: gpd.GeoDataFrame, classes: np.ndarray, grid, roads: RoadGraph,
+                      *, start_xy: tuple[float, float], level: str, km_per_day: float, village_min_share: float,
+                      area_min_share: float, spacing_m: float = WAYPOINT_SPACING_M) -> MeasurementPlan:
+    """Where to drive next: a route over the roads through the unmeasured cells that would decide villages.
+
+    Parameters
+    ----------
+    villages
+        Villages with ``households``, ``evidence_share``, ``verdict_4g`` and the ``level`` column.
+    pieces
+        Village ∩ cell pieces with ``weight_share`` (:func:`covgap.villages.village_pieces`).
+    classes
+        The any-operator class raster (``CellClass``; insufficient evidence = unmeasured).
+    grid, roads
+        The analysis grid and the road graph (:func:`covgap.roads.build_road_graph`).
+    start_xy
+        Start and end of every day (working CRS); the drive starts at the nearest road point.
+    km_per_day
+        Driving budget of one day.
+    village_min_share, area_min_share
+        Evidence a village needs for a 4G verdict, and a commune for "no dead zones".
+
+    Notes
+    -----
+    * **Targets**: villages whose 4G verdict is *insufficient evidence*. Their unmeasured cells
+      that a road crosses (a road node lies in them, on the road network connected to the
+      start) are ranked by the households living in them (``households × weight_share``); a
+      village's *needed* cells are the first ones that bring its evidence to
+      ``village_min_share`` (all of them when they cannot). A village no road cell can
+      decide is listed with no waypoint.
+    * **Waypoints**: the road node nearest the centre of each needed cell (optionally thinned
+      to one per ``spacing_m`` within a village).
+    * **Order**: Christofides' algorithm (``networkx``; at most 1.5 times the shortest closed
+      tour on a metric) on the shortest-road-path distances, first over the villages (one
+      anchor each: its most populated needed cell) from the start, then over each village's
+      own waypoints from its anchor. Road distances come from Dijkstra on the road graph with
+      its plain chains folded (:func:`covgap.roads.contract`): from the start and every anchor
+      to everywhere, between a village's waypoints up to 5 km (farther: via the anchor).
+    * **Days**: the visiting order is cut into days; a day starts and ends at the start and
+      takes the next waypoint while going there and back stays within ``km_per_day``.
+    * **Effect**: the cells the planned routes pass (sampled every 10 m) count as measured
+      (assuming the drive test records enough samples in every cell it passes); a target
+      village *would get a verdict* when its evidence then reaches ``village_min_share``.
+    """
+    import networkx as nx
+
+    from covgap.cellstats import CellClass
+    from covgap.roads import contract, unfold
+
+    g = roads.graph
+    xy = roads.xy
+    start = int(np.argmin(np.hypot(xy[:, 0] - start_xy[0], xy[:, 1] - start_xy[1])))
+    component = nx.node_connected_component(g, start)
+    comp = np.zeros(len(xy), dtype=bool)
+    comp[list(component)] = True
+    node_cell = grid.cell_of(xy[:, 0], xy[:, 1])
+    cx, cy = grid.cell_centres(np.maximum(node_cell, 0))
+    near = np.hypot(xy[:, 0] - cx, xy[:, 1] - cy)
+    order = np.lexsort((near, node_cell))
+    cell_node: dict[int, int] = {}
+    for n in order:
+        c = int(node_cell[n])
+        if c >= 0 and comp[n] and c not in cell_node:
+            cell_node[c] = int(n)
+
+    cls = np.asarray(classes).ravel()
+    hh = villages["households"].to_numpy(dtype=float)
+    evidence = np.nan_to_num(villages["evidence_share"].to_numpy(dtype=float))
+    target = (villages["verdict_4g"] == "insufficient evidence").to_numpy()
+    pv, pc, pw = (pieces["village"].to_numpy(), pieces["cell"].to_numpy(), pieces["weight_share"].to_numpy(dtype=float))
+    unmeasured = cls[pc] == int(CellClass.INSUFFICIENT)
+    wp_rows = []
+    by_village: dict[int, list[int]] = {}
+    for vi in np.flatnonzero(target):
+        sel = np.flatnonzero((pv == vi) & unmeasured)
+        sel = sel[[int(pc[k]) in cell_node for k in sel]]
+        sel = sel[np.argsort(-pw[sel], kind="mergesort")]
+        cum = evidence[vi] + np.cumsum(pw[sel])
+        enough = np.flatnonzero(cum >= village_min_share - 1e-9)
+        sel = sel[:enough[0] + 1] if len(enough) else sel
+        kept: list[int] = []
+        for k in sel:
+            n = cell_node[int(pc[k])]
+            if n in kept or any(np.hypot(*(xy[n] - xy[m])) < spacing_m for m in kept):
+                continue
+            kept.append(n)
+            wp_rows.append({"village": int(vi), "cell": int(pc[k]), "node": n, "households_in_cell": round(hh[vi] * pw[k], 1)})
+        if kept:
+            by_village[int(vi)] = kept
+
+    keep = {start} | {r["node"] for r in wp_rows}
+    core = contract(roads, keep)
+    anchor_nodes = {by_village[v][0] for v in by_village}
+    dist: dict[int, dict[int, float]] = {}
+    for k in keep:  # every road distance from the start and the anchors; near ones only between a village's waypoints
+        cutoff = None if (k == start or k in anchor_nodes) else INNER_CUTOFF_M
+        dist[k] = nx.single_source_dijkstra_path_length(core, k, cutoff=cutoff, weight="length_m")
+    for v, nodes in by_village.items():  # a pair farther apart than the cutoff: via the anchor (an upper bound)
+        a = nodes[0]
+        for m in nodes[1:]:
+            for n in nodes[1:]:
+                dist[m].setdefault(n, dist[a][m] + dist[a][n])
+    legs: dict[tuple[int, int], tuple[float, list[int]]] = {}
+
+    def leg(a: int, b: int) -> tuple[float, list[int]]:
+        if (a, b) not in legs:
+            legs[(a, b)] = nx.bidirectional_dijkstra(core, a, b, weight="length_m")
+        return legs[(a, b)]
+
+    anchors = {by_village[v][0]: v for v in by_village}
+    sequence: list[int] = []
+    if anchors:
+        village_order = _tour(dist, list(dict.fromkeys([start, *anchors])), start)[1:]
+        for a in village_order:
+            inner = _tour(dist, by_village[anchors[a]], a) if a in anchors else []
+            sequence.extend(inner)
+
+    sequence = list(dict.fromkeys(n for n in sequence if n != start))  # a cell shared by two villages: once
+    budget = km_per_day * 1000.0
+    days: list[list[int]] = []
+    used, pos = 0.0, start
+    for n in sequence:  # each day: start → its waypoints → start, within the budget
+        if days and used + leg(pos, n)[0] + dist[start][n] <= budget:
+            days[-1].append(n)
+            used += leg(pos, n)[0]
+        else:
+            days.append([n])
+            used = dist[start][n]
+        pos = n
+
+    seq_of = {}
+    day_rows, day_geoms = [], []
+    passed_cells: set[int] = set()
+    for d, stops in enumerate(days, start=1):
+        nodes = [start]
+        total = 0.0
+        for a, b in zip([start, *stops], [*stops, start]):
+            length, core_path = leg(a, b)
+            nodes.extend(unfold(core, core_path)[1:])
+            total += length
+        for i, n in enumerate(stops, start=1):
+            seq_of[n] = (d, i)
+        line = shapely.LineString(xy[nodes]) if len(nodes) > 1 else None
+        if line is not None:
+            dense = shapely.get_coordinates(shapely.segmentize(line, ROUTE_SAMPLE_M))
+            cells = grid.cell_of(dense[:, 0], dense[:, 1])
+            passed_cells.update(int(c) for c in cells[cells >= 0])
+        day_rows.append({"day": d, "km": round(total / 1000, 2), "waypoints": len(stops),
+                         "over_budget": bool(total > budget + 1e-6)})
+        day_geoms.append(line)
+
+    wp = pd.DataFrame(wp_rows, columns=["village", "cell", "node", "households_in_cell"])
+    wp = wp[wp["node"].isin(seq_of)].copy()
+    wp["day"] = [seq_of[n][0] for n in wp["node"]]
+    wp["seq"] = [seq_of[n][1] for n in wp["node"]]
+    wp = wp.sort_values(["day", "seq"], kind="mergesort").reset_index(drop=True)
+    v_of = villages.iloc[wp["village"].to_numpy(dtype=np.int64)]
+    waypoints = gpd.GeoDataFrame({
+        "day": wp["day"].to_numpy(dtype=np.int64), "seq": wp["seq"].to_numpy(dtype=np.int64),
+        "village_id": v_of["village_id"].astype(str).to_numpy(), "name": v_of["name"].astype(str).to_numpy(),
+        "unit": v_of[level].astype(str).to_numpy(), "cell": wp["cell"].to_numpy(dtype=np.int64),
+        "households_in_cell": wp["households_in_cell"].to_numpy(dtype=float),
+    }, geometry=shapely.points(xy[wp["node"].to_numpy(dtype=np.int64)]) if len(wp) else [], crs=villages.crs)
+    day_frame = gpd.GeoDataFrame(pd.DataFrame(day_rows, columns=["day", "km", "waypoints", "over_budget"]),
+                                 geometry=day_geoms, crs=villages.crs)
+
+    passed = np.zeros(len(cls), dtype=bool)
+    if passed_cells:
+        passed[np.fromiter(passed_cells, dtype=np.int64)] = True
+    measured_after = (~unmeasured) | passed[pc]
+    after = np.minimum(np.bincount(pv, weights=np.where(measured_after, pw, 0.0), minlength=len(villages)), 1.0)
+    decide = target & (after >= village_min_share - 1e-9)
+    n_wp = np.bincount(wp["village"].to_numpy(dtype=np.int64), minlength=len(villages))
+    vt = np.flatnonzero(target)
+    vframe = pd.DataFrame({
+        "village_id": villages["village_id"].astype(str).to_numpy()[vt], "name": villages["name"].astype(str).to_numpy()[vt],
+        "unit": villages[level].astype(str).to_numpy()[vt], "households": hh[vt],
+        "evidence_share": evidence[vt], "evidence_share_after": after[vt], "waypoints": n_wp[vt],
+        "would_decide": decide[vt],
+    })
+    unit = villages[level].astype(str).to_numpy()
+    urows = []
+    for name in sorted(set(unit)):
+        m = unit == name
+        H = hh[m].sum()
+        now, then = (float((hh[m] * e[m]).sum() / H) if H > 0 else np.nan for e in (evidence, after))
+        urows.append({"unit": name, "households": H, "evidence_share": now, "evidence_share_after": then,
+                      "no_dead_zones_decidable_after": bool(now < area_min_share <= then + 1e-12)})
+    summary = {
+        "days": len(days), "km": round(sum(r["km"] for r in day_rows), 2), "waypoints": int(len(waypoints)),
+        "km_per_day": km_per_day, "start": [round(float(xy[start][0]), 2), round(float(xy[start][1]), 2)],
+        "villages_targeted": int(target.sum()), "households_targeted": float(hh[target].sum()),
+        "villages_with_waypoints": int(len(by_village)),
+        "villages_decided": int(decide.sum()), "households_decided": round(float(hh[decide].sum()), 1),
+        "cells_passed": int(passed.sum()),
+        "solver": "Christofides (networkx) on shortest road paths: villages from the start, then each village's waypoints",
+    }
+    log.info("measurement plan: %d villages without a verdict (%d households); %d waypoints in %d days, %.1f km; "
+             "%d villages (%.0f households) would get a verdict", summary["villages_targeted"],
+             summary["households_targeted"], summary["waypoints"], summary["days"], summary["km"],
+             summary["villages_decided"], summary["households_decided"])
+    return MeasurementPlan(waypoints=waypoints, days=day_frame, villages=vframe, units=pd.DataFrame(urows), summary=summary)

@@ -81,3 +81,47 @@ def path_line(rg: RoadGraph, nodes: list[int]) -> shapely.LineString | None:
     if len(nodes) < 2:
         return None
     return shapely.LineString(rg.xy[np.asarray(nodes)])
+
+
+def contract(rg: RoadGraph, keep: set[int]) -> nx.Graph:
+    """The road graph with its chains of plain road points folded into single edges.
+
+    Nodes kept: every junction or dead end (degree ≠ 2) and the nodes in ``keep``. Each edge
+    carries ``length_m`` and ``nodes`` (the road nodes from one end to the other, in the
+    order from the smaller node number to the larger), so a route on the folded graph
+    unfolds back onto the roads with :func:`unfold`. Shortest paths between kept nodes are
+    the same on both graphs; the folded one is an order of magnitude smaller.
+    """
+    g = rg.graph
+    core = {n for n in g.nodes if g.degree(n) != 2} | {n for n in keep if n in g}
+    out = nx.Graph()
+    out.add_nodes_from(core)
+    for start in core:
+        for nb in g.neighbors(start):
+            chain, prev, cur = [start], start, nb
+            length = g[start][nb]["length_m"]
+            while cur not in core:
+                chain.append(cur)
+                a, b = (m for m in g.neighbors(cur))  # a plain road point has two neighbours
+                nxt = b if a == prev else a
+                length += g[cur][nxt]["length_m"]
+                prev, cur = cur, nxt
+            chain.append(cur)
+            if cur == start and len(chain) <= 2:
+                continue
+            lo, hi = (start, cur) if start <= cur else (cur, start)
+            if lo == hi:
+                continue  # a loop back to the same node adds nothing to a shortest path
+            if not out.has_edge(lo, hi) or out[lo][hi]["length_m"] > length:
+                out.add_edge(lo, hi, length_m=length, nodes=chain if start == lo else chain[::-1])
+    return out
+
+
+def unfold(core: nx.Graph, path: list[int]) -> list[int]:
+    """The road nodes of a path on the folded graph (:func:`contract`)."""
+    nodes: list[int] = path[:1]
+    for a, b in zip(path[:-1], path[1:]):
+        chain = core[a][b]["nodes"]
+        chain = chain if chain[0] == a else chain[::-1]
+        nodes.extend(chain[1:])
+    return nodes

@@ -13,7 +13,7 @@
     fibreMeets: '#08519c', fibreMid: '#4292c6', fibreLow: '#c6dbef', fibreNone: '#ffffff',
     dead: '#b2182b', no4g: '#c51b7d', needs: '#6a51a3', fibreExisting: '#e66101', fibrePlanned: '#e66101',
     commune: '#222222', reached: '#1a9641', notReached: '#d7191c', planChosen: '#00695c', planOther: '#4db6ac',
-    drive: ['#1f78b4', '#ff7f00', '#6a3d9a', '#b15928', '#e31a1c', '#33a02c'],
+    drive: ['#1f78b4', '#6a3d9a', '#e31a1c', '#33a02c', '#01665e', '#b15928'],
     cellCovered: '#1a9641', cellWeak: '#fdae61', cellNo4g: '#c51b7d', cellNoService: '#d7191c', cellInsufficient: '#969696'
   };
 

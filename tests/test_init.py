@@ -33,7 +33,7 @@ def test_init_on_the_sample_reproduces_the_demo_scorecard(tmp_path):
     assert config.inputs.population.name == "settlement_density_100m.tif"
     assert config.inputs.fibre.name == "fibre_routes.geojson"
     assert [p.name for p in config.inputs.measurements] == ["measurements"]
-    assert "not used: roads.geojson" in result.output and "not used: truth/cell_sites.csv" in result.output
+    assert "roads = roads.geojson" in result.output and "not used: truth/cell_sites.csv" in result.output
     mine = run_pipeline(config).district.iloc[0]
     demo = run_pipeline(load_config(SAMPLE / "covgap.toml")).district.iloc[0]
     pd.testing.assert_series_equal(mine, demo)
@@ -70,7 +70,7 @@ def test_init_maps_the_columns_of_another_schema_and_the_config_runs(tmp_path):
     assert 'fibre = "cap_quang.geojson"' in text and 'measurements = ["do_song/hand.csv"]' not in text
     assert 'measurements = ["do_song"]' in text  # notes.log is not a measurement candidate at all
     assert any("ho_gia_dinh.csv" in s for s in plan.skipped)  # a CSV the reader does not know is listed, not used
-    assert any(s.startswith("duong.geojson") and "roads" in s for s in plan.skipped)
+    assert plan.roads == folder / "duong.geojson" and 'roads = "duong.geojson"' in text  # roads: for the plans
     config = load_config(path)
     layers = load_layers(config)
     assert layers.villages["households"].tolist() == [100, 100, 100]

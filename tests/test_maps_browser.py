@@ -26,7 +26,8 @@ SAMPLE = Path(__file__).resolve().parents[1] / "data" / "sample" / "covgap.toml"
 XSS_IMG = "<img src=x onerror=alert(1)>"
 XSS_SCRIPT = "</script><script>alert(1)</script>"
 XSS_COMMUNE = 'Xã <b>Thử</b> & "Nghiệm"'
-LAYERS = ["communes", "villages_4g", "villages_fibre", "dead_zones", "no4g_zones", "needs_measurement", "fibre", "centres"]
+LAYERS = ["communes", "villages_4g", "villages_fibre", "dead_zones", "no4g_zones", "needs_measurement", "fibre", "centres",
+          "fibre_plan", "measurement_plan"]
 
 
 @pytest.fixture(scope="module")
@@ -95,7 +96,9 @@ def _expected_counts(results) -> dict[str, int]:
             "villages_fibre": len(results.villages), "dead_zones": len(results.zones),
             "no4g_zones": len(results.no4g_zones),
             "needs_measurement": len(results.needs_measurement), "fibre": len(results.layers.fibre),
-            "centres": len(results.communes)}
+            "centres": len(results.communes), "fibre_plan": int(results.fibre_plan.spurs.geometry.notna().sum()),
+            "measurement_plan": (0 if results.measurement_plan is None
+                                 else len(results.measurement_plan.days) + len(results.measurement_plan.waypoints))}
 
 
 @pytest.mark.parametrize("which", ["index.html", "xa-thu-nghiem.html"])
@@ -103,7 +106,8 @@ def test_page_loads_offline_without_errors_and_every_layer_has_its_features(brow
     opened = Opened(browser, hand_maps[0].parent / which)
     expected = _expected_counts(hand_results)
     assert expected == {"communes": 1, "villages_4g": 3, "villages_fibre": 3, "dead_zones": 1, "no4g_zones": 1,
-                        "needs_measurement": 3, "fibre": 1, "centres": 1}
+                        "needs_measurement": 3, "fibre": 1, "centres": 1, "fibre_plan": 2,
+                        "measurement_plan": 0}
     for key in LAYERS:
         opened.set_layer(_layer_label("vi", key), True)
     opened.set_layer(_layer_label("vi", "cells"), True)
@@ -356,5 +360,43 @@ def test_no_4g_zone_popup_shows_its_3g_level(browser, hand_maps):
     assert "Vùng không có 4G N4G001" in text and "chỉ có sóng 2G/3G dùng được" in text
     assert "3G RSCP trung vị -76 dBm" in text.replace("\u2212", "-")
     assert "0,0% mẫu 4G" in text
+    opened.offline_and_clean()
+    opened.page.close()
+
+
+def test_fibre_plan_layer_and_panel_line(browser, hand_results, tmp_path):
+    # The hand district's plan (tests/test_plans.py): V2 80 m and V3 280 m of straight spur, 360 m in all, 95% after.
+    index = maps.write_maps(hand_results, tmp_path / "maps-en", lang="en")[0]
+    opened = Opened(browser, index)
+    line = opened.page.locator("#covgap-fibre-plan").inner_text()
+    assert line == "0.4 km of spur (2 spurs, 18,000,000 VND) to pass 80% of households: 95.0%."
+    opened.set_layer(_layer_label("en", "fibre_plan"), True)
+    assert opened.paths_in("fibre_plan") == 2
+    legend = opened.page.locator('.covgap-legend-section[data-layer="fibre_plan"]').inner_text()
+    assert "cheapest spurs past 80% of households" in legend
+    opened.page.evaluate("""() => covgap.layers.fibre_plan.eachLayer(l => {
+        if (l.feature.properties.village_id === 'V3') { l.openPopup(l.getCenter()); } })""")
+    text = opened.popup_text()
+    assert "Fibre spur needed: Thôn Ba" in text and "280 m" in text and "14,000,000 VND" in text
+    assert "F1 (VNPT-VinaPhone)" in text and "Households gained\t40" in text
+    opened.offline_and_clean()
+    opened.page.close()
+
+
+def test_measurement_plan_layer_and_panel_line(browser, hand_project, tmp_path):
+    # The hand-made road of tests/test_plans.py: one waypoint in V3, one day of 0.9 km, V3's 40 households decided.
+    from test_plans import with_drive
+
+    results = pipeline.run_pipeline(load_config(with_drive(hand_project)), now_s=1_790_000_000)
+    index = maps.write_maps(results, tmp_path / "maps-plan", lang="en")[0]
+    opened = Opened(browser, index)
+    assert opened.page.locator("#covgap-measurement-plan").inner_text() == (
+        "Measure next: 1 days, 1 km of driving (1 waypoints) give 1 villages (40 households) a 4G verdict.")
+    opened.set_layer(_layer_label("en", "measurement_plan"), True)
+    assert opened.paths_in("measurement_plan") == 2  # the day's route and its waypoint
+    opened.page.evaluate("""() => covgap.layers.measurement_plan.eachLayer(l => {
+        if (l.feature.properties.kind === 'waypoint') { l.openPopup(); } })""")
+    text = opened.popup_text()
+    assert "Waypoint 1-1" in text and "Thôn Ba" in text and "Households in the cell\t6.7" in text
     opened.offline_and_clean()
     opened.page.close()

@@ -48,9 +48,9 @@ gdal = pytest.mark.skipif(not HAS_OGRINFO, reason="GDAL's ogrinfo is not install
 
 EXPECTED = {
     "Viettel": {"dead_zones": 2, "no_4g_zones": 2, "villages_without_4g": 1, "needs_measurement": 3, "villages_below_fibre_goal": 2,
-                "communes_without_fibre": 1},
+                "communes_without_fibre": 1, "fibre_plan": 0},
     "MobiFone": {"dead_zones": 1, "no_4g_zones": 1, "villages_without_4g": 1, "needs_measurement": 3, "villages_below_fibre_goal": 2,
-                 "communes_without_fibre": 1},
+                 "communes_without_fibre": 1, "fibre_plan": 0},
 }
 
 
@@ -327,7 +327,7 @@ def test_ogrinfo_reads_every_shapefile(exported):
     rows = read_fields_csv(package)
     for layer in partners.LAYERS:
         s = ogr_summary(package / f"{layer}.shp")
-        assert s["geometry"] == ("Point" if layer == "communes_without_fibre" else "Polygon")
+        assert s["geometry"] == {"communes_without_fibre": "Point", "fibre_plan": "Line String"}.get(layer, "Polygon")
         assert s["count"] == EXPECTED["Viettel"][layer]
         assert s["fields"] == [r["field"] for r in rows if r["layer"] == layer]
         assert 'ID["EPSG",4326]' in s["text"]
@@ -436,7 +436,7 @@ def test_sample_district_packages_read_back_with_ogrinfo(tmp_path):
         raw = b""
         for layer in partners.LAYERS:
             s = ogr_summary(package / f"{layer}.shp")
-            assert s["geometry"] == ("Point" if layer == "communes_without_fibre" else "Polygon")
+            assert s["geometry"] == {"communes_without_fibre": "Point", "fibre_plan": "Line String"}.get(layer, "Polygon")
             assert s["fields"] == [r["field"] for r in rows if r["layer"] == layer]
             assert s["count"] == len(pyogrio.read_dataframe(package / f"{package.name}.gpkg", layer=layer))
             assert 'ID["EPSG",4326]' in s["text"]

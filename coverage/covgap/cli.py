@@ -270,6 +270,54 @@ def export(config_path: Path, out_dir: Path | None, overwrite: bool) -> None:
                f"{out / 'partners'}/  in {time.monotonic() - started:.1f} s")
 
 
+@main.command("plan-measurements")
+@click.option("--config", "config_path", type=click.Path(dir_okay=False, path_type=Path), default=Path("covgap.toml"),
+              show_default=True, help="The covgap.toml that names the inputs, the roads and the plan settings.")
+@click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Output folder; the plan goes to its measurement_plan/ subfolder (default: [output] dir).")
+@overwrite_option
+def plan_measurements(config_path: Path, out_dir: Path | None, overwrite: bool) -> None:
+    """Plan where to measure next: a drive over the roads through the unmeasured cells that would give
+    villages without a 4G verdict one.
+
+    Analyses the measurement store of the output folder (what run and refresh took in; without a
+    store, the configured measurement files) and replaces <output>/measurement_plan/ whole: one GPX
+    file per day (waypoints and track), waypoints.csv (the village each waypoint serves), villages.csv,
+    communes.csv, days.csv and summary.json (docs/method.md, Plans). Needs [inputs] roads.
+    """
+    from covgap import outputs, pipeline, refresh, store as store_mod
+
+    started = time.monotonic()
+    config = load_config(config_path).replace_output(dir=out_dir)
+    if config.inputs.roads is None:
+        raise CovgapError(f"{config_path}: [inputs] roads is not set; name a road line layer (e.g. an OpenStreetMap "
+                          "export) in covgap.toml to plan a drive over it")
+    out = Path(config.output.dir)
+    inputs = outputs.input_paths(config)
+    outputs.check_clear_of_inputs(out, inputs, label="output folder")
+    overwrite = overwrite or outputs.is_owned(out)
+    target = out / outputs.MEASUREMENT_PLAN_DIR
+    outputs.check_replaceable(target, overwrite=overwrite, label="measurement plan folder")
+    with outputs.output_lock(out):
+        folder = store_mod.store_dir(out)
+        if outputs.is_owned(out) and (folder / store_mod.MANIFEST).is_file():
+            layers = pipeline.load_layers(config)
+            store = store_mod.load_store(folder)
+            store_mod.check_compatible(store, store_mod.fingerprint(layers, config), folder)
+            results = refresh.analyse_store(store, folder, layers, config)
+        else:
+            results = pipeline.run_pipeline(config)
+        with outputs.atomic_output_dir(target, overwrite=overwrite, inputs=inputs) as tmp:
+            outputs.write_measurement_plan(results, tmp)
+    assert results.measurement_plan is not None  # [inputs] roads is set (checked above)
+    s = results.measurement_plan.summary
+    click.echo(f"Measurement plan: {s['days']} days, {s['km']:.1f} km, {s['waypoints']} waypoints; "
+               f"{s['villages_decided']} of {s['villages_targeted']} villages without a 4G verdict "
+               f"({s['households_decided']:.0f} of {s['households_targeted']:.0f} households) would get one")
+    click.echo(f"Files: {target}/ (day_01.gpx … day_{s['days']:02d}.gpx, waypoints.csv, villages.csv)  "
+               f"in {time.monotonic() - started:.1f} s")
+
+
 @main.command("map")
 @config_option_with_help("The covgap.toml whose [output] folders and language are the defaults.")
 @output_options

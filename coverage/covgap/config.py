@@ -78,6 +78,19 @@ def _check_crs(value: str) -> str | None:
     return None if parsed.is_projected else "not a projected (metric) CRS"
 
 
+def _check_lonlat(value: str) -> str | None:
+    if value == "":
+        return None
+    parts = value.split(",")
+    try:
+        lon, lat = (float(p) for p in parts)
+    except ValueError:
+        return "not two numbers separated by a comma"
+    if not (math.isfinite(lon) and math.isfinite(lat) and -180 <= lon <= 180 and -90 <= lat <= 90):
+        return "not a longitude from -180 to 180 and a latitude from -90 to 90"
+    return None
+
+
 def _check_separator(value: str) -> str | None:
     if value in ("", "tab", "\\t") or len(value) == 1:
         return None
@@ -178,6 +191,7 @@ class InputsConfig:
     )
     fibre: Path = _f(Path("fibre_routes.geojson"), "Fibre routes (LineString) with optional operator, status (existing/planned), year.", "DESIGN.md §2")
     measurements: list = _f(["measurements"], "Measurement CSV files or folders of them (*.csv, *.txt, *.tsv, *.csv.gz).", "DESIGN.md §2")
+    roads: Path | None = _f(None, "Optional road centre lines (any line layer, e.g. an OpenStreetMap export) for the plans: fibre spurs follow them and the measurement drive runs on them; unset means spurs are straight and no drive is planned.", "issue 13: plans")
     population: Path | None = _f(None, "Optional population raster (GeoTIFF) used to weight households within a village; unset means households are spread evenly over the village area.", "DESIGN.md §3.5")
     village_point_radius_m: float = _f(300.0, "Radius of the disc that stands for a village given as a point.", "about the extent of a Quảng Ngãi lowland hamlet", gt=0)
     columns: ColumnMapping = _f(ColumnMapping(), "Column mapping for measurement files of an unknown format ([inputs.columns]).", "DESIGN.md §2")
@@ -263,6 +277,17 @@ class FibreConfig:
     display_margin_m: float = _f(2000.0, "Fibre routes are clipped to the study area grown by this margin for the maps and the GeoPackage; "
                                  "distances to fibre, spur lengths and centre reach still use the whole network.",
                                  "a national backbone would otherwise fill the maps; 2 km keeps the routes a spur from the district edge would use in view", ge=0)
+    spur_cost_vnd_per_m: float = _f(50000.0, "Cost of one metre of new spur cable (VND), used by the fibre plan.",
+                                    "an assumption, not a published price: about USD 2 per metre for aerial single-mode cable "
+                                    "strung on existing poles, cable and labour; put your operator's price here", gt=0)
+
+
+@dataclass(frozen=True)
+class PlansConfig:
+    road_snap_m: float = _f(100.0, "A fibre spur along roads may join the road network only at road points within this distance of an existing route (the cable from the route to the road is counted).", "covgap: routes run along roads; half a 200 m drop", gt=0)
+    drive_km_per_day: float = _f(120.0, "Driving budget of one measurement day (km); the drive is split into days of at most this length.", "an assumption: about 6 h of driving at 20 km/h on village roads", gt=0)
+    start: str = _f("", "Start (and end) of every measurement day as 'lon,lat' in WGS84; empty means the first commune centre of the report level.", "issue 13: default the first commune centre",
+                    check=_check_lonlat, valid="empty, or 'lon,lat' in WGS84 degrees, e.g. '108.78,15.09'")
 
 
 @dataclass(frozen=True)
@@ -291,6 +316,7 @@ class Config:
     villages: VillageConfig = field(default_factory=VillageConfig)
     evidence: EvidenceConfig = field(default_factory=EvidenceConfig)
     fibre: FibreConfig = field(default_factory=FibreConfig)
+    plans: PlansConfig = field(default_factory=PlansConfig)
     report: ReportConfig = field(default_factory=ReportConfig)
     output: OutputConfig = field(default_factory=OutputConfig)
     source: Path | None = None
@@ -320,6 +346,7 @@ _SECTIONS = {
     "villages": VillageConfig,
     "evidence": EvidenceConfig,
     "fibre": FibreConfig,
+    "plans": PlansConfig,
     "report": ReportConfig,
     "output": OutputConfig,
 }

@@ -81,6 +81,7 @@ class InitPlan:
     commune_columns: dict[str, dict[str, str]] = field(default_factory=dict)
     report_level: str | None = None
     fibre: Path | None = None
+    roads: Path | None = None  # the road line layer the plans drive and lay spurs along (optional)
     population: Path | None = None
     persons_per_household_table: Path | None = None
     measurements: list[str] = field(default_factory=list)
@@ -181,10 +182,11 @@ def inspect_folder(folder: str | Path) -> InitPlan:
             rasters.append(path)
     _decide_villages_and_communes(plan, vectors)
     _decide_fibre(plan, [v for v in vectors if v.kind == "lines"])
+    _decide_roads(plan, [v for v in vectors if v.kind == "lines" and v.path != plan.fibre])
     _decide_population(plan, rasters)
     _decide_measurements(plan, meas)
     _decide_persons_per_household(plan)
-    used = {plan.villages, plan.fibre, plan.population, *plan.communes.values()}
+    used = {plan.villages, plan.fibre, plan.roads, plan.population, *plan.communes.values()}
     for layer in vectors:
         if layer.path not in used and not any(layer.path.name in s for s in plan.skipped):
             plan.skipped.append(f"{layer.path.name}: {len(layer.frame)} {layer.kind}, not villages, communes or fibre "
@@ -263,6 +265,21 @@ def _decide_villages_and_communes(plan: InitPlan, vectors: list[Layer]) -> None:
         plan.report_level = max(plan.communes, key=lambda lv: n_units[lv])
         plan.reasons.append(f"report level = {plan.report_level}: no year in the layers' names; the level with the "
                             f"most units ({n_units[plan.report_level]})")
+
+
+ROAD_WORDS = ("road", "roads", "duong", "street", "streets")
+
+
+def _decide_roads(plan: InitPlan, lines: list[Layer]) -> None:
+    """The one line layer named like roads, for the plans (optional: none or several is no error)."""
+    named = [v for v in lines if _has_word(v.path.stem, ROAD_WORDS)]
+    if len(named) == 1:
+        plan.roads = named[0].path
+        plan.reasons.append(f"roads = {named[0].path.name}: {len(named[0].frame)} lines, named like roads "
+                            "(the fibre plan lays spurs along them, the measurement plan drives them)")
+    elif len(named) > 1:
+        plan.reasons.append(f"roads: {', '.join(v.path.name for v in named)} are all named like roads; "
+                            "name one in [inputs] roads for the plans")
 
 
 def _decide_fibre(plan: InitPlan, lines: list[Layer]) -> None:
@@ -400,6 +417,8 @@ def render_config(plan: InitPlan, *, name: str | None = None) -> str:
         f"villages = {rel(plan.villages)}",
         "communes = { " + ", ".join(f"{lv} = {rel(p)}" for lv, p in plan.communes.items()) + " }",
         f"fibre = {rel(plan.fibre)}",
+        *([f"roads = {rel(plan.roads)}   # road lines: spurs along them, measurement drives over them"] if plan.roads
+          else ['# roads = "roads.geojson"   # optional: road lines for the fibre and measurement plans']),
         "measurements = [" + ", ".join(_toml_str(m) for m in plan.measurements) + "]",
     ]
     if plan.population:

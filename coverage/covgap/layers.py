@@ -783,3 +783,19 @@ def clip_fibre_for_display(fibre: gpd.GeoDataFrame, study_area: shapely.Geometry
         log.info("fibre shown within %g m of the study area: %d routes outside left off the maps, %d cut at that edge "
                  "(distances use the whole network)", margin_m, int((~keep).sum()), cut)
     return out.reset_index(drop=True)
+
+
+def read_roads(path: str | Path, *, crs: CRS) -> gpd.GeoDataFrame:
+    """Road centre lines (any line layer, e.g. an OpenStreetMap export) in ``crs``, for the plans.
+
+    Only the geometry is used; ``name`` and ``kind`` are kept when present. Empty and
+    non-line geometries are errors (a point or polygon layer given by mistake).
+    """
+    path = Path(path)
+    frame = read_vector(path, "roads")
+    problems = ProblemCollector(path)
+    _check_geometry(frame, ("LineString", "MultiLineString"), None, "road", problems)
+    problems.raise_if_any()
+    keep = [c for c in ("name", "kind") if c in frame]
+    frame = frame.to_crs(crs)
+    return frame[[*keep, "geometry"]].reset_index(drop=True)

@@ -45,7 +45,7 @@ from covgap.errors import OutputError
 log = logging.getLogger(__name__)
 
 MAP_LAYERS_NAME = "map_layers.json.gz"
-MAP_LAYERS_VERSION = 2
+MAP_LAYERS_VERSION = 3
 INDEX_NAME = "index.html"
 GENERATOR = mappage.GENERATOR
 #: Written into the maps folder after the pages: which saved map layers (SHA-256) and language they show.
@@ -76,6 +76,7 @@ UNIT_FIGURES = (
     "dead_zones", "dead_zone_area_km2", "households_in_dead_zones", "households", "households_passed", "fibre_share",
     "communes", "communes_reached", "share_communes_reached", "share_area_measured", "evidence_share", "status_villages_4g",
     "status_no_dead_zones", "status_fibre_households", "status_fibre_communes", "centre_dist_to_fibre_m",
+    "fibre_plan_spurs", "fibre_plan_m", "fibre_plan_cost_vnd", "fibre_plan_share_after", "fibre_plan_reaches_goal",
     "subscribed_share",
 )
 
@@ -320,6 +321,29 @@ def map_layers(results) -> dict:
                 p[key] = str(row[key]) if key != "year" else _plain(row[key])
         fprops.append(p)
 
+    fp = results.fibre_plan.spurs if results.fibre_plan is not None else gpd.GeoDataFrame(geometry=[])
+    fp = fp[fp.geometry.notna()]
+    fpprops = [{"village_id": str(r["village_id"]), "name": str(r["name"]), "commune": str(r["unit"]),
+                **{k: _plain(r[k]) for k in ("households", "households_gained", "spur_length_m", "cost_vnd",
+                                             "cost_vnd_per_household", "in_district_plan", "in_unit_plan")},
+                "spur_along": str(r["spur_along"]), "route_id": str(r["route_id"]),
+                "route_operator": str(r["route_operator"])} for _, r in fp.iterrows()]
+
+    mp = results.measurement_plan
+    if mp is not None:
+        route_communes = communes_of(mp.days.geometry.to_numpy())
+        mprops = [{"kind": "route", "day": int(r["day"]), "km": _plain(r["km"]), "waypoints": int(r["waypoints"]),
+                   "communes": route_communes[i]} for i, (_, r) in enumerate(mp.days.iterrows())]
+        mprops += [{"kind": "waypoint", "day": int(r["day"]), "seq": int(r["seq"]), "name": str(r["name"]),
+                    "village_id": str(r["village_id"]), "commune": str(r["unit"]),
+                    "households_in_cell": _plain(r["households_in_cell"])} for _, r in mp.waypoints.iterrows()]
+        mframe = gpd.GeoDataFrame({"i": range(len(mprops))},
+                                  geometry=[*mp.days.geometry.to_numpy(), *mp.waypoints.geometry.to_numpy()], crs=mp.days.crs)
+        measurement_layer = _feature_collection(mframe, mprops, simplify_m=2.0)
+        measurement_summary = {k: _plain(v) for k, v in mp.summary.items() if k != "start"}
+    else:
+        measurement_layer, measurement_summary = {"type": "FeatureCollection", "features": []}, None
+
     district = results.district.iloc[0]
     changes = None
     if isinstance(results.changes, pd.DataFrame):
@@ -351,7 +375,10 @@ def map_layers(results) -> dict:
             "needs_measurement": _feature_collection(nm, nprops, simplify_m=1.0),
             "fibre": _feature_collection(fibre, fprops),
             "centres": _feature_collection(centres, centre_props, simplify_m=0.0),
+            "fibre_plan": _feature_collection(fp, fpprops, simplify_m=1.0),
+            "measurement_plan": measurement_layer,
         },
+        "measurement_plan": measurement_summary,
         "changes": changes,
     }
     return data
@@ -413,6 +440,9 @@ def page_data(data: dict, *, scope: str | None, lang: str) -> dict:
         "needs_measurement": subset("needs_measurement", in_commune),
         "fibre": subset("fibre", keep),
         "centres": subset("centres", centre_test),
+        "fibre_plan": subset("fibre_plan", in_commune),
+        "measurement_plan": subset("measurement_plan", lambda f: scope is None or f["properties"].get("commune") == scope
+                                   or scope in f["properties"].get("communes", ())),
     }
     goal = f"{data['goal_share']:.0%}"
     strings = {k: v.replace("{goal}", goal).replace("{covered}", f"{data['covered_dbm']:g}")
@@ -435,6 +465,7 @@ def page_data(data: dict, *, scope: str | None, lang: str) -> dict:
         "operators": data["operators"],
         "cells": unit.get("cells", {}),
         "layers": page_layers,
+        "measurement_plan": data.get("measurement_plan"),
         "changes": data["changes"] if scope is None else (
             [c for c in data["changes"] if c.get("name") in {scope} | {f["properties"]["name"] for f in
                                                                        page_layers["villages"]["features"]}

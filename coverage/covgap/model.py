@@ -16,7 +16,7 @@ import pandas as pd
 import shapely
 from pyproj import CRS
 
-from covgap import measurements as meas
+from covgap import measurements as meas, plans as plans_mod
 from covgap.config import Config
 from covgap.grid import Grid
 from covgap.store import REPORT_COLUMNS
@@ -38,6 +38,8 @@ class Layers:
     # The fibre shown on maps and in the GeoPackage: ``fibre`` clipped to the study area and a margin.
     # Every distance (dist_to_fibre_m, spur_length_m, centre reach) uses the whole ``fibre``.
     fibre_display: gpd.GeoDataFrame | None = None
+
+    roads: gpd.GeoDataFrame | None = None  # road centre lines for the plans ([inputs] roads), or None
 
     def __post_init__(self) -> None:
         if self.fibre_display is None:
@@ -110,3 +112,5 @@ class Results:
     partner_operators: list[str]  # the measured operators and the owners of fibre routes: one package each
     data_period: tuple[float, float]  # first and last measurement time (Unix s), NaN if unknown
     changes: pd.DataFrame | None = None  # what changed since the previous run (set by refresh), else None
+    fibre_plan: plans_mod.FibrePlan | None = None  # the cheapest spurs past the fibre goal (plans.plan_fibre)
+    measurement_plan: plans_mod.MeasurementPlan | None = None  # where to drive next (None without a roads layer)

@@ -84,6 +84,8 @@ def input_paths(config, extra: Iterable[Path] = ()) -> list[tuple[str, Path]]:
         out.append(("[inputs] population", inputs.population))
     if inputs.persons_per_household_table is not None:
         out.append(("[inputs] persons_per_household_table", inputs.persons_per_household_table))
+    if inputs.roads is not None:
+        out.append(("[inputs] roads", inputs.roads))
     out += [("[inputs] measurements", path) for path in inputs.measurements]
     out += [("the measurement path given", Path(path)) for path in extra]
     return out
@@ -313,6 +315,93 @@ def village_table(results) -> pd.DataFrame:
     return _round(table)
 
 
+#: Columns of the fibre plan table (``fibre_plan.csv`` and the GeoPackage layer ``fibre_plan``).
+FIBRE_PLAN_COLUMNS = ["village_id", "name", "unit", "households", "households_passed", "fibre_share", "households_gained",
+                      "needs", "spur_length_m", "spur_straight_m", "spur_along", "cost_vnd", "cost_vnd_per_household",
+                      "route_id", "route_operator", "in_district_plan", "in_unit_plan"]
+
+
+def fibre_plan_table(results) -> pd.DataFrame:
+    """The fibre plan per village below the goal (no geometry): the district's least-cost set first, then by cost per household."""
+    spurs = results.fibre_plan.spurs
+    table = _round(pd.DataFrame(spurs[FIBRE_PLAN_COLUMNS]))
+    order = np.lexsort((table["cost_vnd_per_household"].fillna(np.inf).to_numpy(), ~table["in_district_plan"].to_numpy()))
+    return table.iloc[order]
+
+
+def fibre_plan_layer(results) -> gpd.GeoDataFrame:
+    """The spur lines with their village's figures (villages that need no spur have no geometry)."""
+    spurs = results.fibre_plan.spurs
+    return gpd.GeoDataFrame(_round(pd.DataFrame(spurs[FIBRE_PLAN_COLUMNS])), geometry=spurs.geometry.to_numpy(),
+                            crs=spurs.crs)
+
+
+MEASUREMENT_PLAN_DIR = "measurement_plan"
+GPX_NS = "http://www.topografix.com/GPX/1/1"
+
+
+def measurement_waypoints_table(plan) -> pd.DataFrame:
+    """The waypoints in visiting order with WGS84 coordinates and the village each serves."""
+    wp = plan.waypoints
+    wgs = wp.to_crs(4326)
+    table = pd.DataFrame(wp.drop(columns="geometry"))
+    table.insert(2, "lon", np.round(wgs.geometry.x.to_numpy(), 6) if len(wgs) else [])
+    table.insert(3, "lat", np.round(wgs.geometry.y.to_numpy(), 6) if len(wgs) else [])
+    return _round(table)
+
+
+def gpx_day(plan, day: int, *, study: str) -> bytes:
+    """One day of the measurement plan as GPX 1.1: its waypoints (in order) and its route as a track."""
+    import xml.etree.ElementTree as ET
+
+    ET.register_namespace("", GPX_NS)
+    q = lambda tag: f"{{{GPX_NS}}}{tag}"  # noqa: E731
+    root = ET.Element(q("gpx"), {"version": "1.1", "creator": f"covgap {__version__}"})
+    meta = ET.SubElement(root, q("metadata"))
+    ET.SubElement(meta, q("name")).text = f"{study}: measurement plan, day {day}"
+    wp = plan.waypoints[plan.waypoints["day"] == day].to_crs(4326)
+    for _, r in wp.iterrows():
+        pt = ET.SubElement(root, q("wpt"), {"lat": f"{r.geometry.y:.7f}", "lon": f"{r.geometry.x:.7f}"})
+        ET.SubElement(pt, q("name")).text = f"D{day}-{int(r['seq']):03d} {r['name']}"
+        ET.SubElement(pt, q("desc")).text = (f"village {r['village_id']} {r['name']} ({r['unit']}); "
+                                             f"{r['households_in_cell']:g} households in cell {int(r['cell'])}")
+        ET.SubElement(pt, q("sym")).text = "Waypoint"
+    line = plan.days.loc[plan.days["day"] == day]
+    line = line.to_crs(4326).geometry.iloc[0] if len(line) else None
+    trk = ET.SubElement(root, q("trk"))
+    ET.SubElement(trk, q("name")).text = f"Day {day}"
+    seg = ET.SubElement(trk, q("trkseg"))
+    if line is not None and not line.is_empty:
+        for x, y in line.coords:
+            ET.SubElement(seg, q("trkpt"), {"lat": f"{y:.7f}", "lon": f"{x:.7f}"})
+    ET.indent(root)
+    return ET.tostring(root, encoding="utf-8", xml_declaration=True) + b"\n"
+
+
+def write_measurement_plan(results, folder: Path) -> list[Path]:
+    """Write the measurement plan into ``folder``: ``day_NN.gpx`` per day, ``waypoints.csv``,
+    ``villages.csv`` (the target villages and whether the drive would decide them), ``communes.csv``
+    and ``summary.json``. Nothing when the run has no plan (no roads layer)."""
+    plan = results.measurement_plan
+    if plan is None:
+        return []
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    written = []
+    for day in plan.days["day"]:
+        path = folder / f"day_{int(day):02d}.gpx"
+        path.write_bytes(gpx_day(plan, int(day), study=str(results.config.study.name)))
+        written.append(path)
+    for name, table in (("waypoints.csv", measurement_waypoints_table(plan)), ("villages.csv", _round(plan.villages)),
+                        ("communes.csv", _round(plan.units)),
+                        ("days.csv", _round(pd.DataFrame(plan.days.drop(columns="geometry"))))):
+        write_csv(table, folder / name)
+        written.append(folder / name)
+    (folder / "summary.json").write_text(json.dumps(plan.summary, ensure_ascii=False, indent=2) + "\n", encoding="utf-8")
+    written.append(folder / "summary.json")
+    return written
+
+
 def _round(frame: pd.DataFrame) -> pd.DataFrame:
     frame = frame.copy()
     for c in frame.columns:
@@ -404,6 +493,10 @@ def geopackage_layers(results) -> dict[str, gpd.GeoDataFrame | pd.DataFrame]:
         "needs_measurement": results.needs_measurement,
         "cells": cells_layer(results),
         "fibre_routes": results.layers.fibre_display,  # clipped for display (pipeline.Layers)
+        "fibre_plan": fibre_plan_layer(results),
+        **({"measurement_plan_days": results.measurement_plan.days,
+            "measurement_plan_waypoints": results.measurement_plan.waypoints}
+           if results.measurement_plan is not None else {}),
     }
 
 
@@ -430,6 +523,8 @@ def write_outputs(results, folder: Path) -> list[Path]:
         "scorecard_communes.csv": _round(pd.DataFrame(results.communes.drop(columns=["geometry", "centre"]))),
         "scorecard_villages.csv": village_table(results),
         "measurement_files.csv": results.report.files,
+        "fibre_plan.csv": fibre_plan_table(results),
+        "fibre_plan_units.csv": _round(results.fibre_plan.units),
     }
     if results.report.write_rejected is None:
         tables["rejected_rows.csv"] = results.report.rejected.sort_values(["source_file", "source_row"], kind="mergesort")
@@ -442,6 +537,7 @@ def write_outputs(results, folder: Path) -> list[Path]:
         results.report.write_rejected(folder / "rejected_rows.csv")
         written.append(folder / "rejected_rows.csv")
     written += write_rasters(results, folder)
+    written += write_measurement_plan(results, folder / MEASUREMENT_PLAN_DIR)
     from covgap import maps  # the display layers `covgap map` redraws the maps from
 
     layers_path = maps.write_map_layers(results, folder)
@@ -471,5 +567,8 @@ def run_summary(results) -> dict:
                  "rejected": results.report.rows_rejected, "rejected_by_reason": results.report.reason_counts()},
         "operators": results.operators,
         "inputs": {str(p): sha256_file(Path(p)) for p in results.layers.input_files if Path(p).is_file()},
+        "fibre_plan": {k: (v.item() if hasattr(v, "item") else v) for k, v in results.fibre_plan.units.iloc[0].items()}
+        if results.fibre_plan is not None else None,
+        "measurement_plan": results.measurement_plan.summary if results.measurement_plan is not None else None,
         "measurement_files": results.report.files.loc[results.report.files["status"] != "refused", "file"].tolist(),
     }

@@ -46,7 +46,8 @@ from covgap.villages import Verdict
 log = logging.getLogger(__name__)
 
 #: Layer names, in the order they are written and described.
-LAYERS = ("dead_zones", "no_4g_zones", "villages_without_4g", "needs_measurement", "villages_below_fibre_goal", "communes_without_fibre")
+LAYERS = ("dead_zones", "no_4g_zones", "villages_without_4g", "needs_measurement", "villages_below_fibre_goal", "communes_without_fibre",
+          "fibre_plan")
 
 SCOPE_OPERATOR = "operator"
 SCOPE_ALL = "all_operators"
@@ -154,6 +155,24 @@ FIELDS: dict[str, FieldSpec] = {
                                "Length of new cable needed to bring the village within the drop distance"),
     "dist_to_planned_fibre_m": FieldSpec("dist_pln_m", "float", "m", "Khoảng cách đến tuyến cáp quang dự kiến gần nhất",
                                          "Distance to the nearest planned fibre route"),
+    "households_gained": FieldSpec("hh_gained", "float", "households",
+                                   "Số hộ thêm được nếu kéo nhánh (số hộ chưa được đi qua; "
+                                   "giả định nhánh đưa cả thôn vào khoảng cách thả cáp)",
+                                   "Households gained by the spur (those not yet passed; "
+                                   "assumes the spur brings the whole village within drop distance)"),
+    "spur_straight_m": FieldSpec("spur_st_m", "float", "m", "Chiều dài nhánh nếu kéo thẳng", "Spur length in a straight line"),
+    "spur_along": FieldSpec("spur_along", "str", "", "Nhánh theo 'roads' (đường giao thông) hay 'straight' (đường thẳng)",
+                            "Spur along 'roads' or in a 'straight' line"),
+    "cost_vnd": FieldSpec("cost_vnd", "float", "VND", "Chi phí nhánh (chiều dài × đơn giá [fibre] spur_cost_vnd_per_m)",
+                          "Cost of the spur (length × [fibre] spur_cost_vnd_per_m)"),
+    "cost_vnd_per_household": FieldSpec("cost_vnd_h", "float", "VND/household", "Chi phí mỗi hộ thêm được",
+                                        "Cost per household gained"),
+    "route_id": FieldSpec("route_id", "str", "", "Mã tuyến cáp quang hiện có mà nhánh nối vào (tuyến của nhà mạng này)",
+                          "Existing fibre route the spur starts from (this operator's)"),
+    "in_district_plan": FieldSpec("in_dist", "int", "0/1", "1 = nằm trong tập nhánh rẻ nhất để toàn huyện vượt mục tiêu",
+                                  "1 = in the least-cost set of spurs that takes the district past the goal"),
+    "in_unit_plan": FieldSpec("in_unit", "int", "0/1", "1 = nằm trong tập nhánh rẻ nhất để xã của thôn vượt mục tiêu",
+                              "1 = in the least-cost set of spurs that takes the village's commune past the goal"),
     "commune_id": FieldSpec("commune_id", "str", "", "Mã xã", "Commune identifier"),
     "centre_source": FieldSpec("centre_src", "str", "", "Nguồn vị trí trung tâm xã (given = trụ sở UBND; representative point = điểm đại diện)",
                                "Where the centre comes from (given = People's Committee; representative point of the polygon)"),
@@ -164,7 +183,8 @@ FIELDS: dict[str, FieldSpec] = {
 _TYPE_NAMES = {"str": "String", "int": "Integer", "float": "Real"}
 _ROUND = {"area_km2": 6, "unmeasured_area_km2": 6, "households": 1, "households_in_zone": 1, "households_in_dead_zones": 1,
           "operator_households_in_dead_zones": 1, "households_passed": 1, "dist_to_fibre_m": 1, "spur_length_m": 1,
-          "dist_to_planned_fibre_m": 1, "centre_dist_to_fibre_m": 1, "operator_rsrp_dbm_p50": 1}
+          "dist_to_planned_fibre_m": 1, "centre_dist_to_fibre_m": 1, "operator_rsrp_dbm_p50": 1, "households_gained": 1,
+          "spur_straight_m": 1, "cost_vnd": 0, "cost_vnd_per_household": 0}
 
 
 def _check_fields() -> None:
@@ -288,6 +308,7 @@ def partner_layers(results, operator: str) -> dict[str, gpd.GeoDataFrame]:
         "needs_measurement": _needs_measurement_layer(results, levels),
         "villages_below_fibre_goal": _below_fibre_goal_layer(results, levels),
         "communes_without_fibre": _communes_without_fibre_layer(results),
+        "fibre_plan": _fibre_plan_layer(results, operator, levels),
     }
 
 
@@ -395,6 +416,30 @@ def _below_fibre_goal_layer(results, levels: list[str]) -> gpd.GeoDataFrame:
     return gpd.GeoDataFrame(frame[keep].reset_index(drop=True), geometry=v.geometry.to_numpy()[keep], crs=v.crs)
 
 
+def _fibre_plan_layer(results, operator: str, levels: list[str]) -> gpd.GeoDataFrame:
+    """The spurs of the fibre plan whose nearest existing route is this operator's (``route_operator``)."""
+    s = results.fibre_plan.spurs
+    keep = ((s["route_operator"] == operator) & s.geometry.notna()).to_numpy()
+    units = results.villages.iloc[s["village"].to_numpy(dtype=np.int64)]
+    frame = pd.DataFrame({
+        "village_id": s["village_id"].astype(str).to_numpy(),
+        "name": s["name"].astype(str).to_numpy(),
+        **{level: units[level].astype(str).to_numpy() for level in levels},
+        "households": s["households"].to_numpy(dtype=float),
+        "households_passed": s["households_passed"].to_numpy(dtype=float),
+        "households_gained": s["households_gained"].to_numpy(dtype=float),
+        "spur_length_m": s["spur_length_m"].to_numpy(dtype=float),
+        "spur_straight_m": s["spur_straight_m"].to_numpy(dtype=float),
+        "spur_along": s["spur_along"].astype(str).to_numpy(),
+        "cost_vnd": s["cost_vnd"].to_numpy(dtype=float),
+        "cost_vnd_per_household": s["cost_vnd_per_household"].to_numpy(dtype=float),
+        "route_id": s["route_id"].astype(str).to_numpy(),
+        "in_district_plan": s["in_district_plan"].astype(int).to_numpy(),
+        "in_unit_plan": s["in_unit_plan"].astype(int).to_numpy(),
+    })
+    return gpd.GeoDataFrame(frame[keep].reset_index(drop=True), geometry=s.geometry.to_numpy()[keep], crs=s.crs)
+
+
 def _communes_without_fibre_layer(results) -> gpd.GeoDataFrame:
     c = results.communes
     keep = ~c["communes_reached"].astype(bool).to_numpy()
@@ -420,7 +465,7 @@ def _dtype(kind: str):
 
 
 # --------------------------------------------------------------------------- writing
-_GEOMETRY_TYPES = {"communes_without_fibre": "Point"}
+_GEOMETRY_TYPES = {"communes_without_fibre": "Point", "fibre_plan": "LineString"}
 
 
 def _prepare(layer: gpd.GeoDataFrame, specs: dict[str, FieldSpec], crs: str) -> gpd.GeoDataFrame:
@@ -637,6 +682,14 @@ _LAYER_TEXT = {
     "communes_without_fibre": (
         "Trung tâm xã (điểm) chưa được cáp quang hiện có đi tới trong khoảng cách quy định.",
         "Commune centres (points) not within reach of an existing fibre route.",
+    ),
+    "fibre_plan": (
+        "Kế hoạch cáp quang: nhánh cáp (đường) từ tuyến hiện có gần nhất của nhà mạng này đến thôn chưa đạt mục tiêu, "
+        "theo đường giao thông nếu có lớp đường; số hộ thêm được, chi phí, chi phí mỗi hộ; in_dist/in_unit = 1 khi nhánh "
+        "thuộc tập nhánh rẻ nhất để huyện/xã vượt mục tiêu.",
+        "Fibre plan: spurs (lines) from this operator's nearest existing route to the villages below the goal, along roads "
+        "where a road layer is given; households gained, cost, cost per household; in_dist/in_unit = 1 when the spur is "
+        "in the least-cost set that takes the district/commune past the goal.",
     ),
 }
 

@@ -21,7 +21,7 @@ import rasterio.warp
 import shapely
 
 from covgap import cellstats, deadzones, fibre as fibre_mod, ingest, layers as layers_mod, measurements as meas, scorecard
-from covgap import names, villages as villages_mod
+from covgap import names, plans as plans_mod, roads as roads_mod, villages as villages_mod
 from covgap.model import Layers, OperatorView, ReadReport, Results
 from covgap.store import FileRecord, report_frame
 from covgap.cellstats import CellClass
@@ -69,8 +69,12 @@ def load_layers(config: Config) -> Layers:
         files += (Path(inputs.population),)
     if inputs.persons_per_household_table:
         files += (Path(inputs.persons_per_household_table),)
+    roads = None
+    if inputs.roads:
+        roads = layers_mod.read_roads(inputs.roads, crs=crs)
+        files += (Path(inputs.roads),)
     return Layers(crs=crs, grid=grid, villages=villages, communes=communes, fibre=fibre, study_area=study_area,
-                  inside=inside, density=density, input_files=files, fibre_display=fibre_display)
+                  inside=inside, density=density, input_files=files, fibre_display=fibre_display, roads=roads)
 
 
 def _density_on_grid(path: Path, grid: Grid) -> np.ndarray:
@@ -187,11 +191,26 @@ def analyse(layers: Layers, stats: pd.DataFrame, config: Config, report: ReadRep
                                                          goal_share=config.fibre.goal_share,
                                                          min_evidence_share=config.evidence.area_min_share,
                                                          study_name=config.study.name)
+    road_graph = roads_mod.build_road_graph(layers.roads.geometry.to_numpy()) if layers.roads is not None else None
+    fib = config.fibre
+    fibre_plan = plans_mod.plan_fibre(villages, layers.fibre, level=config.report.level, study_name=config.study.name,
+                                      goal_share=fib.goal_share, drop_distance_m=fib.drop_distance_m,
+                                      cost_per_m=fib.spur_cost_vnd_per_m, roads=road_graph,
+                                      road_snap_m=config.plans.road_snap_m)
+    per_commune = _with_plan_figures(per_commune, fibre_plan.units, "name", level=config.report.level)
+    district = _with_plan_figures(district, fibre_plan.units.iloc[:1], None, level="district")
     communes = gpd.GeoDataFrame(
         communes[["commune_id", "name", "centre", "centre_source", "geometry"]].merge(
             per_commune, on=["commune_id", "name"], how="left"),
         geometry="geometry", crs=layers.crs)
     long = scorecard.scorecard_long(district, goal_share=config.fibre.goal_share, lang=config.output.lang)
+    measurement_plan = None
+    if road_graph is not None and len(road_graph.xy):
+        ev = config.evidence
+        measurement_plan = plans_mod.plan_measurements(
+            villages, pieces, classes, grid, road_graph, start_xy=_plan_start(config, communes), level=config.report.level,
+            km_per_day=config.plans.drive_km_per_day, village_min_share=ev.village_min_share,
+            area_min_share=ev.area_min_share)
     needs = deadzones.needs_measurement_areas(classes, grid, villages, config.report.level)
     t = stats["t_first_s"].dropna() if not stats.empty else pd.Series(dtype=float)
     t2 = stats["t_last_s"].dropna() if not stats.empty else pd.Series(dtype=float)
@@ -211,7 +230,34 @@ def analyse(layers: Layers, stats: pd.DataFrame, config: Config, report: ReadRep
                    no4g_zones=no4g_zones, no4g_zone_operators=no4g_ops, operator_zones=operator_zones, pieces=pieces, per_operator=per_operator,
                    needs_measurement=needs, district=district, scorecard_long=long,
                    report=report or ReadReport(), operators=operators, partner_operators=partner_operators,
-                   data_period=period)
+                   data_period=period, fibre_plan=fibre_plan, measurement_plan=measurement_plan)
+
+
+def _plan_start(config: Config, communes: gpd.GeoDataFrame) -> tuple[float, float]:
+    """Where every measurement day starts (working CRS): ``[plans] start`` or the first commune centre."""
+    if config.plans.start:
+        lon, lat = (float(p) for p in config.plans.start.split(","))
+        point = gpd.GeoSeries([shapely.Point(lon, lat)], crs="EPSG:4326").to_crs(communes.crs).iloc[0]
+    else:
+        point = gpd.GeoSeries(communes["centre"], crs=communes.crs).iloc[0]
+    return float(point.x), float(point.y)
+
+
+#: Scorecard columns of the fibre plan (communes and district) ← columns of ``FibrePlan.units``.
+PLAN_FIGURES = {"fibre_plan_spurs": "spurs", "fibre_plan_m": "spur_m", "fibre_plan_cost_vnd": "cost_vnd",
+                "fibre_plan_share_after": "share_after", "fibre_plan_reaches_goal": "reaches_goal"}
+
+
+def _with_plan_figures(frame: pd.DataFrame, units: pd.DataFrame, key: str | None, *, level: str) -> pd.DataFrame:
+    """The scorecard rows with the fibre plan's figures of their unit (``key`` names the unit column; None: one row)."""
+    units = units[units["level"] == level]
+    frame = frame.copy()
+    for col, src in PLAN_FIGURES.items():
+        if key is None:
+            frame[col] = units[src].iloc[0]
+        else:
+            frame[col] = frame[key].astype(str).map(dict(zip(units["unit"].astype(str), units[src]))).to_numpy()
+    return frame
 
 
 ZONE_KINDS = (("no_service", CellClass.NO_SERVICE, "DZ"), ("no_4g", CellClass.NO_4G, "N4G"))

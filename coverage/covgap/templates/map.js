@@ -12,7 +12,8 @@
     meets: '#1a9641', fails: '#d7191c', insufficient: '#9e9e9e',
     fibreMeets: '#08519c', fibreMid: '#4292c6', fibreLow: '#c6dbef', fibreNone: '#ffffff',
     dead: '#b2182b', no4g: '#c51b7d', needs: '#6a51a3', fibreExisting: '#e66101', fibrePlanned: '#e66101',
-    commune: '#222222', reached: '#1a9641', notReached: '#d7191c',
+    commune: '#222222', reached: '#1a9641', notReached: '#d7191c', planChosen: '#00695c', planOther: '#4db6ac',
+    drive: ['#1f78b4', '#6a3d9a', '#e31a1c', '#33a02c', '#01665e', '#b15928'],
     cellCovered: '#1a9641', cellWeak: '#fdae61', cellNo4g: '#c51b7d', cellNoService: '#d7191c', cellInsufficient: '#969696'
   };
 
@@ -164,8 +165,32 @@
       ]);
     }
 
+    function money(x) { return missing(x) ? T.unknown : num(x) + ' ' + T.currency; }
+    function inPlan(p) { return D.kind === 'district' ? !!p.in_district_plan : !!p.in_unit_plan; }
+    function fibrePlanPopup(p) {
+      return popupTable(T.fibre_plan + ': ' + p.name, T.commune + ': ' + p.commune, [
+        [T.households, num(p.households)],
+        [T.households_gained, num(p.households_gained)],
+        [T.spur_length_m, metres(p.spur_length_m)],
+        [T.spur_along, p.spur_along === 'roads' ? T.along_roads : T.along_straight],
+        [T.cost, money(p.cost_vnd)],
+        [T.cost_per_household, money(p.cost_vnd_per_household)],
+        [T.route_from, p.route_id + (p.route_operator ? ' (' + p.route_operator + ')' : '')],
+        [T.in_plan, swatchText(inPlan(p) ? COLOURS.planChosen : COLOURS.planOther, inPlan(p) ? T.yes : T.no)]
+      ]);
+    }
+
+    function dayColour(day) { return COLOURS.drive[(Number(day) - 1) % COLOURS.drive.length]; }
+    function measurementPopup(p) {
+      if (p.kind === 'route') {
+        return popupTable(T.layer_measurement_plan, T.day + ' ' + p.day, [[T.km, metres(p.km * 1000)], [T.waypoints, num(p.waypoints)]]);
+      }
+      return popupTable(T.waypoint + ' ' + p.day + '-' + p.seq, T.village + ': ' + p.name, [
+        [T.day, String(p.day)], [T.commune, p.commune], [T.households_in_cell, num(p.households_in_cell, 1)]]);
+    }
+
     // ------------------------------------------------------------------ layers
-    var ORDER = ['cells', 'communes', 'villages_fibre', 'villages_4g', 'needs_measurement', 'no4g_zones', 'dead_zones', 'fibre', 'centres'];
+    var ORDER = ['cells', 'communes', 'villages_fibre', 'villages_4g', 'needs_measurement', 'no4g_zones', 'dead_zones', 'fibre_plan', 'fibre', 'measurement_plan', 'centres'];
     ORDER.forEach(function (key, i) {
       var pane = map.createPane('covgap-' + key);
       pane.style.zIndex = String(320 + 10 * i);
@@ -211,6 +236,15 @@
         return isPlanned(f.properties) ? { color: COLOURS.fibrePlanned, weight: 3, dashArray: '8 6', opacity: 0.9 }
           : { color: COLOURS.fibreExisting, weight: 3.5, opacity: 0.95 };
       }, fibrePopup, null),
+      fibre_plan: vector('fibre_plan', L_.fibre_plan, function (f) {
+        return inPlan(f.properties) ? { color: COLOURS.planChosen, weight: 4, opacity: 0.95 }
+          : { color: COLOURS.planOther, weight: 2.5, opacity: 0.9, dashArray: '2 5' };
+      }, fibrePlanPopup, function (p) { return T.fibre_plan + ': ' + p.name; }),
+      measurement_plan: vector('measurement_plan', L_.measurement_plan, function (f) {
+        return { color: dayColour(f.properties.day), weight: 3, opacity: 0.85 };
+      }, measurementPopup, function (p) { return p.kind === 'route' ? T.day + ' ' + p.day : p.name; }, function (f) {
+        return { radius: 4, color: '#fff', weight: 1, fillOpacity: 1, fillColor: dayColour(f.properties.day) };
+      }),
       centres: vector('centres', L_.centres, null, centrePopup, function (p) { return p.name; }, function (f) {
         return { radius: 7, color: '#000', weight: 1.5, fillOpacity: 1, fillColor: f.properties.reached ? COLOURS.reached : COLOURS.notReached };
       })
@@ -253,6 +287,8 @@
     overlays[T.layer_needs_measurement] = layers.needs_measurement;
     overlays[T.layer_cells_control] = layers.cells;
     overlays[T.layer_fibre] = layers.fibre;
+    overlays[T.layer_fibre_plan] = layers.fibre_plan;
+    overlays[T.layer_measurement_plan] = layers.measurement_plan;
     overlays[T.layer_centres] = layers.centres;
     L.control.layers(null, overlays, { collapsed: false, position: 'topleft' }).addTo(map);
 
@@ -286,6 +322,10 @@
       else if (key === 'no4g_zones') { items = [legendItem(box(COLOURS.no4g, COLOURS.no4g, 'border-style:dashed'), T.no4g_zone)]; }
       else if (key === 'needs_measurement') { items = [legendItem(box('rgba(106,81,163,0.2)', COLOURS.needs, 'border-style:dashed'), T.needs_measurement)]; }
       else if (key === 'fibre') { items = [legendItem(line(COLOURS.fibreExisting, false), T.fibre_existing), legendItem(line(COLOURS.fibrePlanned, true), T.fibre_planned)]; }
+      else if (key === 'fibre_plan') { items = [legendItem(line(COLOURS.planChosen, false), T.fibre_plan_chosen), legendItem(line(COLOURS.planOther, true), T.fibre_plan_other)]; }
+      else if (key === 'measurement_plan') {
+        items = [legendItem(line(dayColour(1), false), T.measurement_route), legendItem(dot(dayColour(1)), T.measurement_waypoint)];
+      }
       else if (key === 'centres') { items = [legendItem(dot(COLOURS.reached), T.centre_reached), legendItem(dot(COLOURS.notReached), T.centre_not_reached)]; }
       else if (key === 'cells') {
         title = fill(T.layer_cells, { operator: cellView === '*' ? T.any_operator : cellView });
@@ -407,6 +447,21 @@
       el('table', null, [el('thead', null, [el('tr', null, [el('th', { text: T.target }), el('th', { text: T.value }),
         el('th', { text: T.goal }), el('th', { text: T.status }), el('th', { text: T.evidence })])]), tbody])
     ]));
+
+    // The fibre plan: how much spur passes the goal (analysis: covgap/plans.py)
+    var planText;
+    var planValues = { km: num((F.fibre_plan_m || 0) / 1000, 1), n: num(F.fibre_plan_spurs), cost: money(F.fibre_plan_cost_vnd),
+      goal: Math.round(D.goal_share * 100) + '%', share: pct(F.fibre_plan_share_after) };
+    if (missing(F.fibre_plan_spurs)) { planText = null; }
+    else if (!F.fibre_plan_reaches_goal) { planText = fill(T.plan_fibre_unreachable, planValues); }
+    else if (F.fibre_plan_spurs === 0) { planText = fill(T.plan_fibre_met, planValues); }
+    else { planText = fill(T.plan_fibre, planValues); }
+    if (planText) { panel.appendChild(el('p', { id: 'covgap-fibre-plan', className: 'covgap-plan', text: planText })); }
+    var M = D.measurement_plan;
+    if (M && D.kind === 'district') {
+      panel.appendChild(el('p', { id: 'covgap-measurement-plan', className: 'covgap-plan', text: fill(T.plan_measure, {
+        days: num(M.days), km: num(M.km, 0), n: num(M.waypoints), villages: num(M.villages_decided), households: num(M.households_decided) }) }));
+    }
 
     // What changed since the previous run
     if (D.changes) {

@@ -139,6 +139,19 @@ def _execute(config: Config, paths: list[Path] | None = None, *, full_rebuild: b
     return status
 
 
+def _results_of(out: Path, config: Config):
+    """The results of the output folder's measurement store (a folder covgap made), else of a fresh run."""
+    from covgap import outputs, pipeline, refresh, store as store_mod
+
+    folder = store_mod.store_dir(out)
+    if outputs.is_owned(out) and (folder / store_mod.MANIFEST).is_file():
+        layers = pipeline.load_layers(config)
+        store = store_mod.load_store(folder)
+        store_mod.check_compatible(store, store_mod.fingerprint(layers, config), folder)
+        return refresh.analyse_store(store, folder, layers, config)
+    return pipeline.run_pipeline(config)
+
+
 def _write_products(results, folder: Path) -> None:
     """Everything that goes into the (temporary) output folder: tables, GeoPackage, GeoTIFFs, partner packages."""
     from covgap import outputs, partners
@@ -242,7 +255,7 @@ def export(config_path: Path, out_dir: Path | None, overwrite: bool) -> None:
     folder is untouched. A partners/ folder covgap did not write is refused unless
     --overwrite (the one inside an output folder covgap made is its own).
     """
-    from covgap import outputs, partners, pipeline, refresh, store as store_mod
+    from covgap import outputs, partners
 
     started = time.monotonic()
     config = load_config(config_path).replace_output(dir=out_dir)
@@ -253,14 +266,7 @@ def export(config_path: Path, out_dir: Path | None, overwrite: bool) -> None:
     overwrite = overwrite or outputs.is_owned(out)
     outputs.check_replaceable(out / "partners", overwrite=overwrite, label="partner folder")
     with outputs.output_lock(out):
-        folder = store_mod.store_dir(out)
-        if outputs.is_owned(out) and (folder / store_mod.MANIFEST).is_file():
-            layers = pipeline.load_layers(config)
-            store = store_mod.load_store(folder)
-            store_mod.check_compatible(store, store_mod.fingerprint(layers, config), folder)
-            results = refresh.analyse_store(store, folder, layers, config)
-        else:
-            results = pipeline.run_pipeline(config)
+        results = _results_of(out, config)
         with outputs.atomic_output_dir(out / "partners", overwrite=overwrite, inputs=inputs) as tmp:
             zips = partners.write_partner_packages(results, tmp)
     for z in zips:  # the paths named the temporary folder, now swapped into place
@@ -285,7 +291,7 @@ def plan_measurements(config_path: Path, out_dir: Path | None, overwrite: bool) 
     file per day (waypoints and track), waypoints.csv (the village each waypoint serves), villages.csv,
     communes.csv, days.csv and summary.json (docs/method.md, Plans). Needs [inputs] roads.
     """
-    from covgap import outputs, pipeline, refresh, store as store_mod
+    from covgap import outputs
 
     started = time.monotonic()
     config = load_config(config_path).replace_output(dir=out_dir)
@@ -299,14 +305,7 @@ def plan_measurements(config_path: Path, out_dir: Path | None, overwrite: bool) 
     target = out / outputs.MEASUREMENT_PLAN_DIR
     outputs.check_replaceable(target, overwrite=overwrite, label="measurement plan folder")
     with outputs.output_lock(out):
-        folder = store_mod.store_dir(out)
-        if outputs.is_owned(out) and (folder / store_mod.MANIFEST).is_file():
-            layers = pipeline.load_layers(config)
-            store = store_mod.load_store(folder)
-            store_mod.check_compatible(store, store_mod.fingerprint(layers, config), folder)
-            results = refresh.analyse_store(store, folder, layers, config)
-        else:
-            results = pipeline.run_pipeline(config)
+        results = _results_of(out, config)
         with outputs.atomic_output_dir(target, overwrite=overwrite, inputs=inputs) as tmp:
             outputs.write_measurement_plan(results, tmp)
     assert results.measurement_plan is not None  # [inputs] roads is set (checked above)

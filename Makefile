@@ -10,7 +10,7 @@ demo: $(VENV)/.installed
 	$(BIN)/covgap demo
 
 test: $(VENV)/.installed-test system-deps lint
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest --nbmake tests notebooks
 
 # Static checks (configured in pyproject.toml): ruff for style and likely bugs, mypy for types.
 lint: $(VENV)/.installed-test

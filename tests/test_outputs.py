@@ -14,6 +14,11 @@ from covgap.errors import OutputError
 NOW = 1_790_000_000
 
 
+def _tree(folder):
+    """Every file below ``folder`` by relative path, with its bytes."""
+    return {p.relative_to(folder).as_posix(): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
 def _write(config, folder):
     results = pipeline.run_pipeline(config, now_s=NOW)
     with outputs.atomic_output_dir(folder) as tmp:
@@ -63,7 +68,7 @@ def test_failed_run_leaves_previous_outputs_intact(hand_project, tmp_path, monke
     config = load_config(hand_project)
     out = tmp_path / "out"
     _write(config, out)
-    before = {p.name: p.read_bytes() for p in out.iterdir()}
+    before = _tree(out)
 
     def broken(results, folder):
         (folder / "scorecard_villages.csv").write_text("half written")
@@ -72,19 +77,19 @@ def test_failed_run_leaves_previous_outputs_intact(hand_project, tmp_path, monke
     monkeypatch.setattr(outputs, "write_rasters", broken)
     with pytest.raises(OSError):
         _write(config, out)
-    assert {p.name: p.read_bytes() for p in out.iterdir()} == before
+    assert _tree(out) == before
     assert not list(tmp_path.glob(".out.tmp-*"))
 
 
 def test_kill_between_the_two_renames_is_repaired(hand_project, tmp_path):
     out = tmp_path / "out"
     _write(load_config(hand_project), out)
-    before = {p.name: p.read_bytes() for p in out.iterdir()}
+    before = _tree(out)
     # The state a kill -9 leaves between "out → .out.previous" and "tmp → out".
     out.rename(tmp_path / ".out.previous")
     (tmp_path / ".out.tmp-999").mkdir()
     outputs.recover_output_dir(out)
-    assert {p.name: p.read_bytes() for p in out.iterdir()} == before
+    assert _tree(out) == before
     assert not (tmp_path / ".out.previous").exists() and not (tmp_path / ".out.tmp-999").exists()
 
 
@@ -164,3 +169,21 @@ def test_scorecard_csvs_open_in_excel_with_vietnamese_text(hand_project, tmp_pat
     villages = pd.read_csv(tmp_path / "out" / "scorecard_villages.csv", encoding="utf-8-sig")
     assert list(villages.columns)[0] == "village_id" and "Thôn Một" in set(villages["name"])
     assert not (tmp_path / "out" / "measurement_files.csv").read_bytes().startswith(b"\xef\xbb\xbf")
+
+
+def test_every_geopackage_layer_is_also_geoparquet(hand_project, tmp_path):
+    import geopandas as gpd
+    import pandas as pd
+    import pyogrio
+
+    _write(load_config(hand_project), tmp_path / "out")
+    gpkg = tmp_path / "out" / outputs.GPKG_NAME
+    for name, _ in pyogrio.list_layers(gpkg):
+        path = tmp_path / "out" / outputs.GEOPARQUET_DIR / f"{name}.parquet"
+        info = pyogrio.read_info(gpkg, layer=name)
+        if info["geometry_type"]:
+            frame = gpd.read_parquet(path)
+            assert frame.crs.to_epsg() == 4326
+        else:
+            frame = pd.read_parquet(path)
+        assert len(frame) == info["features"], name

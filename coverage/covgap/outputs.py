@@ -510,6 +510,25 @@ def write_geopackage(results, path: Path) -> None:
             pyogrio.write_dataframe(pd.DataFrame(layer), path, layer=name, driver="GPKG")
 
 
+GEOPARQUET_DIR = "geoparquet"
+
+
+def write_geoparquet(results, folder: Path) -> list[Path]:
+    """Every layer of the GeoPackage also as GeoParquet (``<folder>/<layer>.parquet``, WGS84 for the
+    geometry layers), for notebooks and data tools that read Parquet (geopandas.read_parquet, DuckDB)."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    written = []
+    for name, layer in geopackage_layers(results).items():
+        path = folder / f"{name}.parquet"
+        if isinstance(layer, gpd.GeoDataFrame):
+            layer.to_crs(4326).to_parquet(path, index=False)
+        else:
+            pd.DataFrame(layer).to_parquet(path, index=False)
+        written.append(path)
+    return written
+
+
 # --------------------------------------------------------------------------- all of it
 def write_outputs(results, folder: Path) -> list[Path]:
     """Write every output of a run into ``folder`` (which must exist and be empty)."""
@@ -517,6 +536,7 @@ def write_outputs(results, folder: Path) -> list[Path]:
     written = []
     write_geopackage(results, folder / GPKG_NAME)
     written.append(folder / GPKG_NAME)
+    written += write_geoparquet(results, folder / GEOPARQUET_DIR)
     tables = {
         "scorecard_district.csv": results.scorecard_long,
         "scorecard_district_figures.csv": _round(results.district),

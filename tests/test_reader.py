@@ -190,3 +190,16 @@ def test_a_folder_lists_text_compressed_text_and_what_must_be_refused(tmp_path):
         (tmp_path / name).write_bytes(b"")
     assert [p.name for p in meas.list_measurement_files([tmp_path])] == [
         "a.csv", "b.csv.gz", "c.tsv.bz2", "d.txt.xz", "e.zip", "f.xlsx"]
+
+
+def test_a_file_the_reader_skips_in_a_folder_is_said(tmp_path, caplog):
+    import logging
+
+    from covgap import formats
+
+    (tmp_path / "a.csv").write_text("lat,lon,rsrp\n", encoding="utf-8")
+    (tmp_path / "notes.log").write_text("drove QL1 in the rain\n", encoding="utf-8")
+    with caplog.at_level(logging.WARNING, logger="covgap.formats"):
+        found = formats.list_measurement_files([tmp_path])
+    assert [p.name for p in found] == ["a.csv"]
+    assert "skipped" in caplog.text and "notes.log" in caplog.text and "not a measurement file type" in caplog.text

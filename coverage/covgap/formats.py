@@ -10,6 +10,7 @@ import bz2
 import codecs
 import csv
 import gzip
+import logging
 import lzma
 import re
 import zlib
@@ -19,6 +20,8 @@ from typing import BinaryIO, cast
 from covgap.config import ColumnMapping
 from covgap.errors import InputError
 
+
+log = logging.getLogger(__name__)
 
 LAT_ALIASES = ("lat", "latitude", "y", "lat_deg")
 
@@ -82,7 +85,12 @@ def list_measurement_files(paths: list[Path]) -> list[Path]:
     for p in paths:
         p = Path(p)
         if p.is_dir():
-            found += sorted(q for q in p.rglob("*") if q.is_file() and not q.name.startswith(".") and _is_measurement_file(q))
+            files = sorted(q for q in p.rglob("*") if q.is_file() and not q.name.startswith("."))
+            found += [q for q in files if _is_measurement_file(q)]
+            for q in files:
+                if not _is_measurement_file(q):  # said, not passed over in silence
+                    log.warning("skipped %s: not a measurement file type (.csv, .txt, .tsv, also .gz/.bz2/.xz); "
+                                "rename it if it holds measurements", q)
         elif p.is_file():
             found.append(p)
         else:

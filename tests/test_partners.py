@@ -504,3 +504,23 @@ def test_readme_has_no_nul_or_other_control_characters(viet_results, tmp_path):
     assert "Huyện Thử[31m" in text
     assert not re.search(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]", text)
     assert partners.strip_control_characters("a\x00b\tc\r\nd\x85") == "ab\tc\nd"
+
+
+@gdal
+def test_geopackage_fields_carry_vietnamese_and_english_aliases(exported):
+    import sqlite3
+
+    gpkg = exported / "partners" / "Viettel" / "Viettel.gpkg"
+    with sqlite3.connect(gpkg) as db:
+        rows = {(t, c): (n, title) for t, c, n, title in
+                db.execute("SELECT table_name, column_name, name, title FROM gpkg_data_columns")}
+        ext = db.execute("SELECT extension_name FROM gpkg_extensions WHERE table_name = 'gpkg_data_columns'").fetchall()
+    assert ext == [("gpkg_schema",)]
+    assert rows[("dead_zones", "households_in_zone")] == (partners.FIELDS["households_in_zone"].vi,
+                                                          partners.FIELDS["households_in_zone"].en)
+    for layer in partners.LAYERS:
+        fields = list(pyogrio.read_info(gpkg, layer=layer)["fields"])
+        assert all((layer, f) in rows for f in fields), layer
+    # GDAL still opens every layer of the package with the schema extension in it.
+    out = subprocess.run(["ogrinfo", "-so", "-al", str(gpkg)], capture_output=True, text=True)
+    assert out.returncode == 0 and "ERROR" not in out.stderr

@@ -23,6 +23,7 @@ time of the last measurement in ``gpkg_contents.last_change``
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import hashlib
 import io
@@ -564,6 +565,7 @@ def write_partner_package(results, operator: str, package: Path, *, generated: s
                                     promote_to_multi=gtype == "MultiPolygon")
     finally:
         pyogrio.set_gdal_config_options({"OGR_CURRENT_DATE": previous})
+    write_field_aliases(gpkg, {name: [c for c in layer.columns if c != "geometry"] for name, layer in layers.items()}, specs)
     rows = []
     for name, layer in layers.items():
         short = layer.rename(columns={c: specs[c].short for c in layer.columns if c != "geometry"})
@@ -585,6 +587,33 @@ def write_partner_package(results, operator: str, package: Path, *, generated: s
     # Names come from data: a NUL or other control character would make the text unreadable in some viewers.
     _inside(package, "README.txt").write_text(strip_control_characters(readme), encoding="utf-8", newline="\n")
     return counts
+
+
+def write_field_aliases(gpkg: Path, columns: dict[str, list[str]], specs: dict[str, FieldSpec]) -> None:
+    """Field aliases in the GeoPackage (``gpkg_data_columns``, the GeoPackage schema extension): the
+    Vietnamese meaning as the alias QGIS and ArcGIS show (``name``), the English one as ``title``,
+    both with the unit in ``description``."""
+    import sqlite3
+
+    with contextlib.closing(sqlite3.connect(gpkg)) as db, db:
+        db.execute("""CREATE TABLE IF NOT EXISTS gpkg_extensions (table_name TEXT, column_name TEXT,
+                      extension_name TEXT NOT NULL, definition TEXT NOT NULL, scope TEXT NOT NULL,
+                      CONSTRAINT ge_tce UNIQUE (table_name, column_name, extension_name))""")
+        db.execute("""CREATE TABLE IF NOT EXISTS gpkg_data_columns (table_name TEXT NOT NULL, column_name TEXT NOT NULL,
+                      name TEXT, title TEXT, description TEXT, mime_type TEXT, constraint_name TEXT,
+                      CONSTRAINT pk_gdc PRIMARY KEY (table_name, column_name),
+                      CONSTRAINT gdc_tn UNIQUE (table_name, name))""")
+        db.execute("INSERT OR IGNORE INTO gpkg_extensions VALUES ('gpkg_data_columns', NULL, 'gpkg_schema', "
+                   "'http://www.geopackage.org/spec/#extension_schema', 'read-write')")
+        for table, cols in columns.items():
+            used: set[str] = set()
+            for col in cols:
+                s = specs[col]
+                alias = s.vi if s.vi not in used else f"{s.vi} ({col})"
+                used.add(alias)
+                unit = f" [{s.unit}]" if s.unit else ""
+                db.execute("INSERT OR REPLACE INTO gpkg_data_columns (table_name, column_name, name, title, description) "
+                           "VALUES (?, ?, ?, ?, ?)", (table, col, alias, s.en, f"{s.vi}{unit} / {s.en}{unit}"))
 
 
 def write_fields_csv(rows: list[list[str]], path: Path) -> None:

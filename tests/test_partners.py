@@ -42,7 +42,7 @@ from covgap.cli import main
 from covgap.config import load_config
 
 NOW_S = 1_790_000_000
-SHAPEFILE_PARTS = (".shp", ".shx", ".dbf", ".prj", ".cpg")
+SHAPEFILE_PARTS = (".shp", ".shx", ".dbf", ".prj", ".cpg", ".qml")  # .qml: the QGIS style beside each
 HAS_OGRINFO = shutil.which("ogrinfo") is not None
 gdal = pytest.mark.skipif(not HAS_OGRINFO, reason="GDAL's ogrinfo is not installed (make system-deps)")
 
@@ -524,3 +524,21 @@ def test_geopackage_fields_carry_vietnamese_and_english_aliases(exported):
     # GDAL still opens every layer of the package with the schema extension in it.
     out = subprocess.run(["ogrinfo", "-so", "-al", str(gpkg)], capture_output=True, text=True)
     assert out.returncode == 0 and "ERROR" not in out.stderr
+
+
+@gdal
+def test_styles_for_qgis_beside_each_shapefile_and_in_the_geopackage(exported):
+    import xml.etree.ElementTree as ET
+
+    package = exported / "partners" / "Viettel"
+    for layer in partners.LAYERS:
+        root = ET.parse(package / f"{layer}.qml").getroot()  # well-formed XML
+        colour = ",".join(map(str, partners.LAYER_COLOURS[layer]))
+        assert root.tag == "qgis" and colour in (package / f"{layer}.qml").read_text(encoding="utf-8")
+    # layer_styles is an attributes table GDAL lists and reads: one default style per layer.
+    info = subprocess.run(["ogrinfo", "-so", str(package / "Viettel.gpkg"), "layer_styles"],
+                          capture_output=True, text=True)
+    assert info.returncode == 0, info.stderr
+    assert f"Feature Count: {len(partners.LAYERS)}" in info.stdout
+    styles = pyogrio.read_dataframe(package / "Viettel.gpkg", layer="layer_styles")
+    assert sorted(styles["f_table_name"]) == sorted(partners.LAYERS) and styles["useAsDefault"].all()

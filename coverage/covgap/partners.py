@@ -468,6 +468,66 @@ def _dtype(kind: str):
 # --------------------------------------------------------------------------- writing
 _GEOMETRY_TYPES = {"communes_without_fibre": "Point", "fibre_plan": "LineString"}
 
+#: Colour (fill or line, RGB) of each layer, as on the planner maps (templates/map.js COLOURS).
+LAYER_COLOURS = {
+    "dead_zones": (178, 24, 43), "no_4g_zones": (197, 27, 125), "villages_without_4g": (215, 25, 28),
+    "needs_measurement": (106, 81, 163), "villages_below_fibre_goal": (66, 146, 198),
+    "communes_without_fibre": (215, 25, 28), "fibre_plan": (230, 97, 1),
+}
+
+
+def layer_qml(layer: str) -> str:
+    """A QGIS style (.qml) for one partner layer, in the colours of the maps: translucent fill and solid
+    outline for polygons, a line for spurs, a dot for commune centres."""
+    r, g, b = LAYER_COLOURS[layer]
+    kind = _GEOMETRY_TYPES.get(layer, "MultiPolygon")
+    if kind == "Point":
+        symbol, props = "marker", {"name": "circle", "color": f"{r},{g},{b},255", "size": "3",
+                                   "outline_color": "0,0,0,255"}
+        cls = "SimpleMarker"
+    elif kind == "LineString":
+        symbol, props = "line", {"line_color": f"{r},{g},{b},255", "line_width": "0.8", "line_style": "dash"}
+        cls = "SimpleLine"
+    else:
+        symbol, props = "fill", {"color": f"{r},{g},{b},110", "outline_color": f"{r},{g},{b},255",
+                                 "outline_width": "0.4", "style": "solid"}
+        cls = "SimpleFill"
+    options = "\n".join(f'            <Option type="QString" name="{k}" value="{v}"/>' for k, v in props.items())
+    return f"""<!DOCTYPE qgis PUBLIC 'http://mrcc.com/qgis.dtd' 'SYSTEM'>
+<qgis version="3.28" styleCategories="Symbology">
+  <renderer-v2 type="singleSymbol" symbollevels="0" enableorderby="0" forceraster="0">
+    <symbols>
+      <symbol type="{symbol}" name="0" alpha="1" clip_to_extent="1" force_rhr="0">
+        <layer class="{cls}" enabled="1" pass="0" locked="0">
+          <Option type="Map">
+{options}
+          </Option>
+        </layer>
+      </symbol>
+    </symbols>
+  </renderer-v2>
+</qgis>
+"""
+
+
+def write_layer_styles(gpkg: Path, layers: list[str], *, stamp: str) -> None:
+    """The QGIS ``layer_styles`` table in the GeoPackage (QGIS applies each layer's default style on
+    opening), registered in ``gpkg_contents`` as an attributes table so GDAL lists it too."""
+    import sqlite3
+
+    with contextlib.closing(sqlite3.connect(gpkg)) as db, db:
+        db.execute("""CREATE TABLE IF NOT EXISTS layer_styles (id INTEGER PRIMARY KEY AUTOINCREMENT,
+                      f_table_catalog TEXT, f_table_schema TEXT, f_table_name TEXT, f_geometry_column TEXT,
+                      styleName TEXT, styleQML TEXT, styleSLD TEXT, useAsDefault BOOLEAN, description TEXT,
+                      owner TEXT, ui TEXT, update_time DATETIME)""")
+        for layer in layers:
+            db.execute("INSERT INTO layer_styles (f_table_catalog, f_table_schema, f_table_name, f_geometry_column, "
+                       "styleName, styleQML, styleSLD, useAsDefault, description, owner, ui, update_time) "
+                       "VALUES ('', '', ?, 'geom', ?, ?, '', 1, 'covgap: the colours of the planner maps', '', '', ?)",
+                       (layer, layer, layer_qml(layer), stamp))
+        db.execute("INSERT OR REPLACE INTO gpkg_contents (table_name, data_type, identifier, description, last_change) "
+                   "VALUES ('layer_styles', 'attributes', 'layer_styles', 'QGIS layer styles', ?)", (stamp,))
+
 
 def _prepare(layer: gpd.GeoDataFrame, specs: dict[str, FieldSpec], crs: str) -> gpd.GeoDataFrame:
     """Fixed dtypes, rounded figures, export CRS."""
@@ -566,6 +626,7 @@ def write_partner_package(results, operator: str, package: Path, *, generated: s
     finally:
         pyogrio.set_gdal_config_options({"OGR_CURRENT_DATE": previous})
     write_field_aliases(gpkg, {name: [c for c in layer.columns if c != "geometry"] for name, layer in layers.items()}, specs)
+    write_layer_styles(gpkg, list(layers), stamp=stamp_time)
     rows = []
     for name, layer in layers.items():
         short = layer.rename(columns={c: specs[c].short for c in layer.columns if c != "geometry"})
@@ -576,6 +637,7 @@ def write_partner_package(results, operator: str, package: Path, *, generated: s
         pyogrio.write_dataframe(short, _inside(package, f"{name}.shp"), driver="ESRI Shapefile", encoding="UTF-8",
                                 geometry_type=gtype, promote_to_multi=gtype == "MultiPolygon",
                                 layer_options={"DBF_DATE_LAST_UPDATE": stamp_date})
+        _inside(package, f"{name}.qml").write_text(layer_qml(name), encoding="utf-8")  # QGIS opens it with the .shp
         for full in layer.columns:
             if full != "geometry":
                 s = specs[full]

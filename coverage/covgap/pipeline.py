@@ -161,14 +161,8 @@ def analyse(layers: Layers, stats: pd.DataFrame, config: Config, report: ReadRep
         best_flat[any_view["cell"].to_numpy()] = any_view["rsrp_dbm_p50"].to_numpy(dtype=float)
     best = np.where(layers.inside.ravel(), best_flat, np.nan).reshape(grid.nrows, grid.ncols)
 
-    dz = config.dead_zones
     pieces = villages_mod.village_pieces(layers.villages, grid, layers.density)
-    described = {}
-    for kind, klass, prefix in ZONE_KINDS:
-        found = deadzones.delineate_dead_zones(classes, grid, min_area_km2=dz.min_area_km2, connectivity=dz.connectivity,
-                                               dead_value=int(klass), prefix=prefix)
-        described[kind] = deadzones.describe_dead_zones(found, grid, pieces=pieces, villages=layers.villages,
-                                                        any_view=any_view, op_view=op_view, op_hist=op_hist)
+    described = _gap_zones(classes, layers, pieces, any_view, op_view, op_hist, config)
     (zones, zone_ops), (no4g_zones, no4g_ops) = described["no_service"], described["no_4g"]
     labels = deadzones.label_cells(zones, grid)
     operators = sorted(op_view["operator"].unique().tolist()) if not op_view.empty else []
@@ -263,6 +257,21 @@ def _with_plan_figures(frame: pd.DataFrame, units: pd.DataFrame, key: str | None
 ZONE_KINDS = (("no_service", CellClass.NO_SERVICE, "DZ"), ("no_4g", CellClass.NO_4G, "N4G"))
 
 
+def _gap_zones(classes: np.ndarray, layers: Layers, pieces: gpd.GeoDataFrame, any_view: pd.DataFrame,
+               op_view: pd.DataFrame, op_hist: np.ndarray, config: Config, *,
+               id_prefix: str = "") -> dict[str, tuple[gpd.GeoDataFrame, pd.DataFrame]]:
+    """Both kinds of gap zone of a class raster (any operator, or one operator's), delineated and described:
+    kind (``no_service``, ``no_4g``) → (zones with villages, households and evidence; per-operator figures)."""
+    dz = config.dead_zones
+    out = {}
+    for kind, klass, tag in ZONE_KINDS:
+        found = deadzones.delineate_dead_zones(classes, layers.grid, min_area_km2=dz.min_area_km2,
+                                               connectivity=dz.connectivity, dead_value=int(klass), prefix=id_prefix + tag)
+        out[kind] = deadzones.describe_dead_zones(found, layers.grid, pieces=pieces, villages=layers.villages,
+                                                  any_view=any_view, op_view=op_view, op_hist=op_hist)
+    return out
+
+
 def _partner_operators(operators: list[str], fibre: gpd.GeoDataFrame) -> list[str]:
     """The measured operators and the owners of fibre routes (names as the measurement reader writes
     them, so "VNPT" in a fibre layer is VNPT-VinaPhone): an owner not yet measured still needs its
@@ -278,21 +287,16 @@ def _operator_views(op_view: pd.DataFrame, op_hist: np.ndarray, any_view: pd.Dat
     """Each operator alone: its class raster, its own gap zones of both kinds (measured with enough
     samples) with their figures, and its village indicators; and all the zones as one layer
     (columns ``operator``, ``kind``)."""
-    grid, dz = layers.grid, config.dead_zones
+    grid = layers.grid
     views, frames = {}, []
     for op in operators:
         mask = (op_view["operator"] == op).to_numpy()
         sub, hist = op_view.loc[mask], op_hist[mask]
         classes = cellstats.class_raster(sub, grid, layers.inside)
-        zones = {}
-        for kind, klass, tag in ZONE_KINDS:
-            found = deadzones.delineate_dead_zones(classes, grid, min_area_km2=dz.min_area_km2,
-                                                   connectivity=dz.connectivity, dead_value=int(klass),
-                                                   prefix=f"{_slug(op)}-{tag}")
-            if len(found):
-                frames.append(found.assign(operator=op, kind=kind))
-            zones[kind] = deadzones.describe_dead_zones(found, grid, pieces=pieces, villages=layers.villages,
-                                                        any_view=any_view, op_view=sub, op_hist=hist)
+        zones = _gap_zones(classes, layers, pieces, any_view, sub, hist, config, id_prefix=f"{_slug(op)}-")
+        for kind, (described, _) in zones.items():
+            if len(described):
+                frames.append(described[["zone_id", "area_km2", "n_cells", "geometry"]].assign(operator=op, kind=kind))
         labels = deadzones.label_cells(zones["no_service"][0], grid)
         villages = villages_mod.compute_signal_indicators(layers.villages, pieces, classes, sub, labels, grid,
                                                           min_evidence_share=config.evidence.village_min_share,

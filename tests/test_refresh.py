@@ -173,7 +173,9 @@ def test_incremental_refreshes_equal_a_full_rebuild(hand_project, no_maps, tmp_p
     assert "changes.csv" not in csvs and (inc / "changes.csv").is_file()
     for name in csvs:
         assert (full / name).read_bytes() == (inc / name).read_bytes(), name
-    for name in ("cell_class.tif", "best_4g_rsrp_p50_dbm.tif", "store/cells_total.parquet", "store/row_keys.npy"):
+    keys = sorted(p.relative_to(full).as_posix() for p in (full / "store" / "row_keys").glob("*.npy"))
+    assert keys == sorted(p.relative_to(inc).as_posix() for p in (inc / "store" / "row_keys").glob("*.npy")) and keys
+    for name in ("cell_class.tif", "best_4g_rsrp_p50_dbm.tif", "store/cells_total.parquet", *keys):
         assert (full / name).read_bytes() == (inc / name).read_bytes(), name
     assert pd.read_csv(inc / "rejected_rows.csv")["reason"].value_counts()["duplicate_row"] == 1
     # The second refresh did not read a.csv again: only b.csv's statistics file is new.
@@ -343,14 +345,17 @@ def test_chunk_boundaries_change_nothing(hand_project, tmp_path):
     src = hand_project.parent / "measurements" / "hand.csv"
     big, _ = ingest.ingest_file(src, layers, ctx1, sha256="1" * 64, folder=tmp_path / "big")
     small, _ = ingest.ingest_file(src, layers, ctx2, sha256="1" * 64, folder=tmp_path / "small", chunk_rows=4)
-    for rel in (big.stats_file, big.rejected_file):
+    keys = sorted(p.name for p in (tmp_path / "big" / "row_keys").glob("*.npy"))
+    assert keys and keys == sorted(p.name for p in (tmp_path / "small" / "row_keys").glob("*.npy"))
+    for rel in (big.stats_file, big.rejected_file, *(f"row_keys/{k}" for k in keys)):
         assert (tmp_path / "big" / rel).read_bytes() == (tmp_path / "small" / rel).read_bytes()
-    np.testing.assert_array_equal(ctx1.seen_keys, ctx2.seen_keys)
+    n_keys = sum(len(np.load(tmp_path / "big" / "row_keys" / k)) for k in keys)
+    assert n_keys == big.rows_used == 27  # one key per row kept: the duplicate has none of its own
 
 
 # --------------------------------------------------------------------------- atomicity and concurrency
 #: A refresh in a subprocess that stops at a known point, reached by patching the real functions there
-#: (production code has no test hook): ``ingest`` after the first chunk of a file is projected,
+#: (production code has no test hook): ``ingest`` after the first block of a file is read,
 #: ``before_swap`` when everything is written into the temporary folder, just before it is synced and swapped.
 _PAUSING_REFRESH = """
 import sys, time
@@ -363,8 +368,8 @@ def pause():
     time.sleep(seconds)
 
 if stage == "ingest":
-    project = ingest.project_rows
-    ingest.project_rows = lambda *a, **k: (project(*a, **k), pause())[0]
+    block = ingest.process_block
+    ingest.process_block = lambda *a, **k: (block(*a, **k), pause())[0]
 elif stage == "before_swap":
     fsync = outputs._fsync_tree
     outputs._fsync_tree = lambda *a, **k: (pause(), fsync(*a, **k))[1]

@@ -10,6 +10,7 @@ old ones (DESIGN.md §3.2, §5). Percentiles come out of the histogram.
 from __future__ import annotations
 
 import enum
+from dataclasses import dataclass
 from typing import cast
 
 import numpy as np
@@ -88,19 +89,89 @@ def aggregate_to_cells(rows: pd.DataFrame, grid: Grid) -> pd.DataFrame:
     return acc.to_stats()
 
 
-class CellAccumulator:
-    """Cell statistics accumulated chunk by chunk in flat arrays (a file streamed in chunks).
+@dataclass
+class PartialStats:
+    """The cell statistics of some rows in compact form: what a block sends to be merged.
 
-    The result equals :func:`merge_stats` of each chunk's statistics, without
-    rebuilding the whole statistics frame per chunk: a group (cell, operator,
-    technology) gets a row the first time it is seen; counts and histograms add in
-    place; times take min and max. Memory: one int32 histogram row per group.
+    One entry per group (cell, operator, technology) with its count and first/last
+    time, and the histogram as sparse triples (group, bin, count): a block touches a
+    few bins of each group, so no dense 97-bin row is built per block.
+    """
+
+    cell: np.ndarray  # int64 per group
+    operator: np.ndarray  # int64 per group: position in ``operators``
+    technology: np.ndarray  # int64 per group: position in ``technologies``
+    operators: list
+    technologies: list
+    n: np.ndarray
+    tmin: np.ndarray
+    tmax: np.ndarray
+    hist_group: np.ndarray  # int64 per histogram entry: position of its group
+    hist_bin: np.ndarray  # int64 per entry: dBm − DBM_MIN
+    hist_count: np.ndarray  # int64 per entry
+
+    @property
+    def groups(self) -> int:
+        return len(self.cell)
+
+
+def partial_stats(rows: pd.DataFrame, grid: Grid) -> PartialStats:
+    """The compact statistics of normalised rows with working-CRS ``x``, ``y`` (or a ``cell`` column).
+
+    Groups are found by hashing (pandas.factorize), not by sorting, and the histogram is
+    counted per (group, bin) pair that occurs.
+    """
+    cell = rows["cell"].to_numpy(dtype=np.int64) if "cell" in rows else grid.cell_of(rows["x"].to_numpy(), rows["y"].to_numpy())
+    keep = cell >= 0
+    if not keep.all():
+        rows, cell = rows.loc[keep], cell[keep]
+    op = pd.Categorical(rows["operator"])
+    tech = pd.Categorical(rows["technology"])
+    n_ops, n_tech = max(len(op.categories), 1), max(len(tech.categories), 1)
+    key = (cell * n_ops + np.asarray(op.codes, dtype=np.int64)) * n_tech + np.asarray(tech.codes, dtype=np.int64)
+    codes, uniq = pd.factorize(key, sort=False)
+    ng = len(uniq)
+    n = np.bincount(codes, minlength=ng)
+    t = rows["time_s"].to_numpy(dtype=float)
+    tmin = np.full(ng, np.nan)
+    tmax = np.full(ng, np.nan)
+    if np.isfinite(t).any():
+        np.fmin.at(tmin, codes, t)
+        np.fmax.at(tmax, codes, t)
+    sig = rows["signal_dbm"].to_numpy(dtype=float)
+    has = np.isfinite(sig)
+    bins = np.clip(np.rint(sig[has]), DBM_MIN, DBM_MAX).astype(np.int64) - DBM_MIN
+    hcodes, huniq = pd.factorize(codes[has].astype(np.int64) * NBINS + bins, sort=False)
+    hcount = np.bincount(hcodes, minlength=len(huniq))
+    uniq = np.asarray(uniq, dtype=np.int64)
+    huniq = np.asarray(huniq, dtype=np.int64)
+    return PartialStats(cell=uniq // (n_ops * n_tech), operator=(uniq // n_tech) % n_ops, technology=uniq % n_tech,
+                        operators=list(op.categories), technologies=list(tech.categories), n=n.astype(np.int64),
+                        tmin=tmin, tmax=tmax, hist_group=huniq // NBINS, hist_bin=huniq % NBINS,
+                        hist_count=hcount.astype(np.int64))
+
+
+#: Group keys are ``cell * LABELS + label`` (label: an (operator, technology) pair's number).
+LABELS = 1 << 16
+
+
+class CellAccumulator:
+    """Cell statistics accumulated block by block in flat arrays (files streamed in blocks).
+
+    Each group (cell, operator, technology) gets a row the first time a block brings it;
+    counts add and times take min and max in place, and a block's sparse histogram
+    entries (:class:`PartialStats`) add into those rows' bins, so no dense histogram is
+    built per block and nothing seen so far is copied per block (the arrays double when
+    full). Groups are found through a sorted index of their keys, merged with a block's
+    new keys only. Memory: one int32 histogram row per group, as in the statistics
+    :meth:`to_stats` returns. The result equals :func:`merge_stats` of each block's statistics.
     """
 
     def __init__(self, grid):
         self.grid = grid
-        self.labels: dict[tuple[str, str], int] = {}  # (operator, technology) → label id
-        self.group_ids = pd.Index(np.empty(0, dtype=np.int64))
+        self.labels: dict[tuple[str, str], int] = {}  # (operator, technology) → label
+        self._sorted_keys = np.empty(0, dtype=np.int64)
+        self._sorted_pos = np.empty(0, dtype=np.int64)
         self._keys = np.empty(0, dtype=np.int64)
         self._n = np.empty(0, dtype=np.int64)
         self._hist = np.empty((0, NBINS), dtype=HIST_DTYPE)
@@ -110,67 +181,125 @@ class CellAccumulator:
 
     def add(self, rows: pd.DataFrame) -> None:
         """Add normalised rows with working-CRS ``x``, ``y`` (rows outside the grid are not counted)."""
-        cell = self.grid.cell_of(rows["x"].to_numpy(), rows["y"].to_numpy())
-        keep = cell >= 0
-        if not keep.any():
+        if len(rows):
+            self.add_partial(partial_stats(rows, self.grid))
+
+    def add_partial(self, part: PartialStats) -> None:
+        """Add the compact statistics of a block (:func:`partial_stats`)."""
+        if not part.groups:
             return
-        ocodes, ouniq = pd.factorize(rows["operator"].to_numpy(dtype=object)[keep])
-        tcodes, tuniq = pd.factorize(rows["technology"].to_numpy(dtype=object)[keep])
-        label = np.array([[self.labels.setdefault((o, t), len(self.labels)) for t in tuniq] for o in ouniq],
-                         dtype=np.int64).reshape(len(ouniq), len(tuniq))
-        key = cell[keep].astype(np.int64) * 1_000_003 + label[ocodes, tcodes]
-        ukeys, inv = np.unique(key, return_inverse=True)
-        pos = self.group_ids.get_indexer(ukeys)
-        new = pos < 0
-        if new.any():
-            pos[new] = np.arange(self.size, self.size + int(new.sum()))
-            self._grow(self.size + int(new.sum()))
-            self._keys[pos[new]] = ukeys[new]
-            self.size += int(new.sum())
-            self.group_ids = pd.Index(self._keys[:self.size])
-        ng = len(ukeys)
-        sig = rows["signal_dbm"].to_numpy(dtype=float)[keep]
-        has = np.isfinite(sig)
-        bins = np.clip(np.rint(sig[has]), DBM_MIN, DBM_MAX).astype(np.int64) - DBM_MIN
-        self._hist[pos] += np.bincount(inv[has] * NBINS + bins,
-                                       minlength=ng * NBINS).reshape(ng, NBINS)
-        self._n[pos] += np.bincount(inv, minlength=ng)
-        t = rows["time_s"].to_numpy(dtype=float)[keep]
-        tmin = np.full(ng, np.nan)
-        tmax = np.full(ng, np.nan)
-        np.fmin.at(tmin, inv, t)
-        np.fmax.at(tmax, inv, t)
-        self._tmin[pos] = np.fmin(self._tmin[pos], tmin)
-        self._tmax[pos] = np.fmax(self._tmax[pos], tmax)
+        n_tech = max(len(part.technologies), 1)
+        table = np.array([self.labels.setdefault((o, t), len(self.labels)) for o in part.operators for t in part.technologies],
+                         dtype=np.int64)
+        if len(self.labels) >= LABELS:
+            raise ValueError(f"more than {LABELS} operator and technology pairs")
+        pos = self._lookup(part.cell * LABELS + table[part.operator * n_tech + part.technology])
+        self._n[pos] += part.n
+        self._tmin[pos] = np.fmin(self._tmin[pos], part.tmin)
+        self._tmax[pos] = np.fmax(self._tmax[pos], part.tmax)
+        if len(part.hist_count):  # (group, bin) pairs are distinct within a block: a plain fancy-index add
+            self._hist[pos[part.hist_group], part.hist_bin] += part.hist_count.astype(HIST_DTYPE)
+
+    def _lookup(self, key: np.ndarray) -> np.ndarray:
+        """Row positions of group keys (distinct within the call), adding rows for new ones."""
+        pos = np.full(len(key), -1, dtype=np.int64)
+        if len(self._sorted_keys):
+            at = np.minimum(np.searchsorted(self._sorted_keys, key), len(self._sorted_keys) - 1)
+            found = self._sorted_keys[at] == key
+            pos[found] = self._sorted_pos[at[found]]
+        new = np.flatnonzero(pos < 0)
+        if len(new):
+            k = len(new)
+            self._grow(self.size + k)
+            new_pos = np.arange(self.size, self.size + k)
+            pos[new] = new_pos
+            self._keys[new_pos] = key[new]
+            self.size += k
+            order = np.argsort(key[new])
+            nk, npos = key[new][order], new_pos[order]
+            at = np.searchsorted(self._sorted_keys, nk)
+            self._sorted_keys = np.insert(self._sorted_keys, at, nk)
+            self._sorted_pos = np.insert(self._sorted_pos, at, npos)
+        return pos
 
     def _grow(self, need: int) -> None:
         cap = len(self._keys)
         if need <= cap:
             return
-        cap = max(need, 2 * cap, 1024)
-        extra = cap - len(self._keys)
-        self._keys = np.r_[self._keys, np.zeros(extra, dtype=np.int64)]
-        self._n = np.r_[self._n, np.zeros(extra, dtype=np.int64)]
-        self._hist = np.vstack([self._hist, np.zeros((extra, NBINS), dtype=HIST_DTYPE)])
-        self._tmin = np.r_[self._tmin, np.full(extra, np.nan)]
-        self._tmax = np.r_[self._tmax, np.full(extra, np.nan)]
+        cap = max(need, cap + cap // 4, 4096)  # geometric (amortised O(1) per group), without doubling a large array
+
+        def grown(a: np.ndarray, fill) -> np.ndarray:
+            out = np.empty((cap, *a.shape[1:]), dtype=a.dtype)
+            out[:self.size] = a[:self.size]
+            out[self.size:] = fill
+            return out
+
+        self._keys = grown(self._keys, 0)
+        self._n = grown(self._n, 0)
+        self._hist = grown(self._hist, 0)
+        self._tmin = grown(self._tmin, np.nan)
+        self._tmax = grown(self._tmax, np.nan)
+
+    def to_partial(self) -> PartialStats:
+        """The statistics so far in compact form (to merge into another accumulator: a worker's share)."""
+        by_id = sorted(self.labels, key=self.labels.__getitem__)
+        operators = list(dict.fromkeys(o for o, _ in by_id))
+        technologies = list(dict.fromkeys(t for _, t in by_id))
+        op_of = np.array([operators.index(o) for o, _ in by_id] or [0], dtype=np.int64)
+        tech_of = np.array([technologies.index(t) for _, t in by_id] or [0], dtype=np.int64)
+        key = self._keys[:self.size]
+        label = key % LABELS
+        rows, bins = np.nonzero(self._hist[:self.size])
+        return PartialStats(cell=key // LABELS, operator=op_of[label], technology=tech_of[label], operators=operators,
+                            technologies=technologies, n=self._n[:self.size].copy(), tmin=self._tmin[:self.size].copy(),
+                            tmax=self._tmax[:self.size].copy(), hist_group=rows.astype(np.int64), hist_bin=bins.astype(np.int64),
+                            hist_count=self._hist[rows, bins].astype(np.int64))
 
     def to_stats(self) -> pd.DataFrame:
         """The statistics as cellstats builds them (STAT_COLUMNS, canonical order)."""
         if not self.size:
             return empty_stats()
-        k = self._keys[:self.size]
-        names = {v: kv for kv, v in self.labels.items()}
-        lab = k % 1_000_003
-        ops = np.array([names[i][0] for i in range(len(names))], dtype=object)
-        techs = np.array([names[i][1] for i in range(len(names))], dtype=object)
-        frame = pd.DataFrame({"cell": k // 1_000_003, "operator": ops[lab], "technology": techs[lab],
-                              "n_samples": self._n[:self.size], "t_first_s": self._tmin[:self.size],
-                              "t_last_s": self._tmax[:self.size]})
-        order = np.lexsort((frame["technology"].to_numpy(), frame["operator"].to_numpy(), frame["cell"].to_numpy()))
-        frame = frame.iloc[order].reset_index(drop=True)
-        hist = pd.DataFrame(self._hist[order], columns=HIST_COLUMNS)
-        return pd.concat([frame, hist], axis=1)[STAT_COLUMNS]
+        key = self._keys[:self.size]
+        # Canonical order (cell, operator, technology): rank the labels by their names, sort by (cell, rank).
+        by_id = sorted(self.labels, key=self.labels.__getitem__)
+        rank = np.empty(len(by_id), dtype=np.int64)
+        for r, ot in enumerate(sorted(by_id, key=lambda ot: (str(ot[0]), str(ot[1])))):
+            rank[self.labels[ot]] = r
+        cell, label = key // LABELS, key % LABELS
+        order = np.argsort(cell * len(rank) + rank[label], kind="stable")
+        ops = np.array([ot[0] for ot in by_id], dtype=object)
+        techs = np.array([ot[1] for ot in by_id], dtype=object)
+        lab = label[order]
+        # One int32 block for the histogram (no second copy), the key columns inserted in front of it.
+        frame = pd.DataFrame(self._hist[order], columns=HIST_COLUMNS, copy=False)
+        for i, (name, values) in enumerate((("cell", cell[order]), ("operator", ops[lab]), ("technology", techs[lab]),
+                                            ("n_samples", self._n[order]), ("t_first_s", self._tmin[order]),
+                                            ("t_last_s", self._tmax[order]))):
+            frame.insert(i, name, values)
+        return frame
+
+
+def subtract_stats(stats: pd.DataFrame, minus: pd.DataFrame) -> pd.DataFrame:
+    """``stats`` without the rows counted in ``minus`` (rows found later to be duplicates).
+
+    Counts and histograms subtract; a group left with no sample goes. First and last
+    times stay: a duplicate has the time of the row it repeats, which is counted in the
+    same group (of this file or of the one it repeats), so merged statistics stay exact.
+    """
+    if minus.empty:
+        return stats
+    both = stats.merge(minus[KEY_COLUMNS + ["n_samples", *HIST_COLUMNS]], on=KEY_COLUMNS, how="left",
+                       suffixes=("", "_minus"), sort=False, indicator=True)
+    if int((both["_merge"] == "right_only").sum()) or len(both) != len(stats):
+        raise ValueError("subtracting statistics of groups that were never counted")
+    has = (both["_merge"] == "both").to_numpy()
+    out = stats.copy()
+    out.loc[has, "n_samples"] = out.loc[has, "n_samples"].to_numpy() - both.loc[has, "n_samples_minus"].to_numpy(dtype=np.int64)
+    for c in HIST_COLUMNS:
+        out.loc[has, c] = (out.loc[has, c].to_numpy() - both.loc[has, f"{c}_minus"].to_numpy(dtype=HIST_DTYPE)).astype(HIST_DTYPE)
+    if (out["n_samples"] < 0).any() or (out[HIST_COLUMNS].to_numpy() < 0).any():
+        raise ValueError("subtracting more samples than were counted")
+    return out[out["n_samples"] > 0].reset_index(drop=True)
 
 
 def merge_stats(*parts: pd.DataFrame | None) -> pd.DataFrame:

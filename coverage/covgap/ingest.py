@@ -1,18 +1,28 @@
-"""Reading measurement files into cell statistics: the one path of run, refresh and the library.
+"""Reading measurement files into cell statistics: the one engine of run, refresh and the library.
 
-:func:`ingest_file` streams a file in chunks: each chunk's rows are normalised and
-validated (:mod:`covgap.measurements`), used rows are binned into a running
-:class:`covgap.cellstats.CellAccumulator`, rejected rows go to a callback or straight to the store's
-``rejected/`` file. Memory is bounded by the chunk size plus the file's cell statistics.
+A :class:`Batch` reads files block by block (covgap.blocks): each block's rows are parsed,
+checked and normalised (:mod:`covgap.measurements`), projected and binned into compact
+cell statistics (:func:`process_block`, a pure function, so large files are read by
+several worker processes, and by Dask workers in covgap.engine_dask); the statistics of a
+file merge into a :class:`covgap.cellstats.CellAccumulator`, its rejected rows go to a
+callback or straight to the store's ``rejected/`` file, and the keys of its used rows are
+spooled to disk. When every file is read, :meth:`Batch.finish` finds the exact duplicates
+of the whole batch and of the store (covgap.dedupe) and takes them out. Memory is bounded
+by the blocks in flight plus one file's cell statistics, whatever the number of rows.
 """
 
 from __future__ import annotations
 
 import contextlib
+import itertools
 import logging
+import os
+import shutil
+import tempfile
 import time
 import traceback
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +31,8 @@ import pandas as pd
 import shapely
 from pyproj import CRS, Transformer
 
-from covgap import cellstats, measurements as meas, store as store_mod
+from covgap import cellstats, dedupe, measurements as meas, store as store_mod
+from covgap.blocks import BLOCK_BYTES, Block, read_ref
 from covgap.config import Config
 from covgap.errors import InputError
 from covgap.model import Layers
@@ -63,6 +74,60 @@ def study_area_test(layers: Layers) -> Callable[[np.ndarray, np.ndarray], np.nda
     return inside
 
 
+class StudyAreaLocator:
+    """The study-area test that also projects: ``locate(lon, lat) -> (inside, x, y)``.
+
+    Points are projected once (pyproj) and binned on the analysis grid; a cell that the
+    study area's boundary does not touch is wholly inside or wholly outside, so only
+    points in boundary cells get the exact point-in-polygon test. The same answer as
+    :func:`study_area_test` (the property tests compare them), for a fraction of the cost.
+    """
+
+    def __init__(self, layers: Layers):
+        import rasterio.features
+
+        self.to_work = Transformer.from_crs("EPSG:4326", layers.crs, always_xy=True)
+        self.grid = grid = layers.grid
+        self.area = layers.study_area
+        shapely.prepare(self.area)
+        shape = (grid.nrows, grid.ncols)
+        centre_in = rasterio.features.rasterize([(self.area, 1)], out_shape=shape, transform=grid.transform,
+                                                fill=0, dtype="uint8", all_touched=False).astype(bool)
+        edge = rasterio.features.rasterize([(self.area.boundary, 1)], out_shape=shape, transform=grid.transform,
+                                           fill=0, dtype="uint8", all_touched=True).astype(bool)
+        grown = edge.copy()  # one cell more on every side: round-off at cell edges cannot matter
+        grown[1:, :] |= edge[:-1, :]
+        grown[:-1, :] |= edge[1:, :]
+        grown[:, 1:] |= edge[:, :-1]
+        grown[:, :-1] |= edge[:, 1:]
+        # The grid's outer ring too: the boundary may run along the grid's edge, where rasterising misses it.
+        grown[[0, -1], :] = True
+        grown[:, [0, -1]] = True
+        self.kind = np.where(grown, 2, np.where(centre_in, 1, 0)).astype(np.uint8).ravel()  # 0 out, 1 in, 2 exact
+        self.bounds = self.area.bounds
+
+    def __call__(self, lon: np.ndarray, lat: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        lon = np.asarray(lon, dtype=float)
+        lat = np.asarray(lat, dtype=float)
+        x, y = self.to_work.transform(lon, lat)
+        x = np.asarray(x, dtype=float)
+        y = np.asarray(y, dtype=float)
+        with np.errstate(invalid="ignore"):
+            ok = (np.abs(lat) <= 90) & (np.abs(lon) <= 180)
+        x[~ok] = np.nan
+        y[~ok] = np.nan
+        cell = self.grid.cell_of(x, y)
+        kind = np.where(cell >= 0, self.kind[np.maximum(cell, 0)], 0)
+        minx, miny, maxx, maxy = self.bounds
+        with np.errstate(invalid="ignore"):  # off the grid (by round-off) yet in the area's box: test exactly
+            kind[(cell < 0) & (x >= minx) & (x <= maxx) & (y >= miny) & (y <= maxy)] = 2
+        inside = kind == 1
+        edge = np.flatnonzero(kind == 2)
+        if len(edge):
+            inside[edge] = shapely.contains_xy(self.area, x[edge], y[edge])
+        return inside, x, y
+
+
 def project_rows(rows: pd.DataFrame, crs: CRS) -> pd.DataFrame:
     """Add working-CRS ``x``, ``y`` to normalised rows."""
     to_work = Transformer.from_crs("EPSG:4326", crs, always_xy=True)
@@ -78,102 +143,444 @@ def read_context(layers: Layers, config: Config, *, now_s: float | None = None) 
         default_technology=config.inputs.default_technology,
         default_operator=config.inputs.default_operator,
         mapping=config.inputs.columns,
+        locate=StudyAreaLocator(layers),
     )
+
+
+# --------------------------------------------------------------------------- one block
+@dataclass
+class BlockResult:
+    """What reading one block gives: compact cell statistics, the keys of the used rows, the rejected rows."""
+
+    partial: cellstats.PartialStats | None  # None: merged in the worker process that read the block
+    keys: np.ndarray  # uint64 per used row (covgap.dedupe)
+    lines: np.ndarray  # int64 line number per used row
+    rejected: pd.DataFrame
+    n_read: int
+    n_used: int
+
+
+def process_block(block: Block, fmt: meas.MeasurementFormat, ctx: meas.ReadContext, grid, crs: CRS,
+                  source_file: str, path: Path | None = None) -> BlockResult:
+    """Read, check and aggregate one block: a pure function of its inputs (runs in any process)."""
+    used, rejected = meas.read_block(block, fmt, ctx, source_file=source_file, path=path)
+    if len(used) and "x" not in used:
+        used = project_rows(used, crs)
+    partial = cellstats.partial_stats(used, grid) if len(used) else cellstats.partial_stats(_EMPTY_ROWS, grid)
+    return BlockResult(partial=partial, keys=dedupe.measurement_keys(used), lines=used["source_row"].to_numpy(dtype=np.int64),
+                       rejected=rejected, n_read=len(used) + len(rejected), n_used=len(used))
+
+
+_EMPTY_ROWS = pd.DataFrame({"x": np.empty(0), "y": np.empty(0), "operator": pd.Series([], dtype=object),
+                            "technology": pd.Series([], dtype=object), "time_s": np.empty(0), "signal_dbm": np.empty(0)})
+
+class _Workers:
+    """Processes that read blocks, each keeping the cell statistics of its share of a file.
+
+    Made by fork, so they share the study area, grid and clock without pickling them.
+    Block ``i`` of a file goes to worker ``i mod n`` (its own queue); a worker sends back
+    per block only what must stay in line order (rejected rows) or be spooled (row
+    keys), and its statistics once, when the file ends: only cell statistics travel.
+    """
+
+    def __init__(self, n: int, ctx: meas.ReadContext, grid, crs: CRS, spool_dir: Path):
+        import multiprocessing
+
+        mp = multiprocessing.get_context("fork")
+        self.outbox = mp.Queue()
+        self.inboxes = [mp.Queue(maxsize=2) for _ in range(n)]
+        self.procs = [mp.Process(target=_worker_main, args=(inbox, self.outbox, ctx, grid, crs, spool_dir, i), daemon=True,
+                                 name=f"covgap-reader-{i}") for i, inbox in enumerate(self.inboxes)]
+        for proc in self.procs:
+            proc.start()
+
+    def get(self):
+        """The next message from any worker; raises if one died (killed, out of memory)."""
+        import queue
+
+        while True:
+            try:
+                return self.outbox.get(timeout=1.0)
+            except queue.Empty:
+                dead = [p for p in self.procs if not p.is_alive()]
+                if dead:
+                    raise RuntimeError(f"a reading process ended unexpectedly (exit code {dead[0].exitcode}; "
+                                       "killed, or out of memory?)") from None
+
+    def sync(self) -> None:
+        """Have every worker write its spooled row keys to disk (before the duplicates are looked for)."""
+        for inbox in self.inboxes:
+            inbox.put(("sync",))
+        synced = 0
+        while synced < len(self.procs):
+            if self.get()[0] == "synced":
+                synced += 1
+
+    def close(self) -> None:
+        for inbox, proc in zip(self.inboxes, self.procs):
+            if proc.is_alive():
+                try:
+                    inbox.put(("stop",), timeout=1.0)
+                except Exception:  # a full queue of a stuck worker: it is terminated below
+                    pass
+        for proc in self.procs:
+            proc.join(timeout=5.0)
+            if proc.is_alive():
+                proc.terminate()
+                proc.join()
+
+
+def _worker_main(inbox, outbox, ctx: meas.ReadContext, grid, crs: CRS, spool_dir: Path, wid: int) -> None:
+    """A reading process: blocks in, per-block results and per-file statistics out; row keys to its own spool."""
+    accs: dict[int, cellstats.CellAccumulator] = {}
+    spool = dedupe.KeySpool(spool_dir, f"w{wid}")
+    while True:
+        msg = inbox.get()
+        if msg[0] == "stop":
+            return
+        if msg[0] == "sync":
+            spool.flush()
+            outbox.put(("synced", -1))
+            continue
+        if msg[0] == "flush":
+            acc = accs.pop(msg[1], None)
+            outbox.put(("flush", msg[1], acc.to_partial() if acc is not None and acc.size else None))
+            continue
+        _, file_pos, idx, block, length, fmt, name, path = msg
+        try:
+            if length is not None:  # sent as a reference: read the bytes here
+                block = read_ref(path, block, length)
+            res = process_block(block, fmt, ctx, grid, crs, name, path)
+            assert res.partial is not None  # process_block always computes it
+            accs.setdefault(file_pos, cellstats.CellAccumulator(grid)).add_partial(res.partial)
+            spool.add(res.keys, dedupe.make_seq(file_pos, res.lines))
+            res.partial = None
+            res.keys = res.lines = np.empty(0, dtype=np.int64)
+            outbox.put(("block", file_pos, idx, res))
+        except Exception as err:
+            problems = err.problems if isinstance(err, InputError) else None
+            outbox.put(("error", file_pos, idx, (type(err).__name__, str(err), problems, traceback.format_exc())))
+
+
+class _WorkerError(Exception):
+    """A block failed in a worker process for a reason other than the file's content (a bug)."""
+
+    def __init__(self, kind: str, message: str, trace: str):
+        super().__init__(f"{kind}: {message}")
+        self.trace = trace
+
+
+def default_workers() -> int:
+    """Processes that read blocks in parallel: the cores this process may use (at most 8)."""
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        cores = os.cpu_count() or 1
+    return max(1, min(cores, 8))
+
+
+# --------------------------------------------------------------------------- a batch of files
+@dataclass
+class _Taken:
+    """A file read in this batch: where it is, how it was read, its record and (without a store) statistics."""
+
+    pos: int
+    path: Path
+    fmt: meas.MeasurementFormat
+    record: FileRecord
+    stats: pd.DataFrame | None
+
+
+class Batch:
+    """Files read into cell statistics, with exact duplicates found across all of them and the store.
+
+    ``add`` reads one file (its blocks in parallel worker processes when it is large);
+    ``finish`` finds the duplicate rows of the whole batch (covgap.dedupe), takes them out
+    of each file's statistics and reports them as rejected rows. With a store ``folder``,
+    each file's statistics go to ``stats/`` and its rejected rows to ``rejected/``;
+    ``on_rejected`` receives the rejected rows as well (or instead).
+
+    Memory is bounded by the blocks in flight plus one file's cell statistics; the row
+    keys are spooled to disk (:class:`covgap.dedupe.KeySpool`).
+    """
+
+    def __init__(self, layers: Layers, ctx: meas.ReadContext, *, folder: Path | None = None,
+                 stored_keys: dedupe.StoredKeys | None = None, on_rejected: Callable[[pd.DataFrame], None] | None = None,
+                 progress: ProgressFactory | None = None, chunk_rows: int | None = None,
+                 block_bytes: int = BLOCK_BYTES, workers: int | None = None):
+        self.layers = layers
+        self.ctx = ctx
+        self.folder = folder
+        self.stored = stored_keys or dedupe.StoredKeys(None)
+        self.on_rejected = on_rejected
+        self.progress = progress
+        self.chunk_rows = chunk_rows
+        self.block_bytes = block_bytes
+        self.workers = default_workers() if workers is None else max(1, workers)
+        self._spool_dir = Path(tempfile.mkdtemp(prefix="covgap-keys-"))
+        self.spool = dedupe.KeySpool(self._spool_dir)
+        self.taken: list[_Taken] = []
+        self._dropped: set[int] = set()
+        self._next_pos = 0
+        self._pool: Any = None
+        self.duplicates = 0
+
+    # ------------------------------------------------------------------ reading
+    def add(self, path: Path, sha256: str | None = None) -> FileRecord:
+        """Read one file; returns its record (duplicates are counted by :meth:`finish`).
+
+        Raises
+        ------
+        InputError
+            Empty file, unknown format or encoding, missing column, no data row or no usable row.
+        """
+        path = Path(path)
+        fmt = meas.detect_format(path, self.ctx.mapping)
+        if sha256 is None:
+            sha256 = sha256_file(path)
+        pos = self._next_pos
+        self._next_pos += 1
+        writer = RejectedWriter(self.folder, sha256, path.name) if self.folder is not None else None
+        size = path.stat().st_size
+        by_reason = {r: 0 for r in meas.REJECT_REASONS}
+        n_read = n_used = n_rej = 0
+        acc = cellstats.CellAccumulator(self.layers.grid)
+        bar_cm = self.progress(path.name, size) if self.progress else contextlib.nullcontext(None)
+        try:
+            with bar_cm as bar:
+                done = 0
+                for res, nbytes in self._results(path, fmt, pos):
+                    n_read += res.n_read
+                    n_used += res.n_used
+                    n_rej += len(res.rejected)
+                    if len(res.rejected):
+                        for reason, k in res.rejected["reason"].value_counts().items():
+                            by_reason[str(reason)] += int(k)
+                        if writer:
+                            writer.write(res.rejected)
+                        if self.on_rejected:
+                            self.on_rejected(res.rejected)
+                    if res.partial is not None:
+                        acc.add_partial(res.partial)
+                    self.spool.add(res.keys, dedupe.make_seq(pos, res.lines))
+                    if bar is not None and done < size:
+                        step = min(size - done, nbytes)
+                        bar.update(step)
+                        done += step
+                if bar is not None and size > done:
+                    bar.update(size - done)
+            if n_read == 0:
+                raise InputError(path, [f"has a header but no data rows; columns found: {', '.join(fmt.columns)}"])
+            if n_used == 0:
+                top = ", ".join(f"{r} {k}" for r, k in sorted(by_reason.items(), key=lambda kv: -kv[1]) if k)
+                raise InputError(path, [
+                    f"no usable row: all {n_read} rows rejected ({top}); read as {fmt.name} with "
+                    f"lat = '{fmt.lat}', lon = '{fmt.lon}', signal = '{fmt.signal}'; columns found: {', '.join(fmt.columns)}"])
+        except BaseException:
+            self._dropped.add(pos)
+            if writer:
+                writer.discard()
+            raise
+        finally:
+            if writer:
+                writer.close()
+        record = FileRecord(
+            sha256=sha256, name=path.name, path=str(path.resolve()), size_bytes=size, format=fmt.name,
+            rows_read=n_read, rows_used=n_used, rows_rejected=n_rej,
+            rejected_by_reason={r: k for r, k in by_reason.items() if k},
+            rejected_file=writer.rel_path if writer else "",
+        )
+        stats = acc.to_stats()
+        del acc
+        if self.folder is not None:
+            record.stats_file = store_mod.write_file_stats(stats, self.folder, sha256)
+            self.taken.append(_Taken(pos, path, fmt, record, None))
+        else:
+            self.taken.append(_Taken(pos, path, fmt, record, stats))
+        log.info("%s (%s): %d rows read, %d used, %d rejected", path.name, fmt.name, n_read, n_used, n_rej)
+        return record
+
+    def _blocks(self, path: Path, fmt: meas.MeasurementFormat):
+        return meas._blocks_of(path, fmt, block_bytes=self.block_bytes, max_lines=self.chunk_rows)
+
+    def _results(self, path: Path, fmt: meas.MeasurementFormat, pos: int):
+        """``(BlockResult, bytes)`` of each block of the file, in order; large files on worker processes
+        (whose statistics come last, in results of no row)."""
+        layers = self.layers
+        blocks = self._blocks(path, fmt)
+        first = next(blocks, None)
+        if first is None:
+            return
+        second = next(blocks, None)
+        if second is None or self.workers < 2:  # one block (most files), or one core: no process to start
+            for block in (first,) if second is None else itertools.chain((first, second), blocks):
+                yield process_block(block, fmt, self.ctx, layers.grid, layers.crs, path.name, path), len(block.data)
+            return
+        yield from self._results_parallel(path, fmt, pos, itertools.chain((first, second), blocks))
+
+    def _results_parallel(self, path: Path, fmt: meas.MeasurementFormat, pos: int, blocks):
+        if self._pool is None:
+            self._pool = _Workers(self.workers, self.ctx, self.layers.grid, self.layers.crs, self._spool_dir)
+        pool = self._pool
+        n = len(pool.inboxes)
+        done: dict[int, tuple[BlockResult, int]] = {}
+        sizes: dict[int, int] = {}
+        sent = flushed = 0
+        next_out = 0
+        error = None
+        partials = []
+
+        def receive(msg) -> None:
+            nonlocal flushed, error
+            if msg[1] != pos:  # left over from a file given up on
+                return
+            if msg[0] == "block":
+                done[msg[2]] = (msg[3], sizes.pop(msg[2]))
+            elif msg[0] == "flush":
+                flushed += 1
+                if msg[2] is not None:
+                    partials.append(msg[2])
+            elif error is None:
+                error = msg[3]
+
+        try:
+            for block in blocks:
+                if error is not None:
+                    break
+                sizes[sent] = len(block.data)
+                # A block of a plain file is sent as a reference: the worker reads the bytes itself (page cache).
+                length = len(block.data) if block.offset is not None else None
+                pool.inboxes[sent % n].put(("block", pos, sent, block.ref() if length is not None else block, length,
+                                            fmt, path.name, path))
+                sent += 1
+                while not pool.outbox.empty():
+                    receive(pool.get())
+                while next_out in done:
+                    yield done.pop(next_out)
+                    next_out += 1
+        finally:
+            for inbox in pool.inboxes:
+                inbox.put(("flush", pos))
+        while flushed < n or (error is None and next_out < sent):
+            receive(pool.get())
+            while error is None and next_out in done:
+                yield done.pop(next_out)
+                next_out += 1
+        if error is not None:
+            kind, message, problems, trace = error
+            if problems is not None:
+                raise InputError(path, problems)
+            raise _WorkerError(kind, message, trace)
+        empty = pd.DataFrame(columns=store_mod.REJECTED_COLUMNS)
+        for part in partials:
+            yield BlockResult(partial=part, keys=np.empty(0, dtype=np.uint64), lines=np.empty(0, dtype=np.int64),
+                              rejected=empty, n_read=0, n_used=0), 0
+
+    def close(self) -> None:
+        """Stop the worker processes and remove the spooled keys."""
+        if self._pool is not None:
+            self._pool.close()
+            self._pool = None
+        shutil.rmtree(self._spool_dir, ignore_errors=True)
+
+    def __enter__(self) -> Batch:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    # ------------------------------------------------------------------ duplicates
+    def finish(self, keys_folder: Path | None = None) -> list[FileRecord]:
+        """Find the exact duplicates of the batch and take them out; returns the records of the files taken.
+
+        ``keys_folder``: where the keys of every row kept (the stored ones and this batch's) are written.
+        """
+        if self._pool is not None:
+            self._pool.sync()
+            self._pool.close()
+            self._pool = None
+        dups = dedupe.find_duplicates(self.spool, self.stored, drop_files=self._dropped, new_folder=keys_folder)
+        shutil.rmtree(self._spool_dir, ignore_errors=True)
+        by_pos = {t.pos: t for t in self.taken}
+        for pos, lines in dedupe.split_seq(dups):
+            self._take_out(by_pos[pos], lines)
+        self.duplicates = len(dups)
+        return [t.record for t in self.taken]
+
+    def stats_of(self, taken: _Taken) -> pd.DataFrame:
+        if taken.stats is not None:
+            return taken.stats
+        assert self.folder is not None
+        return store_mod.read_stats(self.folder / taken.record.stats_file)
+
+    def _take_out(self, taken: _Taken, lines: np.ndarray) -> None:
+        """Move the rows at ``lines`` of a file from its statistics to its rejected rows (duplicate_row)."""
+        rows, rejected = [], []
+        lo, hi = int(lines[0]), int(lines[-1])
+        for block in self._blocks(taken.path, taken.fmt):
+            last = block.first_line + block.n_lines - 1
+            if last < lo:
+                continue
+            if block.first_line > hi:
+                break
+            want = lines[(lines >= block.first_line) & (lines <= last)]
+            if not len(want):
+                continue
+            used, dup_rejected = meas.rows_at(block, taken.fmt, self.ctx, want, source_file=taken.path.name,
+                                              reason="duplicate_row", detail=DUPLICATE_DETAIL)
+            rows.append(used)
+            rejected.append(dup_rejected)
+        used = pd.concat(rows, ignore_index=True)
+        dup_rejected = pd.concat(rejected, ignore_index=True)
+        if len(used) != len(lines):  # the file changed under us between the two reads
+            raise InputError(taken.path, ["changed while it was being read; read it again when it is complete"])
+        if "x" not in used:
+            used = project_rows(used, self.layers.crs)
+        minus = cellstats.aggregate_to_cells(used, self.layers.grid)
+        stats = cellstats.subtract_stats(self.stats_of(taken), minus)
+        rec = taken.record
+        k = len(lines)
+        rec.rows_used -= k
+        rec.rows_rejected += k
+        rec.rejected_by_reason = {r: v for r, v in {**rec.rejected_by_reason,
+                                                     "duplicate_row": rec.rejected_by_reason.get("duplicate_row", 0) + k}.items()}
+        rec.rejected_by_reason = {r: rec.rejected_by_reason[r] for r in meas.REJECT_REASONS if rec.rejected_by_reason.get(r)}
+        if self.on_rejected:
+            self.on_rejected(dup_rejected)
+        if self.folder is not None:
+            (self.folder / rec.stats_file).unlink()
+            rec.stats_file = store_mod.write_file_stats(stats, self.folder, rec.sha256)
+            rec.rejected_file = store_mod.add_rejected_rows(self.folder, rec.sha256, rec.name, rec.rejected_file, dup_rejected)
+        else:
+            taken.stats = stats
+
+
+#: The detail of a duplicate row in the rejected rows.
+DUPLICATE_DETAIL = "same time, place, operator, technology and level as an earlier row"
 
 
 def ingest_file(path: Path, layers: Layers, ctx: meas.ReadContext, *, sha256: str | None = None,
                 folder: Path | None = None, on_rejected: Callable[[pd.DataFrame], None] | None = None,
-                progress: ProgressFactory | None = None, chunk_rows: int = 250_000) -> tuple[FileRecord, pd.DataFrame]:
-    """Stream one file into its cell statistics: ``(record, stats)``.
-
-    With a store ``folder``, the statistics also go to ``stats/`` and the rejected rows to
-    ``rejected/``; ``on_rejected`` receives each chunk's rejected rows instead or as well.
-    ``sha256`` (computed when not given) identifies the file in the store.
-
-    Memory is bounded by ``chunk_rows`` plus the cell statistics of the file: each
-    chunk's statistics merge into a running total and its rejected rows go straight
-    to disk. On refusal the file's partial output and its row keys are undone.
+                progress: ProgressFactory | None = None, chunk_rows: int | None = None,
+                workers: int | None = None) -> tuple[FileRecord, pd.DataFrame]:
+    """Read one file on its own (a batch of one): ``(record, stats)``; duplicates within the file are found.
 
     Raises
     ------
     InputError
         Empty file, unknown format or encoding, missing column, no data row or no usable row.
     """
-    path = Path(path)
-    fmt = meas.detect_format(path, ctx.mapping)
-    if sha256 is None:
-        sha256 = sha256_file(path)
-    keys_before = ctx.seen_keys
-    writer = RejectedWriter(folder, sha256, path.name) if folder is not None else None
-    size = path.stat().st_size
-    bytes_per_row = _bytes_per_row(path, size)
-    by_reason = {r: 0 for r in meas.REJECT_REASONS}
-    n_read = n_used = n_rej = 0
-    acc = cellstats.CellAccumulator(layers.grid)
-    bar_cm = progress(path.name, size) if progress else contextlib.nullcontext(None)
-    try:
-        with bar_cm as bar:
-            done = 0
-            for used, rejected in meas.read_measurement_chunks(path, ctx, chunk_rows=chunk_rows, fmt=fmt):
-                n_read += len(used) + len(rejected)
-                n_used += len(used)
-                n_rej += len(rejected)
-                if len(rejected):
-                    for reason, k in rejected["reason"].value_counts().items():
-                        by_reason[str(reason)] += int(k)
-                    if writer:
-                        writer.write(rejected)
-                    if on_rejected:
-                        on_rejected(rejected)
-                if len(used):
-                    acc.add(project_rows(used, layers.crs))
-                del used, rejected
-                if bar is not None:
-                    step = min(size - done, int((n_read * bytes_per_row) - done)) if n_read else 0
-                    if step > 0:
-                        bar.update(step)
-                        done += step
-            if bar is not None and size > done:
-                bar.update(size - done)
-        if n_read == 0:
-            raise InputError(path, [f"has a header but no data rows; columns found: {', '.join(fmt.columns)}"])
-        if n_used == 0:
-            top = ", ".join(f"{r} {k}" for r, k in sorted(by_reason.items(), key=lambda kv: -kv[1]) if k)
-            raise InputError(path, [
-                f"no usable row: all {n_read} rows rejected ({top}); read as {fmt.name} with "
-                f"lat = '{fmt.lat}', lon = '{fmt.lon}', signal = '{fmt.signal}'; columns found: {', '.join(fmt.columns)}"])
-    except BaseException:
-        ctx.seen_keys = keys_before
-        if writer:
-            writer.discard()
-        raise
-    finally:
-        if writer:
-            writer.close()
-    record = FileRecord(
-        sha256=sha256, name=path.name, path=str(path.resolve()), size_bytes=size, format=fmt.name,
-        rows_read=n_read, rows_used=n_used, rows_rejected=n_rej,
-        rejected_by_reason={r: k for r, k in by_reason.items() if k},
-        rejected_file=writer.rel_path if writer else "",
-    )
-    stats = acc.to_stats()
-    if folder is not None:
-        record.stats_file = store_mod.write_file_stats(stats, folder, sha256)
-    log.info("%s (%s): %d rows read, %d used, %d rejected", path.name, fmt.name, n_read, n_used, n_rej)
-    return record, stats
+    with Batch(layers, ctx, folder=folder, on_rejected=on_rejected, progress=progress, chunk_rows=chunk_rows,
+               workers=workers) as batch:
+        batch.add(path, sha256)
+        keys = folder / store_mod.KEYS_DIR if folder is not None else None
+        (record,) = batch.finish(keys_folder=keys)
+        return record, batch.stats_of(batch.taken[0])
 
 
 def internal_error_reason(path: Path, err: BaseException) -> tuple[str, str]:
     """``(reason, traceback)`` of a file refused because covgap failed on it (a bug, not the file's fault)."""
-    trace = "".join(traceback.format_exception(err))
+    trace = err.trace if isinstance(err, _WorkerError) else "".join(traceback.format_exception(err))
     reason = (f"{path}: internal_error: {type(err).__name__}: {err} (a bug in covgap, not in the file: please "
               f"report it with the traceback from {ERRORS_LOG} in the output folder, or run again with -v)")
     return reason, f"{path}\n{trace}"
-
-
-def _bytes_per_row(path: Path, size: int) -> float:
-    """Average line length from the first 64 KiB (for the progress bar)."""
-    with open(path, "rb") as fh:
-        head = fh.read(65536)
-    lines = head.count(b"\n")
-    return len(head) / lines if lines else float(size or 1)

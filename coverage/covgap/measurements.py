@@ -30,25 +30,28 @@ import csv
 import io
 import itertools
 import logging
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.csv as pa_csv
 
+from covgap import blocks as blocks_mod
 from covgap.config import ColumnMapping
 from covgap.errors import InputError
 from covgap.formats import (  # detect_format and list_measurement_files are part of this module's interface too
     _DECOMPRESSION_ERRORS,
     MeasurementFormat,
     _decompression_error,
-    _open_binary,
     _split_fields,
     detect_format,
     list_measurement_files,
 )
-from covgap.timestamps import parse_timestamps
+from covgap.timestamps import _epoch, parse_timestamps
 
 log = logging.getLogger(__name__)
 
@@ -101,9 +104,6 @@ OPERATOR_ALIASES = {
 MISSING_TOKENS = {"", "-", "--", "nan", "NaN", "NULL", "null", "None", "N/A", "n/a", "NA"}
 
 
-
-
-
 @dataclass
 class ReadContext:
     """What validation needs besides the file: study area test, clock, defaults."""
@@ -114,105 +114,137 @@ class ReadContext:
     default_technology: str = "4G"
     default_operator: str = "unknown"
     mapping: ColumnMapping = field(default_factory=ColumnMapping)
-    seen_keys: np.ndarray = field(default_factory=lambda: np.empty(0, dtype=np.uint64))
-
-    def remember(self, keys: np.ndarray) -> None:
-        """Add new keys (not yet seen) to the sorted ``seen_keys``: a linear merge, no re-sort of the whole."""
-        keys = np.unique(keys)
-        self.seen_keys = np.insert(self.seen_keys, np.searchsorted(self.seen_keys, keys), keys)
-
-    def has_seen(self, keys: np.ndarray) -> np.ndarray:
-        """Which of ``keys`` are in ``seen_keys`` (binary search in the sorted array)."""
-        if not len(self.seen_keys):
-            return np.zeros(len(keys), dtype=bool)
-        pos = np.minimum(np.searchsorted(self.seen_keys, keys), len(self.seen_keys) - 1)
-        return self.seen_keys[pos] == keys
-
+    #: ``locate(lon, lat) -> (inside, x, y)``: the study-area test that also gives the working-CRS
+    #: coordinates (covgap.ingest.StudyAreaLocator); without it, rows are projected later.
+    locate: Callable[[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray, np.ndarray]] | None = None
 
 
 #: A rejected malformed line keeps at most this many characters of itself in ``raw_fields``.
 RAW_LINE_MAX_CHARS = 2000
 
 
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
 def read_measurement_chunks(
     path: str | Path,
     ctx: ReadContext,
     *,
-    chunk_rows: int = 250_000,
+    chunk_rows: int | None = None,
     fmt: MeasurementFormat | None = None,
+    block_bytes: int = blocks_mod.BLOCK_BYTES,
 ) -> Iterator[tuple[pd.DataFrame, pd.DataFrame]]:
-    """Stream a measurement file in chunks: ``(used_rows, rejected_rows)`` per chunk.
+    """Stream a measurement file in blocks of whole lines: ``(used_rows, rejected_rows)`` per block.
 
     Every non-blank line after the header is one row, used or rejected: a line
     whose quote never closes is ``unbalanced_quote``, a line with more or fewer
     fields than the header is ``wrong_field_count`` (one extra empty field at the
     end, a trailing separator, is allowed); the lines around them are read as usual
-    (docs/refresh.md, "Bad rows and bad files").
+    (docs/refresh.md, "Bad rows and bad files"). Exact duplicates are not looked for
+    here: they span blocks and files, so the engine finds them (covgap.dedupe).
 
     ``rejected_rows`` has the columns ``source_file, source_row, reason, detail, raw_fields``
     (``raw_fields``: the columns covgap read, as written, joined by the file's
     separator; for a malformed line, the line itself, cut at :data:`RAW_LINE_MAX_CHARS`).
-    Memory stays bounded by ``chunk_rows`` (duplicates are found with a sorted
-    array of 8-byte row keys, the only thing that grows with the file).
+    Memory stays bounded by the block (``block_bytes``, and ``chunk_rows`` lines if given).
     """
     path = Path(path)
     fmt = fmt or detect_format(path, ctx.mapping)
-    line_no = 0
+    for block in _blocks_of(path, fmt, block_bytes=block_bytes, max_lines=chunk_rows):
+        yield read_block(block, fmt, ctx, source_file=path.name, path=path)
+
+
+def _blocks_of(path: Path, fmt: MeasurementFormat, *, block_bytes: int, max_lines: int | None) -> Iterator[blocks_mod.Block]:
+    """The file's blocks, with decoding and decompression errors as :class:`InputError`."""
+    line_no = fmt.header_line
     try:
-        with _open_binary(path) as raw, io.TextIOWrapper(raw, encoding=fmt.encoding, newline=None) as text:
-            for _ in range(fmt.header_line):
-                text.readline()
-                line_no += 1
-            while True:
-                lines = list(itertools.islice(text, chunk_rows))
-                if not lines:
-                    break
-                first = line_no + 1
-                line_no += len(lines)
-                raw_rows, numbers, malformed = split_lines(lines, first, fmt)
-                used, rejected = normalise_rows(raw_rows, fmt, ctx, source_file=path.name, source_rows=numbers)
-                if len(malformed):
-                    malformed.insert(0, "source_file", path.name)
-                    rejected = pd.concat([rejected, malformed], ignore_index=True) if len(rejected) else malformed
-                    rejected = rejected.sort_values("source_row", kind="mergesort").reset_index(drop=True)
-                yield used, rejected
+        for block in blocks_mod.iter_blocks(path, fmt, block_bytes=block_bytes, max_lines=max_lines):
+            yield block
+            line_no = block.first_line + block.n_lines - 1
     except UnicodeDecodeError as err:
         raise InputError(path, [f"not valid {fmt.encoding} text ({err.reason} at byte {err.start} of a block "
                                 f"after line {line_no}); save it as UTF-8 and try again"]) from err
     except _DECOMPRESSION_ERRORS as err:
         raise _decompression_error(path, err) from err
+
+
+def read_block(block: blocks_mod.Block, fmt: MeasurementFormat, ctx: ReadContext, *, source_file: str,
+               path: Path | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """One block of lines → ``(used_rows, rejected_rows)`` (see :func:`read_measurement_chunks`)."""
+    try:
+        raw, numbers, malformed = parse_block(block, fmt)
+    except UnicodeDecodeError as err:
+        raise InputError(path or Path(source_file), [
+            f"not valid {fmt.encoding} text ({err.reason} at byte {err.start} of the block from line "
+            f"{block.first_line}); save it as UTF-8 and try again"]) from err
+    used, rejected = normalise_rows(raw, fmt, ctx, source_file=source_file, source_rows=numbers)
+    if len(malformed):
+        malformed.insert(0, "source_file", source_file)
+        rejected = pd.concat([rejected, malformed], ignore_index=True) if len(rejected) else malformed
+        rejected = rejected.sort_values("source_row", kind="mergesort").reset_index(drop=True)
+    return used, rejected
+
+
+def _wanted_columns(fmt: MeasurementFormat) -> list[str]:
+    return list(dict.fromkeys(c for c in (fmt.lat, fmt.lon, fmt.signal, fmt.technology, fmt.operator, fmt.timestamp)
+                              if c))
+
+
+def parse_block(block: blocks_mod.Block, fmt: MeasurementFormat, *,
+                fast: bool = True) -> tuple[dict[str, pa.Array], np.ndarray, pd.DataFrame]:
+    """Split a block into the text of the columns covgap reads: ``(columns, line numbers, malformed lines)``.
+
+    The fast path hands the bytes to pyarrow's CSV parser (C++, no Python per row) when
+    the block can hold no surprise: no quote character, and as many rows came out as
+    there are lines (no blank line, every line with the header's field count, else
+    pyarrow refuses the block). Any other block is split line by line by
+    :func:`split_lines`, which knows quotes, blank and malformed lines. Both give the
+    same columns; the property tests compare them (``fast=False`` forces the line-by-line reader).
+    """
+    wanted = _wanted_columns(fmt)
+    if fast and block.n_lines and b'"' not in block.data:
+        fast = _parse_fast(block, fmt, wanted)
+        if fast is not None:
+            return fast, np.arange(block.first_line, block.first_line + block.n_lines, dtype=np.int64), _NO_MALFORMED()
+    lines = list(io.TextIOWrapper(io.BytesIO(block.data), encoding="utf-8", newline=None))
+    raw_rows, numbers, malformed = split_lines(lines, block.first_line, fmt)
+    columns = {c: pa.array(raw_rows[c].to_numpy(dtype=object), type=pa.string()) for c in wanted}
+    return columns, numbers, malformed
+
+
+def _one_chunk(column: pa.ChunkedArray) -> pa.Array:
+    return column.chunk(0) if column.num_chunks == 1 else column.combine_chunks()
+
+
+def _NO_MALFORMED() -> pd.DataFrame:
+    return pd.DataFrame({"source_row": np.empty(0, dtype=np.int64), "reason": [], "detail": [], "raw_fields": []})
+
+
+def _parse_fast(block: blocks_mod.Block, fmt: MeasurementFormat, wanted: list[str]) -> dict[str, pa.Array] | None:
+    """The wanted columns as pyarrow strings, or None where the line-by-line reader must decide."""
+    names = [f"c{i}" for i in range(len(fmt.columns))]
+    index = {c: fmt.columns.index(c) for c in wanted}
+    try:
+        table = pa_csv.read_csv(
+            io.BytesIO(block.data),
+            read_options=pa_csv.ReadOptions(column_names=names, use_threads=False, block_size=len(block.data) + 1),
+            parse_options=pa_csv.ParseOptions(delimiter=fmt.separator, quote_char=False, double_quote=False,
+                                              escape_char=False, newlines_in_values=False, ignore_empty_lines=True),
+            convert_options=pa_csv.ConvertOptions(include_columns=[names[index[c]] for c in wanted],
+                                                  column_types={names[index[c]]: pa.string() for c in wanted},
+                                                  strings_can_be_null=False, quoted_strings_can_be_null=False,
+                                                  null_values=[]),
+        )
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError, ValueError):
+        return None  # a malformed line, invalid UTF-8...: the line-by-line reader says which
+    if table.num_rows != block.n_lines:  # blank lines: not rows, but counted in line numbers
+        return None
+    columns = {c: _one_chunk(table.column(names[index[c]])) for c in wanted}
+    if fmt.separator.isspace():  # a line of tabs and spaces only is blank, not a row of empty fields
+        blank = None
+        for arr in columns.values():
+            empty = pc.or_(pc.equal(arr, ""), pc.utf8_is_space(arr))
+            blank = empty if blank is None else pc.and_(blank, empty)
+        if blank is not None and pc.any(blank).as_py():
+            return None
+    return columns
 
 
 def split_lines(lines: list[str], first_line: int, fmt: MeasurementFormat) -> tuple[pd.DataFrame, np.ndarray, pd.DataFrame]:
@@ -326,39 +358,56 @@ def _parse_plain(lines: list[str], sep: str, index: list[int], names: list[str],
     return pd.DataFrame([[r[j] for j in index] for r in rows], columns=names, dtype=object)
 
 
+#: The technologies of used rows, in the order of their codes in :func:`normalise_rows`.
+TECHNOLOGIES = ("2G", "3G", "4G", "5G", "none")
+_REASON_LIST = list(REJECT_REASONS)
+_MISSING = pa.array(sorted(MISSING_TOKENS), type=pa.string())
+
+
 def normalise_rows(
-    raw: pd.DataFrame,
+    raw: Mapping[str, pa.Array],
     fmt: MeasurementFormat,
     ctx: ReadContext,
     *,
     source_file: str,
     source_rows: np.ndarray,
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Turn raw string columns into normalised rows; return ``(used, rejected)``."""
-    n = len(raw)
-    reason = np.full(n, "", dtype=object)
-    detail = np.full(n, "", dtype=object)
+    """Turn the text of the columns read (pyarrow strings, by column name) into normalised rows: ``(used, rejected)``.
 
-    def reject(mask: np.ndarray, why: str, what: Callable[[np.ndarray], np.ndarray] | np.ndarray | str) -> None:
-        """Mark the rows of ``mask`` not yet rejected; ``what`` gives the detail (a callable
-        is given the positions of those rows only, so details are built for rejected rows alone)."""
-        new = mask & (reason == "")
+    Numbers and times are converted by pyarrow where every value of the block is plain;
+    a column holding anything else (spaces, quotes, ``-`` for missing, mixed time shapes)
+    is converted by the text rules (:func:`_clean` and pandas), value by value the same.
+    ``used`` has :data:`NORMALISED_COLUMNS` (``technology``, ``operator`` and
+    ``source_file`` as categoricals), plus ``x``, ``y`` (working CRS) when the context
+    can project (:attr:`ReadContext.locate`).
+    """
+    n = len(source_rows)
+    reason = np.zeros(n, dtype=np.int8)  # 0: used; k: the k-th reason of REJECT_REASONS
+    details: list[tuple[np.ndarray, Callable[[np.ndarray], np.ndarray] | str]] = []
+
+    def reject(mask: np.ndarray, why: str, what: Callable[[np.ndarray], np.ndarray] | str) -> None:
+        """Mark the rows of ``mask`` not yet rejected; ``what`` gives the detail (a callable is
+        given the positions of those rows only, so details are built for rejected rows alone)."""
+        new = mask & (reason == 0)
         if new.any():
-            reason[new] = why
-            if callable(what):
-                detail[new] = what(np.flatnonzero(new))
-            else:
-                detail[new] = what[new] if not isinstance(what, str) else what
+            pos = np.flatnonzero(new)
+            reason[pos] = _REASON_LIST.index(why) + 1
+            details.append((pos, what))
 
-    lat_raw = _clean(raw[fmt.lat])
-    lon_raw = _clean(raw[fmt.lon])
-    lat = _to_float(lat_raw, fmt.decimal_comma)
-    lon = _to_float(lon_raw, fmt.decimal_comma)
+    def text(column: str) -> Callable[[np.ndarray], pd.Series]:
+        """The cleaned text of a column at some positions (for details only)."""
+        return lambda pos: _clean(pd.Series(raw[column].take(pa.array(pos)).to_pylist(), dtype=object)).fillna("")
+
+    lat = _column_to_float(raw[fmt.lat], fmt.decimal_comma)
+    lon = _column_to_float(raw[fmt.lon], fmt.decimal_comma)
+    lat_text, lon_text = text(fmt.lat), text(fmt.lon)
+
     def coord_text(pos: np.ndarray) -> np.ndarray:
-        return ("lat=" + lat_raw.iloc[pos].fillna("").astype(str) + " lon=" + lon_raw.iloc[pos].fillna("").astype(str)).to_numpy()
+        return ("lat=" + lat_text(pos) + " lon=" + lon_text(pos)).to_numpy(dtype=object)
 
-    def text_of(label: str, values: pd.Series) -> Callable[[np.ndarray], np.ndarray]:
-        return lambda pos: (label + values.iloc[pos].fillna("").astype(str)).to_numpy()
+    def labelled(label: str, column: str) -> Callable[[np.ndarray], np.ndarray]:
+        return lambda pos: (label + text(column)(pos)).to_numpy(dtype=object)
+
     not_number = ~np.isfinite(lat) | ~np.isfinite(lon) | ((lat == 0) & (lon == 0))
     impossible = ~not_number & ((np.abs(lat) > 90) | (np.abs(lon) > 180))
     if impossible.any():  # a latitude of 108.8 is a longitude: swapped columns
@@ -367,54 +416,67 @@ def normalise_rows(
         reject(swapped, "swapped_lat_lon", coord_text)
     reject(not_number | impossible, "unparseable_coordinate", coord_text)
 
-    # Technology
+    # Technology: a code into TECHNOLOGIES; -1 not recognised.
+    default_tech = TECHNOLOGIES.index(ctx.default_technology) if ctx.default_technology in TECHNOLOGIES else -1
     if fmt.technology:
-        tech_raw = _clean(raw[fmt.technology])
-        tech = tech_raw.str.lower().map(TECHNOLOGY_ALIASES)
-        tech = tech.where(tech_raw.notna(), ctx.default_technology if fmt.name != "gnettrack" else None)
-        unknown = tech.isna() & tech_raw.notna()
-        reject(unknown.to_numpy(), "unknown_technology", text_of("technology=", tech_raw))
+        codes, uniques = _dictionary(raw[fmt.technology])
+        cleaned = _clean(uniques)
+        known = cleaned.str.lower().map(TECHNOLOGY_ALIASES)
+        # G-NetTrack's Level is RSRP, RSCP or RxLev by the technology: a row without one cannot be read.
+        missing_code = default_tech if fmt.name != "gnettrack" else -1
+        per_unique = np.array([TECHNOLOGIES.index(t) if isinstance(t, str) else (missing_code if pd.isna(c) else -1)
+                               for t, c in zip(known, cleaned)], dtype=np.int8)
+        tech = per_unique[codes] if len(per_unique) else np.full(n, -1, dtype=np.int8)
+        reject(tech < 0, "unknown_technology", labelled("technology=", fmt.technology))
     else:
-        tech = pd.Series(ctx.default_technology, index=raw.index, dtype=object)
-    tech_arr = tech.to_numpy(dtype=object)
+        tech = np.full(n, default_tech, dtype=np.int8)
 
     # Signal
-    sig_raw = _clean(raw[fmt.signal])
-    sig = _to_float(sig_raw, fmt.decimal_comma)
+    sig = _column_to_float(raw[fmt.signal], fmt.decimal_comma)
     no_sig = ~np.isfinite(sig)
-    needs_level = ~np.isin(tech_arr, ["2G", "3G", "none"])  # 4G/5G rows and rows with no technology at all
-    reject(no_sig & needs_level, "missing_signal", text_of("signal=", sig_raw))
-    lo = np.full(n, -140.0)
-    hi = np.full(n, -44.0)
-    for t, (a, b) in SIGNAL_RANGE_DBM.items():
-        is_t = tech_arr == t
-        lo[is_t], hi[is_t] = a, b
-    out_of_range = np.isfinite(sig) & ((sig < lo) | (sig > hi))
+    needs_level = ~np.isin(tech, [TECHNOLOGIES.index(t) for t in ("2G", "3G", "none")])
+    reject(no_sig & needs_level, "missing_signal", labelled("signal=", fmt.signal))
+    lo_of = np.array([SIGNAL_RANGE_DBM.get(t, (-140.0, -44.0))[0] for t in TECHNOLOGIES] + [-140.0])
+    hi_of = np.array([SIGNAL_RANGE_DBM.get(t, (-140.0, -44.0))[1] for t in TECHNOLOGIES] + [-44.0])
+    lo, hi = lo_of[tech], hi_of[tech]  # tech -1 takes the last entry: the 4G range
+    with np.errstate(invalid="ignore"):
+        out_of_range = np.isfinite(sig) & ((sig < lo) | (sig > hi))
     reject(out_of_range, "dbm_out_of_range",
-           lambda pos: np.array([f"{tech_arr[i]} level {sig[i]:g} dBm outside {lo[i]:g}…{hi[i]:g}" for i in pos], dtype=object))
+           lambda pos: np.array([f"{TECHNOLOGIES[tech[i]] if tech[i] >= 0 else 'None'} level {sig[i]:g} dBm outside "
+                                 f"{lo[i]:g}…{hi[i]:g}" for i in pos], dtype=object))
 
-    # Operator
+    # Operator: canonical names, worked out once per distinct spelling.
     if fmt.operator:
-        op = normalise_operator(_clean(raw[fmt.operator]), ctx.default_operator)
+        codes, uniques = _dictionary(raw[fmt.operator])
+        names = normalise_operator(_clean(uniques), ctx.default_operator)
+        op_codes, op_names = _recode(codes, names.to_numpy(dtype=object))
+        op = pd.Categorical.from_codes(op_codes, categories=pd.Index(op_names))
     else:
-        op = pd.Series(ctx.default_operator, index=raw.index, dtype=object)
+        op = pd.Categorical.from_codes(np.zeros(n, dtype=np.int8), categories=pd.Index([ctx.default_operator]))
 
     # Time
     if fmt.timestamp:
-        ts_raw = _clean(raw[fmt.timestamp])
-        time_s = parse_timestamps(ts_raw, ctx.timezone)
-        bad_ts = ts_raw.notna().to_numpy() & ~np.isfinite(time_s)
-        reject(bad_ts, "unparseable_timestamp", text_of("timestamp=", ts_raw))
-        future = np.isfinite(time_s) & (time_s > ctx.now_s + 300)
-        reject(future, "future_timestamp", text_of("timestamp=", ts_raw))
+        time_s, present = parse_time_column(raw[fmt.timestamp], ctx.timezone)
+        reject(present & ~np.isfinite(time_s), "unparseable_timestamp", labelled("timestamp=", fmt.timestamp))
+        with np.errstate(invalid="ignore"):
+            future = np.isfinite(time_s) & (time_s > ctx.now_s + 300)
+        reject(future, "future_timestamp", labelled("timestamp=", fmt.timestamp))
     else:
         time_s = np.full(n, np.nan)
 
     # Study area (and swapped coordinates)
-    ok = reason == ""
+    ok = reason == 0
     inside = np.zeros(n, dtype=bool)
+    x = y = None
     if ok.any():
-        inside[ok] = ctx.in_study_area(lon[ok], lat[ok])
+        if ctx.locate is not None:
+            inside_ok, x_ok, y_ok = ctx.locate(lon[ok], lat[ok])
+            inside[ok] = inside_ok
+            x = np.full(n, np.nan)
+            y = np.full(n, np.nan)
+            x[ok], y[ok] = x_ok, y_ok
+        else:
+            inside[ok] = ctx.in_study_area(lon[ok], lat[ok])
     outside = ok & ~inside
     if outside.any():
         swapped = np.zeros(n, dtype=bool)
@@ -423,52 +485,122 @@ def normalise_rows(
         reject(outside & ~swapped, "outside_study_area",
                lambda pos: np.array([f"lat={lat[i]:.6f} lon={lon[i]:.6f}" for i in pos], dtype=object))
 
-    used = pd.DataFrame(
-        {
-            "lon": lon,
-            "lat": lat,
-            "signal_dbm": sig,
-            "technology": tech_arr,
-            "operator": op.to_numpy(dtype=object),
-            "time_s": time_s,
-            "source_file": source_file,
-            "source_row": source_rows,
-        }
-    )
-    # Exact duplicates: the same measurement (time, place, operator, technology, level) again.
-    ok = reason == ""
-    keys = measurement_keys(used)
-    dup = np.zeros(n, dtype=bool)
-    if ok.any():
-        idx = np.flatnonzero(ok)
-        k = keys[idx]
-        first = np.zeros(len(k), dtype=bool)
-        _, first_pos = np.unique(k, return_index=True)
-        first[first_pos] = True
-        seen = ctx.has_seen(k)
-        dup[idx] = ~first | seen
-        ctx.remember(k[first & ~seen])
-    reject(dup, "duplicate_row", "same time, place, operator, technology and level as an earlier row")
-
-    used_mask = reason == ""
-    read_cols = list(dict.fromkeys(c for c in fmt.columns if c in raw.columns)) or list(raw.columns)
-    rej_raw = raw.loc[~used_mask, read_cols]
-    raw_fields = rej_raw.iloc[:, 0].astype(str) if len(read_cols) else pd.Series("", index=rej_raw.index)
-    for c in read_cols[1:]:
-        raw_fields = raw_fields + fmt.separator + rej_raw[c].astype(str)
-    rejected = pd.DataFrame(
-        {"source_file": source_file, "source_row": source_rows[~used_mask], "reason": reason[~used_mask],
-         "detail": detail[~used_mask], "raw_fields": raw_fields.to_numpy(dtype=object)}
-    )
-    return used.loc[used_mask].reset_index(drop=True), rejected
+    used_mask = reason == 0
+    keep = np.flatnonzero(used_mask) if not used_mask.all() else slice(None)
+    used = pd.DataFrame({
+        "lon": lon[keep], "lat": lat[keep], "signal_dbm": sig[keep],
+        "technology": pd.Categorical.from_codes(tech[keep], categories=pd.Index(list(TECHNOLOGIES))),
+        "operator": op[keep],
+        "time_s": time_s[keep],
+        "source_file": pd.Categorical.from_codes(np.zeros(int(used_mask.sum()), dtype=np.int8), categories=pd.Index([source_file])),
+        "source_row": source_rows[keep],
+    })
+    if x is not None and y is not None:
+        used["x"] = x[keep]
+        used["y"] = y[keep]
+    return used, _rejected_frame(raw, fmt, reason, details, source_file, source_rows)
 
 
-def measurement_keys(rows: pd.DataFrame) -> np.ndarray:
-    """A 64-bit hash per row of what makes a measurement the same measurement."""
-    cols = rows[["lon", "lat", "signal_dbm", "technology", "operator", "time_s"]].copy()
-    cols["lon"] = cols["lon"].clip(-1e3, 1e3).round(7)
-    cols["lat"] = cols["lat"].clip(-1e3, 1e3).round(7)
-    return pd.util.hash_pandas_object(cols, index=False).to_numpy(dtype=np.uint64)
+def rows_at(block: blocks_mod.Block, fmt: MeasurementFormat, ctx: ReadContext, lines: np.ndarray, *,
+            source_file: str, reason: str, detail: str) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The used rows of a block at the given line numbers, and the same rows as rejected rows with ``reason``.
+
+    For rows found to be duplicates after the block was read: their statistics are taken
+    out and they are reported like any rejected row, with the fields as written.
+    """
+    raw, numbers, _ = parse_block(block, fmt)
+    used, _ = normalise_rows(raw, fmt, ctx, source_file=source_file, source_rows=numbers)
+    used = used[used["source_row"].isin(lines)].reset_index(drop=True)
+    pos = np.searchsorted(numbers, used["source_row"].to_numpy())
+    rejected = pd.DataFrame({"source_file": source_file, "source_row": used["source_row"].to_numpy(),
+                             "reason": reason, "detail": detail,
+                             "raw_fields": pd.Series(_raw_fields(raw, fmt, pos), dtype=object)})
+    return used, rejected
+
+
+def _raw_fields(raw: Mapping[str, pa.Array], fmt: MeasurementFormat, pos: np.ndarray) -> list[str]:
+    """The columns covgap read, as written, joined by the file's separator, at positions ``pos``."""
+    if not len(pos):
+        return []
+    read_cols = [c for c in dict.fromkeys(fmt.columns) if c in raw] or list(raw)
+    take = pa.array(np.asarray(pos, dtype=np.int64))
+    parts = [raw[c].take(take).to_pylist() for c in read_cols]
+    return [fmt.separator.join(vals) for vals in zip(*parts)]
+
+
+def _rejected_frame(raw: Mapping[str, pa.Array], fmt: MeasurementFormat, reason: np.ndarray,
+                    details: list, source_file: str, source_rows: np.ndarray) -> pd.DataFrame:
+    """The rejected rows with their reason, detail and the fields read, as written."""
+    rej = np.flatnonzero(reason)
+    detail = pd.Series("", index=np.arange(len(reason)), dtype=object)
+    for pos, what in details:
+        detail.iloc[pos] = what(pos) if callable(what) else what
+    raw_fields = _raw_fields(raw, fmt, rej)
+    return pd.DataFrame({"source_file": source_file, "source_row": source_rows[rej],
+                         "reason": np.array(_REASON_LIST, dtype=object)[reason[rej] - 1] if len(rej) else [],
+                         "detail": detail.to_numpy()[rej], "raw_fields": pd.Series(raw_fields, dtype=object)})
+
+
+def _dictionary(arr: pa.Array) -> tuple[np.ndarray, pd.Series]:
+    """``(codes, distinct values)`` of a string column (a file holds a handful of operators or technologies)."""
+    enc = pc.dictionary_encode(arr)
+    return enc.indices.to_numpy(zero_copy_only=False).astype(np.int64), pd.Series(enc.dictionary.to_pylist(), dtype=object)
+
+
+def _recode(codes: np.ndarray, values: np.ndarray) -> tuple[np.ndarray, list]:
+    """Codes into the distinct values of ``values`` (several spellings may give one name)."""
+    new_codes, cats = pd.factorize(values)
+    return (new_codes[codes] if len(codes) else codes).astype(np.int32), list(cats)
+
+
+def _column_to_float(arr: pa.Array, decimal_comma: bool) -> np.ndarray:
+    """Numbers of a text column: pyarrow's parser when every value is a plain number (or a missing
+    token), else the text rules (strip spaces and quotes, missing tokens, pandas.to_numeric)."""
+    for attempt in (0, 1):
+        a = arr
+        if attempt:  # missing tokens ("", "-", "NaN"...) as nulls
+            a = pc.if_else(pc.is_in(a, value_set=_MISSING), pa.scalar(None, pa.string()), a)
+        if decimal_comma:
+            a = pc.replace_substring(a, ",", ".")
+        try:
+            return pc.cast(a, pa.float64()).to_numpy(zero_copy_only=False).astype(float, copy=False)
+        except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+            continue
+    return _to_float(_clean(pd.Series(arr.to_pylist(), dtype=object)), decimal_comma)
+
+
+def parse_time_column(arr: pa.Array, timezone: str) -> tuple[np.ndarray, np.ndarray]:
+    """Unix seconds of a timestamp column and which rows gave one: ``(seconds or NaN, present)``.
+
+    pyarrow parses a block whose values are all Unix times, all ISO 8601 without an offset
+    (local time in ``timezone``) or all with one; anything else (mixed shapes, G-NetTrack's,
+    day-first dates, missing values) goes to :func:`covgap.timestamps.parse_timestamps`, the
+    reference. The property tests check both agree.
+    """
+    n = len(arr)
+    present = np.ones(n, dtype=bool)
+    try:
+        num = pc.cast(arr, pa.float64()).to_numpy(zero_copy_only=False)
+        out = np.full(n, np.nan)
+        with np.errstate(invalid="ignore"):
+            ms = num > 1e11
+            s = (num > 1e8) & ~ms
+        out[ms] = num[ms] / 1000.0
+        out[s] = num[s]
+        return out, present
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+        pass
+    for tz in (None, "UTC"):
+        try:
+            ts = pc.cast(arr, pa.timestamp("ns", tz=tz))
+        except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+            continue
+        series = pd.Series(ts.to_pandas())
+        if tz is None:
+            series = series.dt.tz_localize(timezone, ambiguous="NaT", nonexistent="NaT")
+        return _epoch(series), present
+    cleaned = _clean(pd.Series(arr.to_pylist(), dtype=object))
+    return parse_timestamps(cleaned, timezone), cleaned.notna().to_numpy()
 
 
 def _clean(s: pd.Series) -> pd.Series:

@@ -95,10 +95,11 @@ def _density_on_grid(path: Path, grid: Grid) -> np.ndarray:
 
 
 def ingest_measurements(files: list[Path], layers: Layers, config: Config, *,
-                        now_s: float | None = None) -> tuple[pd.DataFrame, ReadReport]:
+                        now_s: float | None = None, workers: int | None = None) -> tuple[pd.DataFrame, ReadReport]:
     """Read every measurement file into merged cell statistics and a report of every row.
 
-    The same reading as ``covgap run`` and ``covgap refresh`` (:func:`covgap.ingest.ingest_file`),
+    The same reading as ``covgap run`` and ``covgap refresh`` (:class:`covgap.ingest.Batch`; ``workers``:
+    processes for large files, default the cores available),
     with the rejected rows kept in memory (``report.rejected``) instead of a store.
     A file that cannot be used is refused (listed in ``report.files`` with status
     ``refused`` and its reason) and the others are read; an unexpected error in one
@@ -110,37 +111,40 @@ def ingest_measurements(files: list[Path], layers: Layers, config: Config, *,
         No file could be used; every file is named with its reason.
     """
     ctx = ingest.read_context(layers, config, now_s=now_s)
-    parts: list[pd.DataFrame] = []
     records: list[FileRecord] = []
     rejected: list[pd.DataFrame] = []
     used_paths: list[Path] = []
     refused: list[tuple[Path, str]] = []
     errors: list[str] = []
-    for path in files:
-        try:
-            record, stats = ingest.ingest_file(path, layers, ctx, on_rejected=rejected.append)
-        except InputError as err:
-            refused.append((Path(path), str(err)))
-            log.warning("refused %s", err)
-            continue
-        except Exception as err:  # a bug on this file: refuse it, keep the traceback, read the others
-            message, trace = ingest.internal_error_reason(path, err)
-            refused.append((Path(path), message))
-            errors.append(trace)
-            log.warning("refused %s", message)
-            log.debug("%s", trace)
-            continue
-        parts.append(stats)
-        records.append(record)
-        used_paths.append(Path(path))
+    with ingest.Batch(layers, ctx, on_rejected=rejected.append, workers=workers) as batch:
+        for path in files:
+            try:
+                batch.add(path)
+            except InputError as err:
+                refused.append((Path(path), str(err)))
+                log.warning("refused %s", err)
+                continue
+            except Exception as err:  # a bug on this file: refuse it, keep the traceback, read the others
+                message, trace = ingest.internal_error_reason(path, err)
+                refused.append((Path(path), message))
+                errors.append(trace)
+                log.warning("refused %s", message)
+                log.debug("%s", trace)
+                continue
+            used_paths.append(Path(path))
+        records = batch.finish()
+        parts = [batch.stats_of(t) for t in batch.taken]
     if not records:
         where = Path(files[0]).parent if len(files) > 1 else Path(files[0]) if files else Path(".")
         raise InputError(where, ["no measurement file could be used: " + "; ".join(m for _, m in refused)]
                          if refused else ["no measurement file given"])
     report = ReadReport(paths=used_paths, files=report_frame(records, [(p.name, m) for p, m in refused]),
                         errors=errors)
-    if rejected:
-        report.rejected = pd.concat(rejected, ignore_index=True)
+    if rejected:  # in file order, then line order (duplicates are found after the other rejected rows)
+        order = {p.name: i for i, p in reversed(list(enumerate(used_paths)))}
+        every = pd.concat(rejected, ignore_index=True)
+        every = every.assign(_f=every["source_file"].map(order)).sort_values(["_f", "source_row"], kind="mergesort")
+        report.rejected = every.drop(columns="_f").reset_index(drop=True)
     stats = cellstats.merge_stats(*parts)
     log.info("measurements: %d files (%d refused), %d rows read, %d used, %d rejected; %d cell statistics",
              len(files), len(refused), report.rows_read, report.rows_used, report.rows_rejected, len(stats))

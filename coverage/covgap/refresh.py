@@ -25,7 +25,7 @@ import numpy as np
 import pandas as pd
 import shapely
 
-from covgap import cellstats, ingest, measurements as meas, outputs, pipeline, store as store_mod
+from covgap import cellstats, dedupe, ingest, measurements as meas, outputs, pipeline, store as store_mod
 from covgap.config import Config
 from covgap.errors import InputError
 from covgap.store import FileRecord, Store, StoreError
@@ -94,8 +94,9 @@ def update_outputs(
     write_products: Callable[[pipeline.Results, Path], object] | None = None,
     now_s: float | None = None,
     progress: ProgressFactory | None = None,
-    chunk_rows: int = 250_000,
+    chunk_rows: int | None = None,
     overwrite: bool = False,
+    workers: int | None = None,
 ) -> RefreshOutcome:
     """Take measurement files into the store and rewrite every output (caller holds the output lock).
 
@@ -119,6 +120,9 @@ def update_outputs(
     overwrite
         Replace an output folder that covgap did not make (``--overwrite``); never one
         that is, contains or lies inside an input.
+    chunk_rows, workers
+        Lines per block at most (default: blocks of covgap.blocks.BLOCK_BYTES) and worker
+        processes for large files (default: the cores available; covgap.ingest.Batch).
 
     Returns
     -------
@@ -163,10 +167,10 @@ def update_outputs(
         log.warning("no measurement files found%s: the signal targets have no evidence yet; fibre outputs are complete",
                     "" if config.inputs.measurements or paths else " ([inputs] measurements = [] names none)")
     ctx = ingest.read_context(layers, config, now_s=now_s)
-    ctx.seen_keys = store.keys.copy()
 
     if dry_run:
-        checked = _ingest_batch(files, store, layers, ctx, folder=None, progress=progress, chunk_rows=chunk_rows)
+        checked = _ingest_batch(files, store, layers, ctx, folder=None, progress=progress, chunk_rows=chunk_rows,
+                                workers=workers)
         return RefreshOutcome(files=checked, store=store, full_rebuild=full_rebuild, dry_run=True)
 
     outcomes: list[FileOutcome] = []
@@ -177,7 +181,7 @@ def update_outputs(
             if not full_rebuild and owned and (old_folder / store_mod.MANIFEST).exists():
                 store_mod.link_immutable_files(old_folder, new_folder)
             outcomes = _ingest_batch(files, store, layers, ctx, folder=new_folder, progress=progress,
-                                     chunk_rows=chunk_rows)
+                                     chunk_rows=chunk_rows, workers=workers)
             _write_errors_log(outcomes, tmp)
             taken = [o for o in outcomes if o.status == "taken"]
             if not taken and files:
@@ -189,7 +193,6 @@ def update_outputs(
                 raise _NothingNew
             for record in (o.record for o in taken if o.record is not None):  # one file's statistics at a time
                 store.total = cellstats.merge_stats(store.total, store_mod.read_stats(new_folder / record.stats_file))
-            store.keys = ctx.seen_keys
             store_mod.save_store(store, new_folder)
             results = analyse_store(store, new_folder, layers, config,
                                     refused=[(o.path.name, o.message) for o in outcomes if o.status == "refused"])
@@ -235,43 +238,50 @@ def analyse_store(store: Store, folder: Path, layers: pipeline.Layers, config: C
 
 # --------------------------------------------------------------------------- reading files
 def _ingest_batch(files: list[Path], store: Store, layers: pipeline.Layers, ctx: meas.ReadContext, *,
-                  folder: Path | None, progress: ProgressFactory | None, chunk_rows: int) -> list[FileOutcome]:
-    """Hash, skip, read or refuse each file; taken files are appended to ``store.files``."""
+                  folder: Path | None, progress: ProgressFactory | None, chunk_rows: int | None,
+                  workers: int | None = None) -> list[FileOutcome]:
+    """Hash, skip, read or refuse each file, then find the duplicates of the batch and of the store.
+
+    Taken files are appended to ``store.files``; with a ``folder``, their statistics,
+    rejected rows and the new row keys (``row_keys/``) are written there.
+    """
     outcomes = []
     batch: dict[str, Path] = {}
-    for path in files:
-        try:
-            sha = outputs.sha256_file(path)
-        except OSError as err:
-            outcomes.append(FileOutcome(path, "", "refused", f"{path}: cannot be read: {err}"))
-            log.warning("refused %s: cannot be read: %s", path, err)
-            continue
-        known = store.find(sha)
-        if known is not None:
-            outcomes.append(FileOutcome(path, sha, "skipped", f"already taken in as {known.name} (same SHA-256)"))
-            log.info("skipped %s: already taken in as %s (same content)", path.name, known.name)
-            continue
-        if sha in batch:
-            outcomes.append(FileOutcome(path, sha, "skipped", f"same content as {batch[sha].name} in this batch"))
-            log.info("skipped %s: same content as %s", path.name, batch[sha].name)
-            continue
-        batch[sha] = path
-        try:
-            record, _ = ingest.ingest_file(path, layers, ctx, sha256=sha, folder=folder, progress=progress,
-                                           chunk_rows=chunk_rows)
-        except InputError as err:
-            outcomes.append(FileOutcome(path, sha, "refused", str(err)))
-            log.warning("refused %s", err)
-            continue
-        except Exception as err:  # a bug on this file: refuse it with its traceback and read the others
-            message, trace = ingest.internal_error_reason(path, err)
-            outcomes.append(FileOutcome(path, sha, "refused", message, traceback=trace))
-            log.warning("refused %s", message)
-            log.debug("%s", trace)
-            continue
-        outcomes.append(FileOutcome(path, sha, "would take" if folder is None else "taken", record=record))
-        if folder is not None:
-            store.files.append(record)
+    with ingest.Batch(layers, ctx, folder=folder, stored_keys=dedupe.StoredKeys(store.keys_dir), progress=progress,
+                      chunk_rows=chunk_rows, workers=workers) as reader:
+        for path in files:
+            try:
+                sha = outputs.sha256_file(path)
+            except OSError as err:
+                outcomes.append(FileOutcome(path, "", "refused", f"{path}: cannot be read: {err}"))
+                log.warning("refused %s: cannot be read: %s", path, err)
+                continue
+            known = store.find(sha)
+            if known is not None:
+                outcomes.append(FileOutcome(path, sha, "skipped", f"already taken in as {known.name} (same SHA-256)"))
+                log.info("skipped %s: already taken in as %s (same content)", path.name, known.name)
+                continue
+            if sha in batch:
+                outcomes.append(FileOutcome(path, sha, "skipped", f"same content as {batch[sha].name} in this batch"))
+                log.info("skipped %s: same content as %s", path.name, batch[sha].name)
+                continue
+            batch[sha] = path
+            try:
+                record = reader.add(path, sha)
+            except InputError as err:
+                outcomes.append(FileOutcome(path, sha, "refused", str(err)))
+                log.warning("refused %s", err)
+                continue
+            except Exception as err:  # a bug on this file: refuse it with its traceback and read the others
+                message, trace = ingest.internal_error_reason(path, err)
+                outcomes.append(FileOutcome(path, sha, "refused", message, traceback=trace))
+                log.warning("refused %s", message)
+                log.debug("%s", trace)
+                continue
+            outcomes.append(FileOutcome(path, sha, "would take" if folder is None else "taken", record=record))
+        reader.finish(keys_folder=folder / store_mod.KEYS_DIR if folder is not None else None)
+    if folder is not None:
+        store.files += [o.record for o in outcomes if o.status == "taken" and o.record is not None]
     return outcomes
 
 

@@ -5,7 +5,7 @@ Layout (``<output dir>/store/``; see docs/refresh.md for why)::
     manifest.json            one record per ingested file: SHA-256, size, format,
                              rows read / used / rejected by reason, its files below
     cells_total.parquet      merged cell statistics of every file (cellstats.STAT_COLUMNS)
-    row_keys.npy             sorted uint64 keys of every used row (finds duplicates across files)
+    row_keys/<pp>.npy        sorted uint64 keys of every used row, in 64 partitions (covgap.dedupe)
     stats/<sha16>.parquet    the cell statistics of one file
     rejected/<sha12>_<name>.csv   every rejected row of one file with its reason
 
@@ -13,7 +13,8 @@ The store lives inside the output folder, which is replaced whole by
 :func:`covgap.outputs.atomic_output_dir`, so the store and the outputs always
 change together. Files under ``stats/`` and ``rejected/`` never change once
 written, so a refresh hard-links them into the new folder instead of copying.
-``manifest.json``, ``cells_total.parquet`` and ``row_keys.npy`` are written anew.
+``manifest.json`` and ``cells_total.parquet`` are written anew, and the partitions of
+``row_keys/`` that a refresh adds keys to (the others are hard-linked).
 """
 
 from __future__ import annotations
@@ -28,7 +29,6 @@ from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 
 from covgap import cellstats
@@ -40,10 +40,12 @@ log = logging.getLogger(__name__)
 STORE_DIRNAME = "store"
 MANIFEST = "manifest.json"
 TOTAL = "cells_total.parquet"
-KEYS = "row_keys.npy"
+#: The sorted keys of every used row, one file per partition (covgap.dedupe.StoredKeys).
+KEYS_DIR = "row_keys"
 STATS_DIR = "stats"
 REJECTED_DIR = "rejected"
-STORE_VERSION = 1
+#: 2: row keys partitioned in ``row_keys/`` (version 1 kept them in one array).
+STORE_VERSION = 2
 REJECTED_COLUMNS = ["source_file", "source_row", "reason", "detail", "raw_fields"]
 
 
@@ -82,12 +84,12 @@ class FileRecord:
 
 @dataclass
 class Store:
-    """The store in memory: settings fingerprint, file records, merged statistics, row keys."""
+    """The store in memory: settings fingerprint, file records, merged statistics, and where its row keys are."""
 
     fingerprint: dict
     files: list[FileRecord] = field(default_factory=list)
     total: pd.DataFrame = field(default_factory=cellstats.empty_stats)
-    keys: np.ndarray = field(default_factory=lambda: np.empty(0, dtype=np.uint64))
+    keys_dir: Path | None = None  # row_keys/ of the store read (None: a new store, no key yet)
 
     def find(self, sha256: str) -> FileRecord | None:
         return next((f for f in self.files if f.sha256 == sha256), None)
@@ -150,11 +152,12 @@ def load_store(folder: Path) -> Store:
                              "run `covgap run` to rebuild it from the measurement files")
         files = [FileRecord(**rec) for rec in manifest["files"]]
         total = read_stats(folder / TOTAL)
-        keys = np.load(folder / KEYS)
+        if not (folder / KEYS_DIR).is_dir():
+            raise ValueError(f"{KEYS_DIR}/ is missing")
     except (OSError, ValueError, KeyError, TypeError) as err:
         raise StoreError(f"{folder}: the measurement store is damaged ({err}); "
                          "run `covgap run` to rebuild it from the measurement files") from err
-    return Store(fingerprint=manifest["fingerprint"], files=files, total=total, keys=keys)
+    return Store(fingerprint=manifest["fingerprint"], files=files, total=total, keys_dir=folder / KEYS_DIR)
 
 
 def check_compatible(store: Store, current: dict, folder: Path) -> None:
@@ -192,11 +195,10 @@ def write_file_stats(stats: pd.DataFrame, folder: Path, sha256: str) -> str:
 
 
 def save_store(store: Store, folder: Path) -> None:
-    """Write the total, the keys and (last) the manifest into ``folder``."""
+    """Write the total and (last) the manifest into ``folder`` (the engine writes ``row_keys/``)."""
     folder.mkdir(parents=True, exist_ok=True)
+    (folder / KEYS_DIR).mkdir(exist_ok=True)
     _write_parquet(store.total, folder / TOTAL)
-    with open(folder / KEYS, "wb") as fh:
-        np.save(fh, np.asarray(store.keys, dtype=np.uint64))
     manifest = {"version": STORE_VERSION, "fingerprint": store.fingerprint, "files": [asdict(f) for f in store.files]}
     (folder / MANIFEST).write_text(json.dumps(manifest, ensure_ascii=False, indent=2) + "\n", encoding="utf-8")
 
@@ -268,6 +270,23 @@ class RejectedWriter:
             self.path.unlink(missing_ok=True)
             self._created = False
         self.rows = 0
+
+
+def add_rejected_rows(folder: Path, sha256: str, name: str, rel_path: str, rows: pd.DataFrame) -> str:
+    """Add rows to a file's rejected rows (made if it has none), keeping them in line order; returns its path."""
+    if rows.empty:
+        return rel_path
+    writer = RejectedWriter(folder, sha256, name)
+    path = folder / (rel_path or writer._rel)
+    if rel_path:
+        old = pd.read_csv(path, dtype={"source_file": str, "reason": str, "detail": str, "raw_fields": str},
+                          keep_default_na=False, na_filter=False, encoding="utf-8")
+        rows = pd.concat([old, rows[REJECTED_COLUMNS]], ignore_index=True)
+        path.unlink()
+    rows = rows.sort_values("source_row", kind="mergesort")
+    writer.write(rows)
+    writer.close()
+    return writer.rel_path
 
 
 def write_rejected_rows(store: Store, folder: Path, dest: Path) -> int:

@@ -1,0 +1,213 @@
+"""Exact duplicate rows across blocks, files and refreshes, in memory bounded by a partition, not by rows.
+
+A row is an exact duplicate when its time, place (to 1e-7°), operator, technology and
+level are those of an earlier row (earlier: a file taken in before, or an earlier file
+of the batch, or an earlier line of the same file). Each used row gets a 64-bit key
+(:func:`measurement_keys`); the engine spools ``(key, sequence)`` pairs to disk in
+:data:`PARTITIONS` partitions by the key's top bits (:class:`KeySpool`), and after the
+batch :func:`find_duplicates` reads one partition at a time, sorts it, and compares it
+with the same partition of the keys already stored (:class:`StoredKeys`). So memory
+holds one partition (1/64 of the keys), never the keys of every row; see docs/refresh.md
+for the trade-off (a second, targeted read of the few blocks that hold duplicates).
+
+With 64-bit keys the chance that two different rows of 10⁸ share a key is about
+3·10⁻⁴ (birthday bound n²/2⁶⁵).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+#: Partitions by the top bits of the key; a 10⁸-row batch holds 1.6 GB of spooled pairs, 25 MB per partition.
+PARTITIONS = 64
+_SHIFT = np.uint64(64 - 6)
+SPOOL_DTYPE = np.dtype([("key", "<u8"), ("seq", "<u8")])
+#: A row's sequence number: the file's position in the batch in the top bits, its line number below.
+LINE_BITS = 40
+#: Spooled pairs kept in memory before they go to disk (all of them, for a batch smaller than this).
+SPOOL_MEMORY_BYTES = 64 << 20
+
+_M1 = np.uint64(0xBF58476D1CE4E5B9)
+_M2 = np.uint64(0x94D049BB133111EB)
+_NAN_BITS = np.uint64(0x7FF8000000000000)
+
+
+def _mix(x: np.ndarray) -> np.ndarray:
+    """SplitMix64's finaliser: every input bit changes about half the output bits."""
+    x = x ^ (x >> np.uint64(30))
+    x = x * _M1
+    x = x ^ (x >> np.uint64(27))
+    x = x * _M2
+    return x ^ (x >> np.uint64(31))
+
+
+def _bits(values: np.ndarray) -> np.ndarray:
+    """The IEEE bits of floats, with one NaN and one zero (−0.0 is 0.0)."""
+    v = np.asarray(values, dtype=np.float64) + 0.0
+    bits = v.view(np.uint64).copy()
+    bits[np.isnan(v)] = _NAN_BITS
+    return bits
+
+
+def _text_hash(values: list) -> np.ndarray:
+    """A stable 64-bit hash per string (the same in every process and run, unlike ``hash()``)."""
+    return np.array([int.from_bytes(hashlib.blake2b(str(v).encode("utf-8"), digest_size=8).digest(), "little")
+                     for v in values], dtype=np.uint64)
+
+
+def measurement_keys(rows: pd.DataFrame) -> np.ndarray:
+    """A 64-bit key per row of what makes a measurement the same measurement.
+
+    ``rows`` are normalised rows (covgap.measurements): ``lon``, ``lat``, ``signal_dbm``,
+    ``time_s`` and the categoricals (or strings) ``technology`` and ``operator``.
+    """
+    with np.errstate(over="ignore"):
+        h = _mix(_bits(np.round(np.clip(rows["lon"].to_numpy(dtype=float), -1e3, 1e3), 7)) ^ np.uint64(0x9E3779B97F4A7C15))
+        h = _mix(h ^ _bits(np.round(np.clip(rows["lat"].to_numpy(dtype=float), -1e3, 1e3), 7)))
+        h = _mix(h ^ _bits(rows["signal_dbm"].to_numpy(dtype=float)))
+        h = _mix(h ^ _bits(rows["time_s"].to_numpy(dtype=float)))
+        for col in ("operator", "technology"):
+            cat = pd.Categorical(rows[col])
+            codes = np.asarray(cat.codes, dtype=np.int64)
+            h = _mix(h ^ _text_hash(list(cat.categories))[codes] if len(codes) else h)
+    return h
+
+
+class KeySpool:
+    """``(key, sequence)`` of used rows, partitioned by the key's top bits, spooled into ``folder``.
+
+    Pairs stay in memory up to :data:`SPOOL_MEMORY_BYTES`, then go to one file per
+    partition, ``<name>-<pp>.bin``. Several spools (one per reading process, different
+    names) may share a folder; :func:`find_duplicates` reads every file of a partition.
+    The folder belongs to the caller (covgap.ingest.Batch makes and removes it).
+    """
+
+    def __init__(self, folder: Path, name: str = "main"):
+        self.folder = Path(folder)
+        self.name = name
+        self._buffers: list[list[np.ndarray]] = [[] for _ in range(PARTITIONS)]
+        self._buffered = 0
+        self.rows = 0
+
+    def add(self, keys: np.ndarray, seqs: np.ndarray) -> None:
+        if not len(keys):
+            return
+        pairs = np.empty(len(keys), dtype=SPOOL_DTYPE)
+        pairs["key"] = keys
+        pairs["seq"] = seqs
+        part = (pairs["key"] >> _SHIFT).astype(np.uint8)
+        order = np.argsort(part, kind="stable")  # a radix sort for 8-bit values
+        pairs, part = pairs[order], part[order]
+        bounds = np.searchsorted(part, np.arange(PARTITIONS + 1))
+        for p in range(PARTITIONS):
+            if bounds[p + 1] > bounds[p]:
+                self._buffers[p].append(pairs[bounds[p]:bounds[p + 1]])
+        self._buffered += pairs.nbytes
+        self.rows += len(pairs)
+        if self._buffered > SPOOL_MEMORY_BYTES:
+            self.flush()
+
+    def flush(self) -> None:
+        """Write the pairs held in memory to the partition files."""
+        for p, bufs in enumerate(self._buffers):
+            if bufs:
+                with open(self.folder / f"{self.name}-{p:02d}.bin", "ab") as fh:
+                    for b in bufs:
+                        fh.write(b.tobytes())
+                bufs.clear()
+        self._buffered = 0
+
+    def partition(self, p: int) -> np.ndarray:
+        """Every pair of partition ``p``: from the files of every spool in the folder, and this one's memory."""
+        parts = [np.fromfile(path, dtype=SPOOL_DTYPE) for path in sorted(self.folder.glob(f"*-{p:02d}.bin"))]
+        parts += self._buffers[p]
+        return np.concatenate(parts) if parts else np.empty(0, dtype=SPOOL_DTYPE)
+
+
+class StoredKeys:
+    """The sorted keys of every row of a store, one ``.npy`` file per partition under ``folder``.
+
+    A store without a folder (a first run) has no key.
+    """
+
+    def __init__(self, folder: Path | None):
+        self.folder = folder
+
+    def partition(self, p: int) -> np.ndarray:
+        if self.folder is None:
+            return np.empty(0, dtype=np.uint64)
+        path = self.folder / f"{p:02d}.npy"
+        return np.load(path) if path.exists() else np.empty(0, dtype=np.uint64)
+
+    def count(self) -> int:
+        """How many keys (read from the file headers, not the data)."""
+        if self.folder is None or not self.folder.is_dir():
+            return 0
+        return sum(int(np.load(path, mmap_mode="r").shape[0]) for path in self.folder.glob("*.npy"))
+
+
+def find_duplicates(spool: KeySpool, stored: StoredKeys, *, drop_files: set[int] = frozenset(),  # type: ignore[assignment]
+                    new_folder: Path | None = None) -> np.ndarray:
+    """Sequence numbers of the duplicate rows of the batch, sorted; the keys of the rows kept go
+    into ``new_folder`` (the stored keys plus the batch's, one partition file each).
+
+    ``drop_files``: positions in the batch of files refused after some of their rows were
+    spooled; their pairs are ignored.
+    """
+    dups = []
+    spool.flush()  # all on disk: memory holds one partition at a time
+    if new_folder is not None:
+        new_folder.mkdir(parents=True, exist_ok=True)
+    for p in range(PARTITIONS):
+        pairs = spool.partition(p)
+        if drop_files and len(pairs):
+            file_of = (pairs["seq"] >> np.uint64(LINE_BITS)).astype(np.int64)
+            pairs = pairs[~np.isin(file_of, list(drop_files))]
+        old = stored.partition(p)
+        if not len(pairs):
+            if new_folder is not None and stored.folder is not None and (stored.folder / f"{p:02d}.npy").exists():
+                _link_or_copy(stored.folder / f"{p:02d}.npy", new_folder / f"{p:02d}.npy")
+            continue
+        keys = np.sort(pairs["key"])
+        first = np.ones(len(keys), dtype=bool)
+        first[1:] = keys[1:] != keys[:-1]
+        seen = np.zeros(len(keys), dtype=bool)
+        if len(old):
+            at = np.minimum(np.searchsorted(old, keys), len(old) - 1)
+            seen = old[at] == keys
+        if not first.all() or seen.any():  # some duplicates: which rows they are (the earliest of equal keys stays)
+            order = np.lexsort((pairs["seq"], pairs["key"]))
+            seqs = pairs["seq"][order]
+            dups.append(seqs[~first | seen])
+        if new_folder is not None:
+            fresh = keys[first & ~seen]
+            merged = np.insert(old, np.searchsorted(old, fresh), fresh) if len(old) else fresh
+            np.save(new_folder / f"{p:02d}.npy", merged.astype(np.uint64, copy=False))
+    return np.sort(np.concatenate(dups)) if dups else np.empty(0, dtype=np.uint64)
+
+
+def _link_or_copy(src: Path, dest: Path) -> None:
+    try:
+        os.link(src, dest)
+    except OSError:
+        shutil.copy2(src, dest)
+
+
+def split_seq(seqs: np.ndarray) -> Iterator[tuple[int, np.ndarray]]:
+    """``(file position, sorted line numbers)`` of sequence numbers."""
+    seqs = np.asarray(seqs, dtype=np.uint64)
+    files = (seqs >> np.uint64(LINE_BITS)).astype(np.int64)
+    lines = (seqs & np.uint64((1 << LINE_BITS) - 1)).astype(np.int64)
+    for f in np.unique(files):
+        yield int(f), np.sort(lines[files == f])
+
+
+def make_seq(file_pos: int, lines: np.ndarray) -> np.ndarray:
+    return (np.uint64(file_pos) << np.uint64(LINE_BITS)) | np.asarray(lines, dtype=np.uint64)

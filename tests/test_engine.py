@@ -1,0 +1,234 @@
+"""The reading engine: its fast paths against the reference rules, on generated input (hypothesis).
+
+Each fast path (pyarrow's CSV parser, pyarrow number and time casts, the grid-based
+study-area test, worker processes, keys spooled to disk) must give exactly what the
+slower reference gives: the line-by-line reader, pandas and the text rules, the exact
+point-in-polygon test, one process, keys in memory.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pytest
+import shapely
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from covgap import blocks, cellstats, dedupe, ingest, measurements as meas
+from covgap.timestamps import parse_timestamps
+
+SETTINGS = settings(max_examples=300, deadline=None, derandomize=True, database=None,
+                    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+
+#: Values a column may hold: plain numbers, and everything the text rules must handle.
+NUMBERS = st.one_of(
+    st.floats(allow_nan=True, allow_infinity=True, width=64).map(repr),
+    st.integers(-200, 200).map(str),
+    st.decimals(min_value=-180, max_value=180, places=6, allow_nan=False).map(str),
+    st.sampled_from(["", "-", "--", "NaN", "nan", "NULL", "None", "N/A", " -95", "-95 ", "1,5", "+5", "1e3", ".5", "0x1A",
+                     "١٢", "inf", "-inf", "Infinity", "1_000", "\u00a0-90", "-0", "00015.2", "1e400", "-1e-400"]),
+    st.text(alphabet="0123456789.-+eE, ", max_size=8),
+)
+
+
+def _fmt(columns, **kw) -> meas.MeasurementFormat:
+    base = dict(name="generic", separator=",", lat="lat", lon="lon", signal="rsrp", technology="technology",
+                operator="operator", timestamp="timestamp", columns=tuple(columns))
+    base.update(kw)
+    return meas.MeasurementFormat(**base)
+
+
+@SETTINGS
+@given(st.lists(NUMBERS, min_size=1, max_size=30), st.booleans())
+def test_numbers_by_pyarrow_equal_the_text_rules(values, decimal_comma):
+    got = meas._column_to_float(pa.array(values, type=pa.string()), decimal_comma)
+    want = meas._to_float(meas._clean(pd.Series(values, dtype=object)), decimal_comma)
+    np.testing.assert_array_equal(np.nan_to_num(got, nan=-1e308, posinf=1e308, neginf=-1e307),
+                                  np.nan_to_num(want, nan=-1e308, posinf=1e308, neginf=-1e307))
+
+
+TIMES = st.one_of(
+    st.integers(0, 2_000_000_000_000).map(str),
+    st.datetimes(min_value=pd.Timestamp("1990-01-01").to_pydatetime(), max_value=pd.Timestamp("2040-01-01").to_pydatetime()).map(
+        lambda d: d.isoformat(sep=" ")),
+    st.datetimes(min_value=pd.Timestamp("1990-01-01").to_pydatetime(), max_value=pd.Timestamp("2040-01-01").to_pydatetime()).map(
+        lambda d: d.isoformat() + "Z"),
+    st.datetimes(min_value=pd.Timestamp("1990-01-01").to_pydatetime(), max_value=pd.Timestamp("2040-01-01").to_pydatetime()).map(
+        lambda d: d.strftime("%Y-%m-%dT%H:%M:%S+07:00")),
+    st.sampled_from(["2026-03-14", "2026-03-14 08:00", "2026-03-14T08", "2026.03.14_08.00.00", "14/03/2026 08:00:00",
+                     "14/03/2026 08:00", "2026-02-30 10:00:00", "", "-", "yesterday", "2026-03-14T08:00:00+0700",
+                     "2026-03-14T08:00:00.123456789", "1767225600.5", "2026-03-08 02:30:00", "1e9"]),
+)
+
+
+@SETTINGS
+@given(st.lists(TIMES, min_size=1, max_size=20), st.sampled_from(["Asia/Ho_Chi_Minh", "UTC", "America/New_York"]))
+def test_times_by_pyarrow_equal_the_reference_parser(values, tz):
+    got, present = meas.parse_time_column(pa.array(values, type=pa.string()), tz)
+    cleaned = meas._clean(pd.Series(values, dtype=object))
+    want = parse_timestamps(cleaned, tz)
+    np.testing.assert_array_equal(present, cleaned.notna().to_numpy())
+    np.testing.assert_array_equal(np.nan_to_num(got, nan=-1.0), np.nan_to_num(want, nan=-1.0))
+
+
+ROW = st.fixed_dictionaries({
+    "lat": st.one_of(st.floats(14.9, 15.2).map(lambda v: f"{v:.6f}"), NUMBERS),
+    "lon": st.one_of(st.floats(108.7, 108.9).map(lambda v: f"{v:.6f}"), NUMBERS),
+    "rsrp": st.one_of(st.integers(-150, -30).map(str), NUMBERS),
+    "technology": st.sampled_from(["LTE", "4G", "3G", "UMTS", "GSM", "NR", "no service", "", "-", "6G", "lte"]),
+    "operator": st.sampled_from(["Viettel", "45204", "vina", "MobiFone", "", "Acme"]),
+    "timestamp": st.one_of(st.just("1767225600"), TIMES),
+})
+
+
+def _line(row: dict, columns: list[str], sep: str, mess: str) -> str:
+    fields = [row.get(c, "x") for c in columns]
+    if mess == "blank":
+        return "   "
+    if mess == "short":
+        fields = fields[:-1]
+    if mess == "quote":
+        fields[0] = f'"{fields[0]}"'
+    if mess == "open_quote":
+        fields[1] = '"' + fields[1]
+    if mess == "trailing":
+        fields.append("")
+    return sep.join(fields)
+
+
+@SETTINGS
+@given(st.lists(st.tuples(ROW, st.sampled_from(["", "", "", "", "blank", "short", "quote", "open_quote", "trailing"])),
+                min_size=1, max_size=25),
+       st.sampled_from([",", ";", "\t"]), st.sampled_from(["\n", "\r\n"]), st.booleans())
+def test_pyarrow_blocks_equal_the_line_by_line_reader(rows, sep, newline, extra_column):
+    """Whatever the lines, the fast path gives the rows, reasons and details of the reference reader."""
+    columns = ["timestamp", "lat", "lon", "operator", "technology", "rsrp"] + (["note"] if extra_column else [])
+    if sep != "," and any(any("," in str(v) for v in r.values()) for r, _ in rows):
+        return  # a comma in a value of a semicolon or tab file would be a decimal comma: another format
+    data = newline.join(_line(r, columns, sep, m) for r, m in rows) + newline
+    block = blocks.Block(data.encode("utf-8"), 2, blocks.count_lines(data.encode("utf-8")))
+    fmt = _fmt(columns, separator=sep)
+    ctx = meas.ReadContext(in_study_area=lambda lon, lat: (np.asarray(lat) > 14.95) & (np.asarray(lon) < 108.85),
+                           now_s=1_790_000_000)
+    fast = meas.parse_block(block, fmt)
+    slow = meas.parse_block(block, fmt, fast=False)
+    np.testing.assert_array_equal(fast[1], slow[1])
+    for c in slow[0]:
+        assert fast[0][c].to_pylist() == slow[0][c].to_pylist(), c
+    pd.testing.assert_frame_equal(fast[2], slow[2], check_dtype=False)
+    used_f, rej_f = meas.normalise_rows(fast[0], fmt, ctx, source_file="f.csv", source_rows=fast[1])
+    used_s, rej_s = meas.normalise_rows(slow[0], fmt, ctx, source_file="f.csv", source_rows=slow[1])
+    pd.testing.assert_frame_equal(used_f, used_s)
+    pd.testing.assert_frame_equal(rej_f, rej_s)
+    # Every non-blank line is one row, used or rejected.
+    assert len(used_f) + len(rej_f) + len(fast[2]) == sum(1 for _, m in rows if m != "blank")
+
+
+@SETTINGS
+@given(data=st.binary(min_size=0, max_size=300).map(lambda b: b.replace(b"\x00", b"")), block_bytes=st.integers(1, 64),
+       max_lines=st.sampled_from([None, 1, 3]))
+def test_blocks_keep_every_line_and_its_number(tmp_path_factory, data, block_bytes, max_lines):
+    """Cut anywhere, blocks hold every byte after the header once, in order, with exact line numbers."""
+    path = tmp_path_factory.mktemp("blocks") / "f.csv"
+    path.write_bytes(b"lat,lon,rsrp\n" + data)
+    fmt = _fmt(["lat", "lon", "rsrp"], technology=None, operator=None, timestamp=None)
+    got = list(blocks.iter_blocks(path, fmt, block_bytes=block_bytes, max_lines=max_lines))
+    assert b"".join(b.data for b in got) == data
+    line = 2
+    for b in got:
+        assert b.first_line == line and b.n_lines == blocks.count_lines(b.data)
+        assert path.read_bytes()[b.offset:b.offset + len(b.data)] == b.data
+        line += b.n_lines
+    text_lines = data.decode("latin-1").replace("\r\n", "\n").replace("\r", "\n")
+    assert line - 2 == (text_lines.count("\n") + (0 if not text_lines or text_lines.endswith("\n") else 1))
+
+
+def test_the_grid_study_area_test_equals_the_exact_one(hand_project):
+    """Points near and on the study area's boundary, and far from it: the same answer as contains_xy."""
+    from covgap import config as config_mod, pipeline
+
+    config = config_mod.load_config(hand_project)
+    layers = pipeline.load_layers(config)
+    locate = ingest.StudyAreaLocator(layers)
+    exact = ingest.study_area_test(layers)
+    from pyproj import Transformer
+
+    to_lonlat = Transformer.from_crs(layers.crs, "EPSG:4326", always_xy=True)
+    rng = np.random.default_rng(1)
+    boundary = layers.study_area.boundary
+    on = shapely.line_interpolate_point(boundary, rng.uniform(0, boundary.length, 3000))
+    x = np.r_[shapely.get_x(on) + rng.normal(0, 0.5, 3000), shapely.get_x(on)]
+    y = np.r_[shapely.get_y(on) + rng.normal(0, 0.5, 3000), shapely.get_y(on)]
+    minx, miny, maxx, maxy = layers.study_area.bounds
+    x = np.r_[x, rng.uniform(minx - 500, maxx + 500, 5000)]
+    y = np.r_[y, rng.uniform(miny - 500, maxy + 500, 5000)]
+    lon, lat = to_lonlat.transform(x, y)
+    lon = np.r_[lon, [np.nan, 200.0, 108.8]]
+    lat = np.r_[lat, [15.0, 15.0, -95.0]]
+    inside, px, py = locate(lon, lat)
+    np.testing.assert_array_equal(inside, exact(lon, lat))
+    assert 0 < inside.sum() < len(inside)
+    np.testing.assert_allclose(px[:len(x)], x, atol=1e-6)
+
+
+def test_duplicates_are_found_across_blocks_files_and_the_store(tmp_path, monkeypatch):
+    """Keys spooled to disk (a tiny memory budget) give the duplicates worked out by hand."""
+    monkeypatch.setattr(dedupe, "SPOOL_MEMORY_BYTES", 16)
+    rows = pd.DataFrame({"lon": [108.8, 108.8, 108.8, 108.81], "lat": [15.0, 15.0, 15.0, 15.0],
+                         "signal_dbm": [-90.0, -90.0, -91.0, -90.0], "technology": ["4G"] * 4,
+                         "operator": ["Viettel", "Viettel", "Viettel", "MobiFone"], "time_s": [1.0, 1.0, 1.0, 1.0]})
+    keys = dedupe.measurement_keys(rows)
+    assert keys[0] == keys[1] and len(set(keys.tolist())) == 3
+    spool = dedupe.KeySpool(tmp_path)
+    spool.add(keys[:2], dedupe.make_seq(0, np.array([2, 3])))  # file 0: lines 2, 3 (3 repeats 2)
+    spool.add(keys[1:], dedupe.make_seq(1, np.array([2, 3, 4])))  # file 1: line 2 repeats file 0's line 2
+    spool.add(keys[3:], dedupe.make_seq(2, np.array([9])))  # file 2, refused: ignored
+    stored_dir = tmp_path / "stored"
+    stored_dir.mkdir()
+    dups = dedupe.find_duplicates(spool, dedupe.StoredKeys(None), drop_files={2}, new_folder=stored_dir)
+    assert [(f, ls.tolist()) for f, ls in dedupe.split_seq(dups)] == [(0, [3]), (1, [2])]
+    assert dedupe.StoredKeys(stored_dir).count() == 3
+    # A later batch: the store's keys count as earlier rows.
+    later = dedupe.KeySpool(tmp_path / "later")
+    (tmp_path / "later").mkdir()
+    later.add(keys[2:], dedupe.make_seq(0, np.array([5, 6])))
+    dups = dedupe.find_duplicates(later, dedupe.StoredKeys(stored_dir))
+    assert [(f, ls.tolist()) for f, ls in dedupe.split_seq(dups)] == [(0, [5, 6])]
+
+
+def test_subtracting_statistics_takes_out_exactly_those_rows():
+    from covgap.grid import make_grid
+    from pyproj import CRS
+
+    grid = make_grid((0, 0, 300, 100), size=100, crs=CRS.from_epsg(32649))
+    rows = pd.DataFrame({"x": [50.0, 50, 50, 150], "y": [50.0, 50, 50, 50], "signal_dbm": [-90.0, -90, -100, -80],
+                         "technology": ["4G"] * 4, "operator": ["Viettel"] * 4, "time_s": [1.0, 2, 3, 4]})
+    whole = cellstats.aggregate_to_cells(rows, grid)
+    minus = cellstats.aggregate_to_cells(rows.iloc[[1, 3]], grid)
+    left = cellstats.subtract_stats(whole, minus)
+    assert left[["cell", "n_samples"]].values.tolist() == [[0, 2]]
+    assert left["h-90"].tolist() == [1] and left["h-100"].tolist() == [1] and left["h-80"].tolist() == [0]
+    with pytest.raises(ValueError):
+        cellstats.subtract_stats(minus, whole)
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_worker_processes_give_the_same_store_as_one_process(hand_project, tmp_path, workers):
+    """Blocks of two lines read by worker processes: statistics, rejected rows and row keys byte for byte."""
+    from covgap import config as config_mod, pipeline
+
+    config = config_mod.load_config(hand_project)
+    layers = pipeline.load_layers(config)
+    src = hand_project.parent / "measurements" / "hand.csv"
+    results = {}
+    for label, kw in (("one", dict(workers=1)), ("many", dict(workers=workers, chunk_rows=2))):
+        ctx = ingest.read_context(layers, config, now_s=1_790_000_000)
+        folder = tmp_path / label
+        record, _ = ingest.ingest_file(src, layers, ctx, sha256="2" * 64, folder=folder, **kw)
+        results[label] = (record, {p.relative_to(folder).as_posix(): p.read_bytes() for p in folder.rglob("*") if p.is_file()})
+    (one, one_files), (many, many_files) = results["one"], results["many"]
+    assert (many.rows_read, many.rows_used, many.rejected_by_reason) == (one.rows_read, one.rows_used, one.rejected_by_reason)
+    assert one.rejected_by_reason.get("duplicate_row") == 1
+    assert many_files == one_files

@@ -200,9 +200,9 @@ def parse_block(block: blocks_mod.Block, fmt: MeasurementFormat, *,
     """
     wanted = _wanted_columns(fmt)
     if fast and block.n_lines and b'"' not in block.data:
-        fast = _parse_fast(block, fmt, wanted)
-        if fast is not None:
-            return fast, np.arange(block.first_line, block.first_line + block.n_lines, dtype=np.int64), _NO_MALFORMED()
+        columns = _parse_fast(block, fmt, wanted)
+        if columns is not None:
+            return columns, np.arange(block.first_line, block.first_line + block.n_lines, dtype=np.int64), _NO_MALFORMED()
     lines = list(io.TextIOWrapper(io.BytesIO(block.data), encoding="utf-8", newline=None))
     raw_rows, numbers, malformed = split_lines(lines, block.first_line, fmt)
     columns = {c: pa.array(raw_rows[c].to_numpy(dtype=object), type=pa.string()) for c in wanted}

@@ -198,7 +198,7 @@ def write_measurements(path: Path, rows: int, *, seed: int = 1, first_row: int =
 
 
 def cached_measurements(rows: int, *, seed: int = 1, first_row: int = 0, cache_dir: Path = CACHE_DIR,
-                        verbose: bool = True) -> tuple[Path, Planted]:
+                        seeds: SeedRows | None = None, verbose: bool = True) -> tuple[Path, Planted]:
     """The generated file of ``rows`` rows for this seed and first row, written only if not cached already."""
     path = cache_dir / f"measurements_{rows}_s{seed}_r{first_row}.csv"
     record = path.with_suffix(".json")
@@ -208,7 +208,7 @@ def cached_measurements(rows: int, *, seed: int = 1, first_row: int = 0, cache_d
         if (planted.version == GENERATOR_VERSION and planted.rows == rows and saved["bytes"] == path.stat().st_size):
             return path, planted
     started = time.monotonic()
-    planted = write_measurements(path, rows, seed=seed, first_row=first_row)
+    planted = write_measurements(path, rows, seed=seed, first_row=first_row, seeds=seeds)
     record.write_text(json.dumps({"planted": asdict(planted), "bytes": path.stat().st_size}, indent=1), encoding="utf-8")
     if verbose:
         print(f"generated {path} ({rows:,} rows, {path.stat().st_size / 2**20:,.0f} MiB) "

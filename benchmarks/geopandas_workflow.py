@@ -34,7 +34,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from gen import CACHE_DIR, cached_measurements  # noqa: E402
-from measure import SAMPLE, Measurement, machine, measure, run_covgap, run_stage, write_project  # noqa: E402
+from measure import SAMPLE, Measurement, load, machine, measure, run_covgap, run_stage, write_project  # noqa: E402
 
 #: Issue 11: covgap run at least this many times faster than the workflow, by rows.
 RUN_TARGETS = {5_000_000: 5.0, 20_000_000: 10.0}
@@ -141,6 +141,7 @@ def main() -> None:
               f"{r['workflow'].last_json()}, covgap run {r['run'].wall_s:.1f} s", flush=True)
         results[n] = r
     print_tables(results)
+    print(f"at the end: {load()}")
 
 
 if __name__ == "__main__":

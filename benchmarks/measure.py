@@ -124,8 +124,19 @@ def run_stage(stage: str, *args: str | Path) -> Measurement:
 
 
 def machine() -> str:
-    """One line: architecture, CPUs, memory, Python."""
+    """One line: architecture, CPUs, memory, Python, and the load average now (see :func:`load`)."""
     import platform
 
     mem = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / GIB
-    return f"{platform.machine()}, {os.cpu_count()} CPUs, {mem:.0f} GiB, Python {platform.python_version()}"
+    return f"{platform.machine()}, {os.cpu_count()} CPUs, {mem:.0f} GiB, Python {platform.python_version()}; {load()}"
+
+
+def load() -> str:
+    """The load average (1, 5 and 15 minutes) against the CPUs: above the CPU count, other work shared them.
+
+    Printed at the start and end of every benchmark: a figure taken while other processes
+    ran is slower than the machine is, and the ratios of one run are fair only if the load
+    stayed the same.
+    """
+    one, five, fifteen = os.getloadavg()
+    return f"load average {one:.1f} / {five:.1f} / {fifteen:.1f} on {os.cpu_count()} CPUs"

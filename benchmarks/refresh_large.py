@@ -27,7 +27,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from gen import CACHE_DIR, cached_measurements, load_seed_rows  # noqa: E402
-from measure import Measurement, covgap_command, machine, measure, run_covgap, write_project  # noqa: E402
+from measure import Measurement, covgap_command, load, machine, measure, run_covgap, write_project  # noqa: E402
 
 TARGET_SHARE = 0.10
 
@@ -87,6 +87,7 @@ def main() -> None:
     ratio = results[1][1].wall_s / results[3][1].wall_s
     print(f"\nrefresh / rebuild = {ratio:.1%} (target ≤ {TARGET_SHARE:.0%}: {'met' if ratio <= TARGET_SHARE else 'not met'}); "
           f"store {store_mib:,.1f} MiB")
+    print(f"at the end: {load()}")
 
 
 if __name__ == "__main__":

@@ -30,7 +30,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from gen import CACHE_DIR, Planted, cached_measurements, load_seed_rows  # noqa: E402
-from measure import GIB, Measurement, machine, run_covgap, run_stage, write_project  # noqa: E402
+from measure import GIB, Measurement, load, machine, run_covgap, run_stage, write_project  # noqa: E402
 
 PLANTED_REASONS = ("duplicate_row", "dbm_out_of_range")
 
@@ -97,6 +97,7 @@ def main() -> None:
           f"| {m.peak_mib:,.0f} MiB | {verdict} | {counts['duplicate_row']:,} ({expected['duplicate_row']:,}) "
           f"| {counts['dbm_out_of_range']:,} ({expected['dbm_out_of_range']:,}) |")
     print(f"\nrows read {counts['rows_read']:,}, used {counts['rows_used']:,}, rejected {counts['rows_rejected']:,}")
+    print(f"at the end: {load()}")
     wrong = [r for r in PLANTED_REASONS if counts[r] != expected[r]]
     if counts["rows_read"] != args.rows:
         wrong.append("rows_read")

@@ -30,11 +30,12 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from gen import CACHE_DIR, cached_measurements  # noqa: E402
-from measure import SAMPLE, Measurement, load, machine, measure, run_covgap, run_stage, write_project  # noqa: E402
+from measure import SAMPLE, load, machine, measure, run_covgap, run_stage, write_project  # noqa: E402
 
 #: Issue 11: covgap run at least this many times faster than the workflow, by rows.
 RUN_TARGETS = {5_000_000: 5.0, 20_000_000: 10.0}
@@ -77,9 +78,9 @@ def workflow(csv_path: Path) -> dict:
             "villages_touched": int(touched["village_id"].nunique()) if len(touched) else 0}
 
 
-def compare(rows: int, *, seed: int, cache_dir: Path) -> dict[str, Measurement | int]:
-    """The four measurements on the file of ``rows`` rows (generated if not cached)."""
-    csv_path, _ = cached_measurements(rows, seed=seed, cache_dir=cache_dir)
+def compare(rows: int, *, seed: int, cache_dir: Path) -> dict[str, Any]:
+    """The four measurements on the file of ``rows`` rows (generated if not cached), its size and what it plants."""
+    csv_path, planted = cached_measurements(rows, seed=seed, cache_dir=cache_dir)
     folder = Path(tempfile.mkdtemp(prefix="covgap-bench-"))
     try:
         config = write_project(folder, [csv_path])
@@ -89,7 +90,8 @@ def compare(rows: int, *, seed: int, cache_dir: Path) -> dict[str, Measurement |
         run = run_covgap(config)
     finally:
         shutil.rmtree(folder, ignore_errors=True)
-    return {"floor": floor, "ingest": ingest, "workflow": flow, "run": run, "bytes": csv_path.stat().st_size}
+    return {"floor": floor, "ingest": ingest, "workflow": flow, "run": run, "bytes": csv_path.stat().st_size,
+            "planted": planted}
 
 
 def _verdict(value: float, target: float | None, *, at_most: bool = False) -> str:
@@ -135,9 +137,11 @@ def main() -> None:
     results = {}
     for n in args.rows:
         r = compare(n, seed=args.seed, cache_dir=args.cache_dir)
-        ingest = r["ingest"].last_json()
+        ingest, planted = r["ingest"].last_json(), r["planted"]
+        checks = ", ".join(f"{reason} {ingest['reasons'].get(reason, 0):,} (planted {getattr(planted, reason):,})"
+                           for reason in ("duplicate_row", "dbm_out_of_range"))
         print(f"{n:,} rows: parse floor {r['floor'].last_json()['seconds']:.1f} s, ingest {ingest['seconds']:.1f} s "
-              f"(layers {ingest['layers_s']:.1f} s; rejected {ingest['reasons']}), workflow {r['workflow'].wall_s:.1f} s "
+              f"(layers {ingest['layers_s']:.1f} s; rejected {checks}), workflow {r['workflow'].wall_s:.1f} s "
               f"{r['workflow'].last_json()}, covgap run {r['run'].wall_s:.1f} s", flush=True)
         results[n] = r
     print_tables(results)

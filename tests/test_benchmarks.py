@@ -64,7 +64,7 @@ def test_geopandas_workflow_script(tmp_path):
     out = _script("geopandas_workflow.py", "--rows", 3000, "--cache-dir", tmp_path)
     assert "| 3,000 |" in out and "workflow / covgap" in out and "ingest / floor" in out
     # covgap's reader found exactly the planted bad rows.
-    assert "rejected {'dbm_out_of_range': 2, 'duplicate_row': 3}" in out
+    assert "rejected duplicate_row 3 (planted 3), dbm_out_of_range 2 (planted 2)" in out
 
 
 @pytest.mark.slow

@@ -23,9 +23,14 @@ GIB = 2**30
 
 @dataclass(frozen=True)
 class Measurement:
-    """One subprocess: wall seconds, peak RSS in bytes, exit code, stdout and stderr."""
+    """One subprocess: wall and CPU seconds, peak RSS in bytes, exit code, stdout and stderr.
+
+    ``cpu_s`` (user + system time of the child and its threads) barely moves when other
+    processes share the CPUs, while ``wall_s`` does: on a loaded machine compare CPU times.
+    """
 
     wall_s: float
+    cpu_s: float
     peak_rss: int
     exit_code: int
     stdout: str
@@ -58,7 +63,7 @@ def measure(cmd: list[str], *, cwd: Path | None = None, ok_codes: tuple[int, ...
     code = os.waitstatus_to_exitcode(status)
     if code not in ok_codes:
         raise SystemExit(f"{' '.join(map(str, cmd))} exited with {code}:\n{err[-3000:]}{out[-2000:]}")
-    return Measurement(wall_s=wall, peak_rss=usage.ru_maxrss * 1024, exit_code=code, stdout=out, stderr=err)
+    return Measurement(wall_s=wall, cpu_s=usage.ru_utime + usage.ru_stime, peak_rss=usage.ru_maxrss * 1024, exit_code=code, stdout=out, stderr=err)
 
 
 def _drain(proc: subprocess.Popen) -> tuple[str, str]:

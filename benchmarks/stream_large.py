@@ -11,7 +11,7 @@ whose own peak RSS is read with ``os.wait4``:
   every output written; the counts come from its measurement_files.csv;
 - ``--mode ingest``: ``pipeline.ingest_measurements`` alone (benchmarks/stages.py).
 
-It prints the time, the peak RSS against 1 GiB, and the rejected counts of
+It prints the time of the whole process, the peak RSS against 1 GiB, and the rejected counts of
 ``duplicate_row`` and ``dbm_out_of_range`` beside what was planted; it exits with 1 when
 they differ (a reader that misses or invents duplicates)::
 
@@ -98,6 +98,9 @@ def main() -> None:
           f"| {m.peak_mib:,.0f} MiB | {verdict} | {counts['duplicate_row']:,} ({expected['duplicate_row']:,}) "
           f"| {counts['dbm_out_of_range']:,} ({expected['dbm_out_of_range']:,}) |")
     print(f"\nrows read {counts['rows_read']:,}, used {counts['rows_used']:,}, rejected {counts['rows_rejected']:,}")
+    if args.mode == "ingest":
+        print(f"the ingest stage alone (without the interpreter's start and the layers, {result['layers_s']:.1f} s): "
+              f"{result['seconds']:,.1f} s, {result['cpu_s']:,.1f} s CPU")
     print(f"at the end: {load()}")
     wrong = [r for r in PLANTED_REASONS if counts[r] != expected[r]]
     if counts["rows_read"] != args.rows:

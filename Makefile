@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 SUDO   := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: demo test lint install install-test system-deps benchmark vendor clean
+.PHONY: demo test lint install install-test system-deps benchmark benchmark-quick benchmark-stream vendor clean
 
 demo: $(VENV)/.installed
 	$(BIN)/covgap demo
@@ -39,9 +39,24 @@ system-deps:
 	  DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -q --no-install-recommends chromium gdal-bin; \
 	fi
 
+# Speed and memory (issue 11; docs/benchmark.md). Not part of `make test`. Generated CSVs are
+# cached in /tmp/covgap-bench (about 1.7 GB for `benchmark`, 6.7 GB more for `benchmark-stream`).
+# benchmark: the sample demo, covgap against the geopandas workflow at 1M, 5M and 2·10⁷ rows, and
+# a 1% refresh onto a 2·10⁷-row store against the rebuild (tens of minutes before the new engine).
 benchmark: $(VENV)/.installed
 	$(BIN)/python benchmarks/run_benchmark.py
+	$(BIN)/python benchmarks/geopandas_workflow.py --rows 1000000 5000000 20000000
+	$(BIN)/python benchmarks/refresh_large.py --rows 20000000
+
+# The same at 1M rows only (about two minutes).
+benchmark-quick: $(VENV)/.installed
+	$(BIN)/python benchmarks/run_benchmark.py --runs 1
 	$(BIN)/python benchmarks/geopandas_workflow.py --rows 1000000
+	$(BIN)/python benchmarks/refresh_large.py --rows 1000000
+
+# 10⁸ rows in ten files on disk through `covgap run`: peak RSS against 1 GiB, duplicates checked.
+benchmark-stream: $(VENV)/.installed
+	$(BIN)/python benchmarks/stream_large.py --rows 100000000 --files 10
 
 # Refresh the vendored front-end assets from the npm registry (not needed to build or test).
 vendor:

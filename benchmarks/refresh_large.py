@@ -1,135 +1,94 @@
-"""Benchmark: wall time and peak memory of `covgap refresh` with a large measurement file.
+"""Refresh against rebuild: a 1 % file taken into a large store, and ``covgap run`` of every file.
 
-Generates a generic CSV of N rows (default 5,000,000) with points spread uniformly over the
-sample district, in a temporary folder that is deleted at the end.
-Then, each in a fresh subprocess whose own peak RSS is read with ``os.wait4``:
+Issue 11's target: refreshing a store of 2·10⁷ rows with a new file of 1 % of that (200,000
+rows) takes at most 10 % of the full rebuild. Both files come from benchmarks/gen.py (cached
+in /tmp/covgap-bench; the new file's times follow the big one's, so it holds no duplicate of
+it beyond its own planted ones). On the sample district's layers, each step a fresh process
+whose own peak RSS is read with ``os.wait4``:
 
-1. ``covgap refresh`` of the sample district's measurement files (builds the store);
-2. ``covgap refresh big.csv`` (the large file);
-3. ``covgap refresh small.csv`` (1,000 new rows: merges with the stored total, does not re-read big.csv);
-4. ``covgap refresh big.csv`` again (skipped: hashing only).
+1. ``covgap refresh`` with ``[inputs] measurements = [big]``: builds the store (setup, timed too);
+2. ``covgap refresh new.csv``: the refresh measured (big is not re-read);
+3. ``covgap refresh new.csv`` again: skipped by its SHA-256 (hashing only);
+4. ``covgap run`` of big and new in another folder: the full rebuild.
 
-The numbers in docs/refresh.md come from this script.
+It prints a markdown table and the ratio refresh / rebuild::
 
-    .venv/bin/python benchmarks/refresh_large.py [--rows 5000000] [--keep]
+    .venv/bin/python benchmarks/refresh_large.py [--rows 20000000] [--share 0.01] [--seed 1]
 """
 
 from __future__ import annotations
 
 import argparse
-import json
-import os
-import platform
 import shutil
-import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
-import numpy as np
-import pandas as pd
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-ROOT = Path(__file__).resolve().parents[1]
-SAMPLE = ROOT / "data" / "sample"
+from gen import CACHE_DIR, cached_measurements, load_seed_rows  # noqa: E402
+from measure import Measurement, covgap_command, load, machine, measure, run_covgap, write_project  # noqa: E402
 
-
-def write_big_csv(path: Path, rows: int, area, *, seed: int = 7) -> None:
-    """A generic CSV (timestamp,lat,lon,operator,technology,rsrp), written in blocks of 500,000 rows.
-
-    Points are uniform inside ``area`` (a WGS84 polygon: the district), so almost every
-    row is used; the RSRP tails beyond −140/−44 dBm give a few rejected rows.
-    """
-    import shapely
-
-    rng = np.random.default_rng(seed)
-    minx, miny, maxx, maxy = area.bounds
-    shapely.prepare(area)
-    operators = np.array(["Viettel", "VinaPhone", "MobiFone", "Vietnamobile"])
-    techs = np.array(["LTE", "LTE", "LTE", "UMTS", "NR"])
-    t0 = 1_767_225_600  # 2026-01-01
-    block = 500_000
-    with open(path, "w", encoding="utf-8", newline="") as fh:
-        fh.write("timestamp,lat,lon,operator,technology,rsrp\n")
-        for start in range(0, rows, block):
-            n = min(block, rows - start)
-            lon, lat = np.empty(0), np.empty(0)
-            while len(lon) < n:
-                x, y = rng.uniform(minx, maxx, 2 * n), rng.uniform(miny, maxy, 2 * n)
-                keep = shapely.contains_xy(area, x, y)
-                lon, lat = np.r_[lon, x[keep]], np.r_[lat, y[keep]]
-            frame = pd.DataFrame({
-                "timestamp": t0 + start + np.arange(n),  # Unix seconds, distinct: no duplicates
-                "lat": np.round(lat[:n], 6),
-                "lon": np.round(lon[:n], 6),
-                "operator": operators[rng.integers(0, len(operators), n)],
-                "technology": techs[rng.integers(0, len(techs), n)],
-                "rsrp": np.round(rng.normal(-100, 12, n)).astype(int),
-            })
-            frame.to_csv(fh, header=False, index=False, lineterminator="\n")
+TARGET_SHARE = 0.10
 
 
-def timed(cmd: list[str], cwd: Path) -> dict:
-    """Run a command; wall time, peak RSS (MiB) of that process, exit status, last lines of output."""
-    started = time.perf_counter()
-    proc = subprocess.Popen(cmd, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    output = proc.stdout.read()
-    _, status, usage = os.wait4(proc.pid, 0)
-    wall = time.perf_counter() - started
-    return {"wall_s": round(wall, 1), "peak_rss_mib": round(usage.ru_maxrss / 1024, 0),
-            "exit": os.waitstatus_to_exitcode(status), "output": output}
+def refresh(config: Path, *files: Path) -> Measurement:
+    """``covgap refresh --config CONFIG FILES`` (exit 3, 'targets not met', is a normal end)."""
+    return measure([covgap_command(), "refresh", "--config", str(config), *map(str, files)], cwd=config.parent,
+                   ok_codes=(0, 3))
+
+
+def summary(m: Measurement) -> str:
+    """The lines of covgap's own report that say what it took in."""
+    return "\n".join("    " + line for line in m.stdout.splitlines() if line.startswith(("Files:", "Rows of these", "Store:")))
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--rows", type=int, default=5_000_000)
-    parser.add_argument("--keep", action="store_true", help="keep the temporary folder")
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--rows", type=int, default=20_000_000, help="rows of the file that builds the store")
+    parser.add_argument("--share", type=float, default=0.01, help="size of the new file, as a share of --rows")
+    parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--cache-dir", type=Path, default=CACHE_DIR, help="where the generated CSVs are kept")
+    parser.add_argument("--keep", action="store_true", help="keep the temporary folders (outputs and store)")
     args = parser.parse_args()
-    covgap = Path(sys.executable).with_name("covgap")
-    import geopandas as gpd
-
-    area = gpd.read_file(SAMPLE / "communes_2025.geojson").to_crs("EPSG:4326").union_all().buffer(-0.0005)
+    new_rows = max(1, round(args.rows * args.share))
+    print(f"machine: {machine()}", flush=True)
+    seeds = load_seed_rows()
+    big, _ = cached_measurements(args.rows, seed=args.seed, cache_dir=args.cache_dir, seeds=seeds)
+    new, _ = cached_measurements(new_rows, seed=args.seed, first_row=args.rows, cache_dir=args.cache_dir, seeds=seeds)
     tmp = Path(tempfile.mkdtemp(prefix="covgap-refresh-bench-"))
     try:
-        toml = (SAMPLE / "covgap.toml").read_text(encoding="utf-8")
-        for name in ("villages.geojson", "fibre_routes.geojson", "population_2020.tif", "communes_2019.geojson",
-                     "communes_2025.geojson"):
-            toml = toml.replace(f'"{name}"', json.dumps(str(SAMPLE / name)))
-        toml = toml.replace('["measurements"]', json.dumps([str(SAMPLE / "measurements")]))
-        toml = toml.replace('"../../out"', '"out"').replace('"../../maps"', '"maps"')
-        (tmp / "covgap.toml").write_text(toml, encoding="utf-8")
-        big = tmp / "big.csv"
-        t = time.perf_counter()
-        write_big_csv(big, args.rows, area)
-        print(f"generated {big.name}: {args.rows:,} rows, {big.stat().st_size / 2**20:.0f} MiB "
-              f"in {time.perf_counter() - t:.0f} s")
-        small = tmp / "small.csv"
-        write_big_csv(small, 1000, area, seed=11)
-        small.write_text(small.read_text().replace("\n1767", "\n1777"))  # other times: not duplicates of big.csv
+        store_config = write_project(tmp / "refresh", [big])
         steps = [
-            ("refresh sample district (6 files)", []),
-            (f"refresh big.csv ({args.rows:,} rows)", [str(big)]),
-            ("refresh small.csv (1,000 rows) on top", [str(small)]),
-            ("refresh big.csv again (skipped)", [str(big)]),
+            (f"build the store: refresh of big ({args.rows:,} rows)", lambda: refresh(store_config)),
+            (f"**refresh new ({new_rows:,} rows) onto the store**", lambda: refresh(store_config, new)),
+            ("refresh new again (skipped by its hash)", lambda: refresh(store_config, new)),
+            (f"**rebuild: covgap run of big + new ({args.rows + new_rows:,} rows)**",
+             lambda: run_covgap(write_project(tmp / "rebuild", [big, new]))),
         ]
-        print(f"machine: {platform.machine()}, {os.cpu_count()} CPUs, Python {platform.python_version()}")
-        for label, files in steps:
-            r = timed([str(covgap), "refresh", "--config", "covgap.toml", *files], tmp)
-            print(f"{label:45s} wall {r['wall_s']:7.1f} s   peak RSS {r['peak_rss_mib']:6.0f} MiB   exit {r['exit']}")
-            if r["exit"] not in (0, 3):
-                print(r["output"][-3000:])
-            else:
-                for line in r["output"].splitlines():
-                    if line.startswith(("Files:", "Rows of these", "Store:")):
-                        print("    " + line)
-        store = tmp / "out" / "store"
-        size = sum(p.stat().st_size for p in store.rglob("*") if p.is_file())
-        print(f"store size: {size / 2**20:.1f} MiB")
+        results = []
+        for label, step in steps:
+            m = step()
+            results.append((label, m))
+            print(f"{label}: {m.wall_s:.1f} s ({m.cpu_s:.1f} s CPU), peak {m.peak_mib:,.0f} MiB", flush=True)
+            if summary(m):
+                print(summary(m), flush=True)
+        store = tmp / "refresh" / "out" / "store"
+        store_mib = sum(p.stat().st_size for p in store.rglob("*") if p.is_file()) / 2**20
     finally:
         if args.keep:
             print(f"kept {tmp}")
         else:
             shutil.rmtree(tmp, ignore_errors=True)
+    print("\n| step | wall | CPU | peak RSS |")
+    print("|---|---:|---:|---:|")
+    for label, m in results:
+        print(f"| {label} | {m.wall_s:.1f} s | {m.cpu_s:.1f} s | {m.peak_mib:,.0f} MiB |")
+    refreshed, rebuilt = results[1][1], results[3][1]
+    ratio = refreshed.wall_s / rebuilt.wall_s
+    print(f"\nrefresh / rebuild = {ratio:.1%} wall, {refreshed.cpu_s / rebuilt.cpu_s:.1%} CPU "
+          f"(target ≤ {TARGET_SHARE:.0%} wall: {'met' if ratio <= TARGET_SHARE else 'not met'}); store {store_mib:,.1f} MiB")
+    print(f"at the end: {load()}")
 
 
 if __name__ == "__main__":

@@ -1,0 +1,79 @@
+"""The benchmark scripts at a few thousand rows, so that they cannot rot (no timing is asserted).
+
+The generator (benchmarks/gen.py) is checked by hand-countable facts: the planted
+duplicates and bad levels are there, the same seed gives the same bytes, a cached file is
+reused. The scripts run as a user runs them, in a subprocess, with their cache in tmp_path.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+BENCH = Path(__file__).resolve().parents[1] / "benchmarks"
+sys.path.insert(0, str(BENCH))
+
+import gen  # noqa: E402
+
+
+def _script(name: str, *args: object, timeout: int = 600) -> str:
+    proc = subprocess.run([sys.executable, str(BENCH / name), *map(str, args)], capture_output=True, text=True,
+                          timeout=timeout)
+    assert proc.returncode == 0, proc.stderr[-3000:] + proc.stdout[-3000:]
+    return proc.stdout
+
+
+@pytest.fixture(scope="module")
+def seeds() -> gen.SeedRows:
+    return gen.load_seed_rows()
+
+
+def test_generated_rows_hold_what_was_planted(tmp_path, seeds):
+    path = tmp_path / "m.csv"
+    planted = gen.write_measurements(path, 3000, seed=5, seeds=seeds)
+    rows = pd.read_csv(path)
+    assert list(rows.columns) == ["lat", "lon", "rsrp_dbm", "technology", "operator", "timestamp"]
+    assert len(rows) == planted.rows == 3000
+    # 0.1 % duplicates and 0.05 % levels out of range, rounded: 3 and 2.
+    assert (planted.duplicate_row, planted.dbm_out_of_range) == (3, 2)
+    assert rows.duplicated().sum() == 3
+    assert (rows["rsrp_dbm"] == gen.BAD_LEVEL_DBM).sum() == 2
+    assert rows["timestamp"].iloc[0] == "2023-01-01 00:00:00+07:00"
+    assert set(rows["technology"]) <= {"GSM", "UMTS", "LTE", "NR", "no service"}
+    # Sample district (Tư Nghĩa, Quảng Ngãi).
+    assert rows["lat"].between(14.9, 15.3).all() and rows["lon"].between(108.5, 109.0).all()
+
+
+def test_same_seed_same_bytes_and_the_cache_is_reused(tmp_path, seeds):
+    first, planted = gen.cached_measurements(2500, seed=3, cache_dir=tmp_path, seeds=seeds, verbose=False)
+    other = gen.write_measurements(tmp_path / "again.csv", 2500, seed=3, seeds=seeds)
+    assert first.read_bytes() == (tmp_path / "again.csv").read_bytes() and other == planted
+    stamp = first.stat().st_mtime_ns
+    again, planted_again = gen.cached_measurements(2500, seed=3, cache_dir=tmp_path, seeds=seeds, verbose=False)
+    assert again == first and planted_again == planted and first.stat().st_mtime_ns == stamp
+    later, _ = gen.cached_measurements(2500, seed=3, first_row=2500, cache_dir=tmp_path, seeds=seeds, verbose=False)
+    assert later != first and pd.read_csv(later)["timestamp"].iloc[0] == "2023-01-01 00:41:40+07:00"
+
+
+@pytest.mark.slow
+def test_geopandas_workflow_script(tmp_path):
+    out = _script("geopandas_workflow.py", "--rows", 3000, "--cache-dir", tmp_path)
+    assert "| 3,000 |" in out and "workflow / covgap" in out and "ingest / floor" in out
+    # covgap's reader found exactly the planted bad rows.
+    assert "rejected duplicate_row 3 (planted 3), dbm_out_of_range 2 (planted 2)" in out
+
+
+@pytest.mark.slow
+def test_stream_large_script_checks_the_duplicates(tmp_path):
+    out = _script("stream_large.py", "--rows", 4000, "--files", 2, "--mode", "ingest", "--cache-dir", tmp_path)
+    assert "| 4,000 | 2 |" in out and "| 4 (4) | 2 (2) |" in out
+
+
+@pytest.mark.slow
+def test_refresh_large_script(tmp_path):
+    out = _script("refresh_large.py", "--rows", 3000, "--share", 0.1, "--cache-dir", tmp_path)
+    assert "refresh / rebuild = " in out and "rebuild: covgap run of big + new (3,300 rows)" in out

@@ -116,6 +116,46 @@ def iter_blocks(path: Path, fmt: MeasurementFormat, *, block_bytes: int = BLOCK_
                 consumed += cut
 
 
+def scan_plain(path: Path, fmt: MeasurementFormat, *, block_bytes: int = BLOCK_BYTES) -> Iterator[tuple[Block, int]] | None:
+    """The blocks of a plain UTF-8 file as references, ``(Block without bytes, length)``, without making a
+    bytes object per block (one reusable buffer, line ends counted by numpy): for reading in other processes.
+
+    None when the file is compressed or not UTF-8 (then use :func:`iter_blocks`).
+    """
+    if fmt.encoding not in ("utf-8", "utf-8-sig") or Path(path).suffix.lower() in COMPRESSED_SUFFIXES:
+        return None
+    with open(path, "rb") as fh:
+        head = fh.read(3)
+        pending = head[3:] if fmt.encoding == "utf-8-sig" and head.startswith(b"\xef\xbb\xbf") else head
+        line_no, pending, _ = _skip_header(fh, pending, fmt.header_line, 1 << 20)
+        start = fh.tell() - len(pending)
+    return _scan(path, start, line_no, block_bytes)
+
+
+def _scan(path: Path, start: int, line_no: int, block_bytes: int) -> Iterator[tuple[Block, int]]:
+    buf = bytearray(block_bytes)
+    with open(path, "rb") as fh:
+        pos = start
+        while True:
+            fh.seek(pos)
+            n = fh.readinto(buf)
+            if not n:
+                return
+            eof = n < len(buf)
+            cut = n if eof else buf.rfind(b"\n", 0, n) + 1
+            if cut == 0:  # one line longer than the buffer
+                buf = bytearray(2 * len(buf))
+                continue
+            if buf.find(b"\r", 0, cut) >= 0:  # "\r" line ends too: the universal rule
+                lines = count_lines(bytes(buf[:cut]))
+            else:
+                ends = int(np.count_nonzero(np.frombuffer(buf, dtype=np.uint8, count=cut) == 10))
+                lines = ends + (0 if buf[cut - 1] == 10 else 1)
+            yield Block(b"", line_no + 1, lines, pos), cut
+            pos += cut
+            line_no += lines
+
+
 def _skip_header(fh, pending: bytes, header_line: int, block_bytes: int) -> tuple[int, bytes, bool]:
     """Read past the first ``header_line`` lines; ``(lines skipped, bytes after them, end of file)``."""
     skipped = 0

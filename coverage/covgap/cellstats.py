@@ -285,21 +285,24 @@ def subtract_stats(stats: pd.DataFrame, minus: pd.DataFrame) -> pd.DataFrame:
     Counts and histograms subtract; a group left with no sample goes. First and last
     times stay: a duplicate has the time of the row it repeats, which is counted in the
     same group (of this file or of the one it repeats), so merged statistics stay exact.
+    Both are in the canonical order (:func:`sort_stats`).
     """
     if minus.empty:
         return stats
-    both = stats.merge(minus[KEY_COLUMNS + ["n_samples", *HIST_COLUMNS]], on=KEY_COLUMNS, how="left",
-                       suffixes=("", "_minus"), sort=False, indicator=True)
-    if int((both["_merge"] == "right_only").sum()) or len(both) != len(stats):
+    keys = pd.MultiIndex.from_frame(stats[KEY_COLUMNS])
+    at = keys.get_indexer(pd.MultiIndex.from_frame(minus[KEY_COLUMNS]))
+    if (at < 0).any():
         raise ValueError("subtracting statistics of groups that were never counted")
-    has = (both["_merge"] == "both").to_numpy()
-    out = stats.copy()
-    out.loc[has, "n_samples"] = out.loc[has, "n_samples"].to_numpy() - both.loc[has, "n_samples_minus"].to_numpy(dtype=np.int64)
-    for c in HIST_COLUMNS:
-        out.loc[has, c] = (out.loc[has, c].to_numpy() - both.loc[has, f"{c}_minus"].to_numpy(dtype=HIST_DTYPE)).astype(HIST_DTYPE)
-    if (out["n_samples"] < 0).any() or (out[HIST_COLUMNS].to_numpy() < 0).any():
+    n = stats["n_samples"].to_numpy(dtype=np.int64).copy()
+    hist = stats[HIST_COLUMNS].to_numpy(dtype=HIST_DTYPE, copy=True)
+    np.subtract.at(n, at, minus["n_samples"].to_numpy(dtype=np.int64))
+    np.subtract.at(hist, at, minus[HIST_COLUMNS].to_numpy(dtype=HIST_DTYPE))
+    if (n < 0).any() or (hist[at] < 0).any():
         raise ValueError("subtracting more samples than were counted")
-    return out[out["n_samples"] > 0].reset_index(drop=True)
+    out = stats[KEY_COLUMNS + ["n_samples", "t_first_s", "t_last_s"]].copy()
+    out["n_samples"] = n
+    out = pd.concat([out, pd.DataFrame(hist, columns=HIST_COLUMNS, index=out.index)], axis=1)
+    return out[n > 0].reset_index(drop=True)
 
 
 def merge_stats(*parts: pd.DataFrame | None) -> pd.DataFrame:

@@ -183,9 +183,16 @@ def find_duplicates(spool: KeySpool, stored: StoredKeys, *, drop_files: set[int]
             at = np.minimum(np.searchsorted(old, keys), len(old) - 1)
             seen = old[at] == keys
         if not first.all() or seen.any():  # some duplicates: which rows they are (the earliest of equal keys stays)
-            order = np.lexsort((pairs["seq"], pairs["key"]))
-            seqs = pairs["seq"][order]
-            dups.append(seqs[~first | seen])
+            dup_keys = np.unique(keys[~first | seen])
+            at = np.minimum(np.searchsorted(dup_keys, pairs["key"]), len(dup_keys) - 1)
+            few = pairs[dup_keys[at] == pairs["key"]]  # the pairs of those keys only
+            order = np.lexsort((few["seq"], few["key"]))
+            k, q = few["key"][order], few["seq"][order]
+            head = np.ones(len(k), dtype=bool)
+            head[1:] = k[1:] != k[:-1]
+            at_old = np.minimum(np.searchsorted(old, k), len(old) - 1) if len(old) else None
+            was_seen = old[at_old] == k if at_old is not None else np.zeros(len(k), dtype=bool)
+            dups.append(q[~head | was_seen])
         if new_folder is not None:
             fresh = keys[first & ~seen]
             merged = np.insert(old, np.searchsorted(old, fresh), fresh) if len(old) else fresh

@@ -22,7 +22,7 @@ import tempfile
 import time
 import traceback
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -31,7 +31,7 @@ import pandas as pd
 import shapely
 from pyproj import CRS, Transformer
 
-from covgap import cellstats, dedupe, measurements as meas, store as store_mod
+from covgap import blocks as blocks_mod, cellstats, dedupe, measurements as meas, store as store_mod
 from covgap.blocks import BLOCK_BYTES, Block, read_ref
 from covgap.config import Config
 from covgap.errors import InputError
@@ -171,6 +171,21 @@ def process_block(block: Block, fmt: meas.MeasurementFormat, ctx: meas.ReadConte
                        rejected=rejected, n_read=len(used) + len(rejected), n_used=len(used))
 
 
+def _record(scanned, refs: list):
+    """Pass ``(ref, length)`` pairs through, keeping them in ``refs``."""
+    for item in scanned:
+        refs.append(item)
+        yield item
+
+
+def _record_blocks(blocks, refs: list):
+    """Pass blocks through, keeping a reference to each block of a plain file in ``refs``."""
+    for block in blocks:
+        if block.offset is not None:
+            refs.append((block.ref(), len(block.data)))
+        yield block
+
+
 _EMPTY_ROWS = pd.DataFrame({"x": np.empty(0), "y": np.empty(0), "operator": pd.Series([], dtype=object),
                             "technology": pd.Series([], dtype=object), "time_s": np.empty(0), "signal_dbm": np.empty(0)})
 
@@ -289,6 +304,7 @@ class _Taken:
     fmt: meas.MeasurementFormat
     record: FileRecord
     stats: pd.DataFrame | None
+    refs: list = field(default_factory=list)  # (block without bytes, length) of each block, for a plain file
 
 
 class Batch:
@@ -345,11 +361,12 @@ class Batch:
         by_reason = {r: 0 for r in meas.REJECT_REASONS}
         n_read = n_used = n_rej = 0
         acc = cellstats.CellAccumulator(self.layers.grid)
+        refs: list[tuple[Block, int]] = []
         bar_cm = self.progress(path.name, size) if self.progress else contextlib.nullcontext(None)
         try:
             with bar_cm as bar:
                 done = 0
-                for res, nbytes in self._results(path, fmt, pos):
+                for res, nbytes in self._results(path, fmt, pos, refs):
                     n_read += res.n_read
                     n_used += res.n_used
                     n_rej += len(res.rejected)
@@ -394,20 +411,26 @@ class Batch:
         del acc
         if self.folder is not None:
             record.stats_file = store_mod.write_file_stats(stats, self.folder, sha256)
-            self.taken.append(_Taken(pos, path, fmt, record, None))
+            self.taken.append(_Taken(pos, path, fmt, record, None, refs))
         else:
-            self.taken.append(_Taken(pos, path, fmt, record, stats))
+            self.taken.append(_Taken(pos, path, fmt, record, stats, refs))
         log.info("%s (%s): %d rows read, %d used, %d rejected", path.name, fmt.name, n_read, n_used, n_rej)
         return record
 
     def _blocks(self, path: Path, fmt: meas.MeasurementFormat):
         return meas._blocks_of(path, fmt, block_bytes=self.block_bytes, max_lines=self.chunk_rows)
 
-    def _results(self, path: Path, fmt: meas.MeasurementFormat, pos: int):
+    def _results(self, path: Path, fmt: meas.MeasurementFormat, pos: int, refs: list):
         """``(BlockResult, bytes)`` of each block of the file, in order; large files on worker processes
-        (whose statistics come last, in results of no row)."""
+        (whose statistics come last, in results of no row). ``refs`` receives ``(block ref, length)``
+        of each block of a plain file (to read some again without reading the others)."""
         layers = self.layers
-        blocks = self._blocks(path, fmt)
+        if self.workers > 1 and self.chunk_rows is None and path.stat().st_size > 2 * self.block_bytes:
+            scanned = blocks_mod.scan_plain(path, fmt, block_bytes=self.block_bytes)
+            if scanned is not None:
+                yield from self._results_parallel(path, fmt, pos, _record(scanned, refs))
+                return
+        blocks = _record_blocks(self._blocks(path, fmt), refs)
         first = next(blocks, None)
         if first is None:
             return
@@ -444,12 +467,12 @@ class Batch:
                 error = msg[3]
 
         try:
-            for block in blocks:
+            for item in blocks:
                 if error is not None:
                     break
-                sizes[sent] = len(block.data)
                 # A block of a plain file is sent as a reference: the worker reads the bytes itself (page cache).
-                length = len(block.data) if block.offset is not None else None
+                block, length = item if isinstance(item, tuple) else (item, len(item.data) if item.offset is not None else None)
+                sizes[sent] = length if length is not None else len(block.data)
                 pool.inboxes[sent % n].put(("block", pos, sent, block.ref() if length is not None else block, length,
                                             fmt, path.name, path))
                 sent += 1
@@ -507,6 +530,15 @@ class Batch:
         self.duplicates = len(dups)
         return [t.record for t in self.taken]
 
+    def _blocks_again(self, taken: _Taken, lo: int, hi: int):
+        """The blocks of a file again, from line ``lo`` to ``hi``; of a plain file only those (by their offsets)."""
+        if not taken.refs:
+            yield from self._blocks(taken.path, taken.fmt)
+            return
+        for ref, length in taken.refs:
+            if ref.first_line + ref.n_lines - 1 >= lo and ref.first_line <= hi:
+                yield read_ref(taken.path, ref, length)
+
     def stats_of(self, taken: _Taken) -> pd.DataFrame:
         if taken.stats is not None:
             return taken.stats
@@ -517,7 +549,7 @@ class Batch:
         """Move the rows at ``lines`` of a file from its statistics to its rejected rows (duplicate_row)."""
         rows, rejected = [], []
         lo, hi = int(lines[0]), int(lines[-1])
-        for block in self._blocks(taken.path, taken.fmt):
+        for block in self._blocks_again(taken, lo, hi):
             last = block.first_line + block.n_lines - 1
             if last < lo:
                 continue

@@ -30,6 +30,7 @@ import csv
 import io
 import itertools
 import logging
+import re
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -503,18 +504,33 @@ def normalise_rows(
 
 def rows_at(block: blocks_mod.Block, fmt: MeasurementFormat, ctx: ReadContext, lines: np.ndarray, *,
             source_file: str, reason: str, detail: str) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """The used rows of a block at the given line numbers, and the same rows as rejected rows with ``reason``.
+    """The rows of a block at the given line numbers (used rows all), and the same rows as rejected rows with ``reason``.
 
     For rows found to be duplicates after the block was read: their statistics are taken
-    out and they are reported like any rejected row, with the fields as written.
+    out and they are reported like any rejected row, with the fields as written. Only
+    those lines are parsed again (found by their line ends), not the whole block.
     """
-    raw, numbers, _ = parse_block(block, fmt)
+    lines = np.asarray(lines, dtype=np.int64)
+    idx = lines - block.first_line
+    data = block.data
+    if b"\r" in data:  # universal newlines: let Python cut the lines
+        every = list(io.TextIOWrapper(io.BytesIO(data), encoding="utf-8", newline=None))
+        picked = [every[i] for i in idx]
+    else:
+        ends = np.flatnonzero(np.frombuffer(data, dtype=np.uint8) == 10)
+        starts = np.r_[0, ends + 1]
+        stops = np.r_[ends + 1, len(data)]
+        picked = [data[starts[i]:stops[i]].decode("utf-8") for i in idx]
+    raw_rows, pos, malformed = split_lines(picked, 0, fmt)
+    if len(malformed) or len(pos) != len(lines):
+        raise ValueError(f"{source_file}: lines {lines[:5].tolist()}... were rows when first read and are not now")
+    numbers = lines[pos]
+    raw = {c: pa.array(raw_rows[c].to_numpy(dtype=object), type=pa.string()) for c in _wanted_columns(fmt)}
     used, _ = normalise_rows(raw, fmt, ctx, source_file=source_file, source_rows=numbers)
-    used = used[used["source_row"].isin(lines)].reset_index(drop=True)
-    pos = np.searchsorted(numbers, used["source_row"].to_numpy())
-    rejected = pd.DataFrame({"source_file": source_file, "source_row": used["source_row"].to_numpy(),
-                             "reason": reason, "detail": detail,
-                             "raw_fields": pd.Series(_raw_fields(raw, fmt, pos), dtype=object)})
+    if len(used) != len(lines):
+        raise ValueError(f"{source_file}: lines {lines[:5].tolist()}... were used rows when first read and are not now")
+    rejected = pd.DataFrame({"source_file": source_file, "source_row": numbers, "reason": reason, "detail": detail,
+                             "raw_fields": pd.Series(_raw_fields(raw, fmt, np.arange(len(numbers))), dtype=object)})
     return used, rejected
 
 
@@ -555,50 +571,67 @@ def _recode(codes: np.ndarray, values: np.ndarray) -> tuple[np.ndarray, list]:
 
 def _column_to_float(arr: pa.Array, decimal_comma: bool) -> np.ndarray:
     """Numbers of a text column: pyarrow's parser when every value is a plain number (or a missing
-    token), else the text rules (strip spaces and quotes, missing tokens, pandas.to_numeric)."""
-    for attempt in (0, 1):
-        a = arr
-        if attempt:  # missing tokens ("", "-", "NaN"...) as nulls
-            a = pc.if_else(pc.is_in(a, value_set=_MISSING), pa.scalar(None, pa.string()), a)
-        if decimal_comma:
-            a = pc.replace_substring(a, ",", ".")
-        try:
-            return pc.cast(a, pa.float64()).to_numpy(zero_copy_only=False).astype(float, copy=False)
-        except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
-            continue
-    return _to_float(_clean(pd.Series(arr.to_pylist(), dtype=object)), decimal_comma)
+    token), else the text rules (strip spaces and quotes, missing tokens, pandas.to_numeric).
+
+    Missing tokens are made null first: a cast that fails costs far more than the test.
+    """
+    a = arr
+    missing = pc.is_in(a, value_set=_MISSING)
+    if pc.any(missing).as_py():
+        a = pc.if_else(missing, pa.scalar(None, pa.string()), a)
+    if decimal_comma:
+        a = pc.replace_substring(a, ",", ".")
+    try:
+        return pc.cast(a, pa.float64()).to_numpy(zero_copy_only=False).astype(float, copy=False)
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+        return _to_float(_clean(pd.Series(arr.to_pylist(), dtype=object)), decimal_comma)
+
+
+_NUMBER = re.compile(r"[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?")
+_ISO_AWARE = re.compile(r"\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}(:\d{2}(\.\d+)?)?([Zz]|[+-]\d{2}(:?\d{2})?)")
+_ISO_NAIVE = re.compile(r"\d{4}-\d{2}-\d{2}([T ]\d{2}(:\d{2}(:\d{2}(\.\d+)?)?)?)?")
+
+
+def _time_shape(arr: pa.Array) -> str | None:
+    """``number``, ``aware``, ``naive`` when the first and last values all have that shape, else None."""
+    n = len(arr)
+    sample = [v for v in arr.slice(0, 16).to_pylist() + arr.slice(max(n - 16, 0)).to_pylist() if v is not None]
+    for shape, pattern in (("number", _NUMBER), ("aware", _ISO_AWARE), ("naive", _ISO_NAIVE)):
+        if sample and all(pattern.fullmatch(v) for v in sample):
+            return shape
+    return None
 
 
 def parse_time_column(arr: pa.Array, timezone: str) -> tuple[np.ndarray, np.ndarray]:
     """Unix seconds of a timestamp column and which rows gave one: ``(seconds or NaN, present)``.
 
     pyarrow parses a block whose values are all Unix times, all ISO 8601 without an offset
-    (local time in ``timezone``) or all with one; anything else (mixed shapes, G-NetTrack's,
-    day-first dates, missing values) goes to :func:`covgap.timestamps.parse_timestamps`, the
-    reference. The property tests check both agree.
+    (local time in ``timezone``) or all with one (the shape is guessed from the first and
+    last values; a cast that fails costs more than the guess); anything else (mixed
+    shapes, G-NetTrack's, day-first dates, missing values) goes to
+    :func:`covgap.timestamps.parse_timestamps`, the reference. The property tests check both agree.
     """
     n = len(arr)
     present = np.ones(n, dtype=bool)
+    shape = _time_shape(arr)
     try:
-        num = pc.cast(arr, pa.float64()).to_numpy(zero_copy_only=False)
-        out = np.full(n, np.nan)
-        with np.errstate(invalid="ignore"):
-            ms = num > 1e11
-            s = (num > 1e8) & ~ms
-        out[ms] = num[ms] / 1000.0
-        out[s] = num[s]
-        return out, present
+        if shape == "number":
+            num = pc.cast(arr, pa.float64()).to_numpy(zero_copy_only=False)
+            out = np.full(n, np.nan)
+            with np.errstate(invalid="ignore"):
+                ms = num > 1e11
+                sec = (num > 1e8) & ~ms
+            out[ms] = num[ms] / 1000.0
+            out[sec] = num[sec]
+            return out, present
+        if shape in ("aware", "naive"):
+            ts = pc.cast(arr, pa.timestamp("ns", tz="UTC" if shape == "aware" else None))
+            series = pd.Series(ts.to_pandas())
+            if shape == "naive":
+                series = series.dt.tz_localize(timezone, ambiguous="NaT", nonexistent="NaT")
+            return _epoch(series), present
     except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
         pass
-    for tz in (None, "UTC"):
-        try:
-            ts = pc.cast(arr, pa.timestamp("ns", tz=tz))
-        except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
-            continue
-        series = pd.Series(ts.to_pandas())
-        if tz is None:
-            series = series.dt.tz_localize(timezone, ambiguous="NaT", nonexistent="NaT")
-        return _epoch(series), present
     cleaned = _clean(pd.Series(arr.to_pylist(), dtype=object))
     return parse_timestamps(cleaned, timezone), cleaned.notna().to_numpy()
 

@@ -776,7 +776,8 @@ def is_vn2000(crs) -> bool:
     geodetic = CRS.from_user_input(crs).geodetic_crs
     if geodetic is None:
         return False
-    return geodetic.to_epsg() == VN2000_GEOGRAPHIC or geodetic.datum.name in ("Vietnam 2000", "D_Vietnam_2000")
+    datum = geodetic.datum.name if geodetic.datum is not None else ""
+    return geodetic.to_epsg() == VN2000_GEOGRAPHIC or datum in ("Vietnam 2000", "D_Vietnam_2000")
 
 
 def describe_crs(crs) -> str:

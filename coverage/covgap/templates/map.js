@@ -414,7 +414,7 @@
     search.addEventListener('keydown', function (e) {
       if (e.key === 'Enter') { var hits = runSearch(); if (hits.length) { showVillage(hits[0].p); } }
     });
-    panel.appendChild(el('section', null, [el('h2', { text: T.search }), search, results]));
+    panel.appendChild(el('section', { className: 'covgap-search' }, [el('h2', { text: T.search }), search, results]));
 
     // Scorecard
     var F = D.figures;
@@ -491,11 +491,15 @@
       if (cb.isValid()) { bounds = cb; }
     }
     map.options.zoomSnap = 0.25;
+    renderLegend();
+    // Opened in print mode (covgap map --png/--pdf): fit the area between the legend and the panel.
+    var printing = !!(window.matchMedia && window.matchMedia('print').matches);
     if (bounds) {
       var wide = map.getSize().x > 900;
-      map.fitBounds(bounds, { paddingTopLeft: [wide ? 250 : 20, 20], paddingBottomRight: [wide ? 380 : 20, 20] });
+      map.fitBounds(bounds, printing
+        ? { paddingTopLeft: [legendBox.offsetWidth + 16, 16], paddingBottomRight: [panel.offsetWidth + 16, 16] }
+        : { paddingTopLeft: [wide ? 250 : 20, 20], paddingBottomRight: [wide ? 380 : 20, 20] });
     }
-    renderLegend();
 
     // For tests and for anyone scripting the page.
     window.covgap = {

@@ -238,6 +238,40 @@ def test_in_memory_layers_are_checked_like_files(hand_project):
     assert got.geometry.geom_equals(want.geometry).all()
 
 
+def test_context_layers_are_clipped_to_the_study_area_and_labelled(hand_project, caplog):
+    """Values by hand in conftest.add_context_layers."""
+    from conftest import CONTEXT_PLACE, add_context_layers
+
+    with caplog.at_level("WARNING"):
+        lay = load_layers(load_config(add_context_layers(hand_project)))
+    roads, rivers, places = (lay.context[k] for k in ("roads", "rivers", "places"))
+    assert len(roads) == 1 and roads["label"].tolist() == ["Đường <b>ĐT</b> 623"]
+    assert roads.geometry.iloc[0].length == pytest.approx(600.0, abs=0.01)
+    assert "1 of 2 features left out of the roads context layer" in caplog.text
+    assert rivers.geometry.iloc[0].area == pytest.approx(5000.0, rel=1e-4) and rivers["label"].tolist() == ["Sông Vệ"]
+    assert places["label"].tolist() == [CONTEXT_PLACE]
+    assert {p.name for p in lay.input_files} >= {"roads.geojson", "rivers.geojson", "places.geojson"}
+
+
+def test_context_layer_problems_are_named(hand_project):
+    from conftest import add_context_layers
+    from covgap.errors import ConfigError
+
+    config = add_context_layers(hand_project)
+    text = config.read_text(encoding="utf-8")
+    config.write_text(text.replace('label = "ten_duong"', 'label = "ten"'), encoding="utf-8")
+    with pytest.raises(InputError, match=r"roads.geojson: no column 'ten' for the labels of this roads layer; columns found: "
+                                         r"ten_duong; set label in its \[inputs\] context entry"):
+        load_layers(load_config(config))
+    config.write_text(text.replace('kind = "rivers"', 'kind = "river"'), encoding="utf-8")
+    with pytest.raises(ConfigError, match=r"\[inputs\] context entry 2: kind = 'river' is not one of roads, rivers, places"):
+        load_config(config)
+    config.write_text(text.replace('kind = "places"', 'kind = "roads"'), encoding="utf-8")
+    with pytest.raises(InputError, match=r"places.geojson: no feature of this roads layer has a LineString or "
+                                         r"MultiLineString geometry \(found: Point\)"):
+        load_layers(load_config(config))
+
+
 def test_measurements_from_a_dataframe_are_read_like_the_csv(hand_project):
     """The hand CSV read with pandas and handed over as a DataFrame: the same 27 rows used, the same 7
     rejected for the same reasons, the same verdicts; the reports name it measurements-dataframe.csv."""

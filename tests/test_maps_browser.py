@@ -491,3 +491,45 @@ def test_png_without_playwright_or_chromium_says_how_to_install(hand_maps, tmp_p
         snapshots.render_snapshots(hand_maps, png=tmp_path / "a.png")
     assert not (tmp_path / "a.png").exists()
 
+
+# --------------------------------------------------------------------------- context layers
+def test_context_layers_are_drawn_under_the_results_toggleable_with_labels_as_text(browser, hand_project, tmp_path):
+    from conftest import CONTEXT_PLACE, add_context_layers
+
+    results = pipeline.run_pipeline(load_config(add_context_layers(hand_project)), now_s=1_790_000_000)
+    written = maps.write_maps(results, tmp_path / "maps", lang="vi")
+    opened = Opened(browser, written[0])
+    page = opened.page
+    counts = page.evaluate("covgap.featureCounts()")
+    assert (counts["context_roads"], counts["context_rivers"], counts["context_places"]) == (1, 1, 1)
+    assert opened.paths_in("context_roads") == 1 and opened.paths_in("context_rivers") == 1
+    # Under every result: their panes are below the lowest result pane (the cells).
+    z = page.evaluate("k => Number(getComputedStyle(document.querySelector('.covgap-pane-' + k)).zIndex)", "cells")
+    for key in ("context_rivers", "context_roads", "context_places"):
+        assert page.evaluate("k => Number(getComputedStyle(document.querySelector('.covgap-pane-' + k)).zIndex)", key) < z
+    # The place name is text, exactly as in the data (no element, no dialog).
+    label = page.locator(".covgap-place-label")
+    assert label.count() == 1 and label.inner_text() == CONTEXT_PLACE
+    assert page.locator(".covgap-place-label img").count() == 0
+    legend = page.locator(".covgap-legend").inner_text()
+    assert "Đường giao thông (nền)" in legend and "Địa danh (nền)" in legend
+    # Toggleable in the layer list, legend following.
+    opened.set_layer(_layer_label("vi", "context_roads"), False)
+    assert opened.paths_in("context_roads") == 0 and "Đường giao thông (nền)" not in page.locator(".covgap-legend").inner_text()
+    opened.set_layer(_layer_label("vi", "context_places"), False)
+    # A tooltip fades out before it leaves the DOM.
+    page.wait_for_function("document.querySelectorAll('.covgap-place-label').length === 0", timeout=5_000)
+    opened.offline_and_clean()
+    page.close()
+    # The commune page has them too (they lie in its commune); a page without context layers lists none.
+    commune = Opened(browser, written[1])
+    assert commune.page.evaluate("covgap.featureCounts()")["context_roads"] == 1
+    commune.page.close()
+    import dataclasses
+
+    config = load_config(hand_project)
+    config = dataclasses.replace(config, inputs=dataclasses.replace(config.inputs, context=[]))
+    plain = maps.write_maps(pipeline.run_pipeline(config, now_s=1_790_000_000), tmp_path / "plain")
+    opened = Opened(browser, plain[0])
+    assert opened.page.locator(".leaflet-control-layers-overlays label", has_text="(nền)").count() == 0
+    opened.page.close()

@@ -840,3 +840,52 @@ def read_roads(path: str | Path, *, crs: CRS) -> gpd.GeoDataFrame:
     frame = frame.to_crs(crs)
     return frame[[*keep, "geometry"]].reset_index(drop=True)
 
+
+#: Geometry types each kind of context layer takes ([inputs] context).
+CONTEXT_GEOMETRIES = {"roads": ("LineString", "MultiLineString"),
+                      "rivers": ("LineString", "MultiLineString", "Polygon", "MultiPolygon"),
+                      "places": ("Point", "MultiPoint")}
+#: Simplification of context lines and areas (m, working CRS): below what a map page at district scale shows.
+CONTEXT_SIMPLIFY_M = 10.0
+
+
+def read_context(path: str | Path, *, kind: str, label: str | None, crs: CRS, study_area: shapely.Geometry) -> gpd.GeoDataFrame:
+    """A context layer for the maps (roads, rivers or places): ``label`` (text or None) and geometry, in ``crs``,
+    clipped to the study area and simplified by :data:`CONTEXT_SIMPLIFY_M` (places: points inside the area).
+
+    Not used by the analysis. Features with an empty geometry or one of another type (a point in a roads
+    layer) are left out and counted in a warning; a layer with none left is an error.
+
+    Raises
+    ------
+    InputError
+        The file cannot be read, ``label`` is not one of its columns, or no feature has a geometry of its kind.
+    """
+    path = Path(path)
+    what = f"context ({kind})"
+    frame = read_vector(path, what)
+    if label is not None and label not in frame.columns:
+        raise InputError(path, [f"no column '{label}' for the labels of this {kind} layer; columns found: "
+                                f"{', '.join(c for c in frame.columns if c != 'geometry') or 'none'}; set label in its "
+                                "[inputs] context entry to one of them, or leave label out"])
+    allowed = CONTEXT_GEOMETRIES[kind]
+    geom = frame.geometry
+    usable = (geom.notna() & ~geom.is_empty & geom.geom_type.isin(allowed)).to_numpy()
+    if not usable.any():
+        raise InputError(path, [f"no feature of this {kind} layer has a {' or '.join(allowed)} geometry "
+                                f"(found: {', '.join(sorted(set(geom.geom_type.dropna()))) or 'none'}); check the kind "
+                                "in its [inputs] context entry"])
+    if not usable.all():
+        log.warning("%s: %d of %d features left out of the %s context layer: empty or not %s", path.name,
+                    int((~usable).sum()), len(frame), kind, " or ".join(allowed))
+    labels = (frame[label].astype(object).where(frame[label].notna(), None).map(lambda v: None if v is None else str(v))
+              if label is not None else pd.Series([None] * len(frame), index=frame.index, dtype=object))
+    out = gpd.GeoDataFrame({"label": labels[usable].to_numpy()}, geometry=geom[usable].to_numpy(), crs=frame.crs).to_crs(crs)
+    if kind == "places":
+        out = out[shapely.intersects(out.geometry.to_numpy(), study_area)]
+    else:
+        out = out.clip(study_area, keep_geom_type=True)
+        out = out[out.geometry.notna() & ~out.geometry.is_empty & out.geometry.geom_type.isin(allowed)]
+        out = out.set_geometry(shapely.simplify(out.geometry.to_numpy(), CONTEXT_SIMPLIFY_M, preserve_topology=True))
+    log.info("%s: %d %s features in the study area (of %d)", path.name, len(out), kind, len(frame))
+    return out.reset_index(drop=True)

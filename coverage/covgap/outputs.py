@@ -86,6 +86,7 @@ def input_paths(config, extra: Iterable[Path] = ()) -> list[tuple[str, Path]]:
         out.append(("[inputs] persons_per_household_table", inputs.persons_per_household_table))
     if inputs.roads is not None:
         out.append(("[inputs] roads", inputs.roads))
+    out += [(f"[inputs] context ({c.kind})", c.path) for c in inputs.context]
     out += [("[inputs] measurements", path) for path in inputs.measurements]
     out += [("the measurement path given", Path(path)) for path in extra]
     return out

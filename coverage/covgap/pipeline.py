@@ -92,8 +92,15 @@ def load_layers(config: Config, *, villages: gpd.GeoDataFrame | None = None, com
     if inputs.roads:
         roads = layers_mod.read_roads(inputs.roads, crs=crs)
         files += (Path(inputs.roads),)
+    context: dict[str, gpd.GeoDataFrame] = {}
+    for entry in inputs.context:  # drawn on the maps only
+        layer = layers_mod.read_context(entry.path, kind=entry.kind, label=entry.label, crs=crs, study_area=study_area)
+        context[entry.kind] = (gpd.GeoDataFrame(pd.concat([context[entry.kind], layer], ignore_index=True), crs=crs)
+                               if entry.kind in context else layer)
+        files += (Path(entry.path),)
     return Layers(crs=crs, grid=grid, villages=villages, communes=communes, fibre=fibre, study_area=study_area,
-                  inside=inside, density=density, input_files=files, fibre_display=fibre_display, roads=roads)
+                  inside=inside, density=density, input_files=files, fibre_display=fibre_display, roads=roads,
+                  context=context)
 
 
 def _density_on_grid(path: Path, grid: Grid) -> np.ndarray:

@@ -158,3 +158,37 @@ def no_maps(monkeypatch):
     calls = []
     monkeypatch.setattr(cli, "_write_maps", lambda results, config, **_: calls.append(results) or [])
     return calls
+
+
+#: The place name given to the hand project's context layer: markup that must stay text.
+CONTEXT_PLACE = '<img src=x onerror=alert(1)> Chợ "Mới" & Bến'
+
+
+def add_context_layers(config_path: Path) -> Path:
+    """Give the hand project roads, rivers and places context layers ([inputs] context); returns the toml.
+
+    By hand: the road runs along y = Y0 − 150 from 1 km west to 2 km east of the commune (x X0 … X0 + 600),
+    so 600 m of it lie inside; a point in the roads file is left out. The river is the box x X0 + 500 … + 700,
+    y Y0 − 350 … − 250, of which 100 m × 50 m = 5,000 m² lie inside. Of two places, one lies inside."""
+    d = config_path.parent
+
+    def lonlat(x, y):
+        return [round(v, 9) for v in TO_WGS84.transform(x, y)]
+    write_geojson(d / "roads.geojson", [
+        _feature({"type": "LineString", "coordinates": [lonlat(X0 - 1000, Y0 - 150), lonlat(X0 + 2000, Y0 - 150)]},
+                 ten_duong="Đường <b>ĐT</b> 623"),
+        _feature({"type": "Point", "coordinates": lonlat(X0 + 100, Y0 - 100)}, ten_duong="not a road"),
+    ])
+    write_geojson(d / "rivers.geojson", [_feature(_box_lonlat(X0 + 500, Y0 - 350, X0 + 700, Y0 - 250), name="Sông Vệ")])
+    write_geojson(d / "places.geojson", [
+        _feature({"type": "Point", "coordinates": lonlat(X0 + 300, Y0 - 60)}, name=CONTEXT_PLACE),
+        _feature({"type": "Point", "coordinates": lonlat(X0 + 5000, Y0 - 60)}, name="far away"),
+    ])
+    text = config_path.read_text(encoding="utf-8").replace(
+        'measurements = ["measurements"]\n',
+        'measurements = ["measurements"]\n'
+        'context = [{ path = "roads.geojson", kind = "roads", label = "ten_duong" },\n'
+        '           { path = "rivers.geojson", kind = "rivers", label = "name" },\n'
+        '           { path = "places.geojson", kind = "places", label = "name" }]\n')
+    config_path.write_text(text, encoding="utf-8")
+    return config_path

@@ -400,3 +400,136 @@ def test_measurement_plan_layer_and_panel_line(browser, hand_project, tmp_path):
     assert "Waypoint 1-1" in text and "Thôn Ba" in text and "Households in the cell\t6.7" in text
     opened.offline_and_clean()
     opened.page.close()
+
+
+# --------------------------------------------------------------------------- printing
+def test_print_style_hides_controls_and_keeps_title_legend_and_scorecard(browser, hand_maps):
+    opened = Opened(browser, hand_maps[0])
+    page = opened.page
+    shown = "sel => { const e = document.querySelector(sel); return !!e && getComputedStyle(e).display !== 'none'; }"
+    assert page.evaluate(shown, ".leaflet-control-layers") and page.evaluate(shown, "#covgap-panel-toggle")
+    page.emulate_media(media="print")
+    for hidden in (".leaflet-control-layers", ".leaflet-control-zoom", "#covgap-panel-toggle", ".covgap-search", ".covgap-nav"):
+        assert not page.evaluate(shown, hidden), hidden
+    for kept in (".covgap-legend", "#covgap-panel h1", "#covgap-scorecard", ".leaflet-control-scale"):
+        assert page.evaluate(shown, kept), kept
+    assert page.locator("#covgap-panel h1").inner_text().startswith("Bản đồ")
+    opened.offline_and_clean()
+
+
+def _png_size_and_spread(path: Path) -> tuple[tuple[int, int], float]:
+    from PIL import Image
+
+    raw = path.read_bytes()
+    assert raw[:8] == b"\x89PNG\r\n\x1a\n"
+    with Image.open(path) as img:
+        img.load()
+        grey = np.asarray(img.convert("L"), dtype=float)
+        return img.size, float(grey.std())
+
+
+def test_cli_map_png_and_pdf_render_every_page(hand_results, tmp_path):
+    """`covgap map --png/--pdf`: each page in headless Chromium, A4 landscape, print style; not blank.
+    The command runs in its own process, as a user runs it (this module's browser holds Playwright here)."""
+    import subprocess
+    import sys
+
+    from covgap import outputs, snapshots
+
+    def covgap(*args):
+        done = subprocess.run([sys.executable, "-m", "covgap.cli", *args], capture_output=True, text=True, timeout=300)
+        return done.returncode, done.stdout + done.stderr
+
+    if not Path(snapshots.CHROMIUM).exists():
+        pytest.skip("chromium is not installed (make system-deps)")
+    pytest.importorskip("playwright.sync_api")
+    out = tmp_path / "out"
+    out.mkdir()
+    outputs.write_outputs(hand_results, out)
+    args = ["map", "--config", str(tmp_path / "none.toml"), "--out", str(out), "--maps", str(tmp_path / "maps"),
+            "--png", str(tmp_path / "print" / "district.png"), "--pdf", str(tmp_path / "print" / "district.pdf")]
+    code, output = covgap(*args)
+    assert code == 0, output
+    pages = sorted(p.name for p in (tmp_path / "maps").glob("*.html"))
+    commune_pages = [p for p in pages if p != "index.html"]
+    assert len(commune_pages) == 1
+    expected = {"district.png", "district.pdf", *(f"district-{Path(p).stem}.{k}" for p in commune_pages for k in ("png", "pdf"))}
+    assert {p.name for p in (tmp_path / "print").iterdir()} == expected
+    for png in (tmp_path / "print").glob("*.png"):
+        size, spread = _png_size_and_spread(png)
+        assert size == (2246, 1588)  # A4 landscape, 1123 × 794 CSS pixels at 2 image pixels each
+        assert spread > 10, (png, spread)  # a blank or one-colour image has a spread near 0
+    pdf = (tmp_path / "print" / "district.pdf").read_bytes()
+    import re
+
+    # One sheet, A4 landscape: 297 × 210 mm = 841.9 × 595.3 pt (Chromium rounds the height to whole CSS pixels).
+    boxes = [(float(w), float(h)) for w, h in re.findall(rb"/MediaBox \[0 0 (\d+\.?\d*) (\d+\.?\d*)\]", pdf)]
+    assert pdf.startswith(b"%PDF-") and len(boxes) == 1
+    assert abs(boxes[0][0] - 841.89) < 1 and abs(boxes[0][1] - 595.28) < 1.5, boxes
+    # An existing file is not replaced without --overwrite; with it, it is.
+    code, output = covgap(*args)
+    assert code == 1 and "already exist" in output and "--overwrite" in output and "Traceback" not in output
+    assert covgap(*args, "--overwrite")[0] == 0
+    code, output = covgap(*args[:-4], "--png", str(tmp_path / "x.jpg"))
+    assert code == 2 and "ending in .png" in output
+
+
+def test_png_without_playwright_or_chromium_says_how_to_install(hand_maps, tmp_path, monkeypatch):
+    import sys
+
+    from covgap import snapshots
+    from covgap.errors import CovgapError
+
+    monkeypatch.setitem(sys.modules, "playwright.sync_api", None)  # as if Playwright were not installed
+    with pytest.raises(CovgapError, match=r"Playwright is not installed; install Playwright's Python package"):
+        snapshots.render_snapshots(hand_maps, png=tmp_path / "a.png")
+    monkeypatch.undo()
+    pytest.importorskip("playwright.sync_api")
+    monkeypatch.setattr(snapshots, "CHROMIUM", str(tmp_path / "no-chromium"))
+    monkeypatch.setenv("PATH", str(tmp_path))
+    with pytest.raises(CovgapError, match=r"Chromium is not installed .*apt-get install chromium"):
+        snapshots.render_snapshots(hand_maps, png=tmp_path / "a.png")
+    assert not (tmp_path / "a.png").exists()
+
+
+# --------------------------------------------------------------------------- context layers
+def test_context_layers_are_drawn_under_the_results_toggleable_with_labels_as_text(browser, hand_project, tmp_path):
+    from conftest import CONTEXT_PLACE, add_context_layers
+
+    results = pipeline.run_pipeline(load_config(add_context_layers(hand_project)), now_s=1_790_000_000)
+    written = maps.write_maps(results, tmp_path / "maps", lang="vi")
+    opened = Opened(browser, written[0])
+    page = opened.page
+    counts = page.evaluate("covgap.featureCounts()")
+    assert (counts["context_roads"], counts["context_rivers"], counts["context_places"]) == (1, 1, 1)
+    assert opened.paths_in("context_roads") == 1 and opened.paths_in("context_rivers") == 1
+    # Under every result: their panes are below the lowest result pane (the cells).
+    z = page.evaluate("k => Number(getComputedStyle(document.querySelector('.covgap-pane-' + k)).zIndex)", "cells")
+    for key in ("context_rivers", "context_roads", "context_places"):
+        assert page.evaluate("k => Number(getComputedStyle(document.querySelector('.covgap-pane-' + k)).zIndex)", key) < z
+    # The place name is text, exactly as in the data (no element, no dialog).
+    label = page.locator(".covgap-place-label")
+    assert label.count() == 1 and label.inner_text() == CONTEXT_PLACE
+    assert page.locator(".covgap-place-label img").count() == 0
+    legend = page.locator(".covgap-legend").inner_text()
+    assert "Đường giao thông (nền)" in legend and "Địa danh (nền)" in legend
+    # Toggleable in the layer list, legend following.
+    opened.set_layer(_layer_label("vi", "context_roads"), False)
+    assert opened.paths_in("context_roads") == 0 and "Đường giao thông (nền)" not in page.locator(".covgap-legend").inner_text()
+    opened.set_layer(_layer_label("vi", "context_places"), False)
+    # A tooltip fades out before it leaves the DOM.
+    page.wait_for_function("document.querySelectorAll('.covgap-place-label').length === 0", timeout=5_000)
+    opened.offline_and_clean()
+    page.close()
+    # The commune page has them too (they lie in its commune); a page without context layers lists none.
+    commune = Opened(browser, written[1])
+    assert commune.page.evaluate("covgap.featureCounts()")["context_roads"] == 1
+    commune.page.close()
+    import dataclasses
+
+    config = load_config(hand_project)
+    config = dataclasses.replace(config, inputs=dataclasses.replace(config.inputs, context=[]))
+    plain = maps.write_maps(pipeline.run_pipeline(config, now_s=1_790_000_000), tmp_path / "plain")
+    opened = Opened(browser, plain[0])
+    assert opened.page.locator(".leaflet-control-layers-overlays label", has_text="(nền)").count() == 0
+    opened.page.close()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 import subprocess
 import sys
 
@@ -187,3 +188,33 @@ def test_every_geopackage_layer_is_also_geoparquet(hand_project, tmp_path):
         else:
             frame = pd.read_parquet(path)
         assert len(frame) == info["features"], name
+
+
+@pytest.mark.gdal
+@pytest.mark.skipif(shutil.which("ogrinfo") is None, reason="GDAL's ogrinfo is not installed (make system-deps)")
+def test_measurement_times_are_datetime_fields(hand_project, tmp_path):
+    """GDAL reads the GeoPackage times as DateTime (UTC, the GeoPackage standard's form) and the CSV keeps
+    local ISO 8601 text with its offset. By hand (conftest.HAND_ROWS): village V1's last sample is
+    2026-03-01 08:11 +07:00; the dead zone (cells (1,3) and (0,3)) was measured 09:06 to 09:09 on 2026-03-02."""
+    import re
+
+    import pandas as pd
+
+    _write(load_config(hand_project), tmp_path / "out")
+    gpkg = str(tmp_path / "out" / outputs.GPKG_NAME)
+
+    def ogrinfo(*args):
+        return subprocess.run(["ogrinfo", "-ro", *args], capture_output=True, check=True, text=True).stdout
+
+    for layer, fields in (("dead_zones", ("first_measured", "last_measured")), ("no_4g_zones", ("first_measured", "last_measured")),
+                          ("villages", ("last_measured",)), ("cells", ("last_measured",))):
+        schema = ogrinfo("-so", gpkg, layer)
+        for field in fields:
+            assert re.search(rf"^{field}: DateTime ", schema, flags=re.M), (layer, field, schema)
+    zones = ogrinfo("-q", "-geom=NO", gpkg, "dead_zones")
+    assert re.findall(r"(first|last)_measured \(DateTime\) = ([^\n]+)", zones) == [
+        ("first", "2026/03/02 02:06:00+00"), ("last", "2026/03/02 02:09:00+00")]
+    villages = ogrinfo("-q", "-geom=NO", "-where", "village_id = 'V1'", gpkg, "villages")
+    assert "last_measured (DateTime) = 2026/03/01 01:11:00+00" in villages
+    csv = pd.read_csv(tmp_path / "out" / "scorecard_villages.csv", encoding="utf-8-sig", dtype=str).set_index("village_id")
+    assert csv.loc["V1", "last_measured"] == "2026-03-01T08:11:00+07:00"

@@ -110,7 +110,7 @@ def ogrinfo(*args: str) -> str:
 def ogr_summary(path: Path) -> dict:
     """Geometry type, feature count, fields and CRS as ogrinfo -al -so reports them."""
     text = ogrinfo("-al", "-so", str(path))
-    fields = re.findall(r"^(\w+): (String|Integer|Integer64|Real) ", text, flags=re.M)
+    fields = re.findall(r"^(\w+): (String|Integer|Integer64|Real|Date|DateTime) ", text, flags=re.M)
     return {
         "geometry": re.search(r"^Geometry: (.+)$", text, flags=re.M).group(1),
         "count": int(re.search(r"^Feature Count: (\d+)$", text, flags=re.M).group(1)),
@@ -333,12 +333,35 @@ def test_ogrinfo_reads_every_shapefile(exported):
         assert 'ID["EPSG",4326]' in s["text"]
         types = {r["field"]: r["type"] for r in rows if r["layer"] == layer}
         for field, t in s["types"].items():
-            assert t == {"String": "String", "Integer": "Integer", "Real": "Real"}[types[field]], (layer, field)
+            assert t == {"String": "String", "Integer": "Integer", "Real": "Real", "Date": "Date"}[types[field]], (layer, field)
     assert "villages_below_fibre_goal" in ogrinfo(str(package / "Viettel.gpkg"))
 
 
 @pytest.mark.gdal
 @gdal
+@pytest.mark.gdal
+@gdal
+def test_measurement_times_are_date_fields(exported):
+    """GeoPackage: DateTime in UTC (the standard's only form); shapefile: the local date (it has no DateTime).
+    By hand (conftest.HAND_ROWS): Viettel is dead in cells (1,2) 09:02-09:03, (1,3) 09:06-09:07 and (0,3)
+    09:08-09:09 on 2026-03-02 (+07:00); every operator only in (1,3) and (0,3), MobiFone covering (1,2)."""
+    package = exported / "partners" / "Viettel"
+    text = ogrinfo("-so", str(package / "Viettel.gpkg"), "dead_zones")
+    assert re.search(r"^first_measured: DateTime ", text, flags=re.M) and re.search(r"^last_measured: DateTime ", text, flags=re.M)
+    rows = ogrinfo("-q", "-geom=NO", str(package / "Viettel.gpkg"), "dead_zones")
+    times = re.findall(r"scope \(String\) = (\w+).*?first_measured \(DateTime\) = ([^\n]+).*?"
+                       r"last_measured \(DateTime\) = ([^\n]+)", rows, flags=re.S)
+    assert sorted(times) == [("all_operators", "2026/03/02 02:06:00+00", "2026/03/02 02:09:00+00"),
+                             ("operator", "2026/03/02 02:02:00+00", "2026/03/02 02:09:00+00")]
+    shp = ogrinfo("-so", "-al", str(package / "dead_zones.shp"))
+    assert re.search(r"^first_meas: Date ", shp, flags=re.M) and re.search(r"^last_meas: Date ", shp, flags=re.M)
+    dates = re.findall(r"(first_meas|last_meas) \(Date\) = (\S+)", ogrinfo("-al", "-q", str(package / "dead_zones.shp")))
+    assert sorted(set(dates)) == [("first_meas", "2026/03/02"), ("last_meas", "2026/03/02")]
+    local = pyogrio.read_dataframe(package / "Viettel.gpkg", layer="dead_zones")
+    assert {str(t.tz_convert("Asia/Ho_Chi_Minh")) for t in local["first_measured"]} == {
+        "2026-03-02 09:02:00+07:00", "2026-03-02 09:06:00+07:00"}
+
+
 def test_ogrinfo_reads_vietnamese_byte_for_byte(exported):
     package = exported / "partners" / "Viettel"
     raw = subprocess.run(["ogrinfo", "-ro", "-al", str(package / "communes_without_fibre.shp")],
@@ -542,3 +565,50 @@ def test_styles_for_qgis_beside_each_shapefile_and_in_the_geopackage(exported):
     assert f"Feature Count: {len(partners.LAYERS)}" in info.stdout
     styles = pyogrio.read_dataframe(package / "Viettel.gpkg", layer="layer_styles")
     assert sorted(styles["f_table_name"]) == sorted(partners.LAYERS) and styles["useAsDefault"].all()
+
+
+def test_vn2000_transformation_names_are_pyproj_s():
+    """The names the README gives are PROJ's: EPSG:6960 carries the 7 parameters of Decision 05/2007/QĐ-BTNMT
+    (ΔX −191.90441429 m … k = 1.000000252906278), proj.db aliases it to the ESRI name ArcGIS lists, and PROJ
+    ranks it first for VN-2000 → WGS 84."""
+    import sqlite3
+
+    import pyproj
+    from pyproj.transformer import TransformerGroup
+
+    t, other = partners.VN2000_TRANSFORMATION, partners.VN2000_OTHER_TRANSFORMATION
+    op = pyproj.crs.CoordinateOperation.from_epsg(t["epsg"])
+    assert op.name == t["name"]
+    params = {p.name: p.value for p in op.params}
+    assert (params["X-axis translation"], params["Y-axis translation"], params["Z-axis translation"]) == (
+        -191.90441429, -39.30318279, -111.45032835)
+    assert (params["X-axis rotation"], params["Y-axis rotation"], params["Z-axis rotation"]) == (-0.00928836, 0.01975479, -0.00427372)
+    assert params["Scale difference"] == 0.252906278
+    assert pyproj.crs.CoordinateOperation.from_epsg(other["epsg"]).name == other["name"]
+    with sqlite3.connect(Path(pyproj.datadir.get_data_dir()) / "proj.db") as db:
+        aliases = dict(db.execute("SELECT code, alt_name FROM alias_name WHERE table_name = 'helmert_transformation' "
+                                  "AND auth_name = 'EPSG' AND code IN (?, ?)", (t["epsg"], other["epsg"])).fetchall())
+    assert aliases == {t["epsg"]: t["esri"], other["epsg"]: other["esri"]}
+    first = TransformerGroup(partners.VN2000_GEOGRAPHIC, 4326).transformers[0]
+    assert t["name"] in first.description
+    assert [partners.is_vn2000(c) for c in ("EPSG:3405", "EPSG:5896", "EPSG:5899", "EPSG:9210", "EPSG:4756", "EPSG:4326",
+                                             "EPSG:32649")] == [True] * 5 + [False] * 2
+
+
+@pytest.mark.parametrize("crs", ["EPSG:4326", "EPSG:5898"])
+def test_readme_states_each_file_s_crs_and_the_vn2000_transformation(hand_project, tmp_path, crs):
+    config = load_config(_viet_project(hand_project, export_crs=crs))
+    results = pipeline.run_pipeline(config, now_s=NOW_S)
+    partners.write_partner_packages(results, tmp_path / "p", generated="x")
+    text = (tmp_path / "p" / "Viettel" / "README.txt").read_text(encoding="utf-8")
+    name = {"EPSG:4326": "EPSG:4326 — WGS 84 (ESRI .prj: GCS_WGS_1984)",
+            "EPSG:5898": "EPSG:5898 — VN-2000 / TM-3 zone 491 (ESRI .prj: VN_2000_TM-3_zone_491)"}[crs]
+    section = text[text.index("COORDINATE REFERENCE SYSTEMS"):]
+    assert f"  {name}:\n    dead_zones.shp (+ .prj), no_4g_zones.shp" in section
+    assert "fibre_plan.shp (+ .prj), Viettel.gpkg (7 lớp / layers)" in section
+    assert "analysis computed in: EPSG:32649 — WGS 84 / UTM zone 49N" in section
+    if crs == "EPSG:5898":
+        assert "choose VN_2000_To_WGS_1984_2: the 7-parameter Helmert of Decision 05/2007/QĐ-BTNMT" in section
+        assert "covgap (PROJ) used EPSG:6960 between VN-2000 and WGS 84" in section
+    else:
+        assert "VN_2000_To_WGS_1984" not in text

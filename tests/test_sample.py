@@ -178,3 +178,30 @@ def test_sample_shows_every_kind_of_verdict_and_zone(sample_results):
     zo = r.zone_operators
     assert len(zo) and (zo["rsrp_dbm_p50"].fillna(-999) < -115).all()
     assert (zo["rscp_dbm_p50"].fillna(-999) < -100).all() and (zo["rxlev_dbm_p50"].fillna(-999) < -100).all()
+
+
+def test_a_run_from_in_memory_layers_equals_the_run_from_the_files(sample_results):
+    """The analyst API takes GeoDataFrames in place of files: read the sample's layers with geopandas
+    (not covgap), hand them over, and every village verdict and fibre figure is the same."""
+    import covgap
+    import pandas as pd
+
+    config = load_config(SAMPLE / "covgap.toml")
+    frames = {"villages": gpd.read_file(SAMPLE / "villages.geojson"),
+              "communes": gpd.read_file(SAMPLE / "communes_2025.geojson"),  # [report] level = commune_2025
+              "fibre": gpd.read_file(SAMPLE / "fibre_routes.geojson")}
+    frames["villages"] = frames["villages"].set_index(frames["villages"].index + 1000)  # any index will do
+    results = covgap.run_pipeline(config, **frames)
+    a, b = sample_results.villages, results.villages
+    cols = ["village_id", "name", "households", "verdict_4g", "share_covered", "share_dead", "evidence_share",
+            "households_passed", "fibre_share", "meets_fibre_goal", "dist_to_fibre_m"]
+    pd.testing.assert_frame_equal(pd.DataFrame(a[cols]).reset_index(drop=True), pd.DataFrame(b[cols]).reset_index(drop=True))
+    assert a["verdict_4g"].value_counts().to_dict() == b["verdict_4g"].value_counts().to_dict()
+    pd.testing.assert_frame_equal(sample_results.district, results.district)
+    assert results.fibre_plan.units.equals(sample_results.fibre_plan.units)
+    assert len(results.zones) == len(sample_results.zones) > 0
+    # The in-memory layers are not files: the inputs hashed are only the files read.
+    names = {p.name for p in results.layers.input_files}
+    assert "villages.geojson" not in names and "fibre_routes.geojson" not in names and "communes_2025.geojson" not in names
+    assert "communes_2019.geojson" in names
+    assert frames["villages"].index[0] == 1000 and "households" in frames["villages"]  # the caller's frame is untouched

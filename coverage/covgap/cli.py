@@ -320,13 +320,24 @@ def plan_measurements(config_path: Path, out_dir: Path | None, overwrite: bool) 
 @main.command("map")
 @config_option_with_help("The covgap.toml whose [output] folders and language are the defaults.")
 @output_options
-def map_(config_path: Path, out_dir: Path | None, maps_dir: Path | None, lang: str | None, overwrite: bool) -> None:
+@click.option("--png", "png", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Also render each page as a PNG to print or share (A4 landscape, print style): the district to FILE, "
+                   "each commune to FILE-<commune>.png. Needs Playwright and Chromium.")
+@click.option("--pdf", "pdf", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Also print each page to PDF (A4 landscape), named as for --png.")
+def map_(config_path: Path, out_dir: Path | None, maps_dir: Path | None, lang: str | None, overwrite: bool,
+         png: Path | None, pdf: Path | None) -> None:
     """Redraw the HTML maps from the last results in the output folder (no new analysis).
 
     For instance in English: covgap map --lang en. Without a covgap.toml, give
-    --out (the folder of a previous run) and optionally --maps.
+    --out (the folder of a previous run) and optionally --maps. With --png or --pdf,
+    each page is also rendered in headless Chromium for printing and sharing.
     """
-    from covgap import maps, outputs
+    from covgap import maps, outputs, snapshots
+
+    for option, value in (("--png", png), ("--pdf", pdf)):
+        if value is not None and value.suffix.lower() != "." + option[2:]:
+            raise click.BadParameter(f"{value}: give a file name ending in .{option[2:]}", param_hint=option)
 
     if config_path.is_file():
         config = load_config(config_path).replace_output(dir=out_dir, maps_dir=maps_dir, lang=lang)
@@ -342,6 +353,10 @@ def map_(config_path: Path, out_dir: Path | None, maps_dir: Path | None, lang: s
         written = maps.write_maps_from_layers(data, folder, lang=language, source=out / maps.MAP_LAYERS_NAME,
                                               overwrite=overwrite)
     click.echo(f"Maps: {folder}/ ({len(written)} pages, {language}) from {out / maps.MAP_LAYERS_NAME}")
+    if png is not None or pdf is not None:
+        images = snapshots.render_snapshots(written, png=png, pdf=pdf, overwrite=overwrite)
+        click.echo(f"Printable: {', '.join(str(p) for p in images[:4])}{' …' if len(images) > 4 else ''} "
+                   f"({len(images)} files)")
 
 
 @main.command()

@@ -135,6 +135,17 @@ class ColumnMapping:
 
 #: Canonical village fields a ``[inputs.village_columns]`` table may map (besides the reporting levels).
 VILLAGE_FIELDS = ("village_id", "name", "households", "population", "fibre_subscribed")
+#: Kinds of context layer ([inputs] context), each drawn in its own style.
+CONTEXT_KINDS = ("roads", "rivers", "places")
+
+
+@dataclass(frozen=True)
+class ContextLayer:
+    """One context layer of ``[inputs] context``: a file, its kind and the column of its labels."""
+
+    path: Path
+    kind: str
+    label: str | None = None
 #: Canonical commune fields a ``[inputs.commune_columns]`` table may map.
 COMMUNE_FIELDS = ("commune_id", "name", "centre_lon", "centre_lat")
 #: What a fibre status may be mapped to in ``[inputs.fibre_status]``.
@@ -234,6 +245,15 @@ class InputsConfig:
         "persons_per_household or households and population columns (e.g. households_2019, population_2019, as in the census table). "
         "Villages whose unit is not in the table use persons_per_household.",
         "issue 10: census tables per commune")
+    context: list = _f(
+        [],
+        "Optional context layers drawn under the results on the maps, offline: an array of tables "
+        "{ path = 'roads.geojson', kind = 'roads', label = 'name' }. kind is roads or rivers (lines; rivers may be areas) "
+        "or places (points); label names the column whose text is shown (road name on hover, place name beside its dot). "
+        "Clipped to the study area and simplified; not used by the analysis.",
+        "issue 10: results in the tools people already use",
+        valid="an array of { path = 'file', kind = 'roads', 'rivers' or 'places', label = 'column' (optional) }",
+        table="context")
 
 
 @dataclass(frozen=True)
@@ -441,6 +461,9 @@ def _build_section(name: str, cls: type, values: dict, base: Path, problems: lis
         try:
             if f.metadata.get("table") == "names":
                 kwargs[key] = _coerce_names(value, name, key)
+            elif f.metadata.get("table") == "context":
+                kwargs[key] = _coerce_context(value, base, f"[{name}] {key}", problems)
+                continue
             else:
                 kwargs[key] = _coerce(value, default, str(f.type), base, name, key, problems)
         except (TypeError, ValueError) as err:
@@ -519,6 +542,36 @@ def _coerce_names(value: Any, section: str, key: str) -> dict:
     if not isinstance(value, dict):
         raise TypeError(f"expected a table [{section}.{key}]")
     return dict(value)
+
+
+def _coerce_context(value: Any, base: Path, where: str, problems: list[str]) -> list[ContextLayer]:
+    """``[inputs] context``: an array of { path, kind, label } tables; every problem listed, with the entry's number."""
+    if isinstance(value, dict):
+        value = [value]
+    if not isinstance(value, list):
+        problems.append(f"{where} = {value!r}: expected an array of tables like {{ path = 'roads.geojson', kind = 'roads', "
+                        f"label = 'name' }}, found {_toml_kind(value)}")
+        return []
+    out = []
+    for i, entry in enumerate(value, start=1):
+        at = f"{where} entry {i}"
+        if not isinstance(entry, dict):
+            problems.append(f"{at} = {entry!r}: expected a table {{ path = '...', kind = 'roads' }}, found {_toml_kind(entry)}")
+            continue
+        unknown = sorted(set(entry) - {"path", "kind", "label"})
+        wrong = [f"unknown key '{k}' (known: path, kind, label)" for k in unknown]
+        path, kind, label = entry.get("path"), entry.get("kind"), entry.get("label")
+        if not isinstance(path, str) or not path:
+            wrong.append("path must be a path string, e.g. path = 'roads.geojson'")
+        if kind not in CONTEXT_KINDS:
+            wrong.append(f"kind = {kind!r} is not one of {', '.join(CONTEXT_KINDS)}")
+        if label is not None and (not isinstance(label, str) or not label):
+            wrong.append(f"label = {label!r} must be a column name (a non-empty string)")
+        if wrong:
+            problems.append(f"{at}: " + "; ".join(wrong))
+            continue
+        out.append(ContextLayer(path=base / str(path), kind=str(kind), label=label))
+    return out
 
 
 def _coerce(value: Any, default: Any, type_name: str, base: Path, section: str, key: str, problems: list[str]) -> Any:

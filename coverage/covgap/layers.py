@@ -13,6 +13,7 @@ import logging
 import unicodedata
 from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import TypeAlias
 
 import geopandas as gpd
 import numpy as np
@@ -41,14 +42,43 @@ COMMUNE_ALIASES = {
 }
 
 
-def read_vector(path: str | Path, what: str) -> gpd.GeoDataFrame:
-    """Read a GeoPackage, GeoJSON or Shapefile; a clear error if it cannot be read.
+#: What a layer reader takes: a file (GeoPackage, GeoJSON, Shapefile) or an in-memory GeoDataFrame,
+#: which goes through the same column mapping and checks as the file would.
+VectorSource: TypeAlias = "str | Path | gpd.GeoDataFrame"
 
-    A GeoJSON without a CRS is WGS84 (RFC 7946); a layer in degrees whose
-    coordinates are not longitude/latitude (a projected layer saved without its
+
+def source_label(source: VectorSource | pd.DataFrame, what: str) -> Path:
+    """The name errors and logs give a layer: its path, or ``<what> (GeoDataFrame)`` for a frame."""
+    return Path(f"{what} (GeoDataFrame)") if isinstance(source, pd.DataFrame) else Path(source)
+
+
+def _frame_source(source: pd.DataFrame, what: str) -> gpd.GeoDataFrame:
+    """A copy of an in-memory layer, checked as a file would be: a GeoDataFrame with a CRS, geometry named ``geometry``."""
+    label = source_label(source, what)
+    if not isinstance(source, gpd.GeoDataFrame) or source._geometry_column_name not in source.columns:
+        raise InputError(label, [f"the {what} layer is a pandas DataFrame without geometry; give a GeoDataFrame, e.g. "
+                                 "geopandas.GeoDataFrame(df, geometry=geopandas.points_from_xy(df['lon'], df['lat']), "
+                                 "crs='EPSG:4326'), or the path of a file"])
+    if source.crs is None:
+        raise InputError(label, [f"the {what} GeoDataFrame has no CRS; declare the one its coordinates are in, "
+                                 "e.g. frame.set_crs('EPSG:4326')"])
+    frame = source.copy()
+    if frame.geometry.name != "geometry":
+        frame = frame.drop(columns=["geometry"], errors="ignore").rename_geometry("geometry")
+    return frame.reset_index(drop=True)
+
+
+def read_vector(source: VectorSource, what: str) -> gpd.GeoDataFrame:
+    """Read a GeoPackage, GeoJSON or Shapefile, or take an in-memory GeoDataFrame (copied); a clear
+    error if it cannot be used.
+
+    A GeoJSON without a CRS is WGS84 (RFC 7946); a GeoDataFrame must carry its CRS. A layer in
+    degrees whose coordinates are not longitude/latitude (a projected layer saved without its
     CRS) is refused, since reprojecting it would put it anywhere.
     """
-    path = Path(path)
+    if isinstance(source, pd.DataFrame):
+        return _check_degrees(_frame_source(source, what), source_label(source, what), what, geojson=False)
+    path = Path(source)
     if not path.exists():
         raise InputError(path, [f"{what} layer not found (check [inputs] in covgap.toml)"])
     if path.suffix.lower() not in VECTOR_SUFFIXES:
@@ -63,6 +93,11 @@ def read_vector(path: str | Path, what: str) -> gpd.GeoDataFrame:
             frame = frame.set_crs("EPSG:4326")  # RFC 7946: GeoJSON is WGS84
         else:
             raise InputError(path, [f"{what} layer has no CRS (a Shapefile without .prj?); add one, e.g. with ogr2ogr -a_srs EPSG:4326"])
+    return _check_degrees(frame, path, what, geojson=geojson)
+
+
+def _check_degrees(frame: gpd.GeoDataFrame, path: Path, what: str, *, geojson: bool) -> gpd.GeoDataFrame:
+    """Refuse a layer in degrees whose coordinates are not degrees; column names as text."""
     if frame.crs.is_geographic and not frame.empty:
         bounds = frame.geometry.bounds
         outside = ((bounds["minx"] < -180) | (bounds["maxx"] > 180) | (bounds["miny"] < -90) | (bounds["maxy"] > 90)).to_numpy()
@@ -363,10 +398,13 @@ def _check_area(frame: gpd.GeoDataFrame, usable: np.ndarray, id_col: str | None,
                      f"one line or it folds onto itself); {fix}")
 
 
-def read_villages(path: str | Path, *, levels: list[str], crs: CRS, point_radius_m: float = 300.0,
+def read_villages(source: VectorSource, *, levels: list[str], crs: CRS, point_radius_m: float = 300.0,
                   columns: Mapping[str, str] | None = None, persons_per_household: float = 3.4,
                   unit_persons_per_household: tuple[str, Mapping[str, float]] | None = None) -> gpd.GeoDataFrame:
     """Villages with ``village_id``, ``name``, ``households``, ``source_of_households``, one column per level, in ``crs``.
+
+    ``source`` is a file or an in-memory GeoDataFrame (:data:`VectorSource`); both go through the
+    same column mapping and checks, and errors name the file or ``villages (GeoDataFrame)``.
 
     Points are accepted and become discs of ``point_radius_m``. Invalid polygons
     are repaired with ``make_valid`` (and counted in the log). ``columns`` names the
@@ -393,8 +431,8 @@ def read_villages(path: str | Path, *, levels: list[str], crs: CRS, point_radius
     guessed footprint would be reported as measured fact. A village meant as a
     point should be given as a Point.
     """
-    path = Path(path)
-    frame = _rename(read_vector(path, "villages"), {**VILLAGE_ALIASES, **{lv: (lv,) for lv in levels}}, columns,
+    path = source_label(source, "villages")
+    frame = _rename(read_vector(source, "villages"), {**VILLAGE_ALIASES, **{lv: (lv,) for lv in levels}}, columns,
                     path=path, setting="[inputs.village_columns]")
     derive = "households" not in frame.columns and "population" in frame.columns
     required = ["village_id", "name", *([] if derive else ["households"]), *levels]
@@ -579,8 +617,9 @@ def check_villages_in_study_area(villages: gpd.GeoDataFrame, study_area: shapely
     problems.raise_if_any()
 
 
-def read_communes(path: str | Path, *, crs: CRS, level: str, columns: Mapping[str, str] | None = None) -> gpd.GeoDataFrame:
-    """Communes of one reporting level with ``commune_id``, ``name``, ``centre`` (point) in ``crs``.
+def read_communes(source: VectorSource, *, crs: CRS, level: str, columns: Mapping[str, str] | None = None) -> gpd.GeoDataFrame:
+    """Communes of one reporting level with ``commune_id``, ``name``, ``centre`` (point) in ``crs``,
+    from a file or a GeoDataFrame (:data:`VectorSource`).
 
     The centre is the People's Committee location from ``centre_lon``/``centre_lat``
     where given, else the polygon's representative point (``centre_source`` says which).
@@ -593,8 +632,8 @@ def read_communes(path: str | Path, *, crs: CRS, level: str, columns: Mapping[st
         duplicate names and ids, centres that are not WGS84 degrees (or only one
         of the two given), empty or wrong geometries, polygons of zero area.
     """
-    path = Path(path)
-    frame = _rename(read_vector(path, f"communes ({level})"), COMMUNE_ALIASES, columns, path=path,
+    path = source_label(source, f"communes ({level})")
+    frame = _rename(read_vector(source, f"communes ({level})"), COMMUNE_ALIASES, columns, path=path,
                     setting="[inputs.commune_columns]")
     if "name" not in frame.columns:
         raise InputError(path, [f"missing column 'name'; columns found: {', '.join(c for c in frame.columns if c != 'geometry')}; "
@@ -688,9 +727,10 @@ def _ofds_columns(frame: gpd.GeoDataFrame, explicit: Mapping[str, str]) -> gpd.G
     return frame
 
 
-def read_fibre(path: str | Path, *, crs: CRS, columns: Mapping[str, str] | object | None = None,
+def read_fibre(source: VectorSource, *, crs: CRS, columns: Mapping[str, str] | object | None = None,
                status_values: Mapping[str, str] | None = None) -> gpd.GeoDataFrame:
-    """Fibre routes with ``route_id``, ``operator``, ``status`` (existing/planned), ``year`` in ``crs``.
+    """Fibre routes with ``route_id``, ``operator``, ``status`` (existing/planned), ``year`` in ``crs``,
+    from a file or a GeoDataFrame (:data:`VectorSource`).
 
     ``columns`` names the layer's columns (``[inputs.fibre_columns]``: route_id, operator,
     status, year); ``status_values`` maps the layer's status values to existing, planned or
@@ -707,8 +747,8 @@ def read_fibre(path: str | Path, *, crs: CRS, columns: Mapping[str, str] | objec
         A column named in ``columns`` is missing; then, counted together: duplicate
         route ids, empty or non-line geometries, unknown statuses, bad years.
     """
-    path = Path(path)
-    frame = read_vector(path, "fibre routes")
+    path = source_label(source, "fibre routes")
+    frame = read_vector(source, "fibre routes")
     if columns is not None and not isinstance(columns, Mapping):
         columns = {k: getattr(columns, k) for k in ("route_id", "operator", "status", "year")}
     explicit = {k: v for k, v in (columns or {}).items() if v}
@@ -799,3 +839,53 @@ def read_roads(path: str | Path, *, crs: CRS) -> gpd.GeoDataFrame:
     keep = [c for c in ("name", "kind") if c in frame]
     frame = frame.to_crs(crs)
     return frame[[*keep, "geometry"]].reset_index(drop=True)
+
+
+#: Geometry types each kind of context layer takes ([inputs] context).
+CONTEXT_GEOMETRIES = {"roads": ("LineString", "MultiLineString"),
+                      "rivers": ("LineString", "MultiLineString", "Polygon", "MultiPolygon"),
+                      "places": ("Point", "MultiPoint")}
+#: Simplification of context lines and areas (m, working CRS): below what a map page at district scale shows.
+CONTEXT_SIMPLIFY_M = 10.0
+
+
+def read_context(path: str | Path, *, kind: str, label: str | None, crs: CRS, study_area: shapely.Geometry) -> gpd.GeoDataFrame:
+    """A context layer for the maps (roads, rivers or places): ``label`` (text or None) and geometry, in ``crs``,
+    clipped to the study area and simplified by :data:`CONTEXT_SIMPLIFY_M` (places: points inside the area).
+
+    Not used by the analysis. Features with an empty geometry or one of another type (a point in a roads
+    layer) are left out and counted in a warning; a layer with none left is an error.
+
+    Raises
+    ------
+    InputError
+        The file cannot be read, ``label`` is not one of its columns, or no feature has a geometry of its kind.
+    """
+    path = Path(path)
+    what = f"context ({kind})"
+    frame = read_vector(path, what)
+    if label is not None and label not in frame.columns:
+        raise InputError(path, [f"no column '{label}' for the labels of this {kind} layer; columns found: "
+                                f"{', '.join(c for c in frame.columns if c != 'geometry') or 'none'}; set label in its "
+                                "[inputs] context entry to one of them, or leave label out"])
+    allowed = CONTEXT_GEOMETRIES[kind]
+    geom = frame.geometry
+    usable = (geom.notna() & ~geom.is_empty & geom.geom_type.isin(allowed)).to_numpy()
+    if not usable.any():
+        raise InputError(path, [f"no feature of this {kind} layer has a {' or '.join(allowed)} geometry "
+                                f"(found: {', '.join(sorted(set(geom.geom_type.dropna()))) or 'none'}); check the kind "
+                                "in its [inputs] context entry"])
+    if not usable.all():
+        log.warning("%s: %d of %d features left out of the %s context layer: empty or not %s", path.name,
+                    int((~usable).sum()), len(frame), kind, " or ".join(allowed))
+    labels = (frame[label].astype(object).where(frame[label].notna(), None).map(lambda v: None if v is None else str(v))
+              if label is not None else pd.Series([None] * len(frame), index=frame.index, dtype=object))
+    out = gpd.GeoDataFrame({"label": labels[usable].to_numpy()}, geometry=geom[usable].to_numpy(), crs=frame.crs).to_crs(crs)
+    if kind == "places":
+        out = out[shapely.intersects(out.geometry.to_numpy(), study_area)]
+    else:
+        out = out.clip(study_area, keep_geom_type=True)
+        out = out[out.geometry.notna() & ~out.geometry.is_empty & out.geometry.geom_type.isin(allowed)]
+        out = out.set_geometry(shapely.simplify(out.geometry.to_numpy(), CONTEXT_SIMPLIFY_M, preserve_topology=True))
+    log.info("%s: %d %s features in the study area (of %d)", path.name, len(out), kind, len(frame))
+    return out.reset_index(drop=True)

@@ -40,6 +40,7 @@ from pyproj import Transformer
 
 from covgap import i18n, mappage, names, outputs
 from covgap.cellstats import CellClass
+from covgap.config import CONTEXT_KINDS
 from covgap.errors import OutputError
 
 log = logging.getLogger(__name__)
@@ -344,6 +345,18 @@ def map_layers(results) -> dict:
     else:
         measurement_layer, measurement_summary = {"type": "FeatureCollection", "features": []}, None
 
+    # Context layers ([inputs] context): drawn under the results; read clipped and simplified (layers.read_context).
+    context = {}
+    for kind in CONTEXT_KINDS:
+        frame = results.layers.context.get(kind)
+        if frame is None or frame.empty:
+            context[f"context_{kind}"] = {"type": "FeatureCollection", "features": []}
+            continue
+        ccommunes = communes_of(frame.geometry.to_numpy(), margin_m=1.0)
+        cprops_ = [{**({"label": str(lbl)} if lbl is not None else {}), "communes": ccommunes[i]}
+                   for i, lbl in enumerate(frame["label"].to_numpy())]
+        context[f"context_{kind}"] = _feature_collection(frame, cprops_, simplify_m=0.0)
+
     district = results.district.iloc[0]
     changes = None
     if isinstance(results.changes, pd.DataFrame):
@@ -377,6 +390,7 @@ def map_layers(results) -> dict:
             "centres": _feature_collection(centres, centre_props, simplify_m=0.0),
             "fibre_plan": _feature_collection(fp, fpprops, simplify_m=1.0),
             "measurement_plan": measurement_layer,
+            **context,
         },
         "measurement_plan": measurement_summary,
         "changes": changes,
@@ -443,6 +457,9 @@ def page_data(data: dict, *, scope: str | None, lang: str) -> dict:
         "fibre_plan": subset("fibre_plan", in_commune),
         "measurement_plan": subset("measurement_plan", lambda f: scope is None or f["properties"].get("commune") == scope
                                    or scope in f["properties"].get("communes", ())),
+        # Saved by an earlier covgap without context layers: none.
+        **{f"context_{k}": subset(f"context_{k}", keep) if f"context_{k}" in layers else
+           {"type": "FeatureCollection", "features": []} for k in CONTEXT_KINDS},
     }
     goal = f"{data['goal_share']:.0%}"
     strings = {k: v.replace("{goal}", goal).replace("{covered}", f"{data['covered_dbm']:g}")

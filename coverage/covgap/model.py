@@ -40,6 +40,8 @@ class Layers:
     fibre_display: gpd.GeoDataFrame | None = None
 
     roads: gpd.GeoDataFrame | None = None  # road centre lines for the plans ([inputs] roads), or None
+    # Context layers for the maps only ([inputs] context): kind (roads, rivers, places) → label and geometry.
+    context: dict[str, gpd.GeoDataFrame] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if self.fibre_display is None:

@@ -86,6 +86,7 @@ def input_paths(config, extra: Iterable[Path] = ()) -> list[tuple[str, Path]]:
         out.append(("[inputs] persons_per_household_table", inputs.persons_per_household_table))
     if inputs.roads is not None:
         out.append(("[inputs] roads", inputs.roads))
+    out += [(f"[inputs] context ({c.kind})", c.path) for c in inputs.context]
     out += [("[inputs] measurements", path) for path in inputs.measurements]
     out += [("the measurement path given", Path(path)) for path in extra]
     return out
@@ -300,6 +301,19 @@ def format_time(seconds: pd.Series | np.ndarray, timezone: str) -> pd.Series:
     return out
 
 
+def utc_times(seconds: pd.Series | np.ndarray) -> pd.Series:
+    """UTC date-times (``datetime64[ms, UTC]``, NaT where unknown) from Unix seconds: what the
+    GeoPackage and GeoParquet layers store, so GIS software gets a DateTime field, not text.
+
+    Notes
+    -----
+    UTC because the GeoPackage standard (1.2 onwards, "DATETIME": ISO 8601 ``YYYY-MM-DDTHH:MM:SS.SSSZ``)
+    allows no other offset; QGIS and ArcGIS show the field in the viewer's own time zone setting.
+    """
+    s = pd.Series(np.asarray(seconds, dtype=float))
+    return pd.to_datetime(s, unit="s", utc=True).astype("datetime64[ms, UTC]")
+
+
 def village_table(results) -> pd.DataFrame:
     """The village scorecard: one row per village, plain columns (no geometry)."""
     v = results.villages
@@ -461,21 +475,21 @@ def cells_layer(results) -> gpd.GeoDataFrame:
         "rxlev_dbm_p50": av["rxlev_dbm_p50"].to_numpy(dtype=float),
         "n_samples": av["n_samples"].to_numpy(dtype=np.int64),
         "n_operators": av["n_operators"].to_numpy(dtype=np.int64),
-        "last_measured": format_time(av["t_last_s"].to_numpy(), results.config.study.timezone).to_numpy(),
+        "last_measured": utc_times(av["t_last_s"].to_numpy()).to_numpy(),
     })
     return gpd.GeoDataFrame(frame, geometry=grid.cell_boxes(frame["cell"].to_numpy()), crs=grid.crs)
 
 
 def geopackage_layers(results) -> dict[str, gpd.GeoDataFrame | pd.DataFrame]:
-    """Every layer of the run's GeoPackage, by layer name (working CRS)."""
-    tz = results.config.study.timezone
-
+    """Every layer of the run's GeoPackage, by layer name (working CRS); measurement times
+    (``first_measured``, ``last_measured``) as UTC date-times (:func:`utc_times`)."""
     def with_times(zones: gpd.GeoDataFrame) -> gpd.GeoDataFrame:
         zones = zones.copy()
-        zones["first_measured"] = format_time(zones["t_first_s"].to_numpy(), tz).to_numpy()
-        zones["last_measured"] = format_time(zones["t_last_s"].to_numpy(), tz).to_numpy()
+        zones["first_measured"] = utc_times(zones["t_first_s"].to_numpy()).to_numpy()
+        zones["last_measured"] = utc_times(zones["t_last_s"].to_numpy()).to_numpy()
         return zones.drop(columns=["t_first_s", "t_last_s"])
-    villages = gpd.GeoDataFrame(village_table(results), geometry=results.villages.geometry.to_numpy(), crs=results.villages.crs)
+    villages = gpd.GeoDataFrame(village_table(results).assign(last_measured=utc_times(results.villages["t_last_s"]).to_numpy()),
+                                geometry=results.villages.geometry.to_numpy(), crs=results.villages.crs)
     communes = results.communes.drop(columns=["centre"])
     centres = gpd.GeoDataFrame(results.communes[["commune_id", "name", "centre_source", "centre_dist_to_fibre_m"]].assign(
         centre_reached=results.communes["communes_reached"].astype(bool)),

@@ -41,7 +41,7 @@ import pyogrio
 
 from covgap import __version__, measurements as meas, names
 from covgap.errors import OutputError, plain
-from covgap.outputs import format_time, sha256_file
+from covgap.outputs import format_time, sha256_file, utc_times
 from covgap.villages import Verdict
 
 log = logging.getLogger(__name__)
@@ -66,7 +66,7 @@ class FieldSpec:
     """One field of the partner layers: its shapefile name, type, unit and meaning."""
 
     short: str  # at most 10 ASCII characters
-    kind: str  # "str", "int" or "float"
+    kind: str  # "str", "int", "float" or "datetime" (DateTime in the GeoPackage, Date in the shapefile)
     unit: str
     vi: str
     en: str
@@ -102,10 +102,12 @@ FIELDS: dict[str, FieldSpec] = {
                                        "Median 3G RSCP of this operator (median of its cells; empty if it has no 3G sample)"),
     "operator_share_4g": FieldSpec("op_sh_4g", "float", "0–1", "Tỷ lệ mẫu của nhà mạng này ở trên 4G/5G",
                                    "Share of this operator's samples on 4G/5G"),
-    "first_measured": FieldSpec("first_meas", "str", "ISO 8601", "Thời điểm đo đầu tiên (giờ địa phương)",
-                                "First measurement time (local time)"),
-    "last_measured": FieldSpec("last_meas", "str", "ISO 8601", "Thời điểm đo cuối cùng (giờ địa phương)",
-                               "Last measurement time (local time)"),
+    "first_measured": FieldSpec("first_meas", "datetime", "GeoPackage: DateTime (UTC); Shapefile: Date (local)",
+                                "Thời điểm đo đầu tiên (GeoPackage: ngày giờ UTC; Shapefile: ngày theo giờ địa phương)",
+                                "First measurement time (GeoPackage: UTC date and time; Shapefile: local date)"),
+    "last_measured": FieldSpec("last_meas", "datetime", "GeoPackage: DateTime (UTC); Shapefile: Date (local)",
+                               "Thời điểm đo cuối cùng (GeoPackage: ngày giờ UTC; Shapefile: ngày theo giờ địa phương)",
+                               "Last measurement time (GeoPackage: UTC date and time; Shapefile: local date)"),
     "village_id": FieldSpec("village_id", "str", "", "Mã thôn/tổ dân phố", "Village identifier"),
     "name": FieldSpec("name", "str", "", "Tên", "Name"),
     "fails_for": FieldSpec("fails_for", "str", "",
@@ -181,7 +183,8 @@ FIELDS: dict[str, FieldSpec] = {
                                         "Distance from the commune centre to the nearest existing fibre route"),
 }
 
-_TYPE_NAMES = {"str": "String", "int": "Integer", "float": "Real"}
+#: The shapefile field type of each kind, as ogrinfo names it (fields.csv); a shapefile has no DateTime.
+_TYPE_NAMES = {"str": "String", "int": "Integer", "float": "Real", "datetime": "Date"}
 _ROUND = {"area_km2": 6, "unmeasured_area_km2": 6, "households": 1, "households_in_zone": 1, "households_in_dead_zones": 1,
           "operator_households_in_dead_zones": 1, "households_passed": 1, "dist_to_fibre_m": 1, "spur_length_m": 1,
           "dist_to_planned_fibre_m": 1, "centre_dist_to_fibre_m": 1, "operator_rsrp_dbm_p50": 1, "households_gained": 1,
@@ -320,7 +323,7 @@ _ZONE_COLS = ["zone_id", "scope", "operator", "area_km2", "n_cells", "n_villages
 
 def _gap_zones_layer(results, operator: str, kind: str) -> gpd.GeoDataFrame:
     """Dead zones (``kind = 'no_service'``) or no-4G zones (``'no_4g'``): this operator's own and the district's."""
-    grid, tz = results.layers.grid, results.config.study.timezone
+    grid = results.layers.grid
     district = ((results.zones, results.zone_operators) if kind == "no_service"
                 else (results.no4g_zones, results.no4g_zone_operators))
     own_desc, own_ops = results.per_operator[operator].zones[kind]
@@ -343,8 +346,8 @@ def _gap_zones_layer(results, operator: str, kind: str) -> gpd.GeoDataFrame:
                                    if len(mine) else 0),
             **{f"operator_{c}": (mine[c].reindex(zones["zone_id"]).to_numpy(dtype=float) if len(mine) else np.nan)
                for c in ("share_4g", "rsrp_dbm_p50", "rscp_dbm_p50")},
-            "first_measured": format_time(zones["t_first_s"].to_numpy(), tz).to_numpy(),
-            "last_measured": format_time(zones["t_last_s"].to_numpy(), tz).to_numpy(),
+            "first_measured": utc_times(zones["t_first_s"].to_numpy()).to_numpy(),
+            "last_measured": utc_times(zones["t_last_s"].to_numpy()).to_numpy(),
         })
         frames.append(gpd.GeoDataFrame(z, geometry=zones.geometry.to_numpy(), crs=grid.crs))
     if not frames:
@@ -462,7 +465,7 @@ def _empty(columns: list[str], crs) -> gpd.GeoDataFrame:
 
 
 def _dtype(kind: str):
-    return {"str": object, "int": np.int32, "float": np.float64}[kind]
+    return {"str": object, "int": np.int32, "float": np.float64, "datetime": "datetime64[ms, UTC]"}[kind]
 
 
 # --------------------------------------------------------------------------- writing
@@ -541,11 +544,22 @@ def _prepare(layer: gpd.GeoDataFrame, specs: dict[str, FieldSpec], crs: str) -> 
             out[col] = values.astype(object).where(values.notna(), None)
         elif spec.kind == "int":
             out[col] = values.fillna(0).astype(np.int32)
+        elif spec.kind == "datetime":
+            out[col] = pd.to_datetime(values, utc=True).astype("datetime64[ms, UTC]")
         else:
             vals = values.astype(np.float64)
             out[col] = vals.round(_ROUND.get(col, 4))
     frame = gpd.GeoDataFrame(pd.DataFrame(out, index=layer.index), geometry=layer.geometry.to_numpy(), crs=layer.crs)
     return frame.to_crs(crs)
+
+
+def local_dates(times: pd.Series, timezone: str) -> pd.Series:
+    """The local calendar date (Arrow ``date32``, null where unknown) of UTC date-times: a shapefile Date field."""
+    import pyarrow as pa
+
+    days = pd.to_datetime(times, utc=True).dt.tz_convert(timezone).dt.date
+    return pd.Series(pa.array(days.where(days.notna(), None).tolist(), type=pa.date32()),
+                     index=times.index, dtype=pd.ArrowDtype(pa.date32()))
 
 
 def _dbf_safe(text: str | None) -> str | None:
@@ -630,13 +644,18 @@ def write_partner_package(results, operator: str, package: Path, *, generated: s
     rows = []
     for name, layer in layers.items():
         short = layer.rename(columns={c: specs[c].short for c in layer.columns if c != "geometry"})
+        dates = False
         for col, full in zip(short.columns, layer.columns):
             if col != "geometry" and specs[full].kind == "str":
                 short[col] = short[col].map(_dbf_safe)
+            elif col != "geometry" and specs[full].kind == "datetime":
+                short[col], dates = local_dates(short[col], cfg.study.timezone), True
         gtype = _GEOMETRY_TYPES.get(name, "MultiPolygon")
+        # A date column is written through Arrow: its date32 type is the one way to make GDAL write a
+        # shapefile Date field (the NumPy path asks for DateTime, which the driver turns into text).
         pyogrio.write_dataframe(short, _inside(package, f"{name}.shp"), driver="ESRI Shapefile", encoding="UTF-8",
                                 geometry_type=gtype, promote_to_multi=gtype == "MultiPolygon",
-                                layer_options={"DBF_DATE_LAST_UPDATE": stamp_date})
+                                layer_options={"DBF_DATE_LAST_UPDATE": stamp_date}, use_arrow=dates)
         _inside(package, f"{name}.qml").write_text(layer_qml(name), encoding="utf-8")  # QGIS opens it with the .shp
         for full in layer.columns:
             if full != "geometry":
@@ -737,6 +756,79 @@ def input_hashes(results) -> list[tuple[str, str]]:
     return out
 
 
+# --------------------------------------------------------------------------- CRS notes
+#: The VN-2000 → WGS 84 datum transformation of Decision 05/2007/QĐ-BTNMT (the Ministry of Natural
+#: Resources and Environment's 7 parameters, coordinate frame rotation: ΔX −191.90441429 m,
+#: ΔY −39.30318279 m, ΔZ −111.45032835 m, rotations −0.00928836″ 0.01975479″ −0.00427372″,
+#: scale 0.252906278 ppm): EPSG:6960 "VN-2000 to WGS 84 (2)", which PROJ's database (proj.db) aliases
+#: to the ESRI name ArcGIS lists, "VN_2000_To_WGS_1984_2". Checked in tests against pyproj.
+VN2000_TRANSFORMATION = {"epsg": 6960, "name": "VN-2000 to WGS 84 (2)", "esri": "VN_2000_To_WGS_1984_2"}
+#: The other VN-2000 → WGS 84 transformation ArcGIS lists: EPSG:5194, "Used by Total in Mekong delta".
+VN2000_OTHER_TRANSFORMATION = {"epsg": 5194, "name": "VN-2000 to WGS 84 (1)", "esri": "VN_2000_To_WGS_1984_1"}
+#: EPSG code of the geographic CRS VN-2000 (datum "Vietnam 2000").
+VN2000_GEOGRAPHIC = 4756
+
+
+def is_vn2000(crs) -> bool:
+    """Is ``crs`` (anything pyproj takes) on the VN-2000 datum (e.g. EPSG:3405, 3406, 5896-5899, 9205-9218)?"""
+    from pyproj import CRS
+
+    geodetic = CRS.from_user_input(crs).geodetic_crs
+    if geodetic is None:
+        return False
+    datum = geodetic.datum.name if geodetic.datum is not None else ""
+    return geodetic.to_epsg() == VN2000_GEOGRAPHIC or datum in ("Vietnam 2000", "D_Vietnam_2000")
+
+
+def describe_crs(crs) -> str:
+    """``EPSG:5898 — VN-2000 / TM-3 zone 491 (ESRI .prj: VN_2000_TM-3_zone_491)``: code, name and the
+    name ArcGIS reads in a shapefile's .prj."""
+    from pyproj import CRS
+
+    c = CRS.from_user_input(crs)
+    code = c.to_authority() or ("", "")
+    esri = re.match(r'^\w+\["([^"]+)"', c.to_wkt("WKT1_ESRI") or "")
+    head = f"{code[0]}:{code[1]} — {c.name}" if code[0] else c.name
+    return head + (f" (ESRI .prj: {esri.group(1)})" if esri and esri.group(1) != c.name else "")
+
+
+def crs_readme_lines(results, gpkg_name: str) -> list[str]:
+    """The README section on coordinate systems: the CRS of each file of the package, the working
+    CRS of the analysis and, where either is on the VN-2000 datum, which datum transformation to
+    choose in ArcGIS (and which one covgap's own conversions used)."""
+    from pyproj.transformer import TransformerGroup
+
+    export, working = results.config.output.export_crs, results.layers.crs
+    files = ", ".join(f"{name}.shp (+ .prj)" for name in LAYERS)
+    lines = [
+        "HỆ TOẠ ĐỘ / COORDINATE REFERENCE SYSTEMS",
+        f"  {describe_crs(export)}:",
+        f"    {files}, {gpkg_name} ({len(LAYERS)} lớp / layers)",
+        "  fields.csv, README.txt: không có toạ độ / no coordinates",
+        f"  Phân tích tính trên / analysis computed in: {describe_crs(working)} ([study] crs)",
+    ]
+    if not (is_vn2000(export) or is_vn2000(working)):
+        return [*lines, ""]
+    t, other = VN2000_TRANSFORMATION, VN2000_OTHER_TRANSFORMATION
+    used = TransformerGroup(VN2000_GEOGRAPHIC, 4326, always_xy=True).transformers[0]  # PROJ's first choice
+    used_codes = {op.to_json_dict().get("id", {}).get("code") for op in (used.operations or ())}
+    said = (f"covgap (PROJ) đã dùng EPSG:{t['epsg']} khi chuyển giữa VN-2000 và WGS 84 / covgap (PROJ) used "
+            f"EPSG:{t['epsg']} between VN-2000 and WGS 84" if t["epsg"] in used_codes else
+            f"covgap (PROJ) đã dùng / covgap (PROJ) used: {used.description}")
+    lines += [
+        f"  VN-2000 → WGS 84: ArcGIS ({t['esri']}) = EPSG:{t['epsg']} \"{t['name']}\"",
+        "  VI: Khi ArcGIS hỏi phép chuyển đổi hệ quy chiếu (Geographic Transformation) giữa VN-2000 và WGS 84, "
+        f"chọn {t['esri']}: 7 tham số Helmert của Quyết định 05/2007/QĐ-BTNMT. Không chọn {other['esri']} "
+        f"(EPSG:{other['epsg']}, tham số của Total cho đồng bằng sông Cửu Long). QGIS: chọn EPSG:{t['epsg']}.",
+        "  EN: When ArcGIS asks for the geographic transformation between VN-2000 and WGS 84, choose "
+        f"{t['esri']}: the 7-parameter Helmert of Decision 05/2007/QĐ-BTNMT. Not {other['esri']} "
+        f"(EPSG:{other['epsg']}, Total's parameters for the Mekong delta). QGIS: pick EPSG:{t['epsg']}.",
+        f"  {said}.",
+        "",
+    ]
+    return lines
+
+
 _LAYER_TEXT = {
     "dead_zones": (
         "Vùng lõm sóng (mất sóng): đủ mẫu đo và không công nghệ nào dùng được (4G dưới dead_dbm, 3G dưới usable_3g_dbm, "
@@ -827,8 +919,9 @@ def partner_readme(results, operator: str, *, counts: dict[str, int], generated:
         f"Công cụ / tool: covgap {__version__}",
         f"Thời điểm tạo / generated: {generated}",
         f"Thời gian đo / data period: {first} — {last}",
-        f"Hệ toạ độ / CRS: {cfg.output.export_crs}",
+        f"Hệ toạ độ / CRS: {describe_crs(cfg.output.export_crs)}",
         "",
+        *crs_readme_lines(results, gpkg_name),
         "LỚP DỮ LIỆU / LAYERS",
         f"Mỗi lớp là một Shapefile (.shp .shx .dbf .prj .cpg, mã UTF-8; tên trường ≤ 10 ký tự, xem fields.csv) và tất cả "
         f"các lớp nằm trong {gpkg_name} với tên trường đầy đủ.",

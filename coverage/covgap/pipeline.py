@@ -35,28 +35,44 @@ __all__ = ["Layers", "OperatorView", "ReadReport", "Results", "analyse", "ingest
            "run_pipeline"]
 
 
-def load_layers(config: Config) -> Layers:
-    """Read villages, communes (report level) and fibre; choose the CRS; make the grid."""
+def load_layers(config: Config, *, villages: gpd.GeoDataFrame | None = None, communes: gpd.GeoDataFrame | None = None,
+                fibre: gpd.GeoDataFrame | None = None) -> Layers:
+    """Read villages, communes (report level) and fibre; choose the CRS; make the grid.
+
+    Parameters
+    ----------
+    config
+        The run's configuration; its ``[inputs]`` name the files.
+    villages, communes, fibre
+        In-memory layers to use instead of the configured files (``communes``: the report
+        level's, ``[report] level``). They go through the same column mapping
+        (``[inputs.village_columns]``…) and checks as files; errors name them
+        ``villages (GeoDataFrame)``… instead of a path.
+    """
     inputs = config.inputs
     level = config.report.level
     levels = list(inputs.communes)
-    communes_path = inputs.communes[level]
+    communes_src = communes if communes is not None else inputs.communes[level]
+    villages_src = villages if villages is not None else inputs.villages
+    fibre_src = fibre if fibre is not None else inputs.fibre
+    communes_path = layers_mod.source_label(communes_src, f"communes ({level})")
+    villages_path = layers_mod.source_label(villages_src, "villages")
     # The working CRS is derived from the communes, read once in WGS84 terms.
-    raw = layers_mod.read_vector(communes_path, f"communes ({level})")
+    raw = layers_mod.read_vector(communes_src, f"communes ({level})")
     crs = layers_mod.working_crs(raw, config.study.crs)
     commune_columns = {k: v for k, v in inputs.commune_columns.items() if isinstance(v, str)}
     commune_columns.update(inputs.commune_columns.get(level, {}) if isinstance(inputs.commune_columns.get(level), dict) else {})
-    communes = layers_mod.read_communes(communes_path, crs=crs, level=level, columns=commune_columns)
+    communes = layers_mod.read_communes(communes_src, crs=crs, level=level, columns=commune_columns)
     table = (layers_mod.read_persons_per_household_table(inputs.persons_per_household_table, levels)
              if inputs.persons_per_household_table else None)
-    villages = layers_mod.read_villages(inputs.villages, levels=levels, crs=crs, point_radius_m=inputs.village_point_radius_m,
+    villages = layers_mod.read_villages(villages_src, levels=levels, crs=crs, point_radius_m=inputs.village_point_radius_m,
                                         columns=inputs.village_columns, persons_per_household=inputs.persons_per_household,
                                         unit_persons_per_household=table)
-    villages = layers_mod.reconcile_unit_names(villages, level, list(communes["name"]), villages_path=inputs.villages,
+    villages = layers_mod.reconcile_unit_names(villages, level, list(communes["name"]), villages_path=villages_path,
                                                communes_path=communes_path)
     study_area = shapely.union_all(communes.geometry.to_numpy())
-    layers_mod.check_villages_in_study_area(villages, study_area, villages_path=inputs.villages, communes_path=communes_path)
-    fibre = layers_mod.read_fibre(inputs.fibre, crs=crs, columns=inputs.fibre_columns, status_values=inputs.fibre_status)
+    layers_mod.check_villages_in_study_area(villages, study_area, villages_path=villages_path, communes_path=communes_path)
+    fibre = layers_mod.read_fibre(fibre_src, crs=crs, columns=inputs.fibre_columns, status_values=inputs.fibre_status)
     fibre_display = layers_mod.clip_fibre_for_display(fibre, study_area, margin_m=config.fibre.display_margin_m)
     grid = make_grid(tuple(study_area.bounds), size=config.grid.cell_size_m, crs=crs)
     inside = rasterio.features.rasterize([(study_area, 1)], out_shape=(grid.nrows, grid.ncols), transform=grid.transform,
@@ -64,7 +80,10 @@ def load_layers(config: Config) -> Layers:
     density = _density_on_grid(inputs.population, grid) if inputs.population else None
     log.info("layers: %d villages, %d communes (%s), %d fibre routes; CRS %s; grid %d×%d cells of %g m",
              len(villages), len(communes), level, len(fibre), crs.to_string(), grid.nrows, grid.ncols, grid.size)
-    files = (Path(inputs.villages), *(Path(p) for p in inputs.communes.values()), Path(inputs.fibre))
+    # The input files (hashed in run.json and the partner READMEs); an in-memory layer is not a file.
+    files = (*((Path(inputs.villages),) if villages is None else ()),
+             *(Path(p) for lv, p in inputs.communes.items() if communes is None or lv != level),
+             *((Path(inputs.fibre),) if fibre is None else ()))
     if inputs.population:
         files += (Path(inputs.population),)
     if inputs.persons_per_household_table:
@@ -73,8 +92,15 @@ def load_layers(config: Config) -> Layers:
     if inputs.roads:
         roads = layers_mod.read_roads(inputs.roads, crs=crs)
         files += (Path(inputs.roads),)
+    context: dict[str, gpd.GeoDataFrame] = {}
+    for entry in inputs.context:  # drawn on the maps only
+        layer = layers_mod.read_context(entry.path, kind=entry.kind, label=entry.label, crs=crs, study_area=study_area)
+        context[entry.kind] = (gpd.GeoDataFrame(pd.concat([context[entry.kind], layer], ignore_index=True), crs=crs)
+                               if entry.kind in context else layer)
+        files += (Path(entry.path),)
     return Layers(crs=crs, grid=grid, villages=villages, communes=communes, fibre=fibre, study_area=study_area,
-                  inside=inside, density=density, input_files=files, fibre_display=fibre_display, roads=roads)
+                  inside=inside, density=density, input_files=files, fibre_display=fibre_display, roads=roads,
+                  context=context)
 
 
 def _density_on_grid(path: Path, grid: Grid) -> np.ndarray:
@@ -319,9 +345,48 @@ def _slug(text: str) -> str:
     return names.slugify(text, sep="", max_len=8, default="OP").upper()
 
 
-def run_pipeline(config: Config, *, now_s: float | None = None) -> Results:
-    """Run every stage on the inputs named in ``config``."""
-    layers = load_layers(config)
+#: The name a measurement DataFrame goes by in the reports (``measurement_files.csv``, ``rejected_rows.csv``).
+MEASUREMENT_FRAME_NAME = "measurements-dataframe.csv"
+
+
+def ingest_measurement_frame(frame: pd.DataFrame, layers: Layers, config: Config, *,
+                             now_s: float | None = None) -> tuple[pd.DataFrame, ReadReport]:
+    """Measurements from an in-memory table, read exactly as a CSV file of the same columns would be.
+
+    The frame is written as a CSV (UTF-8, no index) into a temporary folder, read by
+    :func:`ingest_measurements` (format recognition, ``[inputs.columns]``, every row used or rejected
+    with its reason) and the folder removed. The reports name it :data:`MEASUREMENT_FRAME_NAME`;
+    ``source_row`` in the rejected rows is the frame's row position + 2 (the CSV line, after the header).
+    """
+    import tempfile
+
+    if not isinstance(frame, pd.DataFrame):
+        raise InputError(Path(MEASUREMENT_FRAME_NAME), [f"measurements must be a pandas DataFrame (columns such as lat, "
+                                                        f"lon, rsrp, operator, timestamp), got {type(frame).__name__}"])
+    table = pd.DataFrame(frame.drop(columns=frame.geometry.name) if isinstance(frame, gpd.GeoDataFrame) else frame)
+    with tempfile.TemporaryDirectory(prefix="covgap-measurements-") as tmp:
+        path = Path(tmp) / MEASUREMENT_FRAME_NAME
+        table.to_csv(path, index=False, encoding="utf-8", lineterminator="\n")
+        stats, report = ingest_measurements([path], layers, config, now_s=now_s)
+    report.paths = []  # not a file of the user's: nothing to hash in run.json or the partner READMEs
+    return stats, report
+
+
+def run_pipeline(config: Config, *, now_s: float | None = None, villages: gpd.GeoDataFrame | None = None,
+                 communes: gpd.GeoDataFrame | None = None, fibre: gpd.GeoDataFrame | None = None,
+                 measurements: pd.DataFrame | None = None) -> Results:
+    """Run every stage on the inputs named in ``config``, or on in-memory layers given instead.
+
+    ``villages``, ``communes`` (the report level's) and ``fibre`` may be GeoDataFrames in place
+    of the configured files: same column mapping, same checks, same results
+    (:func:`load_layers`). ``measurements`` may be a pandas DataFrame (lat, lon, signal and the
+    other columns a measurement CSV has) in place of the configured files: read as that CSV
+    would be (:func:`ingest_measurement_frame`).
+    """
+    layers = load_layers(config, villages=villages, communes=communes, fibre=fibre)
+    if measurements is not None:
+        stats, report = ingest_measurement_frame(measurements, layers, config, now_s=now_s)
+        return analyse(layers, stats, config, report)
     files = meas.list_measurement_files(config.inputs.measurements)
     if not files:  # DESIGN.md §3.7: fibre targets need no measurement; signal targets get 'insufficient evidence'
         log.warning("no measurement files found%s: the signal targets have no evidence yet",

@@ -14,7 +14,8 @@
     dead: '#b2182b', no4g: '#c51b7d', needs: '#6a51a3', fibreExisting: '#e66101', fibrePlanned: '#e66101',
     commune: '#222222', reached: '#1a9641', notReached: '#d7191c', planChosen: '#00695c', planOther: '#4db6ac',
     drive: ['#1f78b4', '#6a3d9a', '#e31a1c', '#33a02c', '#01665e', '#b15928'],
-    cellCovered: '#1a9641', cellWeak: '#fdae61', cellNo4g: '#c51b7d', cellNoService: '#d7191c', cellInsufficient: '#969696'
+    cellCovered: '#1a9641', cellWeak: '#fdae61', cellNo4g: '#c51b7d', cellNoService: '#d7191c', cellInsufficient: '#969696',
+    contextRoad: '#9c8f7a', contextRiver: '#6baed6', contextPlace: '#444444'
   };
 
   function el(tag, attrs, children) {
@@ -190,7 +191,9 @@
     }
 
     // ------------------------------------------------------------------ layers
-    var ORDER = ['cells', 'communes', 'villages_fibre', 'villages_4g', 'needs_measurement', 'no4g_zones', 'dead_zones', 'fibre_plan', 'fibre', 'measurement_plan', 'centres'];
+    // Context layers ([inputs] context) first: drawn under every result.
+    var CONTEXT = ['context_rivers', 'context_roads', 'context_places'];
+    var ORDER = CONTEXT.concat(['cells', 'communes', 'villages_fibre', 'villages_4g', 'needs_measurement', 'no4g_zones', 'dead_zones', 'fibre_plan', 'fibre', 'measurement_plan', 'centres']);
     ORDER.forEach(function (key, i) {
       var pane = map.createPane('covgap-' + key);
       pane.style.zIndex = String(320 + 10 * i);
@@ -212,7 +215,29 @@
       });
     }
     var L_ = D.layers;
+    // Context: no popup; a road's or river's name on hover, a place's name beside its dot (text, never HTML).
+    function contextLayer(key, style, labelled) {
+      return L.geoJSON(L_[key] || { type: 'FeatureCollection', features: [] }, {
+        pane: 'covgap-' + key, style: style, interactive: !!labelled,
+        pointToLayer: function (f, latlng) {
+          return L.circleMarker(latlng, { pane: 'covgap-' + key, radius: 2.5, color: COLOURS.contextPlace, weight: 1,
+            fillColor: COLOURS.contextPlace, fillOpacity: 1 });
+        },
+        onEachFeature: function (f, layer) {
+          if (!f.properties.label) { return; }
+          var permanent = key === 'context_places';
+          layer.bindTooltip(tooltip(f.properties.label), permanent
+            ? { permanent: true, direction: 'right', offset: [4, 0], className: 'covgap-place-label', pane: 'covgap-' + key }
+            : { sticky: true });
+        }
+      });
+    }
     var layers = {
+      context_rivers: contextLayer('context_rivers', function () {
+        return { color: COLOURS.contextRiver, weight: 2, opacity: 0.8, fillColor: COLOURS.contextRiver, fillOpacity: 0.35 };
+      }, true),
+      context_roads: contextLayer('context_roads', function () { return { color: COLOURS.contextRoad, weight: 1.5, opacity: 0.9 }; }, true),
+      context_places: contextLayer('context_places', null, true),
       communes: vector('communes', L_.communes, function (f) {
         var own = f.properties.name === D.name && D.kind === 'commune';
         return { color: COLOURS.commune, weight: own ? 3.5 : 2, opacity: own ? 1 : 0.7, fill: true, fillOpacity: 0, dashArray: own ? null : '6 4' };
@@ -275,10 +300,12 @@
     });
 
     var defaults = ['communes', 'villages_4g', 'no4g_zones', 'dead_zones', 'fibre', 'centres'];
+    CONTEXT.forEach(function (k) { if (layers[k].getLayers().length) { defaults.unshift(k); } });
     defaults.forEach(function (k) { layers[k].addTo(map); });
 
     var overlays = {};
     overlays[T.layer_basemap] = basemap;
+    CONTEXT.forEach(function (k) { if (layers[k].getLayers().length) { overlays[T['layer_' + k]] = layers[k]; } });
     overlays[T.layer_communes] = layers.communes;
     overlays[T.layer_villages_4g] = layers.villages_4g;
     overlays[T.layer_villages_fibre] = layers.villages_fibre;
@@ -313,6 +340,9 @@
       var items;
       var title = T['layer_' + key];
       if (key === 'communes') { items = [legendItem(line(COLOURS.commune, false), T.commune_boundary)]; }
+      else if (key === 'context_roads') { items = [legendItem(line(COLOURS.contextRoad, false), T.layer_context_roads)]; }
+      else if (key === 'context_rivers') { items = [legendItem(line(COLOURS.contextRiver, false), T.layer_context_rivers)]; }
+      else if (key === 'context_places') { items = [legendItem(dot(COLOURS.contextPlace), T.layer_context_places)]; }
       else if (key === 'villages_4g') {
         items = ['meets', 'fails', 'insufficient evidence'].map(function (v) { return legendItem(box(COLOURS[verdictKey(v)]), verdictLabel(v)); });
       } else if (key === 'villages_fibre') {
@@ -414,7 +444,7 @@
     search.addEventListener('keydown', function (e) {
       if (e.key === 'Enter') { var hits = runSearch(); if (hits.length) { showVillage(hits[0].p); } }
     });
-    panel.appendChild(el('section', null, [el('h2', { text: T.search }), search, results]));
+    panel.appendChild(el('section', { className: 'covgap-search' }, [el('h2', { text: T.search }), search, results]));
 
     // Scorecard
     var F = D.figures;
@@ -491,11 +521,15 @@
       if (cb.isValid()) { bounds = cb; }
     }
     map.options.zoomSnap = 0.25;
+    renderLegend();
+    // Opened in print mode (covgap map --png/--pdf): fit the area between the legend and the panel.
+    var printing = !!(window.matchMedia && window.matchMedia('print').matches);
     if (bounds) {
       var wide = map.getSize().x > 900;
-      map.fitBounds(bounds, { paddingTopLeft: [wide ? 250 : 20, 20], paddingBottomRight: [wide ? 380 : 20, 20] });
+      map.fitBounds(bounds, printing
+        ? { paddingTopLeft: [legendBox.offsetWidth + 16, 16], paddingBottomRight: [panel.offsetWidth + 16, 16] }
+        : { paddingTopLeft: [wide ? 250 : 20, 20], paddingBottomRight: [wide ? 380 : 20, 20] });
     }
-    renderLegend();
 
     // For tests and for anyone scripting the page.
     window.covgap = {

@@ -232,3 +232,27 @@ def test_worker_processes_give_the_same_store_as_one_process(hand_project, tmp_p
     assert (many.rows_read, many.rows_used, many.rejected_by_reason) == (one.rows_read, one.rows_used, one.rejected_by_reason)
     assert one.rejected_by_reason.get("duplicate_row") == 1
     assert many_files == one_files
+
+
+def test_a_reading_process_that_dies_refuses_its_file_and_does_not_hang(hand_project, monkeypatch):
+    """A worker killed mid-file (here: it exits on the block from line 11): an error for that file, no hang."""
+    import os
+
+    from covgap import config as config_mod, pipeline
+
+    config = config_mod.load_config(hand_project)
+    layers = pipeline.load_layers(config)
+    real = ingest.process_block
+
+    def dies(block, *args, **kw):
+        if block.first_line >= 11 and os.getpid() != parent:
+            os._exit(9)
+        return real(block, *args, **kw)
+
+    parent = os.getpid()
+    monkeypatch.setattr(ingest, "process_block", dies)
+    ctx = ingest.read_context(layers, config, now_s=1_790_000_000)
+    src = hand_project.parent / "measurements" / "hand.csv"
+    with ingest.Batch(layers, ctx, chunk_rows=2, workers=2) as batch:
+        with pytest.raises(RuntimeError, match="reading process ended unexpectedly"):
+            batch.add(src, "3" * 64)

@@ -17,6 +17,7 @@ import contextlib
 import itertools
 import logging
 import os
+import queue
 import shutil
 import tempfile
 import time
@@ -209,10 +210,19 @@ class _Workers:
         for proc in self.procs:
             proc.start()
 
+    def put(self, i: int, msg: tuple) -> None:
+        """Give worker ``i`` a message, waiting while its queue is full; raises if it died."""
+        while True:
+            try:
+                self.inboxes[i].put(msg, timeout=1.0)
+                return
+            except queue.Full:
+                if not self.procs[i].is_alive():
+                    raise RuntimeError(f"a reading process ended unexpectedly (exit code {self.procs[i].exitcode}; "
+                                       "killed, or out of memory?)") from None
+
     def get(self):
         """The next message from any worker; raises if one died (killed, out of memory)."""
-        import queue
-
         while True:
             try:
                 return self.outbox.get(timeout=1.0)
@@ -473,8 +483,8 @@ class Batch:
                 # A block of a plain file is sent as a reference: the worker reads the bytes itself (page cache).
                 block, length = item if isinstance(item, tuple) else (item, len(item.data) if item.offset is not None else None)
                 sizes[sent] = length if length is not None else len(block.data)
-                pool.inboxes[sent % n].put(("block", pos, sent, block.ref() if length is not None else block, length,
-                                            fmt, path.name, path))
+                pool.put(sent % n, ("block", pos, sent, block.ref() if length is not None else block, length,
+                                    fmt, path.name, path))
                 sent += 1
                 while not pool.outbox.empty():
                     receive(pool.get())
@@ -482,8 +492,13 @@ class Batch:
                     yield done.pop(next_out)
                     next_out += 1
         finally:
-            for inbox in pool.inboxes:
-                inbox.put(("flush", pos))
+            for inbox, proc in zip(pool.inboxes, pool.procs):
+                while proc.is_alive():  # a worker that died is reported by pool.get() below
+                    try:
+                        inbox.put(("flush", pos), timeout=1.0)
+                        break
+                    except queue.Full:
+                        continue
         while flushed < n or (error is None and next_out < sent):
             receive(pool.get())
             while error is None and next_out in done:

@@ -87,6 +87,12 @@ overwrite_option = click.option(
          "that is, contains or lies inside an input; without it such a folder is refused.")
 
 
+engine_option = click.option(
+    "--engine", type=click.Choice(["local", "dask"]), default=None,
+    help="Reading engine: local (this machine's cores) or dask (Dask workers: a LocalCluster, or the [engine] scheduler "
+         "of the config; needs pip install 'covgap[dask]'; docs/scale.md). Default: [engine] name of the config, else local.")
+
+
 def output_options(func):
     func = overwrite_option(func)
     func = click.option("--lang", type=click.Choice(["vi", "en"]), default=None,
@@ -190,7 +196,9 @@ def _write_maps(results, config: Config, *, overwrite: bool = False) -> list[Pat
 @main.command()
 @config_option
 @output_options
-def run(config_path: Path, out_dir: Path | None, maps_dir: Path | None, lang: str | None, overwrite: bool) -> None:
+@engine_option
+def run(config_path: Path, out_dir: Path | None, maps_dir: Path | None, lang: str | None, overwrite: bool,
+        engine: str | None) -> None:
     """Run the whole analysis on the inputs named in a covgap.toml.
 
     Writes the GeoPackage, CSV scorecards and GeoTIFFs to the output folder and
@@ -198,7 +206,7 @@ def run(config_path: Path, out_dir: Path | None, maps_dir: Path | None, lang: st
     measurement file that cannot be used is refused (one line each) and the others
     are used; exit status 3 then (docs/refresh.md).
     """
-    config = load_config(config_path).replace_output(dir=out_dir, maps_dir=maps_dir, lang=lang)
+    config = load_config(config_path).replace_output(dir=out_dir, maps_dir=maps_dir, lang=lang).replace_engine(engine)
     click.get_current_context().exit(_execute(config, overwrite=overwrite))
 
 
@@ -208,8 +216,9 @@ def run(config_path: Path, out_dir: Path | None, maps_dir: Path | None, lang: st
 @click.option("--dry-run", is_flag=True, help="Report what would be taken in and rejected; change nothing.")
 @click.option("--wait", is_flag=True, help="If another covgap run is writing the outputs, wait for it instead of stopping.")
 @output_options
+@engine_option
 def refresh(paths: tuple[Path, ...], config_path: Path, dry_run: bool, wait: bool, out_dir: Path | None,
-            maps_dir: Path | None, lang: str | None, overwrite: bool) -> None:
+            maps_dir: Path | None, lang: str | None, overwrite: bool, engine: str | None) -> None:
     """Take new measurement files (or folders of them) in and update every output.
 
     Files already taken in (same SHA-256, whatever their name) are skipped; the
@@ -219,7 +228,7 @@ def refresh(paths: tuple[Path, ...], config_path: Path, dry_run: bool, wait: boo
     measurements are used. Exit status 3 when some file was refused
     (docs/refresh.md).
     """
-    config = load_config(config_path).replace_output(dir=out_dir, maps_dir=maps_dir, lang=lang)
+    config = load_config(config_path).replace_output(dir=out_dir, maps_dir=maps_dir, lang=lang).replace_engine(engine)
     click.get_current_context().exit(_execute(config, list(paths) or None, full_rebuild=False, dry_run=dry_run,
                                               wait=wait, overwrite=overwrite))
 
@@ -228,8 +237,9 @@ def refresh(paths: tuple[Path, ...], config_path: Path, dry_run: bool, wait: boo
 @click.option("--data", "data_config", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="covgap.toml of the sample district (default: data/sample/covgap.toml of this checkout).")
 @output_options
+@engine_option
 def demo(data_config: Path | None, out_dir: Path | None, maps_dir: Path | None, lang: str | None,
-         overwrite: bool) -> None:
+         overwrite: bool, engine: str | None) -> None:
     """Run the analysis on the bundled sample district (Tư Nghĩa, Quảng Ngãi).
 
     Outputs go to ./out and maps to ./maps unless --out/--maps say otherwise.
@@ -237,7 +247,8 @@ def demo(data_config: Path | None, out_dir: Path | None, maps_dir: Path | None, 
     path = data_config or SAMPLE_CONFIG
     if not path.is_file():
         raise CovgapError(f"{path}: sample district not found; run from a covgap checkout or give --data PATH/covgap.toml")
-    config = load_config(path).replace_output(dir=out_dir or Path("out"), maps_dir=maps_dir or Path("maps"), lang=lang)
+    config = load_config(path).replace_output(dir=out_dir or Path("out"), maps_dir=maps_dir or Path("maps"),
+                                              lang=lang).replace_engine(engine)
     click.get_current_context().exit(_execute(config, overwrite=overwrite))
 
 

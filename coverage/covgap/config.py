@@ -324,6 +324,25 @@ class OutputConfig:
                           choices=("EPSG:4326", *VN2000_CRS))
 
 
+def _check_scheduler(value: str) -> str | None:
+    if value == "" or "://" in value:
+        return None
+    return "not a scheduler address"
+
+
+@dataclass(frozen=True)
+class EngineConfig:
+    """How measurement files are read: on this machine (worker processes) or on a Dask cluster (docs/scale.md)."""
+
+    name: str = _f("local", "Reading engine: 'local' (this machine's cores, in worker processes for large files) or 'dask' (blocks read as tasks on Dask workers, one machine or a cluster; needs pip install 'covgap[dask]'). The command-line option --engine overrides it.", "issue 11: the local engine needs nothing more and starts in no time",
+                   choices=("local", "dask"))
+    scheduler: str = _f("", "Address of a running Dask scheduler, e.g. 'tcp://10.0.0.5:8786' (dask-jobqueue, Kubernetes or `dask scheduler`); empty means start a LocalCluster on this machine. The measurement files must be readable by the workers at the same paths.", "issue 11",
+                        check=_check_scheduler, valid="empty, or an address such as 'tcp://host:8786'")
+    workers: int = _f(0, "Worker processes on this machine: of the local engine, or of the LocalCluster of the dask engine (one thread each); 0 means the cores available (at most 8). Ignored with a scheduler address.", "one process per core: reading is CPU-bound",
+                      ge=0, le=1024)
+    connect_timeout_s: float = _f(10.0, "Seconds to wait for the Dask scheduler (or for the LocalCluster to start) before giving up with an error.", "distributed's default connect timeout", gt=0, le=3600)
+
+
 @dataclass(frozen=True)
 class Config:
     """The whole configuration. Build it with :func:`load_config`."""
@@ -339,6 +358,7 @@ class Config:
     plans: PlansConfig = field(default_factory=PlansConfig)
     report: ReportConfig = field(default_factory=ReportConfig)
     output: OutputConfig = field(default_factory=OutputConfig)
+    engine: EngineConfig = field(default_factory=EngineConfig)
     source: Path | None = None
 
     def replace_output(self, *, dir: Path | None = None, maps_dir: Path | None = None, lang: str | None = None) -> Config:
@@ -356,6 +376,18 @@ class Config:
             raise ConfigError("; ".join(problems))
         return dataclasses.replace(self, output=out)
 
+    def replace_engine(self, name: str | None = None) -> Config:
+        """A copy with another reading engine (the CLI's --engine)."""
+        if name is None:
+            return self
+        engine = dataclasses.replace(self.engine, name=name)
+        problems: list[str] = []
+        for f in dataclasses.fields(EngineConfig):
+            _check_field("engine", f, getattr(engine, f.name), problems)
+        if problems:
+            raise ConfigError("; ".join(problems))
+        return dataclasses.replace(self, engine=engine)
+
 
 _SECTIONS = {
     "study": StudyConfig,
@@ -369,6 +401,7 @@ _SECTIONS = {
     "plans": PlansConfig,
     "report": ReportConfig,
     "output": OutputConfig,
+    "engine": EngineConfig,
 }
 
 

@@ -101,3 +101,7 @@ class ProblemCollector:
 
 class OutputError(CovgapError):
     """An output cannot be written (folder not writable, another run holds the lock)."""
+
+
+class EngineError(CovgapError):
+    """The reading engine cannot start: Dask not installed, scheduler out of reach (docs/scale.md)."""

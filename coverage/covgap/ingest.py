@@ -14,6 +14,7 @@ by the blocks in flight plus one file's cell statistics, whatever the number of 
 from __future__ import annotations
 
 import contextlib
+import functools
 import itertools
 import logging
 import os
@@ -34,7 +35,7 @@ from pyproj import CRS, Transformer
 
 from covgap import blocks as blocks_mod, cellstats, dedupe, measurements as meas, store as store_mod
 from covgap.blocks import BLOCK_BYTES, Block, read_ref
-from covgap.config import Config
+from covgap.config import Config, EngineConfig
 from covgap.errors import InputError
 from covgap.model import Layers
 from covgap.store import FileRecord, RejectedWriter, sha256_file
@@ -145,6 +146,58 @@ def read_context(layers: Layers, config: Config, *, now_s: float | None = None) 
         default_operator=config.inputs.default_operator,
         mapping=config.inputs.columns,
         locate=StudyAreaLocator(layers),
+    )
+
+
+@dataclass(frozen=True, eq=False)
+class ReadSettings:
+    """What reading needs, as plain picklable values: a process on another machine rebuilds the
+    read context from them (:func:`context_of`) instead of being sent its closures and pyproj
+    transformers. Equal (and hashed) by ``digest``, so a process builds each context once.
+    """
+
+    crs: CRS
+    grid: Any  # covgap.grid.Grid: numbers and a CRS, picklable
+    study_area: shapely.Geometry
+    now_s: float
+    timezone: str
+    default_technology: str
+    default_operator: str
+    mapping: Any  # covgap.config.ColumnMapping (frozen dataclass of strings)
+    digest: str
+
+    @classmethod
+    def of(cls, layers: Layers, ctx: meas.ReadContext) -> ReadSettings:
+        """The settings of a read context made by :func:`read_context` for ``layers``."""
+        import hashlib
+        import pickle
+
+        g = layers.grid
+        plain = (shapely.to_wkb(layers.study_area), layers.crs.to_wkt(), (g.x0, g.y0, g.size, g.nrows, g.ncols, g.crs.to_wkt()),
+                 ctx.now_s, ctx.timezone, ctx.default_technology, ctx.default_operator, repr(ctx.mapping))
+        digest = hashlib.sha256(pickle.dumps(plain)).hexdigest()
+        return cls(crs=layers.crs, grid=g, study_area=layers.study_area, now_s=ctx.now_s, timezone=ctx.timezone,
+                   default_technology=ctx.default_technology, default_operator=ctx.default_operator, mapping=ctx.mapping,
+                   digest=digest)
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, ReadSettings) and other.digest == self.digest
+
+    def __hash__(self) -> int:
+        return hash(self.digest)
+
+
+@functools.lru_cache(maxsize=4)
+def context_of(settings: ReadSettings) -> meas.ReadContext:
+    """The read context of ``settings``, built once per process (cached by the settings' digest)."""
+    return meas.ReadContext(
+        in_study_area=study_area_test(settings),  # type: ignore[arg-type]  # has crs, grid, study_area
+        now_s=settings.now_s,
+        timezone=settings.timezone,
+        default_technology=settings.default_technology,
+        default_operator=settings.default_operator,
+        mapping=settings.mapping,
+        locate=StudyAreaLocator(settings),  # type: ignore[arg-type]
     )
 
 
@@ -320,7 +373,8 @@ class _Taken:
 class Batch:
     """Files read into cell statistics, with exact duplicates found across all of them and the store.
 
-    ``add`` reads one file (its blocks in parallel worker processes when it is large);
+    ``add`` reads one file (its blocks in parallel worker processes when it is large, or
+    as tasks on Dask workers with ``engine.name == "dask"``: covgap.engine_dask);
     ``finish`` finds the duplicate rows of the whole batch (covgap.dedupe), takes them out
     of each file's statistics and reports them as rejected rows. With a store ``folder``,
     each file's statistics go to ``stats/`` and its rejected rows to ``rejected/``;
@@ -333,7 +387,7 @@ class Batch:
     def __init__(self, layers: Layers, ctx: meas.ReadContext, *, folder: Path | None = None,
                  stored_keys: dedupe.StoredKeys | None = None, on_rejected: Callable[[pd.DataFrame], None] | None = None,
                  progress: ProgressFactory | None = None, chunk_rows: int | None = None,
-                 block_bytes: int = BLOCK_BYTES, workers: int | None = None):
+                 block_bytes: int = BLOCK_BYTES, workers: int | None = None, engine: EngineConfig | None = None):
         self.layers = layers
         self.ctx = ctx
         self.folder = folder
@@ -342,7 +396,15 @@ class Batch:
         self.progress = progress
         self.chunk_rows = chunk_rows
         self.block_bytes = block_bytes
-        self.workers = default_workers() if workers is None else max(1, workers)
+        engine = engine or EngineConfig()
+        if workers is None:
+            workers = engine.workers or default_workers()
+        self.workers = max(1, workers)
+        self._dask: Any = None
+        if engine.name == "dask":  # connected first: a scheduler out of reach stops the batch before any file is read
+            from covgap import engine_dask
+
+            self._dask = engine_dask.DaskExecutor(engine, ReadSettings.of(layers, ctx), workers=self.workers)
         self._spool_dir = Path(tempfile.mkdtemp(prefix="covgap-keys-"))
         self.spool = dedupe.KeySpool(self._spool_dir)
         self.taken: list[_Taken] = []
@@ -435,6 +497,9 @@ class Batch:
         (whose statistics come last, in results of no row). ``refs`` receives ``(block ref, length)``
         of each block of a plain file (to read some again without reading the others)."""
         layers = self.layers
+        if self._dask is not None:  # every block a task on the Dask workers, small files too
+            yield from self._dask.results(path, fmt, _record_blocks(self._blocks(path, fmt), refs))
+            return
         if self.workers > 1 and self.chunk_rows is None and path.stat().st_size > 2 * self.block_bytes:
             scanned = blocks_mod.scan_plain(path, fmt, block_bytes=self.block_bytes)
             if scanned is not None:
@@ -515,10 +580,13 @@ class Batch:
                               rejected=empty, n_read=0, n_used=0), 0
 
     def close(self) -> None:
-        """Stop the worker processes and remove the spooled keys."""
+        """Stop the worker processes (or leave the Dask cluster) and remove the spooled keys."""
         if self._pool is not None:
             self._pool.close()
             self._pool = None
+        if self._dask is not None:
+            self._dask.close()
+            self._dask = None
         shutil.rmtree(self._spool_dir, ignore_errors=True)
 
     def __enter__(self) -> Batch:
@@ -609,7 +677,7 @@ DUPLICATE_DETAIL = "same time, place, operator, technology and level as an earli
 def ingest_file(path: Path, layers: Layers, ctx: meas.ReadContext, *, sha256: str | None = None,
                 folder: Path | None = None, on_rejected: Callable[[pd.DataFrame], None] | None = None,
                 progress: ProgressFactory | None = None, chunk_rows: int | None = None,
-                workers: int | None = None) -> tuple[FileRecord, pd.DataFrame]:
+                workers: int | None = None, engine: EngineConfig | None = None) -> tuple[FileRecord, pd.DataFrame]:
     """Read one file on its own (a batch of one): ``(record, stats)``; duplicates within the file are found.
 
     Raises
@@ -618,7 +686,7 @@ def ingest_file(path: Path, layers: Layers, ctx: meas.ReadContext, *, sha256: st
         Empty file, unknown format or encoding, missing column, no data row or no usable row.
     """
     with Batch(layers, ctx, folder=folder, on_rejected=on_rejected, progress=progress, chunk_rows=chunk_rows,
-               workers=workers) as batch:
+               workers=workers, engine=engine) as batch:
         batch.add(path, sha256)
         keys = folder / store_mod.KEYS_DIR if folder is not None else None
         (record,) = batch.finish(keys_folder=keys)

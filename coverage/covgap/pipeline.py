@@ -124,8 +124,8 @@ def ingest_measurements(files: list[Path], layers: Layers, config: Config, *,
                         now_s: float | None = None, workers: int | None = None) -> tuple[pd.DataFrame, ReadReport]:
     """Read every measurement file into merged cell statistics and a report of every row.
 
-    The same reading as ``covgap run`` and ``covgap refresh`` (:class:`covgap.ingest.Batch`; ``workers``:
-    processes for large files, default the cores available),
+    The same reading as ``covgap run`` and ``covgap refresh`` (:class:`covgap.ingest.Batch`, with the
+    engine of ``config.engine``; ``workers``: processes for large files, default ``[engine] workers``),
     with the rejected rows kept in memory (``report.rejected``) instead of a store.
     A file that cannot be used is refused (listed in ``report.files`` with status
     ``refused`` and its reason) and the others are read; an unexpected error in one
@@ -142,7 +142,7 @@ def ingest_measurements(files: list[Path], layers: Layers, config: Config, *,
     used_paths: list[Path] = []
     refused: list[tuple[Path, str]] = []
     errors: list[str] = []
-    with ingest.Batch(layers, ctx, on_rejected=rejected.append, workers=workers) as batch:
+    with ingest.Batch(layers, ctx, on_rejected=rejected.append, workers=workers, engine=config.engine) as batch:
         for path in files:
             try:
                 batch.add(path)

@@ -26,7 +26,7 @@ import pandas as pd
 import shapely
 
 from covgap import cellstats, dedupe, ingest, measurements as meas, outputs, pipeline, store as store_mod
-from covgap.config import Config
+from covgap.config import Config, EngineConfig
 from covgap.errors import InputError
 from covgap.store import FileRecord, Store, StoreError
 
@@ -122,7 +122,8 @@ def update_outputs(
         that is, contains or lies inside an input.
     chunk_rows, workers
         Lines per block at most (default: blocks of covgap.blocks.BLOCK_BYTES) and worker
-        processes for large files (default: the cores available; covgap.ingest.Batch).
+        processes for large files (default: ``[engine] workers``, else the cores available; covgap.ingest.Batch).
+        The engine (local or dask) is ``config.engine``.
 
     Returns
     -------
@@ -170,7 +171,7 @@ def update_outputs(
 
     if dry_run:
         checked = _ingest_batch(files, store, layers, ctx, folder=None, progress=progress, chunk_rows=chunk_rows,
-                                workers=workers)
+                                workers=workers, engine=config.engine)
         return RefreshOutcome(files=checked, store=store, full_rebuild=full_rebuild, dry_run=True)
 
     outcomes: list[FileOutcome] = []
@@ -181,7 +182,7 @@ def update_outputs(
             if not full_rebuild and owned and (old_folder / store_mod.MANIFEST).exists():
                 store_mod.link_immutable_files(old_folder, new_folder)
             outcomes = _ingest_batch(files, store, layers, ctx, folder=new_folder, progress=progress,
-                                     chunk_rows=chunk_rows, workers=workers)
+                                     chunk_rows=chunk_rows, workers=workers, engine=config.engine)
             _write_errors_log(outcomes, tmp)
             taken = [o for o in outcomes if o.status == "taken"]
             if not taken and files:
@@ -239,7 +240,7 @@ def analyse_store(store: Store, folder: Path, layers: pipeline.Layers, config: C
 # --------------------------------------------------------------------------- reading files
 def _ingest_batch(files: list[Path], store: Store, layers: pipeline.Layers, ctx: meas.ReadContext, *,
                   folder: Path | None, progress: ProgressFactory | None, chunk_rows: int | None,
-                  workers: int | None = None) -> list[FileOutcome]:
+                  workers: int | None = None, engine: EngineConfig | None = None) -> list[FileOutcome]:
     """Hash, skip, read or refuse each file, then find the duplicates of the batch and of the store.
 
     Taken files are appended to ``store.files``; with a ``folder``, their statistics,
@@ -248,7 +249,7 @@ def _ingest_batch(files: list[Path], store: Store, layers: pipeline.Layers, ctx:
     outcomes = []
     batch: dict[str, Path] = {}
     with ingest.Batch(layers, ctx, folder=folder, stored_keys=dedupe.StoredKeys(store.keys_dir), progress=progress,
-                      chunk_rows=chunk_rows, workers=workers) as reader:
+                      chunk_rows=chunk_rows, workers=workers, engine=engine) as reader:
         for path in files:
             try:
                 sha = outputs.sha256_file(path)

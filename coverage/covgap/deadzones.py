@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import math
+
 import geopandas as gpd
 import numpy as np
 import pandas as pd
 import rasterio.features
 import shapely
+from affine import Affine
 
 from covgap.cellstats import NBINS, CellClass, hist_percentile
 from covgap.grid import Grid
@@ -155,18 +158,46 @@ def _median_or_nan(values: pd.Series) -> float:
 
 
 def needs_measurement_areas(classes: np.ndarray, grid: Grid, villages: gpd.GeoDataFrame, level: str) -> gpd.GeoDataFrame:
-    """Village areas whose cells lack enough evidence, one (multi)polygon per village."""
+    """Village areas whose cells lack enough evidence, one (multi)polygon per village.
+
+    Each village is cut by the insufficient-evidence cells of its own window of the
+    grid (:func:`unmeasured_part`), so the cost follows the villages, not the study
+    area (a province is mostly unmeasured).
+    """
     mask = classes == int(CellClass.INSUFFICIENT)
     cols = ["village_id", "name", level, "households", "area_km2", "geometry"]
     if not mask.any():
         return gpd.GeoDataFrame({c: [] for c in cols[:-1]}, geometry=[], crs=grid.crs)
-    polys = [shapely.geometry.shape(g) for g, v in rasterio.features.shapes(
-        mask.astype(np.uint8), mask=mask, transform=grid.transform, connectivity=4) if v == 1]
-    area = shapely.union_all(polys)
-    geoms = shapely.intersection(villages.geometry.to_numpy(), area)
-    geoms = np.array([shapely.union_all([p for p in shapely.get_parts(g) if p.geom_type == "Polygon"]) if not g.is_empty else g
-                      for g in geoms], dtype=object)
+    geoms = np.array([unmeasured_part(g, mask, grid) for g in villages.geometry.to_numpy()], dtype=object)
     out = gpd.GeoDataFrame(villages[["village_id", "name", level, "households"]].copy(), geometry=geoms, crs=grid.crs)
     out["area_km2"] = np.round(shapely.area(geoms) / 1e6, 6)
     out = out[out["area_km2"] > 0]
     return out[cols].reset_index(drop=True)
+
+
+def unmeasured_part(geom: shapely.Geometry, mask: np.ndarray, grid: Grid) -> shapely.Geometry:
+    """The polygonal part of ``geom`` in the cells where ``mask`` (nrows, ncols) is true: ``geom`` ∩ the
+    union of those cells, computed on the window of the grid under ``geom`` only."""
+    empty = shapely.Polygon()
+    if geom is None or geom.is_empty:
+        return empty
+    minx, miny, maxx, maxy = geom.bounds
+    c0, c1 = math.floor((minx - grid.x0) / grid.size), math.floor((maxx - grid.x0) / grid.size)
+    r0, r1 = math.floor((grid.y0 - maxy) / grid.size), math.floor((grid.y0 - miny) / grid.size)
+    whole = c0 >= 0 and r0 >= 0 and c1 < grid.ncols and r1 < grid.nrows  # the window holds all of geom
+    c0, r0, c1, r1 = max(c0, 0), max(r0, 0), min(c1, grid.ncols - 1), min(r1, grid.nrows - 1)
+    if c1 < c0 or r1 < r0:
+        return empty
+    window = mask[r0:r1 + 1, c0:c1 + 1]
+    if not window.any():
+        return empty
+    if whole and window.all():
+        part = geom
+    else:
+        transform = grid.transform * Affine.translation(c0, r0)
+        polys = [shapely.geometry.shape(g) for g, v in rasterio.features.shapes(
+            window.astype(np.uint8), mask=window, transform=transform, connectivity=4) if v == 1]
+        part = shapely.intersection(geom, shapely.union_all(polys))
+    if part.is_empty:
+        return empty
+    return shapely.union_all([p for p in shapely.get_parts(part) if p.geom_type == "Polygon"])

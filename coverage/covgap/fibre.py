@@ -27,6 +27,21 @@ def drop_zone(routes: shapely.Geometry, drop_distance_m: float) -> shapely.Geome
     return shapely.union_all(shapely.buffer(shapely.get_parts(routes), drop_distance_m, quad_segs=16))
 
 
+def distance_to(geoms: np.ndarray, lines: shapely.Geometry) -> np.ndarray:
+    """``shapely.distance(geoms, lines)``: the distance from each geometry to the nearest part of ``lines``
+    (a multi-line), found with a spatial index instead of measuring to every line (NaN for an empty geometry)."""
+    geoms = np.asarray(geoms, dtype=object)
+    out = np.full(len(geoms), np.nan)
+    parts = shapely.get_parts(lines)
+    if not len(parts) or not len(geoms):
+        return out
+    (which, _), dist = shapely.STRtree(parts).query_nearest(geoms, return_distance=True, all_matches=True)
+    out[:] = np.inf
+    np.minimum.at(out, which, dist)
+    out[np.isinf(out)] = np.nan
+    return out
+
+
 #: Side (m) of the blocks :func:`_areas_within` clips the drop zone to.
 _BLOCK_M = 1600.0
 
@@ -93,13 +108,13 @@ def compute_fibre_indicators(villages: gpd.GeoDataFrame, pieces: gpd.GeoDataFram
         frac = passed_area / np.maximum(pieces["area_m2"].to_numpy(), 1e-12)
         share = np.bincount(pieces["village"].to_numpy(), weights=pieces["weight_share"].to_numpy() * frac, minlength=n)
         out["households_passed"] = np.round(np.minimum(share, 1.0) * hh, 1)
-        out["dist_to_fibre_m"] = np.round(shapely.distance(villages.geometry.to_numpy(), routes), 1)
+        out["dist_to_fibre_m"] = np.round(distance_to(villages.geometry.to_numpy(), routes), 1)
         rep = shapely.point_on_surface(villages.geometry.to_numpy())
-        out["spur_length_m"] = np.round(np.maximum(0.0, shapely.distance(rep, routes) - drop_distance_m), 1)
+        out["spur_length_m"] = np.round(np.maximum(0.0, distance_to(rep, routes) - drop_distance_m), 1)
     with np.errstate(invalid="ignore", divide="ignore"):
         out["fibre_share"] = np.where(hh > 0, out["households_passed"] / np.maximum(hh, 1e-12), np.nan)
     out["meets_fibre_goal"] = out["fibre_share"] > goal_share + 1e-12
-    out["dist_to_planned_fibre_m"] = (np.round(shapely.distance(villages.geometry.to_numpy(), planned_union), 1)
+    out["dist_to_planned_fibre_m"] = (np.round(distance_to(villages.geometry.to_numpy(), planned_union), 1)
                                       if planned_union is not None else np.nan)
     if "fibre_subscribed" in villages:
         sub = pd.to_numeric(villages["fibre_subscribed"], errors="coerce").to_numpy(dtype=float)
@@ -117,5 +132,5 @@ def commune_centre_reach(communes: gpd.GeoDataFrame, fibre: gpd.GeoDataFrame, *,
     if routes is None or routes.is_empty:
         dist = np.full(len(communes), np.nan)
     else:
-        dist = np.round(shapely.distance(centres, routes), 1)
+        dist = np.round(distance_to(centres, routes), 1)
     return pd.DataFrame({"centre_dist_to_fibre_m": dist, "centre_reached": np.nan_to_num(dist, nan=np.inf) <= reach_m})

@@ -173,16 +173,26 @@ def _cell_image(classes: np.ndarray, grid, area: shapely.Geometry | None) -> dic
     where it is.
     """
     classes = np.asarray(classes, dtype=np.uint8)
-    if area is not None:
-        inside = rasterio.features.rasterize([(area, 1)], out_shape=classes.shape, transform=grid.transform,
+    w_r0 = w_c0 = 0
+    if area is not None:  # only the window of the grid under the area: a commune of a province is small
+        minx, miny, maxx, maxy = area.bounds
+        w_c0 = max(0, int(np.floor((minx - grid.x0) / grid.size)))
+        w_r0 = max(0, int(np.floor((grid.y0 - maxy) / grid.size)))
+        w_c1 = min(classes.shape[1], int(np.floor((maxx - grid.x0) / grid.size)) + 1)
+        w_r1 = min(classes.shape[0], int(np.floor((grid.y0 - miny) / grid.size)) + 1)
+        if w_c1 <= w_c0 or w_r1 <= w_r0:
+            return None
+        window = classes[w_r0:w_r1, w_c0:w_c1]
+        inside = rasterio.features.rasterize([(area, 1)], out_shape=window.shape,
+                                             transform=grid.transform @ rasterio.Affine.translation(w_c0, w_r0),
                                              fill=0, dtype="uint8", all_touched=False).astype(bool)
-        classes = np.where(inside, classes, 0).astype(np.uint8)
+        classes = np.where(inside, window, 0).astype(np.uint8)
     rows = np.flatnonzero(classes.any(axis=1))
     cols = np.flatnonzero(classes.any(axis=0))
     if not len(rows):
         return None
-    r0, r1, c0, c1 = rows[0], rows[-1] + 1, cols[0], cols[-1] + 1
-    sub = classes[r0:r1, c0:c1]
+    sub = classes[rows[0]:rows[-1] + 1, cols[0]:cols[-1] + 1]
+    r0, c0 = w_r0 + rows[0], w_c0 + cols[0]
     transform = grid.transform @ rasterio.Affine.translation(c0, r0)
     left, top = transform @ (0, 0)
     right, bottom = transform @ (sub.shape[1], sub.shape[0])

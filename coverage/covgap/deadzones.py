@@ -194,7 +194,7 @@ def unmeasured_part(geom: shapely.Geometry, mask: np.ndarray, grid: Grid) -> sha
     if whole and window.all():
         part = geom
     else:
-        transform = grid.transform * Affine.translation(c0, r0)
+        transform = grid.transform @ Affine.translation(c0, r0)
         polys = [shapely.geometry.shape(g) for g, v in rasterio.features.shapes(
             window.astype(np.uint8), mask=window, transform=transform, connectivity=4) if v == 1]
         part = shapely.intersection(geom, shapely.union_all(polys))

@@ -51,11 +51,10 @@ def _areas_within(geoms: np.ndarray, zone: shapely.Geometry) -> np.ndarray:
     (the clipped polygon is small, so each intersection is quick; the area is the same)."""
     bounds = shapely.bounds(geoms)
     key = np.floor(bounds[:, :2] / _BLOCK_M).astype(np.int64)
-    _, block = np.unique(key, axis=0, return_inverse=True)
-    block = block.ravel()
+    block = np.unique(key, axis=0, return_inverse=True)[1].ravel()
+    order = np.argsort(block, kind="stable")
     out = np.empty(len(geoms))
-    for b in range(block.max() + 1 if len(block) else 0):
-        sel = np.flatnonzero(block == b)
+    for sel in np.split(order, np.flatnonzero(np.diff(block[order])) + 1):  # the pieces of each block
         minx, miny = bounds[sel, 0].min(), bounds[sel, 1].min()
         maxx, maxy = bounds[sel, 2].max(), bounds[sel, 3].max()
         part = shapely.clip_by_rect(zone, minx - 1.0, miny - 1.0, maxx + 1.0, maxy + 1.0)

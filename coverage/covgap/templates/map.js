@@ -212,6 +212,13 @@
       });
     }
     var L_ = D.layers;
+    // A village with no measured cell needs measuring whole: its area comes without a geometry and is the
+    // village's own outline (sent once, in the villages layer).
+    var outline = {};
+    L_.villages.features.forEach(function (f) { outline[f.properties.village_id] = f.geometry; });
+    L_.needs_measurement.features.forEach(function (f) {
+      if (!f.geometry && f.properties.whole_village) { f.geometry = outline[f.properties.village_id] || null; }
+    });
     var layers = {
       communes: vector('communes', L_.communes, function (f) {
         var own = f.properties.name === D.name && D.kind === 'commune';

@@ -50,20 +50,25 @@ def test_distance_to_equals_shapely_distance():
     assert np.isnan(got[4]) and np.isnan(got[5])
 
 
-def test_unmeasured_part_by_hand():
+def test_needs_measurement_by_hand():
     # 3 × 3 cells of 100 m; the village is the 200 × 200 m square over the four top-left cells, and only the
     # top-left cell lacks evidence: a quarter of the village (100 × 100 m) needs measuring.
     grid = make_grid((0, 0, 300, 300), size=100, crs=UTM)
-    classes = np.full((3, 3), int(CellClass.COVERED), dtype=np.uint8)
-    classes[0, 0] = int(CellClass.INSUFFICIENT)
     village = shapely.box(0, 100, 200, 300)
-    mask = classes == int(CellClass.INSUFFICIENT)
-    part = deadzones.unmeasured_part(village, mask, grid)
-    assert part.area == pytest.approx(10_000)
-    assert shapely.equals(part, shapely.box(0, 200, 100, 300))
+    villages = gpd.GeoDataFrame({"village_id": ["a"], "name": ["A"], "commune": ["X"], "households": [8.0]},
+                                geometry=[village], crs=UTM)
+
+    def needs(classes: np.ndarray) -> gpd.GeoDataFrame:
+        return deadzones.needs_measurement_areas(classes.astype(np.uint8), grid, villages, "commune")
+
+    classes = np.full((3, 3), int(CellClass.COVERED))
+    classes[0, 0] = int(CellClass.INSUFFICIENT)
+    got = needs(classes)
+    assert got["area_km2"].tolist() == [0.01]
+    assert shapely.equals(got.geometry.iloc[0], shapely.box(0, 200, 100, 300))
     # every cell unmeasured: the village whole; none: nothing
-    assert shapely.equals(deadzones.unmeasured_part(village, np.ones((3, 3), bool), grid), village)
-    assert deadzones.unmeasured_part(village, np.zeros((3, 3), bool), grid).is_empty
+    assert shapely.equals(needs(np.full((3, 3), int(CellClass.INSUFFICIENT))).geometry.iloc[0], village)
+    assert needs(np.full((3, 3), int(CellClass.COVERED))).empty
 
 
 def test_needs_measurement_equals_the_intersection_with_all_unmeasured_cells():

@@ -185,29 +185,40 @@ def _encode_png(index: np.ndarray, palette: dict[int, tuple[int, int, int, int]]
             return mem.read()
 
 
-def _cell_image(classes: np.ndarray, grid, area: shapely.Geometry | None) -> dict | None:
+def _area_window(grid, area: shapely.Geometry) -> tuple[int, int, np.ndarray] | None:
+    """The window of the grid under ``area``: its top row, left column and which of its cells have their
+    centre in ``area``; None when the area is off the grid."""
+    minx, miny, maxx, maxy = area.bounds
+    c0 = max(0, int(np.floor((minx - grid.x0) / grid.size)))
+    r0 = max(0, int(np.floor((grid.y0 - maxy) / grid.size)))
+    c1 = min(grid.ncols, int(np.floor((maxx - grid.x0) / grid.size)) + 1)
+    r1 = min(grid.nrows, int(np.floor((grid.y0 - miny) / grid.size)) + 1)
+    if c1 <= c0 or r1 <= r0:
+        return None
+    inside = rasterio.features.rasterize([(area, 1)], out_shape=(r1 - r0, c1 - c0),
+                                         transform=grid.transform @ rasterio.Affine.translation(c0, r0),
+                                         fill=0, dtype="uint8", all_touched=False).astype(bool)
+    return r0, c0, inside
+
+
+def _cell_image(classes: np.ndarray, grid, area: shapely.Geometry | None, *,
+                window: tuple[int, int, np.ndarray] | None = None) -> dict | None:
     """The class raster of an area as a Web Mercator PNG with its lat/lon bounds and class counts.
 
     Cells whose centre is outside ``area`` (when given) are left out. The image is
     reprojected with nearest-neighbour resampling at :data:`PIXELS_PER_CELL` pixels
     per cell, so Leaflet's image overlay (linear in Web Mercator) puts every cell
-    where it is.
+    where it is. ``window``: :func:`_area_window` of ``area`` when already made.
     """
     classes = np.asarray(classes, dtype=np.uint8)
     w_r0 = w_c0 = 0
     if area is not None:  # only the window of the grid under the area: a commune of a province is small
-        minx, miny, maxx, maxy = area.bounds
-        w_c0 = max(0, int(np.floor((minx - grid.x0) / grid.size)))
-        w_r0 = max(0, int(np.floor((grid.y0 - maxy) / grid.size)))
-        w_c1 = min(classes.shape[1], int(np.floor((maxx - grid.x0) / grid.size)) + 1)
-        w_r1 = min(classes.shape[0], int(np.floor((grid.y0 - miny) / grid.size)) + 1)
-        if w_c1 <= w_c0 or w_r1 <= w_r0:
+        window = window or _area_window(grid, area)
+        if window is None:
             return None
-        window = classes[w_r0:w_r1, w_c0:w_c1]
-        inside = rasterio.features.rasterize([(area, 1)], out_shape=window.shape,
-                                             transform=grid.transform @ rasterio.Affine.translation(w_c0, w_r0),
-                                             fill=0, dtype="uint8", all_touched=False).astype(bool)
-        classes = np.where(inside, window, 0).astype(np.uint8)
+        w_r0, w_c0, inside = window
+        part = classes[w_r0:w_r0 + inside.shape[0], w_c0:w_c0 + inside.shape[1]]
+        classes = np.where(inside, part, 0).astype(np.uint8)
     rows = np.flatnonzero(classes.any(axis=1))
     cols = np.flatnonzero(classes.any(axis=0))
     if not len(rows):
@@ -251,9 +262,12 @@ def _class_views(results) -> dict[str, np.ndarray]:
 
 def _cell_images(views: dict[str, np.ndarray], grid, area: shapely.Geometry | None) -> dict:
     """Per view the cell image of an area (the whole grid when ``area`` is None)."""
-    images = {}
+    images: dict[str, dict] = {}
+    window = _area_window(grid, area) if area is not None else None  # the same for every view
+    if area is not None and window is None:
+        return images
     for key, classes in views.items():
-        image = _cell_image(classes, grid, area)
+        image = _cell_image(classes, grid, area, window=window)
         if image is not None:
             images[key] = image
     return images

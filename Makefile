@@ -41,6 +41,7 @@ system-deps:
 
 benchmark: $(VENV)/.installed
 	$(BIN)/python benchmarks/run_benchmark.py
+	$(BIN)/python benchmarks/fixed_cost.py
 	$(BIN)/python benchmarks/geopandas_workflow.py --rows 1000000
 
 # Refresh the vendored front-end assets from the npm registry (not needed to build or test).

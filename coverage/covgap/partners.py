@@ -700,7 +700,7 @@ def zip_folder(package: Path, zip_path: Path) -> None:
             info.compress_type = zipfile.ZIP_STORED if rel == "README.txt" else zipfile.ZIP_DEFLATED
             info.create_system = 3  # Unix, whatever the machine
             info.external_attr = 0o644 << 16
-            zf.writestr(info, path.read_bytes(), compresslevel=6)  # zlib's default: 9 took 3× longer for ~1% less
+            zf.writestr(info, path.read_bytes(), compresslevel=6)  # zlib's default: 9 took 2–2.5× longer for 0.4% less
 
 
 def _stamps(results) -> tuple[str, str]:

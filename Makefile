@@ -47,6 +47,7 @@ benchmark: $(VENV)/.installed
 	$(BIN)/python benchmarks/run_benchmark.py
 	$(BIN)/python benchmarks/geopandas_workflow.py --rows 1000000 5000000 20000000
 	$(BIN)/python benchmarks/refresh_large.py --rows 20000000
+	$(BIN)/python benchmarks/fixed_cost.py
 
 # The same at 1M rows only (about two minutes).
 benchmark-quick: $(VENV)/.installed

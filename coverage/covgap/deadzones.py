@@ -79,13 +79,14 @@ ZONE_OPERATOR_COLUMNS = ["zone_id", "operator", "n_cells", "n_samples", "n_4g", 
 
 def describe_dead_zones(zones: gpd.GeoDataFrame, grid: Grid, *, pieces: pd.DataFrame, villages: gpd.GeoDataFrame,
                         any_view: pd.DataFrame, op_view: pd.DataFrame,
-                        op_hist: np.ndarray) -> tuple[gpd.GeoDataFrame, pd.DataFrame]:
+                        op_hist: np.ndarray, labels: np.ndarray | None = None) -> tuple[gpd.GeoDataFrame, pd.DataFrame]:
     """Add to each zone (dead or no-4G) the villages and households it touches and its evidence.
 
     Returns the zones with ``villages`` (names, ``; ``-separated), ``n_villages``,
     ``households`` (households living in the zone, from each village's share of
     weight there), ``n_samples``, ``t_first_s``, ``t_last_s``; and a table of
-    per-operator figures (:data:`ZONE_OPERATOR_COLUMNS`).
+    per-operator figures (:data:`ZONE_OPERATOR_COLUMNS`). ``labels``: :func:`label_cells` of
+    ``zones`` when the caller has it already.
 
     Notes
     -----
@@ -104,7 +105,7 @@ def describe_dead_zones(zones: gpd.GeoDataFrame, grid: Grid, *, pieces: pd.DataF
                          ("t_first_s", float), ("t_last_s", float)):
             zones[c] = pd.Series(dtype=dtype)
         return zones, pd.DataFrame(columns=ZONE_OPERATOR_COLUMNS)
-    labels = label_cells(zones, grid)
+    labels = label_cells(zones, grid) if labels is None else labels
     ids = range(1, len(zones) + 1)
     # Villages and households in each zone, from the village pieces (village ∩ cell).
     pz = labels[pieces["cell"].to_numpy()]
@@ -155,18 +156,41 @@ def _median_or_nan(values: pd.Series) -> float:
 
 
 def needs_measurement_areas(classes: np.ndarray, grid: Grid, villages: gpd.GeoDataFrame, level: str) -> gpd.GeoDataFrame:
-    """Village areas whose cells lack enough evidence, one (multi)polygon per village."""
+    """Village areas whose cells lack enough evidence, one (multi)polygon per village.
+
+    Only the insufficient-evidence cells under villages are polygonised, and each
+    village is intersected with the few polygons under it (a spatial index finds them),
+    so the cost follows the villages, not the study area (a province is mostly
+    unmeasured land between villages).
+    """
     mask = classes == int(CellClass.INSUFFICIENT)
     cols = ["village_id", "name", level, "households", "area_km2", "geometry"]
     if not mask.any():
         return gpd.GeoDataFrame({c: [] for c in cols[:-1]}, geometry=[], crs=grid.crs)
-    polys = [shapely.geometry.shape(g) for g, v in rasterio.features.shapes(
-        mask.astype(np.uint8), mask=mask, transform=grid.transform, connectivity=4) if v == 1]
-    area = shapely.union_all(polys)
-    geoms = shapely.intersection(villages.geometry.to_numpy(), area)
-    geoms = np.array([shapely.union_all([p for p in shapely.get_parts(g) if p.geom_type == "Polygon"]) if not g.is_empty else g
-                      for g in geoms], dtype=object)
+    vgeoms = villages.geometry.to_numpy()
+    drawn = [(g, 1) for g in vgeoms if g is not None and not g.is_empty]
+    if drawn:
+        mask &= rasterio.features.rasterize(drawn, out_shape=mask.shape, transform=grid.transform, fill=0,
+                                            dtype="uint8", all_touched=True).astype(bool)
+    polys = np.array([shapely.geometry.shape(g) for g, v in rasterio.features.shapes(
+        mask.astype(np.uint8), mask=mask, transform=grid.transform, connectivity=4) if v == 1], dtype=object)
+    geoms = np.array([shapely.Polygon()] * len(vgeoms), dtype=object)
+    if len(polys):
+        which, hit = shapely.STRtree(polys).query(vgeoms, predicate="intersects")
+        for i, ps in zip(*_groups(which, hit)):
+            geom = vgeoms[i]
+            area = polys[ps[0]] if len(ps) == 1 else shapely.union_all(polys[ps])
+            part = geom if shapely.covers(area, geom) else shapely.intersection(geom, area)
+            geoms[i] = shapely.union_all([p for p in shapely.get_parts(part) if p.geom_type == "Polygon"])
     out = gpd.GeoDataFrame(villages[["village_id", "name", level, "households"]].copy(), geometry=geoms, crs=grid.crs)
     out["area_km2"] = np.round(shapely.area(geoms) / 1e6, 6)
     out = out[out["area_km2"] > 0]
     return out[cols].reset_index(drop=True)
+
+
+def _groups(keys: np.ndarray, values: np.ndarray) -> tuple[list[int], list[np.ndarray]]:
+    """The distinct ``keys`` and, for each, its ``values`` (keys sorted, as ``STRtree.query`` gives them)."""
+    order = np.argsort(keys, kind="stable")
+    keys, values = keys[order], values[order]
+    cuts = np.flatnonzero(np.diff(keys)) + 1
+    return [int(k) for k in keys[np.r_[0, cuts]]] if len(keys) else [], np.split(values, cuts) if len(keys) else []

@@ -811,7 +811,12 @@ def clip_fibre_for_display(fibre: gpd.GeoDataFrame, study_area: shapely.Geometry
     if fibre.empty:
         return fibre.copy()
     window = study_area.buffer(margin_m) if margin_m > 0 else study_area
-    geoms = shapely.intersection(fibre.geometry.to_numpy(), window)
+    geoms = fibre.geometry.to_numpy().copy()
+    shapely.prepare(window)
+    # Only the routes that cross the edge are cut (a route inside is its own intersection with the window,
+    # and intersecting thousands of routes with a province's outline took most of the time).
+    crossing = ~shapely.contains_properly(window, geoms)
+    geoms[crossing] = shapely.intersection(geoms[crossing], window)
     lines = np.array([shapely.line_merge(shapely.union_all([p for p in shapely.get_parts(g)
                                                             if p.geom_type in ("LineString", "MultiLineString")]))
                       if not g.is_empty else g for g in geoms], dtype=object)

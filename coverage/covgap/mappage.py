@@ -8,6 +8,7 @@ assembles the HTML (folium for the Leaflet scaffolding).
 from __future__ import annotations
 
 import base64
+import functools
 import json
 import re
 from html import escape as escape_html
@@ -48,6 +49,7 @@ def _template_text(name: str) -> str:
     return resources.files("covgap").joinpath("templates", name).read_text(encoding="utf-8")
 
 
+@functools.lru_cache(maxsize=1)
 def leaflet_assets() -> tuple[str, str]:
     """Leaflet's CSS (its images as data: URIs) and JS (no source-map comment), from ``vendor/leaflet``."""
     css = _vendor_text("leaflet", "leaflet.css")
@@ -94,13 +96,25 @@ def render_html(page: dict) -> str:
     figure: Any = fmap.get_root()  # a branca Figure (typed as its base Element)
     figure.title = escape_html(title, quote=True)
     css, js = leaflet_assets()
-    figure.header.add_child(Element(f'<meta name="generator" content="{GENERATOR}" />'), name="covgap_generator")
-    figure.header.add_child(Element(f"<style>{css}</style>"), name="leaflet_css")
-    figure.header.add_child(Element(f"<script>{js}</script>"), name="leaflet_js")
-    figure.header.add_child(Element(f"<style>{_template_text('map.css')}</style>"), name="covgap_css")
-    figure.header.add_child(Element(f"<script>{_template_text('map.js')}</script>"), name="covgap_js")
+
+    class _Raw(Element):
+        """Text put in the page as it is. (branca's Element compiles its text as a Jinja template: slow for
+        Leaflet and a province's data, and a ``{{`` in a name would be read as template code.)"""
+
+        def __init__(self, text: str) -> None:
+            super().__init__()
+            self._text = text
+
+        def render(self, **kwargs) -> str:
+            return self._text
+
+    figure.header.add_child(_Raw(f'<meta name="generator" content="{GENERATOR}" />'), name="covgap_generator")
+    figure.header.add_child(_Raw(f"<style>{css}</style>"), name="leaflet_css")
+    figure.header.add_child(_Raw(f"<script>{js}</script>"), name="leaflet_js")
+    figure.header.add_child(_Raw(f"<style>{_template_text('map.css')}</style>"), name="covgap_css")
+    figure.header.add_child(_Raw(f"<script>{_template_text('map.js')}</script>"), name="covgap_js")
     figure.header.add_child(
-        Element(f'<script type="application/json" id="covgap-data">{json_for_script(page)}</script>'), name="covgap_data")
+        _Raw(f'<script type="application/json" id="covgap-data">{json_for_script(page)}</script>'), name="covgap_data")
 
     class _Start(MacroElement):
         _template = Template("{% macro script(this, kwargs) %}covgapStart({{ this._parent.get_name() }});{% endmacro %}")

@@ -57,6 +57,8 @@ SIMPLIFY_M = 5.0
 DECIMALS = 5
 #: Screen pixels per grid cell in the cell images (nearest-neighbour, then drawn pixelated).
 PIXELS_PER_CELL = 3
+#: Largest side of a cell image in pixels: larger areas get fewer pixels per cell (at least one).
+MAX_IMAGE_PIXELS = 4096
 
 #: Colours of the cell classes (RGBA); 0 = outside the page's area (transparent).
 CELL_COLOURS = {
@@ -131,16 +133,35 @@ def _display_geoms(geoms: np.ndarray, *, simplify_m: float) -> np.ndarray:
     return np.asarray(shapely.simplify(np.asarray(geoms, dtype=object), simplify_m, preserve_topology=True), dtype=object)
 
 
-def _feature_collection(frame: gpd.GeoDataFrame, props: list[dict], *, simplify_m: float = SIMPLIFY_M) -> dict:
+def _feature_collection(frame: gpd.GeoDataFrame, props: list[dict], *, simplify_m: float = SIMPLIFY_M,
+                        without_geometry: np.ndarray | None = None) -> dict:
+    """A GeoJSON feature collection (WGS84, simplified, rounded); the features where ``without_geometry``
+    is true are sent with a null geometry (the page script fills it in: see ``whole_village``)."""
     geoms = _display_geoms(frame.geometry.to_numpy(), simplify_m=simplify_m)
     wgs = gpd.GeoSeries(geoms, crs=frame.crs).to_crs(4326).to_numpy()
     wgs = shapely.transform(wgs, lambda c: np.round(c, DECIMALS))
     features = []
-    for geom, p in zip(wgs, props):
+    for i, (geom, p) in enumerate(zip(wgs, props)):
+        if without_geometry is not None and without_geometry[i]:
+            features.append({"type": "Feature", "properties": p, "geometry": None})
+            continue
         if geom is None or geom.is_empty:
             continue
         features.append({"type": "Feature", "properties": p, "geometry": json.loads(shapely.to_geojson(geom))})
     return {"type": "FeatureCollection", "features": features}
+
+
+def _whole_villages(needs: gpd.GeoDataFrame, villages: gpd.GeoDataFrame) -> np.ndarray:
+    """For each needs-measurement area: is it its whole village (same area as the one village of its id)?"""
+    ids = villages["village_id"].astype(str)
+    unique = ~ids.duplicated(keep=False).to_numpy() & ~shapely.is_empty(villages.geometry.to_numpy())
+    outline = dict(zip(ids[unique], villages.geometry.to_numpy()[unique]))
+    own = np.array([outline.get(str(i)) for i in needs["village_id"]], dtype=object)
+    found = np.array([g is not None for g in own], dtype=bool)
+    whole = np.zeros(len(needs), dtype=bool)
+    if found.any():
+        whole[found] = shapely.equals(needs.geometry.to_numpy()[found], own[found])
+    return whole
 
 
 def _local_date(seconds, timezone: str) -> str | None:
@@ -165,33 +186,57 @@ def _encode_png(index: np.ndarray, palette: dict[int, tuple[int, int, int, int]]
             return mem.read()
 
 
-def _cell_image(classes: np.ndarray, grid, area: shapely.Geometry | None) -> dict | None:
+def _area_window(grid, area: shapely.Geometry) -> tuple[int, int, np.ndarray] | None:
+    """The window of the grid under ``area``: its top row, left column and which of its cells have their
+    centre in ``area``; None when the area is off the grid."""
+    minx, miny, maxx, maxy = area.bounds
+    c0 = max(0, int(np.floor((minx - grid.x0) / grid.size)))
+    r0 = max(0, int(np.floor((grid.y0 - maxy) / grid.size)))
+    c1 = min(grid.ncols, int(np.floor((maxx - grid.x0) / grid.size)) + 1)
+    r1 = min(grid.nrows, int(np.floor((grid.y0 - miny) / grid.size)) + 1)
+    if c1 <= c0 or r1 <= r0:
+        return None
+    inside = rasterio.features.rasterize([(area, 1)], out_shape=(r1 - r0, c1 - c0),
+                                         transform=grid.transform @ rasterio.Affine.translation(c0, r0),
+                                         fill=0, dtype="uint8", all_touched=False).astype(bool)
+    return r0, c0, inside
+
+
+def _cell_image(classes: np.ndarray, grid, area: shapely.Geometry | None, *,
+                window: tuple[int, int, np.ndarray] | None = None) -> dict | None:
     """The class raster of an area as a Web Mercator PNG with its lat/lon bounds and class counts.
 
     Cells whose centre is outside ``area`` (when given) are left out. The image is
     reprojected with nearest-neighbour resampling at :data:`PIXELS_PER_CELL` pixels
     per cell, so Leaflet's image overlay (linear in Web Mercator) puts every cell
-    where it is.
+    where it is. ``window``: :func:`_area_window` of ``area`` when already made.
     """
     classes = np.asarray(classes, dtype=np.uint8)
-    if area is not None:
-        inside = rasterio.features.rasterize([(area, 1)], out_shape=classes.shape, transform=grid.transform,
-                                             fill=0, dtype="uint8", all_touched=False).astype(bool)
-        classes = np.where(inside, classes, 0).astype(np.uint8)
+    w_r0 = w_c0 = 0
+    if area is not None:  # only the window of the grid under the area: a commune of a province is small
+        window = window or _area_window(grid, area)
+        if window is None:
+            return None
+        w_r0, w_c0, inside = window
+        part = classes[w_r0:w_r0 + inside.shape[0], w_c0:w_c0 + inside.shape[1]]
+        classes = np.where(inside, part, 0).astype(np.uint8)
     rows = np.flatnonzero(classes.any(axis=1))
     cols = np.flatnonzero(classes.any(axis=0))
     if not len(rows):
         return None
-    r0, r1, c0, c1 = rows[0], rows[-1] + 1, cols[0], cols[-1] + 1
-    sub = classes[r0:r1, c0:c1]
+    sub = classes[rows[0]:rows[-1] + 1, cols[0]:cols[-1] + 1]
+    r0, c0 = w_r0 + rows[0], w_c0 + cols[0]
     transform = grid.transform @ rasterio.Affine.translation(c0, r0)
     left, top = transform @ (0, 0)
     right, bottom = transform @ (sub.shape[1], sub.shape[0])
     dst_transform, width, height = rasterio.warp.calculate_default_transform(
         grid.crs, "EPSG:3857", sub.shape[1], sub.shape[0], left=left, bottom=bottom, right=right, top=top)
-    # calculate_default_transform keeps about one pixel per cell; draw PIXELS_PER_CELL per cell.
-    dst_transform = dst_transform @ rasterio.Affine.scale(1 / PIXELS_PER_CELL)
-    width, height = width * PIXELS_PER_CELL, height * PIXELS_PER_CELL
+    # calculate_default_transform keeps about one pixel per cell; draw PIXELS_PER_CELL per cell, fewer
+    # when the image would be wider or taller than MAX_IMAGE_PIXELS (a province: a cell is then far
+    # less than a screen pixel when the whole image is in view).
+    per_cell = max(1, min(PIXELS_PER_CELL, MAX_IMAGE_PIXELS // max(width, height)))
+    dst_transform = dst_transform @ rasterio.Affine.scale(1 / per_cell)
+    width, height = width * per_cell, height * per_cell
     out = np.zeros((height, width), dtype=np.uint8)
     rasterio.warp.reproject(sub, out, src_transform=transform, src_crs=grid.crs, dst_transform=dst_transform,
                             dst_crs="EPSG:3857", resampling=rasterio.warp.Resampling.nearest, src_nodata=0, dst_nodata=0)
@@ -218,9 +263,12 @@ def _class_views(results) -> dict[str, np.ndarray]:
 
 def _cell_images(views: dict[str, np.ndarray], grid, area: shapely.Geometry | None) -> dict:
     """Per view the cell image of an area (the whole grid when ``area`` is None)."""
-    images = {}
+    images: dict[str, dict] = {}
+    window = _area_window(grid, area) if area is not None else None  # the same for every view
+    if area is not None and window is None:
+        return images
     for key, classes in views.items():
-        image = _cell_image(classes, grid, area)
+        image = _cell_image(classes, grid, area, window=window)
         if image is not None:
             images[key] = image
     return images
@@ -311,6 +359,12 @@ def map_layers(results) -> dict:
     nm = results.needs_measurement
     nprops = [{"name": str(r["name"]), "commune": str(r[level]), "households": _plain(r["households"]),
                "area_km2": _plain(r["area_km2"])} for _, r in nm.iterrows()]
+    # A village without any measured cell needs measuring whole: its area is its outline, which the
+    # villages layer already carries; the page script takes it from there (most of a province's villages).
+    whole = _whole_villages(nm, v)
+    for p, vid, w in zip(nprops, nm["village_id"].astype(str), whole):
+        if w:
+            p.update(village_id=vid, whole_village=True)
 
     fibre = results.layers.fibre_display  # clipped to the study area and a margin; distances used the whole network
     fcommunes = communes_of(fibre.geometry.to_numpy(), margin_m=500.0)
@@ -385,7 +439,7 @@ def map_layers(results) -> dict:
             "villages": _feature_collection(v, vprops),
             "dead_zones": _feature_collection(z, zprops, simplify_m=1.0),
             "no4g_zones": _feature_collection(n4, n4props, simplify_m=1.0),
-            "needs_measurement": _feature_collection(nm, nprops, simplify_m=1.0),
+            "needs_measurement": _feature_collection(nm, nprops, simplify_m=1.0, without_geometry=whole),
             "fibre": _feature_collection(fibre, fprops),
             "centres": _feature_collection(centres, centre_props, simplify_m=0.0),
             "fibre_plan": _feature_collection(fp, fpprops, simplify_m=1.0),

@@ -514,26 +514,50 @@ def geopackage_layers(results) -> dict[str, gpd.GeoDataFrame | pd.DataFrame]:
     }
 
 
-def write_geopackage(results, path: Path) -> None:
-    for name, layer in geopackage_layers(results).items():
-        if isinstance(layer, gpd.GeoDataFrame):
-            layer.to_file(path, layer=name, driver="GPKG", engine="pyogrio")
-        else:
-            import pyogrio
+@contextlib.contextmanager
+def geopackage_writing(**options: str) -> Iterator[None]:
+    """GDAL options for writing GeoPackages (``options``, e.g. ``OGR_CURRENT_DATE``), restored afterwards.
 
-            pyogrio.write_dataframe(pd.DataFrame(layer), path, layer=name, driver="GPKG")
+    SQLite does not wait for the disk at each layer (``OGR_SQLITE_SYNCHRONOUS=OFF``):
+    every output is written into a temporary folder that :func:`atomic_output_dir`
+    syncs to disk whole before it replaces the previous outputs, so the per-layer
+    syncs (most of the time of writing a GeoPackage) bought nothing.
+    """
+    import pyogrio
+
+    wanted = {"OGR_SQLITE_SYNCHRONOUS": "OFF", **options}
+    previous = {k: pyogrio.get_gdal_config_option(k) for k in wanted}
+    pyogrio.set_gdal_config_options(wanted)
+    try:
+        yield
+    finally:
+        pyogrio.set_gdal_config_options(previous)
+
+
+def write_geopackage(results, path: Path, *, layers: dict[str, gpd.GeoDataFrame | pd.DataFrame] | None = None) -> None:
+    """Every layer of :func:`geopackage_layers` (or the ``layers`` given, already made) into one GeoPackage."""
+    import pyogrio
+
+    with geopackage_writing():
+        for name, layer in (geopackage_layers(results) if layers is None else layers).items():
+            if isinstance(layer, gpd.GeoDataFrame):
+                layer.to_file(path, layer=name, driver="GPKG", engine="pyogrio")
+            else:
+                pyogrio.write_dataframe(pd.DataFrame(layer), path, layer=name, driver="GPKG")
 
 
 GEOPARQUET_DIR = "geoparquet"
 
 
-def write_geoparquet(results, folder: Path) -> list[Path]:
+def write_geoparquet(results, folder: Path, *,
+                     layers: dict[str, gpd.GeoDataFrame | pd.DataFrame] | None = None) -> list[Path]:
     """Every layer of the GeoPackage also as GeoParquet (``<folder>/<layer>.parquet``, WGS84 for the
-    geometry layers), for notebooks and data tools that read Parquet (geopandas.read_parquet, DuckDB)."""
+    geometry layers), for notebooks and data tools that read Parquet (geopandas.read_parquet, DuckDB).
+    ``layers``: :func:`geopackage_layers` of ``results`` when already made."""
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     written = []
-    for name, layer in geopackage_layers(results).items():
+    for name, layer in (geopackage_layers(results) if layers is None else layers).items():
         path = folder / f"{name}.parquet"
         if isinstance(layer, gpd.GeoDataFrame):
             layer.to_crs(4326).to_parquet(path, index=False)
@@ -548,9 +572,10 @@ def write_outputs(results, folder: Path) -> list[Path]:
     """Write every output of a run into ``folder`` (which must exist and be empty)."""
     folder = Path(folder)
     written = []
-    write_geopackage(results, folder / GPKG_NAME)
+    layers = geopackage_layers(results)  # made once, written twice
+    write_geopackage(results, folder / GPKG_NAME, layers=layers)
     written.append(folder / GPKG_NAME)
-    written += write_geoparquet(results, folder / GEOPARQUET_DIR)
+    written += write_geoparquet(results, folder / GEOPARQUET_DIR, layers=layers)
     tables = {
         "scorecard_district.csv": results.scorecard_long,
         "scorecard_district_figures.csv": _round(results.district),

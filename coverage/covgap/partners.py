@@ -41,7 +41,7 @@ import pyogrio
 
 from covgap import __version__, measurements as meas, names
 from covgap.errors import OutputError, plain
-from covgap.outputs import format_time, sha256_file, utc_times
+from covgap.outputs import format_time, geopackage_writing, sha256_file, utc_times
 from covgap.villages import Verdict
 
 log = logging.getLogger(__name__)
@@ -519,6 +519,7 @@ def write_layer_styles(gpkg: Path, layers: list[str], *, stamp: str) -> None:
     import sqlite3
 
     with contextlib.closing(sqlite3.connect(gpkg)) as db, db:
+        db.execute("PRAGMA synchronous = OFF")  # synced with the whole output folder
         db.execute("""CREATE TABLE IF NOT EXISTS layer_styles (id INTEGER PRIMARY KEY AUTOINCREMENT,
                       f_table_catalog TEXT, f_table_schema TEXT, f_table_name TEXT, f_geometry_column TEXT,
                       styleName TEXT, styleQML TEXT, styleSLD TEXT, useAsDefault BOOLEAN, description TEXT,
@@ -630,15 +631,11 @@ def write_partner_package(results, operator: str, package: Path, *, generated: s
     slug = package.name
     stamp_date, stamp_time = _stamps(results)
     gpkg = _inside(package, f"{slug}.gpkg")
-    previous = pyogrio.get_gdal_config_option("OGR_CURRENT_DATE")
-    pyogrio.set_gdal_config_options({"OGR_CURRENT_DATE": stamp_time})
-    try:
+    with geopackage_writing(OGR_CURRENT_DATE=stamp_time):
         for name, layer in layers.items():
             gtype = _GEOMETRY_TYPES.get(name, "MultiPolygon")
             pyogrio.write_dataframe(layer, gpkg, layer=name, driver="GPKG", geometry_type=gtype,
                                     promote_to_multi=gtype == "MultiPolygon")
-    finally:
-        pyogrio.set_gdal_config_options({"OGR_CURRENT_DATE": previous})
     write_field_aliases(gpkg, {name: [c for c in layer.columns if c != "geometry"] for name, layer in layers.items()}, specs)
     write_layer_styles(gpkg, list(layers), stamp=stamp_time)
     rows = []
@@ -677,6 +674,7 @@ def write_field_aliases(gpkg: Path, columns: dict[str, list[str]], specs: dict[s
     import sqlite3
 
     with contextlib.closing(sqlite3.connect(gpkg)) as db, db:
+        db.execute("PRAGMA synchronous = OFF")  # synced with the whole output folder
         db.execute("""CREATE TABLE IF NOT EXISTS gpkg_extensions (table_name TEXT, column_name TEXT,
                       extension_name TEXT NOT NULL, definition TEXT NOT NULL, scope TEXT NOT NULL,
                       CONSTRAINT ge_tce UNIQUE (table_name, column_name, extension_name))""")
@@ -721,7 +719,7 @@ def zip_folder(package: Path, zip_path: Path) -> None:
             info.compress_type = zipfile.ZIP_STORED if rel == "README.txt" else zipfile.ZIP_DEFLATED
             info.create_system = 3  # Unix, whatever the machine
             info.external_attr = 0o644 << 16
-            zf.writestr(info, path.read_bytes(), compresslevel=9)
+            zf.writestr(info, path.read_bytes(), compresslevel=6)  # zlib's default: 9 took 2–2.5× longer for 0.4% less
 
 
 def _stamps(results) -> tuple[str, str]:

@@ -192,9 +192,9 @@ def analyse(layers: Layers, stats: pd.DataFrame, config: Config, report: ReadRep
     best = np.where(layers.inside.ravel(), best_flat, np.nan).reshape(grid.nrows, grid.ncols)
 
     pieces = villages_mod.village_pieces(layers.villages, grid, layers.density)
-    described = _gap_zones(classes, layers, pieces, any_view, op_view, op_hist, config)
+    described, zone_labels = _gap_zones(classes, layers, pieces, any_view, op_view, op_hist, config)
     (zones, zone_ops), (no4g_zones, no4g_ops) = described["no_service"], described["no_4g"]
-    labels = deadzones.label_cells(zones, grid)
+    labels = zone_labels["no_service"]
     operators = sorted(op_view["operator"].unique().tolist()) if not op_view.empty else []
     partner_operators = _partner_operators(operators, layers.fibre)
 
@@ -289,17 +289,20 @@ ZONE_KINDS = (("no_service", CellClass.NO_SERVICE, "DZ"), ("no_4g", CellClass.NO
 
 def _gap_zones(classes: np.ndarray, layers: Layers, pieces: gpd.GeoDataFrame, any_view: pd.DataFrame,
                op_view: pd.DataFrame, op_hist: np.ndarray, config: Config, *,
-               id_prefix: str = "") -> dict[str, tuple[gpd.GeoDataFrame, pd.DataFrame]]:
+               id_prefix: str = "") -> tuple[dict[str, tuple[gpd.GeoDataFrame, pd.DataFrame]], dict[str, np.ndarray]]:
     """Both kinds of gap zone of a class raster (any operator, or one operator's), delineated and described:
-    kind (``no_service``, ``no_4g``) → (zones with villages, households and evidence; per-operator figures)."""
+    kind (``no_service``, ``no_4g``) → (zones with villages, households and evidence; per-operator figures);
+    and kind → the zone of each cell (:func:`covgap.deadzones.label_cells`, rasterised once)."""
     dz = config.dead_zones
-    out = {}
+    out, labels = {}, {}
     for kind, klass, tag in ZONE_KINDS:
         found = deadzones.delineate_dead_zones(classes, layers.grid, min_area_km2=dz.min_area_km2,
                                                connectivity=dz.connectivity, dead_value=int(klass), prefix=id_prefix + tag)
+        labels[kind] = deadzones.label_cells(found, layers.grid)
         out[kind] = deadzones.describe_dead_zones(found, layers.grid, pieces=pieces, villages=layers.villages,
-                                                  any_view=any_view, op_view=op_view, op_hist=op_hist)
-    return out
+                                                  any_view=any_view, op_view=op_view, op_hist=op_hist,
+                                                  labels=labels[kind])
+    return out, labels
 
 
 def _partner_operators(operators: list[str], fibre: gpd.GeoDataFrame) -> list[str]:
@@ -323,12 +326,11 @@ def _operator_views(op_view: pd.DataFrame, op_hist: np.ndarray, any_view: pd.Dat
         mask = (op_view["operator"] == op).to_numpy()
         sub, hist = op_view.loc[mask], op_hist[mask]
         classes = cellstats.class_raster(sub, grid, layers.inside)
-        zones = _gap_zones(classes, layers, pieces, any_view, sub, hist, config, id_prefix=f"{_slug(op)}-")
+        zones, zone_labels = _gap_zones(classes, layers, pieces, any_view, sub, hist, config, id_prefix=f"{_slug(op)}-")
         for kind, (described, _) in zones.items():
             if len(described):
                 frames.append(described[["zone_id", "area_km2", "n_cells", "geometry"]].assign(operator=op, kind=kind))
-        labels = deadzones.label_cells(zones["no_service"][0], grid)
-        villages = villages_mod.compute_signal_indicators(layers.villages, pieces, classes, sub, labels, grid,
+        villages = villages_mod.compute_signal_indicators(layers.villages, pieces, classes, sub, zone_labels["no_service"], grid,
                                                           min_evidence_share=config.evidence.village_min_share,
                                                           min_covered_share=config.villages.min_covered_share)
         views[op] = OperatorView(classes=classes, zones=zones, villages=villages)

@@ -232,6 +232,13 @@
         }
       });
     }
+    // A village with no measured cell needs measuring whole: its area comes without a geometry and is the
+    // village's own outline (sent once, in the villages layer).
+    var outline = {};
+    L_.villages.features.forEach(function (f) { outline[f.properties.village_id] = f.geometry; });
+    L_.needs_measurement.features.forEach(function (f) {
+      if (!f.geometry && f.properties.whole_village) { f.geometry = outline[f.properties.village_id] || null; }
+    });
     var layers = {
       context_rivers: contextLayer('context_rivers', function () {
         return { color: COLOURS.contextRiver, weight: 2, opacity: 0.8, fillColor: COLOURS.contextRiver, fillOpacity: 0.35 };

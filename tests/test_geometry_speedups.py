@@ -1,0 +1,96 @@
+"""The faster geometry paths give what the plain shapely calls give (checked against them, and by hand)."""
+
+from __future__ import annotations
+
+import geopandas as gpd
+import numpy as np
+import pytest
+import shapely
+from pyproj import CRS
+
+from covgap import deadzones, fibre, maps
+from covgap.cellstats import CellClass
+from covgap.grid import make_grid
+
+UTM = CRS.from_epsg(32649)
+
+
+def _routes() -> shapely.Geometry:
+    lines = [shapely.LineString([(0, 0), (1000, 0), (1000, 800)]), shapely.LineString([(500, -300), (500, 600)]),
+             shapely.LineString([(2500, 2500), (4000, 2600)])]
+    return shapely.union_all(lines)
+
+
+def test_drop_zone_is_the_buffer_of_the_whole_network():
+    routes = _routes()
+    expected = shapely.buffer(routes, 200, quad_segs=16)
+    zone = fibre.drop_zone(routes, 200)
+    assert zone.area == pytest.approx(expected.area, rel=1e-9)
+    assert shapely.symmetric_difference(zone, expected).area < 1e-3
+
+
+def test_areas_within_equal_plain_intersections():
+    zone = fibre.drop_zone(_routes(), 200)
+    rng = np.random.default_rng(3)
+    x, y = rng.uniform(-500, 4500, 300), rng.uniform(-500, 3000, 300)
+    boxes = shapely.box(x, y, x + 100, y + 100)
+    expected = shapely.area(shapely.intersection(boxes, zone))
+    assert fibre._areas_within(boxes, zone) == pytest.approx(expected, abs=1e-6)
+    # by hand: a 100 m box centred on the first route's straight part lies wholly within 200 m of it
+    assert fibre._areas_within(np.array([shapely.box(200, -50, 300, 50)]), zone)[0] == pytest.approx(10_000)
+
+
+def test_distance_to_equals_shapely_distance():
+    routes = _routes()
+    geoms = np.array([shapely.Point(0, 300), shapely.Point(3000, 3000), shapely.box(1200, 100, 1300, 200),
+                      shapely.Point(500, 0), shapely.Polygon(), None], dtype=object)
+    got = fibre.distance_to(geoms, routes)
+    assert got[:4] == pytest.approx(shapely.distance(geoms[:4], routes))
+    assert got[0] == pytest.approx(300.0) and got[2] == pytest.approx(200.0) and got[3] == 0.0  # by hand
+    assert np.isnan(got[4]) and np.isnan(got[5])
+
+
+def test_needs_measurement_by_hand():
+    # 3 × 3 cells of 100 m; the village is the 200 × 200 m square over the four top-left cells, and only the
+    # top-left cell lacks evidence: a quarter of the village (100 × 100 m) needs measuring.
+    grid = make_grid((0, 0, 300, 300), size=100, crs=UTM)
+    village = shapely.box(0, 100, 200, 300)
+    villages = gpd.GeoDataFrame({"village_id": ["a"], "name": ["A"], "commune": ["X"], "households": [8.0]},
+                                geometry=[village], crs=UTM)
+
+    def needs(classes: np.ndarray) -> gpd.GeoDataFrame:
+        return deadzones.needs_measurement_areas(classes.astype(np.uint8), grid, villages, "commune")
+
+    classes = np.full((3, 3), int(CellClass.COVERED))
+    classes[0, 0] = int(CellClass.INSUFFICIENT)
+    got = needs(classes)
+    assert got["area_km2"].tolist() == [0.01]
+    assert shapely.equals(got.geometry.iloc[0], shapely.box(0, 200, 100, 300))
+    # every cell unmeasured: the village whole; none: nothing
+    assert shapely.equals(needs(np.full((3, 3), int(CellClass.INSUFFICIENT))).geometry.iloc[0], village)
+    assert needs(np.full((3, 3), int(CellClass.COVERED))).empty
+
+
+def test_needs_measurement_equals_the_intersection_with_all_unmeasured_cells():
+    grid = make_grid((0, 0, 1000, 1000), size=100, crs=UTM)
+    rng = np.random.default_rng(5)
+    classes = np.where(rng.random((10, 10)) < 0.6, int(CellClass.INSUFFICIENT), int(CellClass.COVERED)).astype(np.uint8)
+    villages = gpd.GeoDataFrame({"village_id": ["a", "b", "c"], "name": ["A", "B", "C"], "commune": ["X"] * 3,
+                                 "households": [10.0, 20.0, 30.0]},
+                                geometry=[shapely.Point(330, 440).buffer(250), shapely.box(610, 50, 990, 390),
+                                          shapely.box(20, 720, 180, 980)], crs=UTM)
+    got = deadzones.needs_measurement_areas(classes, grid, villages, "commune")
+    cells = np.flatnonzero(classes.ravel() == int(CellClass.INSUFFICIENT))
+    unmeasured = shapely.union_all(grid.cell_boxes(cells))
+    expected = shapely.area(shapely.intersection(villages.geometry.to_numpy(), unmeasured)) / 1e6
+    by_id = dict(zip(got["village_id"], got["area_km2"]))
+    for vid, area in zip(villages["village_id"], expected):
+        assert by_id.get(vid, 0.0) == pytest.approx(area, abs=1e-6)
+
+
+def test_a_village_wholly_unmeasured_is_sent_once_on_the_maps():
+    villages = gpd.GeoDataFrame({"village_id": ["a", "b"]}, geometry=[shapely.box(0, 0, 100, 100),
+                                                                    shapely.box(200, 0, 300, 100)], crs=UTM)
+    needs = gpd.GeoDataFrame({"village_id": ["a", "b"]}, geometry=[shapely.box(0, 0, 100, 100),
+                                                                 shapely.box(200, 0, 250, 100)], crs=UTM)
+    assert maps._whole_villages(needs, villages).tolist() == [True, False]

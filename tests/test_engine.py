@@ -256,3 +256,30 @@ def test_a_reading_process_that_dies_refuses_its_file_and_does_not_hang(hand_pro
     with ingest.Batch(layers, ctx, chunk_rows=2, workers=2) as batch:
         with pytest.raises(RuntimeError, match="reading process ended unexpectedly"):
             batch.add(src, "3" * 64)
+
+
+def _writes(path):
+    path.write_text("written by the child", encoding="utf-8")
+
+
+def _refuses(path):
+    from covgap.errors import OutputError
+
+    raise OutputError(f"{path}: cannot write here")
+
+
+def _fails(path):
+    raise ZeroDivisionError("a bug")
+
+
+def test_forked_writer_reports_success_and_errors(tmp_path):
+    from covgap.errors import CovgapError
+    from covgap.forked import Forked, ForkedError
+
+    Forked(_writes, tmp_path / "a.txt").result()
+    assert (tmp_path / "a.txt").read_text(encoding="utf-8") == "written by the child"
+    with pytest.raises(CovgapError, match="cannot write here"):
+        Forked(_refuses, tmp_path / "b").result()
+    with pytest.raises(ForkedError, match="ZeroDivisionError: a bug") as err:
+        Forked(_fails, tmp_path / "c").result()
+    assert "Traceback" in err.value.trace and "_fails" in err.value.trace

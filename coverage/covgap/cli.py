@@ -159,11 +159,20 @@ def _results_of(out: Path, config: Config):
 
 
 def _write_products(results, folder: Path) -> None:
-    """Everything that goes into the (temporary) output folder: tables, GeoPackage, GeoTIFFs, partner packages."""
-    from covgap import outputs, partners
+    """Everything that goes into the (temporary) output folder: tables, GeoPackage, GeoTIFFs, partner packages.
 
-    outputs.write_outputs(results, folder)
-    partners.write_partner_packages(results, folder / "partners")
+    The partner packages are written by a forked child meanwhile (covgap.forked): the second core.
+    """
+    from covgap import outputs, partners
+    from covgap.forked import Forked
+
+    packages = Forked(partners.write_partner_packages, results, folder / "partners")
+    try:
+        outputs.write_outputs(results, folder)
+    except BaseException:
+        packages.cancel()
+        raise
+    packages.result()
 
 
 _PROGRESS_MIN_BYTES = 20 * 2**20

@@ -145,11 +145,16 @@ def test_blocks_keep_every_line_and_its_number(tmp_path_factory, data, block_byt
     assert line - 2 == (text_lines.count("\n") + (0 if not text_lines or text_lines.endswith("\n") else 1))
 
 
-def test_the_grid_study_area_test_equals_the_exact_one(hand_project):
-    """Points near and on the study area's boundary, and far from it: the same answer as contains_xy."""
+@pytest.mark.parametrize("which", ["hand", "sample"])
+def test_the_grid_study_area_test_equals_the_exact_one(hand_project, which):
+    """Points near and on the study area's boundary (the hand-made squares, and the sample district's
+    real commune outlines), and far from it: the same answer as contains_xy."""
+    from pathlib import Path
+
     from covgap import config as config_mod, pipeline
 
-    config = config_mod.load_config(hand_project)
+    sample = Path(__file__).resolve().parents[1] / "data" / "sample" / "covgap.toml"
+    config = config_mod.load_config(hand_project if which == "hand" else sample)
     layers = pipeline.load_layers(config)
     locate = ingest.StudyAreaLocator(layers)
     exact = ingest.study_area_test(layers)

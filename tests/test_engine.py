@@ -288,3 +288,32 @@ def test_forked_writer_reports_success_and_errors(tmp_path):
     with pytest.raises(ForkedError, match="ZeroDivisionError: a bug") as err:
         Forked(_fails, tmp_path / "c").result()
     assert "Traceback" in err.value.trace and "_fails" in err.value.trace
+
+
+def test_large_file_path_scans_blocks_and_workers_read_them(tmp_path):
+    """A plain file of many blocks (the sample's G-NetTrack log cut in 8 KiB blocks): the main process
+    only finds line ends, two reading processes read the bytes; the store equals one process's, byte for byte."""
+    from pathlib import Path
+
+    from covgap import config as config_mod, pipeline
+
+    sample = Path(__file__).resolve().parents[1] / "data" / "sample"
+    config = config_mod.load_config(sample / "covgap.toml")
+    layers = pipeline.load_layers(config)
+    src = sample / "measurements" / "gnettrack_vtl_2026-04-18.txt"
+    fmt = meas.detect_format(src)
+    refs = list(blocks.scan_plain(src, fmt, block_bytes=1 << 13))
+    whole = list(blocks.iter_blocks(src, fmt, block_bytes=1 << 30))
+    assert len(refs) > 4 and b"".join(blocks.read_ref(src, r, n).data for r, n in refs) == whole[0].data
+    assert [r.first_line for r, _ in refs] == list(np.cumsum([2] + [r.n_lines for r, _ in refs])[:-1])
+    assert sum(r.n_lines for r, _ in refs) == whole[0].n_lines
+    files = {}
+    for label, workers in (("one", 1), ("two", 2)):
+        ctx = ingest.read_context(layers, config, now_s=1_790_000_000)
+        folder = tmp_path / label
+        with ingest.Batch(layers, ctx, folder=folder, block_bytes=1 << 13, workers=workers) as batch:
+            batch.add(src, "4" * 64)
+            (record,) = batch.finish(keys_folder=folder / "row_keys")
+        files[label] = {p.relative_to(folder).as_posix(): p.read_bytes() for p in folder.rglob("*") if p.is_file()}
+        assert record.rows_used > 500
+    assert files["one"] == files["two"]

@@ -317,3 +317,44 @@ def test_large_file_path_scans_blocks_and_workers_read_them(tmp_path):
         files[label] = {p.relative_to(folder).as_posix(): p.read_bytes() for p in folder.rglob("*") if p.is_file()}
         assert record.rows_used > 500
     assert files["one"] == files["two"]
+
+
+_INTERRUPTED_READ = """
+import multiprocessing, sys, time
+from covgap import config as config_mod, ingest, pipeline
+config = config_mod.load_config(sys.argv[1])
+layers = pipeline.load_layers(config)
+real = ingest.process_block
+def slow(*args, **kw):
+    time.sleep(0.3)
+    return real(*args, **kw)
+ingest.process_block = slow  # the forked workers inherit it
+ctx = ingest.read_context(layers, config)
+try:
+    with ingest.Batch(layers, ctx, chunk_rows=2, workers=2) as batch:
+        print("reading", flush=True)
+        batch.add(sys.argv[2], "5" * 64)
+    print("finished before the interruption", flush=True)
+except KeyboardInterrupt:
+    print(f"interrupted; reading processes left: {len(multiprocessing.active_children())}", flush=True)
+"""
+
+
+def test_ctrl_c_while_workers_read_stops_them_without_a_traceback(hand_project):
+    """Ctrl-C reaches the whole process group: the workers ignore it, the main process stops and joins them."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    src = hand_project.parent / "measurements" / "hand.csv"
+    proc = subprocess.Popen([sys.executable, "-c", _INTERRUPTED_READ, str(hand_project), str(src)], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, start_new_session=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    assert proc.stdout is not None and proc.stdout.readline().strip() == "reading"
+    time.sleep(1.0)
+    os.killpg(proc.pid, signal.SIGINT)
+    out, err = proc.communicate(timeout=60)
+    assert "interrupted; reading processes left: 0" in out, (out, err)
+    assert "Traceback" not in err, err

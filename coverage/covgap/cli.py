@@ -169,10 +169,10 @@ def _write_products(results, folder: Path) -> None:
     packages = Forked(partners.write_partner_packages, results, folder / "partners")
     try:
         outputs.write_outputs(results, folder)
-    except BaseException:
+        packages.result()
+    except BaseException:  # an error or Ctrl-C: the child stops too (the temporary folder is abandoned)
         packages.cancel()
         raise
-    packages.result()
 
 
 _PROGRESS_MIN_BYTES = 20 * 2**20

@@ -32,6 +32,9 @@ class ForkedError(RuntimeError):
 
 
 def _child(fn: Callable[..., Any], args: tuple, outbox) -> None:
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the main process's: it stops this one (Forked.cancel)
     try:
         fn(*args)
         outbox.put(("ok", "", "", ""))

@@ -310,6 +310,9 @@ class _Workers:
 
 def _worker_main(inbox, outbox, ctx: meas.ReadContext, grid, crs: CRS, spool_dir: Path, wid: int) -> None:
     """A reading process: blocks in, per-block results and per-file statistics out; row keys to its own spool."""
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the main process's to handle: it stops the workers
     accs: dict[int, cellstats.CellAccumulator] = {}
     spool = dedupe.KeySpool(spool_dir, f"w{wid}")
     while True:

@@ -358,3 +358,24 @@ def test_ctrl_c_while_workers_read_stops_them_without_a_traceback(hand_project):
     out, err = proc.communicate(timeout=60)
     assert "interrupted; reading processes left: 0" in out, (out, err)
     assert "Traceback" not in err, err
+
+
+def test_store_total_merges_in_groups_the_same_as_at_once(tmp_path, monkeypatch):
+    """Many files' statistics merge a group at a time (given or read from the store): the same total."""
+    from covgap import refresh, store as store_mod
+    from covgap.grid import make_grid
+    from pyproj import CRS
+
+    grid = make_grid((0, 0, 500, 100), size=100, crs=CRS.from_epsg(32649))
+    parts = []
+    for k in range(5):
+        rows = pd.DataFrame({"x": [50.0 + 100 * (k % 3), 150.0], "y": [50.0, 50.0], "signal_dbm": [-90.0 - k, -100.0],
+                             "technology": ["4G", "3G"], "operator": ["Viettel", "MobiFone"], "time_s": [float(k), 10.0]})
+        parts.append(cellstats.aggregate_to_cells(rows, grid))
+    path = tmp_path / "s.parquet"
+    store_mod._write_parquet(parts[2], path)
+    at_once = cellstats.merge_stats(*parts)
+    monkeypatch.setattr(refresh, "MERGE_ROWS", 3)
+    grouped = refresh._merged_total(cellstats.empty_stats(), [parts[0], parts[1], path, parts[3], parts[4]])
+    pd.testing.assert_frame_equal(grouped, at_once)
+    assert int(at_once["n_samples"].sum()) == 10

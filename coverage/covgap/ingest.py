@@ -486,7 +486,8 @@ class Batch:
         del acc
         if self.folder is not None:
             record.stats_file = store_mod.write_file_stats(stats, self.folder, sha256)
-            self.taken.append(_Taken(pos, path, fmt, record, None, refs))
+            # Small statistics stay in memory too (many small files: no read back); large ones are read again.
+            self.taken.append(_Taken(pos, path, fmt, record, stats if len(stats) <= KEEP_STATS_ROWS else None, refs))
         else:
             self.taken.append(_Taken(pos, path, fmt, record, stats, refs))
         log.info("%s (%s): %d rows read, %d used, %d rejected", path.name, fmt.name, n_read, n_used, n_rej)
@@ -669,9 +670,14 @@ class Batch:
             (self.folder / rec.stats_file).unlink()
             rec.stats_file = store_mod.write_file_stats(stats, self.folder, rec.sha256)
             rec.rejected_file = store_mod.add_rejected_rows(self.folder, rec.sha256, rec.name, rec.rejected_file, dup_rejected)
-        else:
+        if self.folder is None or len(stats) <= KEEP_STATS_ROWS:
             taken.stats = stats
+        else:
+            taken.stats = None
 
+
+#: With a store, a file's statistics of at most this many rows are also kept in memory for the merge.
+KEEP_STATS_ROWS = 50_000
 
 #: The detail of a duplicate row in the rejected rows.
 DUPLICATE_DETAIL = "same time, place, operator, technology and level as an earlier row"

@@ -654,10 +654,19 @@ def normalise_operator(raw: pd.Series, default: str) -> pd.Series:
     present = raw.notna()
     if not present.any():
         return out
-    # Work on the distinct spellings only (a file holds a handful), then spread back.
+    # Work on the distinct spellings only (a file holds a handful), each worked out once per process, then spread back.
     codes, uniques = pd.factorize(raw[present].astype(str))
-    out[present] = _normalise_operator_names(pd.Series(uniques, dtype=object)).to_numpy(dtype=object)[codes]
+    new = [u for u in uniques if u not in _OPERATOR_CACHE]
+    if new:
+        if len(_OPERATOR_CACHE) > 10_000:
+            _OPERATOR_CACHE.clear()
+        _OPERATOR_CACHE.update(zip(new, _normalise_operator_names(pd.Series(new, dtype=object)).to_numpy(dtype=object)))
+    out[present] = np.array([_OPERATOR_CACHE[u] for u in uniques], dtype=object)[codes]
     return out
+
+
+#: Canonical operator name of each spelling seen (a spelling always gives the same name).
+_OPERATOR_CACHE: dict[str, str] = {}
 
 
 def _normalise_operator_names(text: pd.Series) -> pd.Series:

@@ -47,6 +47,7 @@ class FileOutcome:
     message: str = ""
     record: FileRecord | None = None
     traceback: str = ""  # refused for an internal error: what went wrong, for errors.log
+    stats: pd.DataFrame | None = None  # a taken file's statistics when kept in memory (else in the store)
 
 
 @dataclass
@@ -192,8 +193,8 @@ def update_outputs(
                                      ["no measurement file could be used: " + "; ".join(o.message for o in refused)]
                                      if refused else ["every measurement file is a copy of another"])
                 raise _NothingNew
-            for record in (o.record for o in taken if o.record is not None):  # one file's statistics at a time
-                store.total = cellstats.merge_stats(store.total, store_mod.read_stats(new_folder / record.stats_file))
+            store.total = _merged_total(store.total, [o.stats if o.stats is not None else new_folder / o.record.stats_file
+                                                      for o in taken if o.record is not None])
             store_mod.save_store(store, new_folder)
             results = analyse_store(store, new_folder, layers, config,
                                     refused=[(o.path.name, o.message) for o in outcomes if o.status == "refused"])
@@ -206,6 +207,26 @@ def update_outputs(
     return RefreshOutcome(files=outcomes, store=store, full_rebuild=full_rebuild, dry_run=False,
                           results=results, compared=compared,
                           changes=results.changes if results.changes is not None else pd.DataFrame(columns=CHANGE_COLUMNS))
+
+
+#: Statistics rows merged at once: many small files merge in a few steps (merging each into the growing total
+#: was quadratic: 12 s for 200 files of 1,000 rows), large ones still one or two at a time (bounded memory).
+MERGE_ROWS = 2_000_000
+
+
+def _merged_total(total: pd.DataFrame, parts: list[pd.DataFrame | Path]) -> pd.DataFrame:
+    """``total`` merged with the statistics given or in the files at ``parts``, in groups of about
+    :data:`MERGE_ROWS` rows."""
+    group: list[pd.DataFrame] = []
+    rows = 0
+    for part in parts:
+        stats = part if isinstance(part, pd.DataFrame) else store_mod.read_stats(part)
+        group.append(stats)
+        rows += len(stats)
+        if rows >= MERGE_ROWS:
+            total = cellstats.merge_stats(total, *group)
+            group, rows = [], 0
+    return cellstats.merge_stats(total, *group) if group else total
 
 
 def _open_store(out_dir: Path, current: dict, *, full_rebuild: bool) -> Store:
@@ -281,6 +302,10 @@ def _ingest_batch(files: list[Path], store: Store, layers: pipeline.Layers, ctx:
                 continue
             outcomes.append(FileOutcome(path, sha, "would take" if folder is None else "taken", record=record))
         reader.finish(keys_folder=folder / store_mod.KEYS_DIR if folder is not None else None)
+        kept = {t.record.sha256: t.stats for t in reader.taken}
+        for o in outcomes:
+            if o.record is not None:
+                o.stats = kept.get(o.record.sha256)
     if folder is not None:
         store.files += [o.record for o in outcomes if o.status == "taken" and o.record is not None]
     return outcomes

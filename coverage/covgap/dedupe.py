@@ -178,26 +178,26 @@ def find_duplicates(spool: KeySpool, stored: StoredKeys, *, drop_files: set[int]
         keys = np.sort(pairs["key"])
         first = np.ones(len(keys), dtype=bool)
         first[1:] = keys[1:] != keys[:-1]
-        seen = np.zeros(len(keys), dtype=bool)
-        if len(old):
-            at = np.minimum(np.searchsorted(old, keys), len(old) - 1)
-            seen = old[at] == keys
+        seen = _in_sorted(old, keys)
         if not first.all() or seen.any():  # some duplicates: which rows they are (the earliest of equal keys stays)
-            dup_keys = np.unique(keys[~first | seen])
-            at = np.minimum(np.searchsorted(dup_keys, pairs["key"]), len(dup_keys) - 1)
-            few = pairs[dup_keys[at] == pairs["key"]]  # the pairs of those keys only
+            few = pairs[_in_sorted(np.unique(keys[~first | seen]), pairs["key"])]  # the pairs of those keys only
             order = np.lexsort((few["seq"], few["key"]))
             k, q = few["key"][order], few["seq"][order]
             head = np.ones(len(k), dtype=bool)
             head[1:] = k[1:] != k[:-1]
-            at_old = np.minimum(np.searchsorted(old, k), len(old) - 1) if len(old) else None
-            was_seen = old[at_old] == k if at_old is not None else np.zeros(len(k), dtype=bool)
-            dups.append(q[~head | was_seen])
+            dups.append(q[~head | _in_sorted(old, k)])
         if new_folder is not None:
             fresh = keys[first & ~seen]
             merged = np.insert(old, np.searchsorted(old, fresh), fresh) if len(old) else fresh
             np.save(new_folder / f"{p:02d}.npy", merged.astype(np.uint64, copy=False))
     return np.sort(np.concatenate(dups)) if dups else np.empty(0, dtype=np.uint64)
+
+
+def _in_sorted(sorted_keys: np.ndarray, keys: np.ndarray) -> np.ndarray:
+    """Which of ``keys`` are in the sorted array ``sorted_keys`` (binary search)."""
+    if not len(sorted_keys):
+        return np.zeros(len(keys), dtype=bool)
+    return sorted_keys[np.minimum(np.searchsorted(sorted_keys, keys), len(sorted_keys) - 1)] == keys
 
 
 def _link_or_copy(src: Path, dest: Path) -> None:

@@ -21,20 +21,17 @@ module only when the dask engine is chosen.
 from __future__ import annotations
 
 import logging
-import traceback
 import uuid
 from collections import deque
 from operator import itemgetter
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-import pandas as pd
 
-from covgap import cellstats, ingest, measurements as meas, store as store_mod
+from covgap import cellstats, ingest, measurements as meas
 from covgap.blocks import Block, read_ref
 from covgap.config import EngineConfig
-from covgap.errors import EngineError, InputError
+from covgap.errors import EngineError
 
 log = logging.getLogger(__name__)
 
@@ -62,8 +59,7 @@ def read_block_task(settings: ingest.ReadSettings, block: Block, length: int | N
         partial, res.partial = res.partial, None
         return partial, res, None
     except Exception as err:
-        problems = err.problems if isinstance(err, InputError) else None
-        return None, None, (type(err).__name__, str(err), problems, traceback.format_exc())
+        return None, None, ingest.error_payload(err)
 
 
 def merge_partials(settings: ingest.ReadSettings, *parts: cellstats.PartialStats | None) -> cellstats.PartialStats | None:
@@ -161,10 +157,7 @@ class DaskExecutor:
             fut, nbytes = pending.popleft()
             res, error = fut.result()
             if error is not None:
-                kind, message, problems, trace = error
-                if problems is not None:
-                    raise InputError(path, problems)
-                raise ingest._WorkerError(kind, message, trace)
+                ingest.raise_payload(path, error)
             return res, nbytes
 
         try:
@@ -192,6 +185,4 @@ class DaskExecutor:
         finally:
             client.cancel(every)
         if merged is not None:
-            empty = pd.DataFrame(columns=store_mod.REJECTED_COLUMNS)
-            yield ingest.BlockResult(partial=merged, keys=np.empty(0, dtype=np.uint64), lines=np.empty(0, dtype=np.int64),
-                                     rejected=empty, n_read=0, n_used=0), 0
+            yield ingest.BlockResult.statistics_only(merged), 0

@@ -26,7 +26,7 @@ import traceback
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import numpy as np
 import pandas as pd
@@ -50,39 +50,14 @@ ERRORS_LOG = "errors.log"
 ProgressFactory = Callable[[str, int], Any]
 
 
-def study_area_test(layers: Layers) -> Callable[[np.ndarray, np.ndarray], np.ndarray]:
-    """A vectorised test: are these WGS84 lon/lat points inside the study area?"""
-    to_work = Transformer.from_crs("EPSG:4326", layers.crs, always_xy=True)
-    area = layers.study_area
-    shapely.prepare(area)
-    minx, miny, maxx, maxy = area.bounds
-
-    def inside(lon: np.ndarray, lat: np.ndarray) -> np.ndarray:
-        lon = np.asarray(lon, dtype=float)
-        lat = np.asarray(lat, dtype=float)
-        ok = (np.abs(lat) <= 90) & (np.abs(lon) <= 180)
-        out = np.zeros(len(lon), dtype=bool)
-        if not ok.any():
-            return out
-        x, y = to_work.transform(lon[ok], lat[ok])
-        x = np.asarray(x)
-        y = np.asarray(y)
-        box = np.isfinite(x) & (x >= minx) & (x <= maxx) & (y >= miny) & (y <= maxy)
-        res = np.zeros(len(x), dtype=bool)
-        res[box] = shapely.contains_xy(area, x[box], y[box])
-        out[ok] = res
-        return out
-
-    return inside
-
-
 class StudyAreaLocator:
     """The study-area test that also projects: ``locate(lon, lat) -> (inside, x, y)``.
 
     Points are projected once (pyproj) and binned on the analysis grid; a cell that the
     study area's boundary does not touch is wholly inside or wholly outside, so only
     points in boundary cells get the exact point-in-polygon test. The same answer as
-    :func:`study_area_test` (the property tests compare them), for a fraction of the cost.
+    ``shapely.contains_xy`` on every point (the property tests compare them), for a fraction
+    of the cost. :meth:`inside` is the test alone (the read context's ``in_study_area``).
     """
 
     def __init__(self, layers: Layers):
@@ -129,6 +104,10 @@ class StudyAreaLocator:
             inside[edge] = shapely.contains_xy(self.area, x[edge], y[edge])
         return inside, x, y
 
+    def inside(self, lon: np.ndarray, lat: np.ndarray) -> np.ndarray:
+        """Which WGS84 lon/lat points are inside the study area."""
+        return self(lon, lat)[0]
+
 
 def project_rows(rows: pd.DataFrame, crs: CRS) -> pd.DataFrame:
     """Add working-CRS ``x``, ``y`` to normalised rows."""
@@ -138,14 +117,15 @@ def project_rows(rows: pd.DataFrame, crs: CRS) -> pd.DataFrame:
 
 
 def read_context(layers: Layers, config: Config, *, now_s: float | None = None) -> meas.ReadContext:
+    locator = StudyAreaLocator(layers)
     return meas.ReadContext(
-        in_study_area=study_area_test(layers),
+        in_study_area=locator.inside,
         now_s=time.time() if now_s is None else now_s,
         timezone=config.study.timezone,
         default_technology=config.inputs.default_technology,
         default_operator=config.inputs.default_operator,
         mapping=config.inputs.columns,
-        locate=StudyAreaLocator(layers),
+        locate=locator,
     )
 
 
@@ -190,14 +170,15 @@ class ReadSettings:
 @functools.lru_cache(maxsize=4)
 def context_of(settings: ReadSettings) -> meas.ReadContext:
     """The read context of ``settings``, built once per process (cached by the settings' digest)."""
+    locator = StudyAreaLocator(settings)  # type: ignore[arg-type]  # has crs, grid, study_area
     return meas.ReadContext(
-        in_study_area=study_area_test(settings),  # type: ignore[arg-type]  # has crs, grid, study_area
+        in_study_area=locator.inside,
         now_s=settings.now_s,
         timezone=settings.timezone,
         default_technology=settings.default_technology,
         default_operator=settings.default_operator,
         mapping=settings.mapping,
-        locate=StudyAreaLocator(settings),  # type: ignore[arg-type]
+        locate=locator,
     )
 
 
@@ -212,6 +193,27 @@ class BlockResult:
     rejected: pd.DataFrame
     n_read: int
     n_used: int
+
+    @classmethod
+    def statistics_only(cls, partial: cellstats.PartialStats) -> BlockResult:
+        """A result of no row holding statistics merged elsewhere (a worker's share of a file)."""
+        return cls(partial=partial, keys=np.empty(0, dtype=np.uint64), lines=np.empty(0, dtype=np.int64),
+                   rejected=pd.DataFrame(columns=store_mod.REJECTED_COLUMNS), n_read=0, n_used=0)
+
+
+def error_payload(err: Exception) -> tuple:
+    """A block's error as plain values to send back from another process: an :class:`InputError` keeps
+    its problems (it does not pickle as itself), a bug its traceback."""
+    problems = err.problems if isinstance(err, InputError) else None
+    return type(err).__name__, str(err), problems, traceback.format_exc()
+
+
+def raise_payload(path: Path, payload: tuple) -> NoReturn:
+    """Raise again, in the main process, an error made by :func:`error_payload`."""
+    kind, message, problems, trace = payload
+    if problems is not None:
+        raise InputError(path, problems)
+    raise _WorkerError(kind, message, trace)
 
 
 def process_block(block: Block, fmt: meas.MeasurementFormat, ctx: meas.ReadContext, grid, crs: CRS,
@@ -263,16 +265,17 @@ class _Workers:
         for proc in self.procs:
             proc.start()
 
-    def put(self, i: int, msg: tuple) -> None:
-        """Give worker ``i`` a message, waiting while its queue is full; raises if it died."""
-        while True:
+    def put(self, i: int, msg: tuple, *, unless_dead: bool = False) -> None:
+        """Give worker ``i`` a message, waiting while its queue is full; if it died, raise (or, with
+        ``unless_dead``, drop the message: :meth:`get` reports the death)."""
+        while self.procs[i].is_alive():
             try:
                 self.inboxes[i].put(msg, timeout=1.0)
                 return
             except queue.Full:
-                if not self.procs[i].is_alive():
-                    raise RuntimeError(f"a reading process ended unexpectedly (exit code {self.procs[i].exitcode}; "
-                                       "killed, or out of memory?)") from None
+                continue
+        if not unless_dead:
+            raise _died(self.procs[i])
 
     def get(self):
         """The next message from any worker; raises if one died (killed, out of memory)."""
@@ -282,13 +285,12 @@ class _Workers:
             except queue.Empty:
                 dead = [p for p in self.procs if not p.is_alive()]
                 if dead:
-                    raise RuntimeError(f"a reading process ended unexpectedly (exit code {dead[0].exitcode}; "
-                                       "killed, or out of memory?)") from None
+                    raise _died(dead[0]) from None
 
     def sync(self) -> None:
         """Have every worker write its spooled row keys to disk (before the duplicates are looked for)."""
-        for inbox in self.inboxes:
-            inbox.put(("sync",))
+        for i in range(len(self.procs)):
+            self.put(i, ("sync",))
         synced = 0
         while synced < len(self.procs):
             if self.get()[0] == "synced":
@@ -306,6 +308,10 @@ class _Workers:
             if proc.is_alive():
                 proc.terminate()
                 proc.join()
+
+
+def _died(proc) -> RuntimeError:
+    return RuntimeError(f"a reading process ended unexpectedly (exit code {proc.exitcode}; killed, or out of memory?)")
 
 
 def _worker_main(inbox, outbox, ctx: meas.ReadContext, grid, crs: CRS, spool_dir: Path, wid: int) -> None:
@@ -339,8 +345,7 @@ def _worker_main(inbox, outbox, ctx: meas.ReadContext, grid, crs: CRS, spool_dir
             res.keys = res.lines = np.empty(0, dtype=np.int64)
             outbox.put(("block", file_pos, idx, res))
         except Exception as err:
-            problems = err.problems if isinstance(err, InputError) else None
-            outbox.put(("error", file_pos, idx, (type(err).__name__, str(err), problems, traceback.format_exc())))
+            outbox.put(("error", file_pos, idx, error_payload(err)))
 
 
 class _WorkerError(Exception):
@@ -561,27 +566,17 @@ class Batch:
                     yield done.pop(next_out)
                     next_out += 1
         finally:
-            for inbox, proc in zip(pool.inboxes, pool.procs):
-                while proc.is_alive():  # a worker that died is reported by pool.get() below
-                    try:
-                        inbox.put(("flush", pos), timeout=1.0)
-                        break
-                    except queue.Full:
-                        continue
+            for i in range(n):
+                pool.put(i, ("flush", pos), unless_dead=True)  # a worker that died is reported by pool.get() below
         while flushed < n or (error is None and next_out < sent):
             receive(pool.get())
             while error is None and next_out in done:
                 yield done.pop(next_out)
                 next_out += 1
         if error is not None:
-            kind, message, problems, trace = error
-            if problems is not None:
-                raise InputError(path, problems)
-            raise _WorkerError(kind, message, trace)
-        empty = pd.DataFrame(columns=store_mod.REJECTED_COLUMNS)
+            raise_payload(path, error)
         for part in partials:
-            yield BlockResult(partial=part, keys=np.empty(0, dtype=np.uint64), lines=np.empty(0, dtype=np.int64),
-                              rejected=empty, n_read=0, n_used=0), 0
+            yield BlockResult.statistics_only(part), 0
 
     def close(self) -> None:
         """Stop the worker processes (or leave the Dask cluster) and remove the spooled keys."""
@@ -661,9 +656,8 @@ class Batch:
         k = len(lines)
         rec.rows_used -= k
         rec.rows_rejected += k
-        rec.rejected_by_reason = {r: v for r, v in {**rec.rejected_by_reason,
-                                                     "duplicate_row": rec.rejected_by_reason.get("duplicate_row", 0) + k}.items()}
-        rec.rejected_by_reason = {r: rec.rejected_by_reason[r] for r in meas.REJECT_REASONS if rec.rejected_by_reason.get(r)}
+        by_reason = {**rec.rejected_by_reason, "duplicate_row": rec.rejected_by_reason.get("duplicate_row", 0) + k}
+        rec.rejected_by_reason = {r: by_reason[r] for r in meas.REJECT_REASONS if by_reason.get(r)}
         if self.on_rejected:
             self.on_rejected(dup_rejected)
         if self.folder is not None:

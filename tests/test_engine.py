@@ -308,6 +308,46 @@ def test_forked_writer_reports_success_and_errors(tmp_path):
     assert "Traceback" in err.value.trace and "_fails" in err.value.trace
 
 
+def _frame_of(n):
+    return pd.DataFrame({"n": np.arange(n), "square": np.arange(n) ** 2})
+
+
+def test_forked_child_returns_its_value_and_inline_runs_here():
+    import os
+
+    from covgap.forked import Forked
+
+    pd.testing.assert_frame_equal(Forked(_frame_of, 5).result(), _frame_of(5))
+    assert Forked(os.getpid).result() != os.getpid()  # it ran in another process
+    assert Forked(os.getpid, inline=True).result() == os.getpid()
+
+
+def test_analysis_in_two_processes_equals_one():
+    """The fibre side and the needs-measurement areas worked out by a forked child (two cores) give
+    the same results as everything in this process (``[engine] workers = 1``)."""
+    import dataclasses
+    from pathlib import Path
+
+    from covgap import config as config_mod, pipeline
+
+    sample_config = config_mod.load_config(Path(__file__).resolve().parents[1] / "data" / "sample" / "covgap.toml")
+    layers = pipeline.load_layers(sample_config)
+    files = meas.list_measurement_files(sample_config.inputs.measurements)
+    stats, report = pipeline.ingest_measurements(files, layers, sample_config)
+    one = dataclasses.replace(sample_config, engine=dataclasses.replace(sample_config.engine, workers=1))
+    assert pipeline._one_core(one) and not pipeline._one_core(dataclasses.replace(
+        sample_config, engine=dataclasses.replace(sample_config.engine, workers=2)))
+    a = pipeline.analyse(layers, stats, one, report)
+    b = pipeline.analyse(layers, stats, dataclasses.replace(one, engine=dataclasses.replace(one.engine, workers=2)), report)
+    pd.testing.assert_frame_equal(a.villages, b.villages)
+    pd.testing.assert_frame_equal(a.communes, b.communes)
+    pd.testing.assert_frame_equal(a.needs_measurement, b.needs_measurement)
+    pd.testing.assert_frame_equal(a.fibre_plan.spurs, b.fibre_plan.spurs)
+    pd.testing.assert_frame_equal(a.fibre_plan.units, b.fibre_plan.units)
+    pd.testing.assert_frame_equal(a.scorecard_long, b.scorecard_long)
+    assert len(a.needs_measurement) > 50 and a.fibre_plan.units["spurs"].iloc[0] > 0
+
+
 def test_large_file_path_scans_blocks_and_workers_read_them(tmp_path):
     """A plain file of many blocks (the sample's G-NetTrack log cut in 8 KiB blocks): the main process
     only finds line ends, two reading processes read the bytes; the store equals one process's, byte for byte."""

@@ -1,12 +1,16 @@
-"""Run one function in a forked child process while this one does other work: the second core for output writing.
+"""Run one function in a forked child process while this one does other work: the second core.
 
-A run's outputs are independent files written into the same temporary folder; the
-partner packages (shapefiles, GeoPackages, zips) are written by a forked child while the
-main process writes the other outputs. Fork shares the results without pickling them.
-The child sends back only whether it succeeded, and if not, the error's message and
-traceback: an error covgap raises on purpose (:class:`~covgap.errors.CovgapError`) stays
-a one-line message; anything else is raised as a :class:`ForkedError` with the child's
-traceback.
+Two uses. A run's outputs are independent files written into the same temporary folder;
+the partner packages (shapefiles, GeoPackages, zips) are written by a forked child while
+the main process writes the other outputs. And the analysis has two independent sides:
+the fibre figures and the fibre plan (which never depend on the measurements) are worked
+out by a forked child while the main process works out the signal side
+(:func:`covgap.pipeline.analyse`).
+
+Fork shares the inputs without pickling them. The child sends back the function's value
+(pickled: keep it small) or, if it failed, the error's message and traceback: an error
+covgap raises on purpose (:class:`~covgap.errors.CovgapError`) stays a one-line message;
+anything else is raised as a :class:`ForkedError` with the child's traceback.
 """
 
 from __future__ import annotations
@@ -36,42 +40,49 @@ def _child(fn: Callable[..., Any], args: tuple, outbox) -> None:
 
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the main process's: it stops this one (Forked.cancel)
     try:
-        fn(*args)
-        outbox.put(("ok", "", "", ""))
+        value = fn(*args)
+        outbox.put(("ok", value, "", ""))
     except BaseException as err:  # everything goes back to the parent, which decides
         kind = "covgap" if isinstance(err, CovgapError) else type(err).__name__
         outbox.put(("error", kind, str(err), traceback.format_exc()))
 
 
 class Forked:
-    """``fn(*args)`` running in a forked child; :meth:`result` waits for it and raises its error."""
+    """``fn(*args)`` running in a forked child; :meth:`result` waits for it, returns its value or raises its error.
 
-    def __init__(self, fn: Callable[..., Any], *args: Any):
+    With ``inline=True`` (one core, or no ``fork`` on this platform) nothing is forked and
+    :meth:`result` calls ``fn(*args)`` itself.
+    """
+
+    def __init__(self, fn: Callable[..., Any], *args: Any, inline: bool = False):
         self._fn, self._args = fn, args
+        self._proc: Any = None
+        if inline or multiprocessing.current_process().daemon:  # a daemonic process may not have children
+            return
         try:
             ctx = multiprocessing.get_context("fork")
         except ValueError:  # no fork on this platform: run it in :meth:`result`
-            self._proc = None
             return
         self._outbox = ctx.Queue()
-        self._proc = ctx.Process(target=_child, args=(fn, args, self._outbox), daemon=True, name="covgap-writer")
+        self._proc = ctx.Process(target=_child, args=(fn, args, self._outbox), daemon=True,
+                                 name=f"covgap-{getattr(fn, '__name__', 'child')}")
         self._proc.start()
 
-    def result(self) -> None:
+    def result(self) -> Any:
         if self._proc is None:
-            self._fn(*self._args)
-            return
+            return self._fn(*self._args)
         while True:
             try:
-                status, kind, message, trace = self._outbox.get(timeout=0.5)
+                status, value, message, trace = self._outbox.get(timeout=0.5)
                 break
             except queue.Empty:
                 if not self._proc.is_alive():
-                    raise ForkedError(f"the process writing {getattr(self._fn, '__name__', 'outputs')} ended unexpectedly "
+                    raise ForkedError(f"the process running {getattr(self._fn, '__name__', 'a part of the run')} ended unexpectedly "
                                       f"(exit code {self._proc.exitcode}; killed, or out of memory?)", "") from None
         self._proc.join()
         if status == "ok":
-            return
+            return value
+        kind = value
         if kind == "covgap":
             raise CovgapError(message)
         log.debug("the child process failed:\n%s", trace)

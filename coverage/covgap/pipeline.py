@@ -178,7 +178,17 @@ def ingest_measurements(files: list[Path], layers: Layers, config: Config, *,
 
 
 def analyse(layers: Layers, stats: pd.DataFrame, config: Config, report: ReadReport | None = None) -> Results:
-    """Classes, dead zones, village indicators and scorecards from cell statistics (no I/O)."""
+    """Classes, dead zones, village indicators and scorecards from cell statistics (no I/O).
+
+    Two independent halves run side by side (:mod:`covgap.forked`; one after the other in this
+    process when only one core may be used): a forked child works out the fibre side (fibre
+    figures of villages and communes, the fibre plan: they never depend on the measurements)
+    and the village areas that need measuring, while this process delineates and describes
+    the gap zones (any operator and each one), the village signal figures and the
+    measurement plan.
+    """
+    from covgap.forked import Forked
+
     grid = layers.grid
     sig = config.signal
     op_view, op_hist = cellstats.operator_view(stats, covered_dbm=sig.covered_dbm, dead_dbm=sig.dead_dbm,
@@ -190,37 +200,42 @@ def analyse(layers: Layers, stats: pd.DataFrame, config: Config, report: ReadRep
     if not any_view.empty:
         best_flat[any_view["cell"].to_numpy()] = any_view["rsrp_dbm_p50"].to_numpy(dtype=float)
     best = np.where(layers.inside.ravel(), best_flat, np.nan).reshape(grid.nrows, grid.ncols)
-
     pieces = villages_mod.village_pieces(layers.villages, grid, layers.density)
-    described, zone_labels = _gap_zones(classes, layers, pieces, any_view, op_view, op_hist, config)
-    (zones, zone_ops), (no4g_zones, no4g_ops) = described["no_service"], described["no_4g"]
-    labels = zone_labels["no_service"]
-    operators = sorted(op_view["operator"].unique().tolist()) if not op_view.empty else []
-    partner_operators = _partner_operators(operators, layers.fibre)
+    road_graph = roads_mod.build_road_graph(layers.roads.geometry.to_numpy()) if layers.roads is not None else None
+    other_side = Forked(_fibre_side_and_needs, layers, pieces, road_graph, classes, config, inline=_one_core(config))
+    try:
+        described, zone_labels = _gap_zones(classes, layers, pieces, any_view, op_view, op_hist, config)
+        (zones, zone_ops), (no4g_zones, no4g_ops) = described["no_service"], described["no_4g"]
+        labels = zone_labels["no_service"]
+        operators = sorted(op_view["operator"].unique().tolist()) if not op_view.empty else []
+        partner_operators = _partner_operators(operators, layers.fibre)
 
-    vc = config.villages
-    signal_ind = villages_mod.compute_signal_indicators(layers.villages, pieces, classes, any_view, labels, grid,
-                                                        min_evidence_share=config.evidence.village_min_share,
-                                                        min_covered_share=vc.min_covered_share)
-    fibre_ind = fibre_mod.compute_fibre_indicators(layers.villages, pieces, layers.fibre,
-                                                   drop_distance_m=config.fibre.drop_distance_m,
-                                                   goal_share=config.fibre.goal_share)
-    per_operator, operator_zones = _operator_views(op_view, op_hist, any_view, pieces, layers, partner_operators, config)
+        vc = config.villages
+        signal_ind = villages_mod.compute_signal_indicators(layers.villages, pieces, classes, any_view, labels, grid,
+                                                            min_evidence_share=config.evidence.village_min_share,
+                                                            min_covered_share=vc.min_covered_share)
+        per_operator, operator_zones = _operator_views(op_view, op_hist, any_view, pieces, layers, partner_operators,
+                                                       config)
+        signal_villages = gpd.GeoDataFrame(pd.concat([layers.villages.reset_index(drop=True), signal_ind], axis=1),
+                                           geometry="geometry", crs=layers.crs)
+        measurement_plan = None
+        if road_graph is not None and len(road_graph.xy):
+            ev = config.evidence
+            measurement_plan = plans_mod.plan_measurements(
+                signal_villages, pieces, classes, grid, road_graph, start_xy=_plan_start(config, layers.communes),
+                level=config.report.level, km_per_day=config.plans.drive_km_per_day,
+                village_min_share=ev.village_min_share, area_min_share=ev.area_min_share)
+        fibre_ind, reach, fibre_plan, needs = other_side.result()
+    except BaseException:  # an error or Ctrl-C here: the child's work is abandoned with it
+        other_side.cancel()
+        raise
     villages = pd.concat([layers.villages.reset_index(drop=True), signal_ind, fibre_ind], axis=1)
     villages = gpd.GeoDataFrame(villages, geometry="geometry", crs=layers.crs)
-
-    reach = fibre_mod.commune_centre_reach(layers.communes, layers.fibre, reach_m=config.fibre.centre_reach_m)
     communes = pd.concat([layers.communes.reset_index(drop=True), reach], axis=1)
     per_commune, district = scorecard.compute_scorecards(villages, zones, communes, level=config.report.level,
                                                          goal_share=config.fibre.goal_share,
                                                          min_evidence_share=config.evidence.area_min_share,
                                                          study_name=config.study.name)
-    road_graph = roads_mod.build_road_graph(layers.roads.geometry.to_numpy()) if layers.roads is not None else None
-    fib = config.fibre
-    fibre_plan = plans_mod.plan_fibre(villages, layers.fibre, level=config.report.level, study_name=config.study.name,
-                                      goal_share=fib.goal_share, drop_distance_m=fib.drop_distance_m,
-                                      cost_per_m=fib.spur_cost_vnd_per_m, roads=road_graph,
-                                      road_snap_m=config.plans.road_snap_m)
     per_commune = _with_plan_figures(per_commune, fibre_plan.units, "name", level=config.report.level)
     district = _with_plan_figures(district, fibre_plan.units.iloc[:1], None, level="district")
     communes = gpd.GeoDataFrame(
@@ -228,14 +243,6 @@ def analyse(layers: Layers, stats: pd.DataFrame, config: Config, report: ReadRep
             per_commune, on=["commune_id", "name"], how="left"),
         geometry="geometry", crs=layers.crs)
     long = scorecard.scorecard_long(district, goal_share=config.fibre.goal_share, lang=config.output.lang)
-    measurement_plan = None
-    if road_graph is not None and len(road_graph.xy):
-        ev = config.evidence
-        measurement_plan = plans_mod.plan_measurements(
-            villages, pieces, classes, grid, road_graph, start_xy=_plan_start(config, communes), level=config.report.level,
-            km_per_day=config.plans.drive_km_per_day, village_min_share=ev.village_min_share,
-            area_min_share=ev.area_min_share)
-    needs = deadzones.needs_measurement_areas(classes, grid, villages, config.report.level)
     t = stats["t_first_s"].dropna() if not stats.empty else pd.Series(dtype=float)
     t2 = stats["t_last_s"].dropna() if not stats.empty else pd.Series(dtype=float)
     period = (float(t.min()) if len(t) else np.nan, float(t2.max()) if len(t2) else np.nan)
@@ -255,6 +262,29 @@ def analyse(layers: Layers, stats: pd.DataFrame, config: Config, report: ReadRep
                    needs_measurement=needs, district=district, scorecard_long=long,
                    report=report or ReadReport(), operators=operators, partner_operators=partner_operators,
                    data_period=period, fibre_plan=fibre_plan, measurement_plan=measurement_plan)
+
+
+def _fibre_side_and_needs(layers: Layers, pieces: gpd.GeoDataFrame, road_graph, classes: np.ndarray, config: Config):
+    """The part of the analysis a forked child does: the fibre figures of villages and commune centres, the
+    fibre plan, and the village areas that need measuring: (village figures, commune reach, plan, areas)."""
+    fib = config.fibre
+    fibre_ind = fibre_mod.compute_fibre_indicators(layers.villages, pieces, layers.fibre,
+                                                   drop_distance_m=fib.drop_distance_m, goal_share=fib.goal_share)
+    reach = fibre_mod.commune_centre_reach(layers.communes, layers.fibre, reach_m=fib.centre_reach_m)
+    villages = gpd.GeoDataFrame(pd.concat([layers.villages.reset_index(drop=True), fibre_ind], axis=1),
+                                geometry="geometry", crs=layers.crs)
+    fibre_plan = plans_mod.plan_fibre(villages, layers.fibre, level=config.report.level, study_name=config.study.name,
+                                      goal_share=fib.goal_share, drop_distance_m=fib.drop_distance_m,
+                                      cost_per_m=fib.spur_cost_vnd_per_m, roads=road_graph,
+                                      road_snap_m=config.plans.road_snap_m)
+    needs = deadzones.needs_measurement_areas(classes, layers.grid, layers.villages, config.report.level)
+    return fibre_ind, reach, fibre_plan, needs
+
+
+def _one_core(config: Config) -> bool:
+    """Whether the run must stay in one process: ``[engine] workers = 1``, or one core available."""
+    workers = config.engine.workers or ingest.default_workers()
+    return workers <= 1
 
 
 def _plan_start(config: Config, communes: gpd.GeoDataFrame) -> tuple[float, float]:

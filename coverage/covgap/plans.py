@@ -424,6 +424,41 @@ class MeasurementPlan:
     summary: dict  # days, km, waypoints, villages and households targeted / decided, solver
 
 
+class _Distances:
+    """Shortest road distances on a graph with ``length_m`` edges, searched only as far as the targets need.
+
+    Dijkstra's algorithm (as ``networkx.single_source_dijkstra_path_length``) on adjacency
+    lists, stopping once every target is settled or the next node lies beyond ``cutoff``:
+    the distances to the targets are exactly the shortest ones (a node is settled at its
+    shortest distance), and nodes found on the way are kept too. An order of magnitude
+    faster than networkx's search over the whole graph for the many near waypoints.
+    """
+
+    def __init__(self, graph) -> None:
+        self._adj = {n: [(m, float(d["length_m"])) for m, d in nbrs.items()] for n, nbrs in graph.adjacency()}
+
+    def from_node(self, source: int, targets: set[int], *, cutoff: float | None = None) -> dict[int, float]:
+        """Distances from ``source``: every target within ``cutoff`` (all of them without one), and more."""
+        adj = self._adj
+        settled: dict[int, float] = {}
+        seen = {source: 0.0}
+        heap = [(0.0, source)]
+        left = set(targets) & set(adj)
+        limit = math.inf if cutoff is None else cutoff
+        while heap and left:
+            d, n = heapq.heappop(heap)
+            if n in settled:
+                continue
+            settled[n] = d
+            left.discard(n)
+            for m, w in adj[n]:
+                nd = d + w
+                if nd <= limit and (m not in seen or nd < seen[m]):
+                    seen[m] = nd
+                    heapq.heappush(heap, (nd, m))
+        return settled
+
+
 def _tour(dist: dict[int, dict[int, float]], nodes: list[int], first: int) -> list[int]:
     """A closed visiting order of ``nodes`` starting at ``first`` (Christofides on the road metric)."""
     from networkx.algorithms.approximation import christofides
@@ -534,10 +569,20 @@ def plan_measurements(villages: gpd.GeoDataFrame, pieces: gpd.GeoDataFrame, clas
     keep = {start} | {r["node"] for r in wp_rows}
     core = contract(roads, keep)
     anchor_nodes = {by_village[v][0] for v in by_village}
-    dist: dict[int, dict[int, float]] = {}
-    for node in keep:  # every road distance from the start and the anchors; near ones only between a village's waypoints
-        cutoff = None if (node == start or node in anchor_nodes) else INNER_CUTOFF_M
-        dist[int(node)] = nx.single_source_dijkstra_path_length(core, node, cutoff=cutoff, weight="length_m")
+    # Road distances: from the start and each anchor to the start, every anchor and the anchor's own
+    # waypoints (all of them from the start); from the other waypoints to their village's waypoints, near
+    # ones only (within INNER_CUTOFF_M). A node in two villages searches for the targets of both.
+    targets: dict[int, set[int]] = {int(start): {int(n) for n in keep}}
+    far = {int(start)} | {int(a) for a in anchor_nodes}
+    for nodes in by_village.values():
+        for i, node in enumerate(nodes):
+            targets.setdefault(int(node), set()).update(int(n) for n in nodes)
+            if i == 0:
+                targets[int(node)].update(far)
+    search = _Distances(core)
+    dist: dict[int, dict[int, float]] = {
+        node: search.from_node(node, wanted, cutoff=None if node in far else INNER_CUTOFF_M)
+        for node, wanted in targets.items()}
     for nodes in by_village.values():  # a pair farther apart than the cutoff: via the anchor (an upper bound)
         a = int(nodes[0])
         for m in nodes[1:]:

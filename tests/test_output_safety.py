@@ -286,3 +286,28 @@ def test_a_refused_file_removes_only_the_rejected_rows_it_wrote(tmp_path):
     writer.write(pd.DataFrame([["x.csv", 2, "missing_signal", "", "1,2"]], columns=REJECTED_COLUMNS))
     writer.discard()
     assert not writer.path.exists()
+
+
+def test_new_output_folder_is_flushed_whole_before_the_swap(tmp_path, monkeypatch):
+    """Every file and folder of the new outputs is fsync'ed (from several threads) before it replaces the old ones."""
+    import os
+
+    from covgap import outputs
+
+    flushed = []
+    real = os.fsync
+
+    def record(fd):
+        flushed.append(os.path.realpath(f"/proc/self/fd/{fd}"))
+        real(fd)
+
+    monkeypatch.setattr(os, "fsync", record)
+    target = tmp_path / "out"
+    with outputs.atomic_output_dir(target) as tmp:
+        (tmp / "a.csv").write_text("a\n", encoding="utf-8")
+        (tmp / "sub").mkdir()
+        (tmp / "sub" / "b.csv").write_text("b\n", encoding="utf-8")
+        expected = {os.path.realpath(p) for p in (tmp, tmp / "a.csv", tmp / "sub", tmp / "sub" / "b.csv",
+                                                  tmp / outputs.OWNER_MARKER)}
+    assert expected <= set(flushed) and len(flushed) == len(set(flushed))
+    assert (target / "sub" / "b.csv").read_text(encoding="utf-8") == "b\n"

@@ -437,3 +437,19 @@ def test_store_total_merges_in_groups_the_same_as_at_once(tmp_path, monkeypatch)
     grouped = refresh._merged_total(cellstats.empty_stats(), [parts[0], parts[1], path, parts[3], parts[4]])
     pd.testing.assert_frame_equal(grouped, at_once)
     assert int(at_once["n_samples"].sum()) == 10
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.lists(st.tuples(st.integers(0, 4), st.one_of(st.just(float("nan")), st.integers(-120, -50).map(float))),
+                max_size=40))
+def test_group_lower_median_equals_the_per_group_reference(pairs):
+    """The zone figures' vectorised lower median of finite values per group, against sorting each group alone."""
+    from covgap.deadzones import _group_lower_median
+
+    group = np.array([g for g, _ in pairs], dtype=np.int64)
+    values = np.array([v for _, v in pairs], dtype=float)
+    got = _group_lower_median(values, group, 5)
+    for g in range(5):
+        finite = sorted(v for gg, v in pairs if gg == g and v == v)
+        expected = finite[(len(finite) - 1) // 2] if finite else None
+        assert (np.isnan(got[g]) if expected is None else got[g] == expected)

@@ -127,32 +127,59 @@ def describe_dead_zones(zones: gpd.GeoDataFrame, grid: Grid, *, pieces: pd.DataF
     zones["t_first_s"] = av["t_first_s"].to_numpy()
     zones["t_last_s"] = av["t_last_s"].to_numpy()
     # Per operator, over the zone's cells where it has enough evidence.
-    rows = []
-    if len(op_view):
-        zone_of = labels[op_view["cell"].to_numpy()]
-        sel = (zone_of > 0) & (op_view["cell_class"].to_numpy() != int(CellClass.INSUFFICIENT))
-        sub = op_view.loc[sel].assign(zone=zone_of[sel]).reset_index(drop=True)
-        h = op_hist[sel]
-        for (zone, operator), idx in sub.groupby(["zone", "operator"]).indices.items():
-            part = sub.iloc[idx]
-            pooled = h[idx].sum(axis=0).reshape(1, NBINS)
-            n, n4 = int(part["n_samples"].sum()), int(part["n_4g"].sum())
-            rows.append({
-                "zone_id": zones["zone_id"].iloc[zone - 1], "operator": operator, "n_cells": len(idx),
-                "n_samples": n, "n_4g": n4, "share_4g": n4 / n if n else np.nan,
-                "rsrp_dbm_p10": hist_percentile(pooled, 0.10)[0], "rsrp_dbm_p50": hist_percentile(pooled, 0.50)[0],
-                "rscp_dbm_p50": _median_or_nan(part["rscp_dbm_p50"]),
-                "rxlev_dbm_p50": _median_or_nan(part["rxlev_dbm_p50"]),
-            })
-    per_op = pd.DataFrame(rows, columns=ZONE_OPERATOR_COLUMNS).sort_values(["zone_id", "operator"]).reset_index(drop=True)
+    per_op = _zone_operator_figures(zones["zone_id"].to_numpy(), labels, op_view, op_hist)
+    per_op = per_op.sort_values(["zone_id", "operator"]).reset_index(drop=True)
     cols = ["zone_id", "area_km2", "n_cells", "n_villages", "villages", "households", "n_samples", "t_first_s", "t_last_s", "geometry"]
     return zones[cols], per_op
 
 
-def _median_or_nan(values: pd.Series) -> float:
-    """The lower median of the finite values (as the histogram percentiles), NaN when none."""
-    v = np.sort(values.dropna().to_numpy(dtype=float))
-    return float(v[(len(v) - 1) // 2]) if len(v) else np.nan
+def _zone_operator_figures(zone_ids: np.ndarray, labels: np.ndarray, op_view: pd.DataFrame,
+                           op_hist: np.ndarray) -> pd.DataFrame:
+    """:data:`ZONE_OPERATOR_COLUMNS` of every (zone, operator) with cells of enough evidence, in one pass.
+
+    Rows are sorted by zone and operator and cut into groups: the pooled histograms are
+    ``np.add.reduceat`` sums, the counts likewise, and ``rscp_dbm_p50``/``rxlev_dbm_p50`` the
+    lower median of each group's finite cell medians (as the histogram percentiles).
+    """
+    if not len(op_view):
+        return pd.DataFrame(columns=ZONE_OPERATOR_COLUMNS)
+    zone_of = labels[op_view["cell"].to_numpy()]
+    sel = (zone_of > 0) & (op_view["cell_class"].to_numpy() != int(CellClass.INSUFFICIENT))
+    if not sel.any():
+        return pd.DataFrame(columns=ZONE_OPERATOR_COLUMNS)
+    zone = zone_of[sel].astype(np.int64)
+    op_code, op_names = pd.factorize(op_view["operator"].to_numpy()[sel].astype(str), sort=True)
+    order = np.lexsort((op_code, zone))
+    key = zone[order] * len(op_names) + op_code[order]
+    starts = np.r_[0, np.flatnonzero(np.diff(key)) + 1]
+    sub = op_view.loc[sel]
+    n = np.add.reduceat(sub["n_samples"].to_numpy(dtype=np.int64)[order], starts)
+    n4 = np.add.reduceat(sub["n_4g"].to_numpy(dtype=np.int64)[order], starts)
+    pooled = np.add.reduceat(op_hist[sel][order], starts, axis=0).reshape(len(starts), NBINS)
+    group = np.repeat(np.arange(len(starts)), np.diff(np.r_[starts, len(order)]))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        share = np.where(n > 0, n4 / np.maximum(n, 1), np.nan)
+    return pd.DataFrame({
+        "zone_id": zone_ids[zone[order][starts] - 1], "operator": np.asarray(op_names)[op_code[order][starts]],
+        "n_cells": np.diff(np.r_[starts, len(order)]), "n_samples": n, "n_4g": n4, "share_4g": share,
+        "rsrp_dbm_p10": hist_percentile(pooled, 0.10), "rsrp_dbm_p50": hist_percentile(pooled, 0.50),
+        "rscp_dbm_p50": _group_lower_median(sub["rscp_dbm_p50"].to_numpy(dtype=float)[order], group, len(starts)),
+        "rxlev_dbm_p50": _group_lower_median(sub["rxlev_dbm_p50"].to_numpy(dtype=float)[order], group, len(starts)),
+    }, columns=ZONE_OPERATOR_COLUMNS)
+
+
+def _group_lower_median(values: np.ndarray, group: np.ndarray, n_groups: int) -> np.ndarray:
+    """Per group (0..n_groups-1): the lower median of its finite values, NaN when it has none."""
+    ok = np.isfinite(values)
+    v, g = values[ok], group[ok]
+    order = np.lexsort((v, g))
+    v = v[order]
+    count = np.bincount(g, minlength=n_groups)
+    first = np.r_[0, np.cumsum(count)[:-1]]
+    out = np.full(n_groups, np.nan)
+    has = count > 0
+    out[has] = v[first[has] + (count[has] - 1) // 2]
+    return out
 
 
 def needs_measurement_areas(classes: np.ndarray, grid: Grid, villages: gpd.GeoDataFrame, level: str) -> gpd.GeoDataFrame:

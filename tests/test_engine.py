@@ -453,3 +453,33 @@ def test_group_lower_median_equals_the_per_group_reference(pairs):
         finite = sorted(v for gg, v in pairs if gg == g and v == v)
         expected = finite[(len(finite) - 1) // 2] if finite else None
         assert (np.isnan(got[g]) if expected is None else got[g] == expected)
+
+
+def test_refreshes_add_key_runs_and_merge_them_past_the_limit(tmp_path, monkeypatch):
+    """Each batch adds its new keys as one sorted run per partition (earlier files hard-linked); a key in any
+    run is a duplicate; past MAX_RUNS a partition's runs are merged into one file with the same keys."""
+    monkeypatch.setattr(dedupe, "MAX_RUNS", 3)
+    rng = np.random.default_rng(7)
+    stored = dedupe.StoredKeys(None)
+    everything = np.empty(0, dtype=np.uint64)
+    for batch in range(5):
+        keys = rng.integers(0, 2**64, 500, dtype=np.uint64)  # spread over the 64 partitions
+        repeat = everything[:20]  # 20 keys of earlier batches come again: duplicates
+        batch_keys = np.concatenate([keys, repeat])
+        spool = dedupe.KeySpool(tmp_path / f"spool{batch}")
+        (tmp_path / f"spool{batch}").mkdir()
+        spool.add(batch_keys, dedupe.make_seq(0, np.arange(len(batch_keys))))
+        new = tmp_path / f"keys{batch}"
+        dups = dedupe.find_duplicates(spool, stored, new_folder=new)
+        assert [(f, lines.tolist()) for f, lines in dedupe.split_seq(dups)] == (
+            [(0, list(range(500, 500 + len(repeat))))] if len(repeat) else [])
+        everything = np.concatenate([everything, keys])
+        stored = dedupe.StoredKeys(new)
+        assert stored.count() == len(everything)
+        files = [len(stored.files(p)) for p in range(dedupe.PARTITIONS)]
+        assert max(files) <= 3 and max(files) == min(files) == [1, 2, 3, 1, 2][batch]
+        for p in range(dedupe.PARTITIONS):
+            mine = np.sort(everything[(everything >> np.uint64(58)) == p])
+            np.testing.assert_array_equal(stored.partition(p), mine)
+    first = dedupe.StoredKeys(tmp_path / "keys0").files(5)[0]
+    assert (tmp_path / "keys1" / first.name).stat().st_ino == first.stat().st_ino  # linked, not copied

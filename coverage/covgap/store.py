@@ -5,7 +5,8 @@ Layout (``<output dir>/store/``; see docs/refresh.md for why)::
     manifest.json            one record per ingested file: SHA-256, size, format,
                              rows read / used / rejected by reason, its files below
     cells_total.parquet      merged cell statistics of every file (cellstats.STAT_COLUMNS)
-    row_keys/<pp>.npy        sorted uint64 keys of every used row, in 64 partitions (covgap.dedupe)
+    row_keys/<pp>.npy        sorted uint64 keys of every used row, in 64 partitions, and the sorted
+    row_keys/<pp>-<nnn>.npy  runs each refresh added (covgap.dedupe.StoredKeys)
     stats/<sha16>.parquet    the cell statistics of one file
     rejected/<sha12>_<name>.csv   every rejected row of one file with its reason
 
@@ -13,8 +14,8 @@ The store lives inside the output folder, which is replaced whole by
 :func:`covgap.outputs.atomic_output_dir`, so the store and the outputs always
 change together. Files under ``stats/`` and ``rejected/`` never change once
 written, so a refresh hard-links them into the new folder instead of copying.
-``manifest.json`` and ``cells_total.parquet`` are written anew, and the partitions of
-``row_keys/`` that a refresh adds keys to (the others are hard-linked).
+``manifest.json`` and ``cells_total.parquet`` are written anew; ``row_keys/`` gets one new
+run per partition (the earlier files are hard-linked).
 """
 
 from __future__ import annotations
@@ -44,8 +45,10 @@ TOTAL = "cells_total.parquet"
 KEYS_DIR = "row_keys"
 STATS_DIR = "stats"
 REJECTED_DIR = "rejected"
-#: 2: row keys partitioned in ``row_keys/`` (version 1 kept them in one array).
-STORE_VERSION = 2
+#: 2: row keys partitioned in ``row_keys/`` (version 1 kept them in one array); 3: a refresh adds its keys
+#: as sorted runs (``<pp>-<nnn>.npy``). A version-2 store is a version-3 store without runs: read as it is.
+STORE_VERSION = 3
+READABLE_VERSIONS = (2, 3)
 REJECTED_COLUMNS = ["source_file", "source_row", "reason", "detail", "raw_fields"]
 
 
@@ -147,7 +150,7 @@ def load_store(folder: Path) -> Store:
     folder = Path(folder)
     try:
         manifest = json.loads((folder / MANIFEST).read_text(encoding="utf-8"))
-        if manifest.get("version") != STORE_VERSION:
+        if manifest.get("version") not in READABLE_VERSIONS:
             raise StoreError(f"{folder}: store version {manifest.get('version')} is not {STORE_VERSION}; "
                              "run `covgap run` to rebuild it from the measurement files")
         files = [FileRecord(**rec) for rec in manifest["files"]]

@@ -18,6 +18,7 @@ import pandas as pd
 import shapely
 
 from covgap import measurements as meas
+from covgap.fibre import distance_to
 from covgap.roads import RoadGraph
 
 log = logging.getLogger(__name__)
@@ -183,13 +184,26 @@ def compute_spurs(villages: gpd.GeoDataFrame, fibre: gpd.GeoDataFrame, *, drop_d
 
     edges = node_dist_all = pred = None
     if roads is not None and routes is not None and len(roads.xy):
-        to_route = shapely.distance(shapely.points(roads.xy), routes)
+        to_route = distance_to(shapely.points(roads.xy), routes)
         sources = {int(i): float(to_route[i]) for i in np.flatnonzero(to_route <= road_snap_m)}
         if sources:
             dist, pred = _dijkstra(roads.graph, sources)
             node_dist_all = np.full(len(roads.xy), np.inf)
             node_dist_all[np.fromiter(dist.keys(), dtype=np.int64)] = np.fromiter(dist.values(), dtype=float)
             edges = np.array([(a, b) for a, b in roads.graph.edges()], dtype=np.int64).reshape(-1, 2)
+
+    # Nearest route pieces by a spatial index (the lowest index among equally near ones, as GEOS measuring
+    # to the whole network would take): the union's parts for the point on the network, the routes for its id.
+    if routes is not None:
+        route_parts = shapely.get_parts(routes)
+        part_tree, route_tree = shapely.STRtree(route_parts), shapely.STRtree(route_geoms)
+
+    def nearest(tree: shapely.STRtree, point: shapely.Point) -> int:
+        return int(np.min(tree.query_nearest(point, all_matches=True)))
+
+    def from_network(point: shapely.Point) -> np.ndarray:
+        """The point of the network nearest ``point``."""
+        return shapely.get_coordinates(shapely.shortest_line(route_parts[nearest(part_tree, point)], point))[0]
 
     rows, geoms = [], []
     for k, i in enumerate(below):
@@ -212,19 +226,19 @@ def compute_spurs(villages: gpd.GeoDataFrame, fibre: gpd.GeoDataFrame, *, drop_d
                 if found is not None:
                     length, nodes, via, end_pt = found
                     first = roads.xy[nodes[0]]
-                    on_route = shapely.get_coordinates(shapely.shortest_line(routes, shapely.Point(first)))[0]
+                    on_route = from_network(shapely.Point(first))
                     pts = [on_route, *roads.xy[nodes], *([via] if via is not None else []), end_pt]
                     pts = [q for n, q in enumerate(pts) if n == 0 or np.hypot(*(q - pts[n - 1])) > 1e-6]
                     line = shapely.LineString(pts) if len(pts) > 1 else None
                     row["spur_length_m"] = round(float(length), 1)
                     row["spur_along"] = "roads"
             if line is None:
-                a = shapely.get_coordinates(shapely.shortest_line(routes, rep[k]))[0]
+                a = from_network(rep[k])
                 line = shapely.LineString([a, _towards(a, p, straight[k])])
                 row["spur_length_m"] = float(straight[k])
                 row["spur_along"] = "straight"
             geom = line
-            r = int(np.argmin(shapely.distance(route_geoms, shapely.Point(line.coords[0]))))
+            r = nearest(route_tree, shapely.Point(line.coords[0]))
             row["route_id"] = str(existing["route_id"].iloc[r])
             row["route_operator"] = str(owners.iloc[r])
         rows.append(row)

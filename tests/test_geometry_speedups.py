@@ -21,23 +21,25 @@ def _routes() -> shapely.Geometry:
     return shapely.union_all(lines)
 
 
-def test_drop_zone_is_the_buffer_of_the_whole_network():
+def test_passed_areas_equal_intersections_with_the_buffer_of_the_whole_network():
+    """Per-block drop zones (routes found by an index, cut to the block's grown box) give the areas of the
+    plain intersection with the buffer of the whole network, across block edges and for long routes."""
     routes = _routes()
-    expected = shapely.buffer(routes, 200, quad_segs=16)
-    zone = fibre.drop_zone(routes, 200)
-    assert zone.area == pytest.approx(expected.area, rel=1e-9)
-    assert shapely.symmetric_difference(zone, expected).area < 1e-3
-
-
-def test_areas_within_equal_plain_intersections():
-    zone = fibre.drop_zone(_routes(), 200)
+    zone = shapely.buffer(routes, 200, quad_segs=16)
+    lines = shapely.get_parts(routes)
     rng = np.random.default_rng(3)
-    x, y = rng.uniform(-500, 4500, 300), rng.uniform(-500, 3000, 300)
+    x, y = rng.uniform(-500, 4500, 400), rng.uniform(-500, 3000, 400)
     boxes = shapely.box(x, y, x + 100, y + 100)
+    boxes[:5] = shapely.box(np.array([1550.0, 1590, 3150, 3190, 480]), -50, np.array([1650.0, 1690, 3250, 3290, 580]), 50)
     expected = shapely.area(shapely.intersection(boxes, zone))
-    assert fibre._areas_within(boxes, zone) == pytest.approx(expected, abs=1e-6)
-    # by hand: a 100 m box centred on the first route's straight part lies wholly within 200 m of it
-    assert fibre._areas_within(np.array([shapely.box(200, -50, 300, 50)]), zone)[0] == pytest.approx(10_000)
+    got = fibre.passed_areas(boxes, shapely.area(boxes), lines, 200)
+    assert got == pytest.approx(expected, abs=1e-3)
+    assert (got > 0).sum() > 50 and (got == 0).sum() > 50
+    # by hand: a 100 m box centred on the first route's straight part lies wholly within 200 m of it;
+    # one 250 m beyond the end of the last route (4000, 2600) has nothing within 200 m.
+    one = np.array([shapely.box(200, -50, 300, 50), shapely.box(4250, 2550, 4350, 2650)])
+    assert fibre.passed_areas(one, shapely.area(one), lines, 200) == pytest.approx([10_000, 0])
+    assert fibre.passed_areas(one, shapely.area(one), lines[:0], 200).tolist() == [0, 0]
 
 
 def test_distance_to_equals_shapely_distance():

@@ -483,3 +483,43 @@ def test_refreshes_add_key_runs_and_merge_them_past_the_limit(tmp_path, monkeypa
             np.testing.assert_array_equal(stored.partition(p), mine)
     first = dedupe.StoredKeys(tmp_path / "keys0").files(5)[0]
     assert (tmp_path / "keys1" / first.name).stat().st_ino == first.stat().st_ino  # linked, not copied
+
+
+_INTERRUPTED_ANALYSIS = """
+import multiprocessing, sys, time
+from covgap import config as config_mod, measurements as meas, pipeline
+config = config_mod.load_config(sys.argv[1])
+layers = pipeline.load_layers(config)
+stats, report = pipeline.ingest_measurements(meas.list_measurement_files(config.inputs.measurements), layers, config)
+real = pipeline._fibre_side_and_needs
+def slow(*args, **kw):
+    time.sleep(30)  # the forked child is still working when Ctrl-C comes
+    return real(*args, **kw)
+pipeline._fibre_side_and_needs = slow
+try:
+    print("analysing", flush=True)
+    pipeline.analyse(layers, stats, config, report)
+    print("finished before the interruption", flush=True)
+except KeyboardInterrupt:
+    time.sleep(0.2)
+    print(f"interrupted; processes left: {len(multiprocessing.active_children())}", flush=True)
+"""
+
+
+def test_ctrl_c_during_the_analysis_stops_its_forked_child(hand_project):
+    """Ctrl-C while the forked child works out the fibre side: the child ignores it, the main process stops it."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    proc = subprocess.Popen([sys.executable, "-c", _INTERRUPTED_ANALYSIS, str(hand_project)], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, start_new_session=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    assert proc.stdout is not None and proc.stdout.readline().strip() == "analysing"
+    time.sleep(1.5)
+    os.killpg(proc.pid, signal.SIGINT)
+    out, err = proc.communicate(timeout=60)
+    assert "interrupted; processes left: 0" in out, (out, err)
+    assert "Traceback" not in err, err

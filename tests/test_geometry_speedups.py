@@ -96,3 +96,23 @@ def test_a_village_wholly_unmeasured_is_sent_once_on_the_maps():
     needs = gpd.GeoDataFrame({"village_id": ["a", "b"]}, geometry=[shapely.box(0, 0, 100, 100),
                                                                  shapely.box(200, 0, 250, 100)], crs=UTM)
     assert maps._whole_villages(needs, villages).tolist() == [True, False]
+
+
+def test_village_pieces_clipped_by_rectangles_equal_general_intersections():
+    """Rectangle clipping of a village by its cells gives valid pieces of the same areas as the general
+    intersection: a concave village with a hole, on and off the cell lines."""
+    from covgap import villages
+
+    rng = np.random.default_rng(11)
+    angles = np.sort(rng.uniform(0, 2 * np.pi, 40))
+    radii = rng.uniform(150, 420, 40)
+    outer = np.c_[500 + radii * np.cos(angles), 500 + radii * np.sin(angles)]
+    village = shapely.Polygon(outer, holes=[[(480, 480), (540, 480), (540, 530), (480, 530)]])
+    assert village.is_valid
+    grid = make_grid((0, 0, 1000, 1000), size=100, crs=UTM)
+    cells = grid.cells_in_bounds(village.bounds)
+    boxes = grid.cell_boxes(cells)
+    got = villages._clip_to_boxes(village, boxes)
+    assert shapely.is_valid(got).all()
+    np.testing.assert_allclose(shapely.area(got), shapely.area(shapely.intersection(boxes, village)), atol=1e-6)
+    assert shapely.area(got).sum() == pytest.approx(village.area, rel=1e-12)

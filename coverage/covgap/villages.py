@@ -64,7 +64,7 @@ def village_pieces(villages: gpd.GeoDataFrame, grid: Grid, density: np.ndarray |
         inside = shapely.contains_properly(geom, boxes)
         parts = boxes.copy()
         if (~inside).any():
-            parts[~inside] = shapely.intersection(boxes[~inside], geom)
+            parts[~inside] = _clip_to_boxes(geom, boxes[~inside])
         rows_v.append(np.full(len(cells), i, dtype=np.int64))
         rows_c.append(cells)
         geoms.append(parts)
@@ -83,6 +83,18 @@ def village_pieces(villages: gpd.GeoDataFrame, grid: Grid, density: np.ndarray |
     share = np.where(fallback, area / np.maximum(area_total[village], 1e-12), weight / np.maximum(total[village], 1e-12))
     return gpd.GeoDataFrame({"village": village, "cell": cell, "area_m2": area, "weight_share": share},
                             geometry=geom, crs=grid.crs)
+
+
+def _clip_to_boxes(geom: shapely.Geometry, boxes: np.ndarray) -> np.ndarray:
+    """``geom ∩ box`` for each box: GEOS's rectangle clipping (about 2.5 times faster than a general
+    intersection), with the general intersection wherever the clipped result is not a valid geometry
+    (rectangle clipping does not promise one)."""
+    bounds = shapely.bounds(boxes)
+    out = np.array([shapely.clip_by_rect(geom, *b) for b in bounds], dtype=object)
+    bad = ~shapely.is_valid(out)
+    if bad.any():
+        out[bad] = shapely.intersection(boxes[bad], geom)
+    return out
 
 
 def compute_signal_indicators(villages: gpd.GeoDataFrame, pieces: pd.DataFrame, classes: np.ndarray,

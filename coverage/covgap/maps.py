@@ -10,9 +10,12 @@ Two steps, so that ``covgap map`` can redraw without re-running the analysis:
    folium for the page and map skeleton and ``templates/map.js`` for the layers,
    legend, popups, scorecard panel and village search.
 
-Every page is self-contained: Leaflet (vendored from npm under ``vendor/``) and
-its images are inlined; folium's CDN links are removed; the writer refuses a page
-that still refers to an external script or stylesheet. Strings from the input
+A page is self-contained (Leaflet, vendored from npm under ``vendor/``, and its
+images inlined) or, when many pages are written (``[output] map_assets``), loads
+Leaflet, covgap's script and style and the data all pages share from the maps
+folder's ``assets/`` (:func:`write_maps_from_layers`); folium's CDN links are
+removed; the writer refuses a page that would load anything from outside the maps
+folder. Strings from the input
 data reach the page only inside a JSON block whose ``<``, ``>`` and ``&`` are
 escaped, and the page script puts them in the DOM as text, never as HTML.
 """
@@ -25,6 +28,7 @@ import json
 import logging
 import os
 import re
+import shutil
 import warnings
 from pathlib import Path
 
@@ -51,6 +55,13 @@ INDEX_NAME = "index.html"
 GENERATOR = mappage.GENERATOR
 #: Written into the maps folder after the pages: which saved map layers (SHA-256) and language they show.
 MAPS_RECORD = ".covgap-maps.json"
+#: How pages get Leaflet, covgap's script and style and the data they share (``[output] map_assets``).
+MAP_ASSETS = ("auto", "inline", "shared")
+#: "auto" writes self-contained pages up to this many pages, shared assets above it.
+SHARED_ABOVE_PAGES = 12
+ASSETS_DIR = mappage.ASSETS_DIR
+#: covgap's mark in its assets folder: the files it wrote there (the only ones it ever replaces or removes).
+ASSETS_RECORD = ".covgap-assets.json"
 
 #: Display simplification in the working CRS (m) and coordinate rounding (decimal degrees).
 SIMPLIFY_M = 5.0
@@ -545,13 +556,45 @@ def page_data(data: dict, *, scope: str | None, lang: str) -> dict:
     }
 
 
+#: What the pages have in common, loaded once from ``assets/`` in shared mode (besides the commune outlines).
+SHARED_KEYS = ("generator", "lang", "strings", "study", "district_file", "pages", "goal_share", "data_period", "operators")
+#: Layers every page carries whole.
+SHARED_LAYERS = ("communes",)
+
+
+def shared_page_data(page: dict) -> dict:
+    """The part of a page's data (:func:`page_data`) that is the same on every page of a run.
+
+    ``map.js`` merges it (``window.covgapShared``, from ``assets/``) into the page's own data
+    (:func:`own_page_data`): the words of the page, the list of pages and the commune outlines.
+    """
+    return {**{k: page[k] for k in SHARED_KEYS}, "layers": {k: page["layers"][k] for k in SHARED_LAYERS}}
+
+
+def own_page_data(page: dict) -> dict:
+    """A page's data without what :func:`shared_page_data` holds, marked ``shared`` for ``map.js``."""
+    own = {k: v for k, v in page.items() if k not in SHARED_KEYS and k != "layers"}
+    own["layers"] = {k: v for k, v in page["layers"].items() if k not in SHARED_LAYERS}
+    own["shared"] = True
+    return own
+
+
 def render_page(data: dict, *, scope: str | None = None, lang: str = "vi") -> str:
     """One self-contained HTML page: the district (``scope=None``) or the commune named ``scope``."""
     return mappage.render_html(page_data(data, scope=scope, lang=lang))
 
 
+def assets_mode(assets: str, n_pages: int) -> str:
+    """``"inline"`` or ``"shared"``: the ``[output] map_assets`` choice for ``n_pages`` pages."""
+    if assets not in MAP_ASSETS:
+        raise ValueError(f"assets must be one of {', '.join(MAP_ASSETS)}, got {assets!r}")
+    if assets == "auto":
+        return "shared" if n_pages > SHARED_ABOVE_PAGES else "inline"
+    return assets
+
+
 # --------------------------------------------------------------------------- all pages
-def write_maps(results, maps_dir: Path, *, lang: str = "vi") -> list[Path]:
+def write_maps(results, maps_dir: Path, *, lang: str = "vi", assets: str = "auto") -> list[Path]:
     """Write ``index.html`` (district) and one page per commune of the report level into ``maps_dir``.
 
     Parameters
@@ -562,6 +605,8 @@ def write_maps(results, maps_dir: Path, *, lang: str = "vi") -> list[Path]:
         Folder for the pages (created if missing).
     lang
         ``"vi"`` (default) or ``"en"``.
+    assets
+        ``"auto"`` (default), ``"inline"`` or ``"shared"``: see :func:`write_maps_from_layers`.
 
     Returns
     -------
@@ -573,11 +618,11 @@ def write_maps(results, maps_dir: Path, *, lang: str = "vi") -> list[Path]:
     OutputError
         If a page would refer to an external resource, or the folder cannot be written.
     """
-    return write_maps_from_layers(map_layers(results), maps_dir, lang=lang)
+    return write_maps_from_layers(map_layers(results), maps_dir, lang=lang, assets=assets)
 
 
 def write_maps_from_layers(data: dict, maps_dir: Path, *, lang: str = "vi", source: Path | None = None,
-                           overwrite: bool = False) -> list[Path]:
+                           overwrite: bool = False, assets: str = "auto") -> list[Path]:
     """Write every page from saved display data (see :func:`write_maps`); used by ``covgap map``.
 
     Every page is rendered and checked first, then written to a temporary file in
@@ -585,28 +630,53 @@ def write_maps_from_layers(data: dict, maps_dir: Path, *, lang: str = "vi", sour
     earlier run that no longer exist are removed. A page is only replaced if covgap
     wrote it (its generator tag), unless ``overwrite``.
 
+    ``assets`` (``[output] map_assets``): ``"inline"`` pages are self-contained;
+    ``"shared"`` pages load Leaflet, covgap's script and style and the data every
+    page shares (:func:`shared_page_data`) from ``maps_dir/assets/``, files named by a
+    hash of their content; ``"auto"`` is inline up to :data:`SHARED_ABOVE_PAGES` pages,
+    shared above. The assets folder is covgap's only when it holds covgap's mark
+    (:data:`ASSETS_RECORD`, the files covgap wrote there): a folder without it is
+    refused, never written into; only the files of the mark are ever replaced or
+    removed (the files no page refers to any more, and all of them when the pages
+    go back to inline).
+
     ``source``, the ``map_layers.json.gz`` the data was read from, is recorded in
-    :data:`MAPS_RECORD` once every page is in place, so that :func:`maps_are_current`
-    can tell maps drawn from other results (a run killed before its maps) and
-    ``covgap run``/``refresh`` redraw them.
+    :data:`MAPS_RECORD` once every page and asset is in place, so that
+    :func:`maps_are_current` can tell maps drawn from other results (a run killed
+    before its maps) and ``covgap run``/``refresh`` redraw them.
     """
     maps_dir = Path(maps_dir)
-    pages = {INDEX_NAME: render_page(data, scope=None, lang=lang)}
     for commune in data["communes"]:
         name = commune["file"]
         if not re.fullmatch(r"[a-z0-9][a-z0-9-]*\.html", name) or name == INDEX_NAME:
             raise OutputError(f"unsafe map file name {name!r} for commune {commune['name']!r}")
-        pages[name] = render_page(data, scope=commune["name"], lang=lang)
+    scopes: dict[str, str | None] = {INDEX_NAME: None, **{c["file"]: c["name"] for c in data["communes"]}}
+    mode = assets_mode(assets, len(scopes))
+    pages: dict[str, str] = {}
+    files: dict[str, bytes] = {}
+    if mode == "shared":
+        refs: dict[str, str] = {}
+        for name, scope in scopes.items():
+            page = page_data(data, scope=scope, lang=lang)
+            if not refs:  # the district's page: what every page shares
+                files, refs = mappage.shared_asset_files(shared_page_data(page))
+            pages[name] = mappage.render_html(own_page_data(page), assets=refs, strings=page["strings"])
+    else:
+        pages = {name: render_page(data, scope=scope, lang=lang) for name, scope in scopes.items()}
     if not overwrite:
         foreign = sorted(n for n in pages if (maps_dir / n).exists() and not is_covgap_page(maps_dir / n))
         if foreign:
             raise OutputError(f"maps folder {maps_dir}: {', '.join(foreign[:3])}{' …' if len(foreign) > 3 else ''} "
                               "not written by covgap would be replaced; choose another folder (--maps, or [output] "
                               "maps_dir), or give --overwrite")
+    if mode == "shared":
+        check_assets_folder(maps_dir)
     record = maps_dir / MAPS_RECORD
     try:
         maps_dir.mkdir(parents=True, exist_ok=True)
         record.unlink(missing_ok=True)  # our own record: the pages are about to change
+        if files:
+            _write_assets(maps_dir / ASSETS_DIR, files)
         written = []
         temps = []
         try:
@@ -624,14 +694,100 @@ def write_maps_from_layers(data: dict, maps_dir: Path, *, lang: str = "vi", sour
             for tmp in temps:  # the temporary files made above, if still there
                 tmp.unlink(missing_ok=True)
         _remove_stale_pages(maps_dir, keep=set(pages))
+        _remove_stale_assets(maps_dir / ASSETS_DIR, keep=set(files))
         if source is not None:
-            record.write_text(json.dumps({"map_layers_sha256": outputs.sha256_file(Path(source)), "lang": lang},
-                                         indent=2) + "\n", encoding="utf-8")
+            record.write_text(json.dumps({"map_layers_sha256": outputs.sha256_file(Path(source)), "lang": lang,
+                                          "assets": sorted(files)}, indent=2) + "\n", encoding="utf-8")
     except OSError as err:
         raise OutputError(f"{maps_dir}: cannot write the maps ({err}); check the folder is writable") from err
     sizes = ", ".join(f"{p.name} {p.stat().st_size / 1024:.0f} KB" for p in written[:3])
-    log.info("maps: %d pages in %s (%s%s)", len(written), maps_dir, sizes, ", ..." if len(written) > 3 else "")
+    log.info("maps: %d pages in %s (%s%s)%s", len(written), maps_dir, sizes, ", ..." if len(written) > 3 else "",
+             f", {len(files)} shared files in {ASSETS_DIR}/ ({sum(map(len, files.values())) / 1024:.0f} KB)"
+             if files else "")
     return written
+
+
+def _read_assets_record(assets_dir: Path) -> list[str] | None:
+    """The files covgap wrote in ``assets_dir`` (its :data:`ASSETS_RECORD`), or None when the mark is not there."""
+    try:
+        record = json.loads((assets_dir / ASSETS_RECORD).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    if not isinstance(record, dict) or record.get("generator") != GENERATOR or not isinstance(record.get("files"), list):
+        return None
+    return [f for f in record["files"] if isinstance(f, str) and mappage.ASSET_NAME.fullmatch(f)]
+
+
+def _write_assets_record(assets_dir: Path, names: set[str]) -> None:
+    tmp = assets_dir / f".{ASSETS_RECORD}.tmp-{os.getpid()}"
+    tmp.write_text(json.dumps({"generator": GENERATOR, "files": sorted(names)}, indent=2) + "\n", encoding="utf-8")
+    os.replace(tmp, assets_dir / ASSETS_RECORD)
+
+
+def check_assets_folder(maps_dir: Path) -> None:
+    """Refuse (one-line :class:`OutputError`) an ``assets`` in ``maps_dir`` that covgap did not make."""
+    assets_dir = Path(maps_dir) / ASSETS_DIR
+    if (assets_dir.exists() or assets_dir.is_symlink()) and (
+            assets_dir.is_symlink() or not assets_dir.is_dir() or _read_assets_record(assets_dir) is None):
+        raise OutputError(f"maps folder {maps_dir}: {assets_dir} was not made by covgap (no {ASSETS_RECORD}) and would "
+                          "hold the pages' shared files; move it away, choose another folder (--maps, or [output] "
+                          "maps_dir), or write self-contained pages ([output] map_assets = \"inline\")")
+
+
+def _write_assets(assets_dir: Path, files: dict[str, bytes]) -> None:
+    """Put ``files`` into covgap's assets folder: a new folder is made whole under a temporary name and
+    renamed; into an existing one (covgap's: :func:`check_assets_folder`) its mark first lists the new
+    files with the old, then each file is written to a temporary name and moved into place."""
+    def put(folder: Path, name: str, content: bytes) -> None:
+        tmp = folder / f".{name}.tmp-{os.getpid()}"
+        try:
+            with open(tmp, "wb") as fh:
+                fh.write(content)
+                fh.flush()
+                os.fsync(fh.fileno())
+            os.replace(tmp, folder / name)
+        finally:
+            tmp.unlink(missing_ok=True)
+
+    if not assets_dir.exists():
+        fresh = assets_dir.parent / f".{ASSETS_DIR}.tmp-{os.getpid()}"
+        fresh.mkdir()
+        try:
+            _write_assets_record(fresh, set(files))
+            for name, content in files.items():
+                put(fresh, name, content)
+            os.rename(fresh, assets_dir)
+        except BaseException:
+            shutil.rmtree(fresh, ignore_errors=True)  # the folder made just above
+            raise
+        return
+    known = set(_read_assets_record(assets_dir) or ())
+    _write_assets_record(assets_dir, known | set(files))
+    for name, content in files.items():
+        path = assets_dir / name
+        if name in known and path.is_file() and path.read_bytes() == content:
+            continue
+        put(assets_dir, name, content)
+
+
+def _remove_stale_assets(assets_dir: Path, *, keep: set[str]) -> None:
+    """Remove the files covgap wrote in ``assets_dir`` that no page refers to any more (all of them when
+    ``keep`` is empty: the pages are self-contained again), then its mark and the folder if left empty.
+    A folder without covgap's mark, and any file its mark does not list, is left alone."""
+    known = _read_assets_record(assets_dir)
+    if known is None:
+        return
+    for name in sorted(set(known) - keep):
+        (assets_dir / name).unlink(missing_ok=True)
+    if keep:
+        _write_assets_record(assets_dir, keep)
+        return
+    (assets_dir / ASSETS_RECORD).unlink(missing_ok=True)
+    try:
+        assets_dir.rmdir()
+        log.info("maps: removed %s/ (the pages are self-contained)", ASSETS_DIR)
+    except OSError:  # something else is in it: not ours, left alone
+        pass
 
 
 def maps_are_current(out_dir: Path, maps_dir: Path) -> bool:
@@ -640,7 +796,8 @@ def maps_are_current(out_dir: Path, maps_dir: Path) -> bool:
     False when the maps were drawn from other results (their :data:`MAPS_RECORD`
     names another SHA-256: a run killed after its outputs were swapped in but before
     the maps were redrawn) or never drawn. True when ``out_dir`` holds no map layers
-    (nothing to draw). The language is not compared: ``covgap map --lang en`` is not
+    (nothing to draw). False too when a shared file the pages load (``assets/``) is missing.
+    The language is not compared: ``covgap map --lang en`` is not
     undone by the next refresh that takes in nothing new.
     """
     layers = Path(out_dir) / MAP_LAYERS_NAME
@@ -650,7 +807,10 @@ def maps_are_current(out_dir: Path, maps_dir: Path) -> bool:
         record = json.loads((Path(maps_dir) / MAPS_RECORD).read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return False
-    return (isinstance(record, dict) and (Path(maps_dir) / INDEX_NAME).is_file()
+    if not isinstance(record, dict) or not isinstance(record.get("assets", []), list):
+        return False
+    shared = [Path(maps_dir) / ASSETS_DIR / str(name) for name in record.get("assets", [])]
+    return ((Path(maps_dir) / INDEX_NAME).is_file() and all(p.is_file() for p in shared)
             and record.get("map_layers_sha256") == outputs.sha256_file(layers))
 
 
@@ -664,12 +824,15 @@ def is_covgap_page(path: Path) -> bool:
     return f'<meta name="generator" content="{GENERATOR}"' in head
 
 
-def check_maps_folder(maps_dir: Path, *, out_dir: Path, inputs, overwrite: bool = False) -> None:
+def check_maps_folder(maps_dir: Path, *, out_dir: Path, inputs, overwrite: bool = False, assets: str = "auto") -> None:
     """Refuse a maps folder covgap must not write into (one-line :class:`OutputError`).
 
     It must not be, contain or lie inside an input, nor be or lie inside the output
     folder (replaced whole at every run), and its ``index.html``, if any, must be
-    covgap's unless ``overwrite``. Other files in it are left alone.
+    covgap's unless ``overwrite``. With ``assets="shared"`` its ``assets`` folder, if
+    any, must be covgap's (:func:`check_assets_folder`; with ``"auto"`` that is checked
+    when the number of pages is known, before any page is written). Other files in it
+    are left alone.
     """
     maps_dir = Path(maps_dir)
     outputs.check_clear_of_inputs(maps_dir, inputs, label="maps folder")
@@ -683,6 +846,8 @@ def check_maps_folder(maps_dir: Path, *, out_dir: Path, inputs, overwrite: bool 
     if not overwrite and index.exists() and not is_covgap_page(index):
         raise OutputError(f"maps folder {maps_dir}: {INDEX_NAME} was not written by covgap and would be replaced; "
                           "choose another folder (--maps, or [output] maps_dir), or give --overwrite")
+    if assets == "shared":
+        check_assets_folder(maps_dir)
 
 
 def _remove_stale_pages(maps_dir: Path, *, keep: set[str]) -> None:

@@ -1,6 +1,7 @@
 /* covgap planner map: layers, legend, popups, scorecard panel and village search.
  *
- * The page data is the JSON block #covgap-data (written by covgap/maps.py). Every
+ * The page data is the JSON block #covgap-data (written by covgap/maps.py), merged, when the pages
+ * share their assets, with window.covgapShared (assets/data-*.js: words, page list, commune outlines). Every
  * string from the input data goes into the DOM with textContent or as an attribute
  * value set through the DOM, never as HTML. Labels from the language dictionary
  * (D.strings) are the only text Leaflet's layer control receives.
@@ -43,6 +44,13 @@
 
   window.covgapStart = function (map) {
     var D = JSON.parse(document.getElementById('covgap-data').textContent);
+    if (D.shared) {
+      // Shared mode ([output] map_assets): what every page has in common came from assets/ (window.covgapShared).
+      var S = window.covgapShared;
+      if (!S) { throw new Error('covgap: the shared data of the maps (assets/) did not load'); }
+      Object.keys(S).forEach(function (k) { if (k !== 'layers') { D[k] = S[k]; } });
+      Object.keys(S.layers).forEach(function (k) { D.layers[k] = S.layers[k]; });
+    }
     var T = D.strings;
     var LOCALE = D.lang === 'vi' ? 'vi-VN' : 'en-GB';
     document.documentElement.lang = D.lang;

@@ -96,9 +96,11 @@ UNIT_FIGURES = (
 
 VILLAGE_FIELDS = (
     "village_id", "name", "households", "share_covered", "share_weak", "share_no_4g", "share_dead", "share_unmeasured",
-    "evidence_share", "verdict_4g", "households_in_dead_zones", "n_samples", "households_passed", "fibre_share", "meets_fibre_goal",
+    "evidence_share", "verdict_4g", "households_in_dead_zones", "n_samples", "households_passed", "fibre_share",
     "dist_to_fibre_m", "spur_length_m", "dist_to_planned_fibre_m", "subscribed_share",
 )
+#: Decimals of a share (0–1) on the maps: the pages show one decimal of a percent.
+SHARE_DECIMALS = 4
 
 
 # --------------------------------------------------------------------------- names
@@ -137,6 +139,47 @@ def _plain(value):
     if value is None or value is pd.NA:
         return None
     return value
+
+
+def _plain_column(values) -> list:
+    """A column (Series or array) as a list of JSON-safe Python values (see :func:`_plain`)."""
+    return [_plain(x) for x in (values.tolist() if hasattr(values, "tolist") else values)]
+
+
+def _records(columns: dict[str, list]) -> list[dict]:
+    """Column lists of equal length → one dict per row (the properties of a layer's features)."""
+    keys = list(columns)
+    return [dict(zip(keys, row)) for row in zip(*columns.values())]
+
+
+def _local_dates(seconds, timezone: str) -> list[str | None]:
+    """Each time (Unix seconds, NaN for none) as its local date ``YYYY-MM-DD``, or None."""
+    values = pd.to_numeric(pd.Series(np.asarray(seconds, dtype=float)), errors="coerce")
+    values = values.where(np.isfinite(values))
+    dates = pd.to_datetime(values, unit="s", utc=True).dt.tz_convert(timezone).dt.strftime("%Y-%m-%d")
+    return [None if not isinstance(d, str) else d for d in dates.tolist()]
+
+
+def _disc_villages(geoms: np.ndarray, radius_m: float) -> np.ndarray:
+    """Which villages are discs of ``radius_m`` (given as points: ``layers.read_villages`` buffers them).
+
+    A disc is a polygon without holes whose every vertex, at least 33 of them (GEOS buffers with
+    64), lies ``radius_m`` from its centroid (to a millimetre): the page draws it as a circle of that
+    radius around the centre, the same shape, from a point instead of a polygon.
+    """
+    geoms = np.asarray(geoms, dtype=object)
+    out = np.zeros(len(geoms), dtype=bool)
+    candidates = np.flatnonzero((shapely.get_type_id(geoms) == 3) & (shapely.get_num_interior_rings(geoms) == 0))
+    if not len(candidates):
+        return out
+    polys = geoms[candidates]
+    coords, index = shapely.get_coordinates(shapely.get_exterior_ring(polys), return_index=True)
+    centres = shapely.get_coordinates(shapely.centroid(polys))
+    off = np.abs(np.hypot(*(coords - centres[index]).T) - radius_m) > 1e-3
+    n_off = np.bincount(index, weights=off, minlength=len(polys))
+    n_vertices = np.bincount(index, minlength=len(polys))
+    out[candidates] = (n_off == 0) & (n_vertices >= 33)
+    return out
 
 
 def _display_geoms(geoms: np.ndarray, *, simplify_m: float) -> np.ndarray:
@@ -314,17 +357,33 @@ def map_layers(results) -> dict:
     communes = results.communes
     files = page_files([str(n) for n in communes["name"]])
 
-    # Villages
+    # Villages: a village given as a point (a disc) is sent as its centre and radius (radius_m); the page
+    # draws the circle (a polygon of the disc would be ~20 times the bytes).
     v = results.villages
-    labels = gpd.GeoSeries(shapely.point_on_surface(v.geometry.to_numpy()), crs=v.crs).to_crs(4326)
-    vprops = []
-    for i, (_, row) in enumerate(v.iterrows()):
-        p = {k: _plain(row[k]) for k in VILLAGE_FIELDS if k in row.index}
-        p["name"] = str(row["name"])
-        p["commune"] = str(row[level])
-        p["last_measured"] = _local_date(row.get("t_last_s"), tz)
-        p["label"] = [round(labels.iloc[i].y, DECIMALS), round(labels.iloc[i].x, DECIMALS)]
-        vprops.append(p)
+    vgeoms = v.geometry.to_numpy()
+    disc = _disc_villages(vgeoms, float(cfg.inputs.village_point_radius_m))
+    label_points = shapely.point_on_surface(vgeoms)
+    label_points[disc] = shapely.centroid(vgeoms[disc])
+    vdisplay = vgeoms.copy()
+    vdisplay[disc] = label_points[disc]
+    v_shown = gpd.GeoDataFrame({"i": range(len(v))}, geometry=vdisplay, crs=v.crs)
+    label_wgs = gpd.GeoSeries(label_points, crs=v.crs).to_crs(4326).to_numpy()
+    columns: dict[str, list] = {}
+    for k in VILLAGE_FIELDS:
+        if k in v.columns:
+            col = v[k]
+            if "share" in k and pd.api.types.is_float_dtype(col):
+                col = col.round(SHARE_DECIMALS)
+            columns[k] = _plain_column(col)
+    columns["name"] = [str(x) for x in v["name"].tolist()]
+    columns["commune"] = [str(x) for x in v[level].tolist()]
+    columns["last_measured"] = (_local_dates(v["t_last_s"], tz) if "t_last_s" in v.columns else [None] * len(v))
+    columns["label"] = [[lat, lon] for lat, lon in zip(np.round(shapely.get_y(label_wgs), DECIMALS).tolist(),
+                                                       np.round(shapely.get_x(label_wgs), DECIMALS).tolist())]
+    vprops = _records(columns)
+    radius = round(float(cfg.inputs.village_point_radius_m), 1)
+    for i in np.flatnonzero(disc):
+        vprops[i]["radius_m"] = radius
 
     # Communes (polygons and their centres)
     cgeoms = communes.geometry.to_numpy()
@@ -338,13 +397,23 @@ def map_layers(results) -> dict:
                      "centre_dist_to_fibre_m": _plain(r["centre_dist_to_fibre_m"]), "file": files[str(r["name"])]}
                     for _, r in communes.iterrows()]
 
+    commune_names = np.array([str(n) for n in communes["name"].to_numpy()], dtype=object)
+    commune_tree = shapely.STRtree(cgeoms)
+
     def communes_of(geoms: np.ndarray, margin_m: float = 0.0) -> list[list[str]]:
-        out = []
-        for g in geoms:
-            hit = shapely.intersects(cgeoms, g.buffer(margin_m) if margin_m else g)
-            if not margin_m:  # a shared edge is not a dead zone "in" the commune
-                hit &= shapely.area(shapely.intersection(cgeoms, g)) > 1e-3
-            out.append([str(n) for n in communes["name"].to_numpy()[hit]])
+        """The communes (names, in the communes' order) each geometry lies in: within ``margin_m`` of it, or,
+        without a margin, sharing some area with it (a shared edge is not a dead zone "in" the commune)."""
+        geoms = np.asarray(geoms, dtype=object)
+        if margin_m:
+            i, j = commune_tree.query(geoms, predicate="dwithin", distance=margin_m)
+        else:
+            i, j = commune_tree.query(geoms, predicate="intersects")
+            keep = shapely.area(shapely.intersection(cgeoms[j], geoms[i])) > 1e-3
+            i, j = i[keep], j[keep]
+        order = np.lexsort((j, i))
+        out: list[list[str]] = [[] for _ in range(len(geoms))]
+        for a, b in zip(i[order].tolist(), j[order].tolist()):
+            out[a].append(commune_names[b])
         return out
 
     # Gap zones (dead = no service, and no 4G) with their per-operator figures
@@ -368,8 +437,8 @@ def map_layers(results) -> dict:
     zprops, n4props = zone_props(z, results.zone_operators), zone_props(n4, results.no4g_zone_operators)
 
     nm = results.needs_measurement
-    nprops = [{"name": str(r["name"]), "commune": str(r[level]), "households": _plain(r["households"]),
-               "area_km2": _plain(r["area_km2"])} for _, r in nm.iterrows()]
+    nprops = _records({"name": [str(x) for x in nm["name"].tolist()], "commune": [str(x) for x in nm[level].tolist()],
+                       "households": _plain_column(nm["households"]), "area_km2": _plain_column(nm["area_km2"])})
     # A village without any measured cell needs measuring whole: its area is its outline, which the
     # villages layer already carries; the page script takes it from there (most of a province's villages).
     whole = _whole_villages(nm, v)
@@ -379,21 +448,24 @@ def map_layers(results) -> dict:
 
     fibre = results.layers.fibre_display  # clipped to the study area and a margin; distances used the whole network
     fcommunes = communes_of(fibre.geometry.to_numpy(), margin_m=500.0)
-    fprops = []
-    for i, (_, row) in enumerate(fibre.iterrows()):
-        p = {"status": str(row.get("status", "existing")), "communes": fcommunes[i]}
-        for key in ("operator", "year", "route_id"):
-            if key in row.index and _plain(row[key]) is not None:
-                p[key] = str(row[key]) if key != "year" else _plain(row[key])
-        fprops.append(p)
+    fprops = _records({"status": [str(x) for x in fibre["status"].tolist()] if "status" in fibre.columns
+                       else ["existing"] * len(fibre), "communes": fcommunes})
+    for key in ("operator", "year", "route_id"):
+        if key in fibre.columns:
+            for p, value in zip(fprops, _plain_column(fibre[key])):
+                if value is not None:
+                    p[key] = value if key == "year" else str(value)
 
     fp = results.fibre_plan.spurs if results.fibre_plan is not None else gpd.GeoDataFrame(geometry=[])
     fp = fp[fp.geometry.notna()]
-    fpprops = [{"village_id": str(r["village_id"]), "name": str(r["name"]), "commune": str(r["unit"]),
-                **{k: _plain(r[k]) for k in ("households", "households_gained", "spur_length_m", "cost_vnd",
-                                             "cost_vnd_per_household", "in_district_plan", "in_unit_plan")},
-                "spur_along": str(r["spur_along"]), "route_id": str(r["route_id"]),
-                "route_operator": str(r["route_operator"])} for _, r in fp.iterrows()]
+    fpprops = _records({"village_id": [str(x) for x in fp["village_id"].tolist()] if len(fp) else [],
+                        "name": [str(x) for x in fp["name"].tolist()] if len(fp) else [],
+                        "commune": [str(x) for x in fp["unit"].tolist()] if len(fp) else [],
+                        **{k: _plain_column(fp[k]) if len(fp) else []
+                           for k in ("households", "households_gained", "spur_length_m", "cost_vnd",
+                                     "cost_vnd_per_household", "in_district_plan", "in_unit_plan")},
+                        **{k: [str(x) for x in fp[k].tolist()] if len(fp) else []
+                           for k in ("spur_along", "route_id", "route_operator")}})
 
     mp = results.measurement_plan
     if mp is not None:
@@ -447,7 +519,7 @@ def map_layers(results) -> dict:
                       "cells": _cell_images(views, grid, r.geometry)} for _, r in communes.iterrows()],
         "layers": {
             "communes": _feature_collection(communes, cprops),
-            "villages": _feature_collection(v, vprops),
+            "villages": _feature_collection(v_shown, vprops),
             "dead_zones": _feature_collection(z, zprops, simplify_m=1.0),
             "no4g_zones": _feature_collection(n4, n4props, simplify_m=1.0),
             "needs_measurement": _feature_collection(nm, nprops, simplify_m=1.0, without_geometry=whole),
@@ -506,24 +578,36 @@ def page_data(data: dict, *, scope: str | None, lang: str) -> dict:
         keep = lambda feature: scope in feature["properties"].get("communes", ())  # noqa: E731
         kind = "commune"
 
-    def subset(name: str, test) -> dict:
-        return {"type": "FeatureCollection", "features": [f for f in layers[name]["features"] if test(f)]}
+    def subset(name: str, test, drop: tuple[str, ...] = ()) -> dict:
+        """The features of a layer the page shows, without the properties ``drop`` (the page script does not use them)."""
+        features = [f for f in layers[name]["features"] if test(f)]
+        if drop:
+            features = [{**f, "properties": {k: v for k, v in f["properties"].items() if k not in drop}} for f in features]
+        return {"type": "FeatureCollection", "features": features}
+
+    def needs_subset() -> dict:
+        # A village that needs measuring whole takes its outline, name, commune and households from the
+        # villages layer in the page script: only its id and area come along.
+        features = [{**f, "properties": {k: v for k, v in f["properties"].items() if k in WHOLE_VILLAGE_KEEP}}
+                    if f["properties"].get("whole_village") else f for f in layers["needs_measurement"]["features"]
+                    if in_commune(f)]
+        return {"type": "FeatureCollection", "features": features}
 
     in_commune = (lambda f: True) if scope is None else (lambda f: f["properties"].get("commune") == scope)  # noqa: E731
     centre_test = (lambda f: True) if scope is None else (lambda f: f["properties"]["name"] == scope)  # noqa: E731
     page_layers = {
         "communes": layers["communes"],
-        "villages": subset("villages", in_commune),
-        "dead_zones": subset("dead_zones", keep),
-        "no4g_zones": subset("no4g_zones", keep),
-        "needs_measurement": subset("needs_measurement", in_commune),
-        "fibre": subset("fibre", keep),
+        "villages": subset("villages", in_commune, drop=("meets_fibre_goal",)),
+        "dead_zones": subset("dead_zones", keep, drop=("communes",)),
+        "no4g_zones": subset("no4g_zones", keep, drop=("communes",)),
+        "needs_measurement": needs_subset(),
+        "fibre": subset("fibre", keep, drop=("communes", "route_id")),
         "centres": subset("centres", centre_test),
         "fibre_plan": subset("fibre_plan", in_commune),
         "measurement_plan": subset("measurement_plan", lambda f: scope is None or f["properties"].get("commune") == scope
-                                   or scope in f["properties"].get("communes", ())),
+                                   or scope in f["properties"].get("communes", ()), drop=("communes",)),
         # Saved by an earlier covgap without context layers: none.
-        **{f"context_{k}": subset(f"context_{k}", keep) if f"context_{k}" in layers else
+        **{f"context_{k}": subset(f"context_{k}", keep, drop=("communes",)) if f"context_{k}" in layers else
            {"type": "FeatureCollection", "features": []} for k in CONTEXT_KINDS},
     }
     goal = f"{data['goal_share']:.0%}"
@@ -556,6 +640,8 @@ def page_data(data: dict, *, scope: str | None, lang: str) -> dict:
     }
 
 
+#: What a page keeps of a needs-measurement area that is its whole village (the rest comes from the village).
+WHOLE_VILLAGE_KEEP = ("village_id", "whole_village", "area_km2")
 #: What the pages have in common, loaded once from ``assets/`` in shared mode (besides the commune outlines).
 SHARED_KEYS = ("generator", "lang", "strings", "study", "district_file", "pages", "goal_share", "data_period", "operators")
 #: Layers every page carries whole.

@@ -51,6 +51,16 @@
       Object.keys(S).forEach(function (k) { if (k !== 'layers') { D[k] = S[k]; } });
       Object.keys(S.layers).forEach(function (k) { D.layers[k] = S.layers[k]; });
     }
+    // Each layer comes packed (covgap/mappage.py pack_layers): property names once, a row of values per feature.
+    function unpack(fc) {
+      if (!fc || !fc.keys) { return fc; }
+      return { type: 'FeatureCollection', features: fc.rows.map(function (row, i) {
+        var p = {};
+        fc.keys.forEach(function (k, j) { if (row[j] !== null) { p[k] = row[j]; } });
+        return { type: 'Feature', properties: p, geometry: fc.geometries[i] };
+      }) };
+    }
+    Object.keys(D.layers).forEach(function (k) { D.layers[k] = unpack(D.layers[k]); });
     var T = D.strings;
     var LOCALE = D.lang === 'vi' ? 'vi-VN' : 'en-GB';
     document.documentElement.lang = D.lang;
@@ -208,13 +218,19 @@
       pane.classList.add('covgap-pane-' + key);
     });
     function tooltip(text) { return el('span', { text: text }); }
+    // A village given as a point is a disc of radius_m metres on the ground (covgap/maps.py sends its centre
+    // and radius): an L.circle, whose bounds do not need the map (the layer may be off when a search zooms).
+    var Disc = L.Circle.extend({
+      getBounds: function () { return this.getLatLng().toBounds(2 * this.getRadius()); }
+    });
     function vector(key, fc, style, popup, tip, pointStyle) {
       return L.geoJSON(fc, {
         pane: 'covgap-' + key,
         style: style,
-        pointToLayer: pointStyle ? function (f, latlng) {
-          return L.circleMarker(latlng, Object.assign({ pane: 'covgap-' + key }, pointStyle(f)));
-        } : undefined,
+        pointToLayer: function (f, latlng) {
+          if (f.properties.radius_m) { return new Disc(latlng, { pane: 'covgap-' + key, radius: f.properties.radius_m }); }
+          return L.circleMarker(latlng, Object.assign({ pane: 'covgap-' + key }, pointStyle ? pointStyle(f) : {}));
+        },
         onEachFeature: function (f, layer) {
           layer.feature = f;
           layer.bindPopup(function () { return popup(f.properties); }, { maxWidth: 360 });
@@ -241,11 +257,17 @@
       });
     }
     // A village with no measured cell needs measuring whole: its area comes without a geometry and is the
-    // village's own outline (sent once, in the villages layer).
-    var outline = {};
-    L_.villages.features.forEach(function (f) { outline[f.properties.village_id] = f.geometry; });
+    // village's own outline (sent once, in the villages layer), with the village's name, commune and households.
+    var villageOf = {};
+    L_.villages.features.forEach(function (f) { villageOf[f.properties.village_id] = f; });
     L_.needs_measurement.features.forEach(function (f) {
-      if (!f.geometry && f.properties.whole_village) { f.geometry = outline[f.properties.village_id] || null; }
+      var v = f.properties.whole_village ? villageOf[f.properties.village_id] : null;
+      if (!f.geometry && v) {
+        f.geometry = v.geometry;
+        ['name', 'commune', 'households', 'radius_m'].forEach(function (k) {
+          if (f.properties[k] === undefined) { f.properties[k] = v.properties[k]; }
+        });
+      }
     });
     var layers = {
       context_rivers: contextLayer('context_rivers', function () {

@@ -858,8 +858,8 @@ def _write_assets(assets_dir: Path, files: dict[str, bytes]) -> None:
 
 def _remove_stale_assets(assets_dir: Path, *, keep: set[str]) -> None:
     """Remove the files covgap wrote in ``assets_dir`` that no page refers to any more (all of them when
-    ``keep`` is empty: the pages are self-contained again), then its mark and the folder if left empty.
-    A folder without covgap's mark, and any file its mark does not list, is left alone."""
+    ``keep`` is empty: the pages are self-contained again), then, if nothing else is left in it, its mark
+    and the folder. A folder without covgap's mark, and any file its mark does not list, is left alone."""
     known = _read_assets_record(assets_dir)
     if known is None:
         return
@@ -868,12 +868,12 @@ def _remove_stale_assets(assets_dir: Path, *, keep: set[str]) -> None:
     if keep:
         _write_assets_record(assets_dir, keep)
         return
-    (assets_dir / ASSETS_RECORD).unlink(missing_ok=True)
-    try:
-        assets_dir.rmdir()
-        log.info("maps: removed %s/ (the pages are self-contained)", ASSETS_DIR)
-    except OSError:  # something else is in it: not ours, left alone
-        pass
+    if any(p.name != ASSETS_RECORD for p in assets_dir.iterdir()):  # something else is in it: left alone, marked
+        _write_assets_record(assets_dir, set())                      # as covgap's (with no file of covgap's)
+        return
+    (assets_dir / ASSETS_RECORD).unlink()
+    assets_dir.rmdir()
+    log.info("maps: removed %s/ (the pages are self-contained)", ASSETS_DIR)
 
 
 def maps_are_current(out_dir: Path, maps_dir: Path) -> bool:

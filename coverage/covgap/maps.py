@@ -23,6 +23,7 @@ escaped, and the page script puts them in the DOM as text, never as HTML.
 from __future__ import annotations
 
 import base64
+import functools
 import gzip
 import json
 import logging
@@ -194,14 +195,15 @@ def _feature_collection(frame: gpd.GeoDataFrame, props: list[dict], *, simplify_
     geoms = _display_geoms(frame.geometry.to_numpy(), simplify_m=simplify_m)
     wgs = gpd.GeoSeries(geoms, crs=frame.crs).to_crs(4326).to_numpy()
     wgs = shapely.transform(wgs, lambda c: np.round(c, DECIMALS))
+    sent = np.zeros(len(wgs), dtype=bool) if without_geometry is None else np.asarray(without_geometry, dtype=bool)
+    drawn = ~sent & ~shapely.is_missing(wgs) & ~shapely.is_empty(wgs)
+    geojson = iter(json.loads("[" + ",".join(shapely.to_geojson(wgs[drawn]).tolist()) + "]"))  # one parse for all
     features = []
-    for i, (geom, p) in enumerate(zip(wgs, props)):
-        if without_geometry is not None and without_geometry[i]:
+    for p, without, draw in zip(props, sent.tolist(), drawn.tolist()):
+        if without:
             features.append({"type": "Feature", "properties": p, "geometry": None})
-            continue
-        if geom is None or geom.is_empty:
-            continue
-        features.append({"type": "Feature", "properties": p, "geometry": json.loads(shapely.to_geojson(geom))})
+        elif draw:
+            features.append({"type": "Feature", "properties": p, "geometry": next(geojson)})
     return {"type": "FeatureCollection", "features": features}
 
 
@@ -256,21 +258,12 @@ def _area_window(grid, area: shapely.Geometry) -> tuple[int, int, np.ndarray] | 
     return r0, c0, inside
 
 
-def _cell_image(classes: np.ndarray, grid, area: shapely.Geometry | None, *,
-                window: tuple[int, int, np.ndarray] | None = None) -> dict | None:
-    """The class raster of an area as a Web Mercator PNG with its lat/lon bounds and class counts.
-
-    Cells whose centre is outside ``area`` (when given) are left out. The image is
-    reprojected with nearest-neighbour resampling at :data:`PIXELS_PER_CELL` pixels
-    per cell, so Leaflet's image overlay (linear in Web Mercator) puts every cell
-    where it is. ``window``: :func:`_area_window` of ``area`` when already made.
-    """
+def _crop(classes: np.ndarray, window: tuple[int, int, np.ndarray] | None) -> tuple[np.ndarray, int, int] | None:
+    """The classes of the cells under the page's area (``window``: :func:`_area_window`; None: the whole
+    grid), trimmed to the rows and columns that hold any: the array, its top row and left column."""
     classes = np.asarray(classes, dtype=np.uint8)
     w_r0 = w_c0 = 0
-    if area is not None:  # only the window of the grid under the area: a commune of a province is small
-        window = window or _area_window(grid, area)
-        if window is None:
-            return None
+    if window is not None:  # only the window of the grid under the area: a commune of a province is small
         w_r0, w_c0, inside = window
         part = classes[w_r0:w_r0 + inside.shape[0], w_c0:w_c0 + inside.shape[1]]
         classes = np.where(inside, part, 0).astype(np.uint8)
@@ -278,33 +271,73 @@ def _cell_image(classes: np.ndarray, grid, area: shapely.Geometry | None, *,
     cols = np.flatnonzero(classes.any(axis=0))
     if not len(rows):
         return None
-    sub = classes[rows[0]:rows[-1] + 1, cols[0]:cols[-1] + 1]
-    r0, c0 = w_r0 + rows[0], w_c0 + cols[0]
+    return classes[rows[0]:rows[-1] + 1, cols[0]:cols[-1] + 1], int(w_r0 + rows[0]), int(w_c0 + cols[0])
+
+
+@functools.lru_cache(maxsize=1)
+def _mercator_to_wgs84() -> Transformer:
+    return Transformer.from_crs("EPSG:3857", "EPSG:4326", always_xy=True)
+
+
+def _warp_plan(grid, r0: int, c0: int, shape: tuple[int, int]) -> tuple[np.ndarray, list[list[float]]]:
+    """Where each pixel of a Web Mercator image of the cells ``shape`` from row ``r0``, column ``c0`` takes
+    its class from: the flat index + 1 of its cell in the crop (0: none), and the image's lat/lon bounds.
+
+    The cell indices are reprojected with nearest-neighbour resampling at :data:`PIXELS_PER_CELL` pixels
+    per cell (fewer when the image would pass :data:`MAX_IMAGE_PIXELS` a side), so Leaflet's image overlay
+    (linear in Web Mercator) puts every cell where it is. Made once and used for every operator view of
+    the same crop: the same pixels as reprojecting each view's classes.
+    """
     transform = grid.transform @ rasterio.Affine.translation(c0, r0)
     left, top = transform @ (0, 0)
-    right, bottom = transform @ (sub.shape[1], sub.shape[0])
+    right, bottom = transform @ (shape[1], shape[0])
     dst_transform, width, height = rasterio.warp.calculate_default_transform(
-        grid.crs, "EPSG:3857", sub.shape[1], sub.shape[0], left=left, bottom=bottom, right=right, top=top)
+        grid.crs, "EPSG:3857", shape[1], shape[0], left=left, bottom=bottom, right=right, top=top)
     # calculate_default_transform keeps about one pixel per cell; draw PIXELS_PER_CELL per cell, fewer
     # when the image would be wider or taller than MAX_IMAGE_PIXELS (a province: a cell is then far
     # less than a screen pixel when the whole image is in view).
     per_cell = max(1, min(PIXELS_PER_CELL, MAX_IMAGE_PIXELS // max(width, height)))
     dst_transform = dst_transform @ rasterio.Affine.scale(1 / per_cell)
     width, height = width * per_cell, height * per_cell
-    out = np.zeros((height, width), dtype=np.uint8)
-    rasterio.warp.reproject(sub, out, src_transform=transform, src_crs=grid.crs, dst_transform=dst_transform,
+    index = np.arange(1, shape[0] * shape[1] + 1, dtype=np.uint32).reshape(shape)
+    out = np.zeros((height, width), dtype=np.uint32)
+    rasterio.warp.reproject(index, out, src_transform=transform, src_crs=grid.crs, dst_transform=dst_transform,
                             dst_crs="EPSG:3857", resampling=rasterio.warp.Resampling.nearest, src_nodata=0, dst_nodata=0)
     west, north = dst_transform @ (0, 0)
     east, south = dst_transform @ (width, height)
-    to_wgs = Transformer.from_crs("EPSG:3857", "EPSG:4326", always_xy=True)
-    (lon0, lon1), (lat0, lat1) = to_wgs.transform([west, east], [south, north])
+    (lon0, lon1), (lat0, lat1) = _mercator_to_wgs84().transform([west, east], [south, north])
+    return out, [[round(lat0, 7), round(lon0, 7)], [round(lat1, 7), round(lon1, 7)]]
+
+
+def _image_of(sub: np.ndarray, plan: tuple[np.ndarray, list[list[float]]]) -> dict:
+    """The cell image of a crop (:func:`_crop`) through its :func:`_warp_plan`: PNG, bounds, class counts."""
+    index, bounds = plan
+    flat = np.concatenate([np.zeros(1, dtype=np.uint8), sub.ravel()])  # index 0: no cell, transparent
     counts = np.bincount(sub.ravel(), minlength=max(int(c) for c in CellClass) + 1)
-    png = _encode_png(out, CELL_COLOURS)
+    png = _encode_png(flat[index], CELL_COLOURS)
     return {
         "png": "data:image/png;base64," + base64.b64encode(png).decode("ascii"),
-        "bounds": [[round(lat0, 7), round(lon0, 7)], [round(lat1, 7), round(lon1, 7)]],
+        "bounds": bounds,
         "counts": {c.label: int(counts[int(c)]) for c in CellClass},
     }
+
+
+def _cell_image(classes: np.ndarray, grid, area: shapely.Geometry | None, *,
+                window: tuple[int, int, np.ndarray] | None = None) -> dict | None:
+    """The class raster of an area as a Web Mercator PNG with its lat/lon bounds and class counts.
+
+    Cells whose centre is outside ``area`` (when given) are left out (see :func:`_warp_plan`).
+    ``window``: :func:`_area_window` of ``area`` when already made.
+    """
+    if area is not None:
+        window = window or _area_window(grid, area)
+        if window is None:
+            return None
+    crop = _crop(classes, window if area is not None else None)
+    if crop is None:
+        return None
+    sub, r0, c0 = crop
+    return _image_of(sub, _warp_plan(grid, r0, c0, sub.shape))
 
 
 def _class_views(results) -> dict[str, np.ndarray]:
@@ -321,10 +354,16 @@ def _cell_images(views: dict[str, np.ndarray], grid, area: shapely.Geometry | No
     window = _area_window(grid, area) if area is not None else None  # the same for every view
     if area is not None and window is None:
         return images
+    plans: dict[tuple[int, int, tuple[int, int]], tuple[np.ndarray, list[list[float]]]] = {}
     for key, classes in views.items():
-        image = _cell_image(classes, grid, area, window=window)
-        if image is not None:
-            images[key] = image
+        crop = _crop(classes, window)
+        if crop is None:
+            continue
+        sub, r0, c0 = crop
+        where = (r0, c0, sub.shape)
+        if where not in plans:  # the views of a page mostly cover the same cells: one reprojection for all
+            plans[where] = _warp_plan(grid, r0, c0, sub.shape)
+        images[key] = _image_of(sub, plans[where])
     return images
 
 

@@ -155,7 +155,7 @@ def shared_asset_files(shared: dict) -> tuple[dict[str, bytes], dict[str, str]]:
         "leaflet_js": ("leaflet", js.encode("utf-8"), "js"),
         "covgap_css": ("map", _template_text("map.css").encode("utf-8"), "css"),
         "covgap_js": ("map", _template_text("map.js").encode("utf-8"), "js"),
-        "covgap_shared": ("data", f"window.covgapShared = {json_for_script(pack_layers(shared))};\n".encode("utf-8"),
+        "covgap_shared": ("data", f"window.covgapShared = {json_for_script(pack_layers(shared))};\n".encode(),
                           "js"),
     }
     files: dict[str, bytes] = {}

@@ -457,20 +457,21 @@ def map_layers(results) -> dict:
 
     # Gap zones (dead = no service, and no 4G) with their per-operator figures
     def zone_props(z: gpd.GeoDataFrame, zo: pd.DataFrame) -> list[dict]:
-        zcommunes = communes_of(z.geometry.to_numpy())
-        out = []
-        for i, (_, row) in enumerate(z.iterrows()):
-            ops = zo[zo["zone_id"] == row["zone_id"]] if len(zo) else zo
-            out.append({
-                "zone_id": str(row["zone_id"]), "area_km2": _plain(row["area_km2"]), "villages": str(row["villages"]),
-                "households": _plain(row["households"]), "n_samples": _plain(row["n_samples"]),
-                "first_measured": _local_date(row["t_first_s"], tz), "last_measured": _local_date(row["t_last_s"], tz),
-                "operators": [{k: (str(o[k]) if k == "operator" else _plain(o[k]))
-                               for k in ("operator", "n_cells", "n_samples", "share_4g", "rsrp_dbm_p50", "rscp_dbm_p50",
-                                         "rxlev_dbm_p50")} for _, o in ops.iterrows()],
-                "communes": zcommunes[i],
-            })
-        return out
+        op_keys = ("operator", "n_cells", "n_samples", "share_4g", "rsrp_dbm_p50", "rscp_dbm_p50", "rxlev_dbm_p50")
+        ops_of: dict[str, list[dict]] = {}
+        if len(zo):
+            op_rows = _records({"zone_id": [str(x) for x in zo["zone_id"].tolist()],
+                                **{k: [str(x) for x in zo[k].tolist()] if k == "operator" else _plain_column(zo[k])
+                                   for k in op_keys}})
+            for row in op_rows:
+                ops_of.setdefault(row.pop("zone_id"), []).append(row)
+        ids = [str(x) for x in z["zone_id"].tolist()]
+        return _records({
+            "zone_id": ids, "area_km2": _plain_column(z["area_km2"]), "villages": [str(x) for x in z["villages"].tolist()],
+            "households": _plain_column(z["households"]), "n_samples": _plain_column(z["n_samples"]),
+            "first_measured": _local_dates(z["t_first_s"], tz), "last_measured": _local_dates(z["t_last_s"], tz),
+            "operators": [ops_of.get(i, []) for i in ids], "communes": communes_of(z.geometry.to_numpy()),
+        })
 
     z, n4 = results.zones, results.no4g_zones
     zprops, n4props = zone_props(z, results.zone_operators), zone_props(n4, results.no4g_zone_operators)
@@ -509,11 +510,15 @@ def map_layers(results) -> dict:
     mp = results.measurement_plan
     if mp is not None:
         route_communes = communes_of(mp.days.geometry.to_numpy())
-        mprops = [{"kind": "route", "day": int(r["day"]), "km": _plain(r["km"]), "waypoints": int(r["waypoints"]),
-                   "communes": route_communes[i]} for i, (_, r) in enumerate(mp.days.iterrows())]
-        mprops += [{"kind": "waypoint", "day": int(r["day"]), "seq": int(r["seq"]), "name": str(r["name"]),
-                    "village_id": str(r["village_id"]), "commune": str(r["unit"]),
-                    "households_in_cell": _plain(r["households_in_cell"])} for _, r in mp.waypoints.iterrows()]
+        days, wp = mp.days, mp.waypoints
+        mprops = _records({"kind": ["route"] * len(days), "day": [int(x) for x in days["day"].tolist()],
+                           "km": _plain_column(days["km"]), "waypoints": [int(x) for x in days["waypoints"].tolist()],
+                           "communes": route_communes})
+        mprops += _records({"kind": ["waypoint"] * len(wp), "day": [int(x) for x in wp["day"].tolist()],
+                            "seq": [int(x) for x in wp["seq"].tolist()], "name": [str(x) for x in wp["name"].tolist()],
+                            "village_id": [str(x) for x in wp["village_id"].tolist()],
+                            "commune": [str(x) for x in wp["unit"].tolist()],
+                            "households_in_cell": _plain_column(wp["households_in_cell"])})
         mframe = gpd.GeoDataFrame({"i": range(len(mprops))},
                                   geometry=[*mp.days.geometry.to_numpy(), *mp.waypoints.geometry.to_numpy()], crs=mp.days.crs)
         measurement_layer = _feature_collection(mframe, mprops, simplify_m=2.0)

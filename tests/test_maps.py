@@ -411,3 +411,15 @@ def test_page_layers_are_packed_and_unpack_to_the_same_properties(results):
     # The page leaves out what its script does not use.
     assert all("communes" not in f["properties"] and "route_id" not in f["properties"] for f in page["layers"]["fibre"]["features"])
     assert all("meets_fibre_goal" not in f["properties"] for f in page["layers"]["villages"]["features"])
+
+
+def test_page_data_through_the_commune_index_is_the_same(hand_project):
+    results = pipeline.run_pipeline(load_config(with_point_village(hand_project)), now_s=1_790_000_000)
+    data = maps.map_layers(results)
+    data["communes"].append({**data["communes"][0], "name": "Xã Khác", "file": "xa-khac.html", "cells": {}})
+    index = maps.features_by_commune(data)
+    assert len(index["villages"]["Xã Thử Nghiệm"]) == 3 and "Xã Khác" not in index["villages"]
+    for scope in (None, "Xã Thử Nghiệm", "Xã Khác"):
+        for lang in ("vi", "en"):
+            assert maps.page_data(data, scope=scope, lang=lang, by_commune=index) == \
+                maps.page_data(data, scope=scope, lang=lang)

@@ -605,8 +605,32 @@ def read_map_layers(folder: Path) -> dict:
     return data
 
 
-def page_data(data: dict, *, scope: str | None, lang: str) -> dict:
-    """The part of the display data one page needs: the district (``scope=None``) or one commune."""
+#: How a feature of a layer says which communes it is in: its ``commune`` or its list of ``communes``.
+_COMMUNE_KEY = {"villages": "commune", "needs_measurement": "commune", "fibre_plan": "commune",
+                "dead_zones": "communes", "no4g_zones": "communes", "fibre": "communes",
+                **{f"context_{k}": "communes" for k in CONTEXT_KINDS}}
+
+
+def features_by_commune(data: dict) -> dict[str, dict[str, list[dict]]]:
+    """Per layer, the features of each commune (in the layer's order), for :func:`page_data` of many pages:
+    one pass over each layer instead of one per page."""
+    out: dict[str, dict[str, list[dict]]] = {}
+    for name, key in _COMMUNE_KEY.items():
+        groups: dict[str, list[dict]] = {}
+        for f in data["layers"].get(name, {"features": []})["features"]:
+            value = f["properties"].get(key)
+            for commune in ([value] if key == "commune" else (value or ())):
+                groups.setdefault(commune, []).append(f)
+        out[name] = groups
+    return out
+
+
+def page_data(data: dict, *, scope: str | None, lang: str,
+              by_commune: dict[str, dict[str, list[dict]]] | None = None) -> dict:
+    """The part of the display data one page needs: the district (``scope=None``) or one commune.
+
+    ``by_commune``: :func:`features_by_commune` of ``data``, when made once for every page.
+    """
     if lang not in STRINGS:
         raise ValueError(f"lang must be one of {', '.join(STRINGS)}, got {lang!r}")
     layers = data["layers"]
@@ -624,7 +648,10 @@ def page_data(data: dict, *, scope: str | None, lang: str) -> dict:
 
     def subset(name: str, test, drop: tuple[str, ...] = ()) -> dict:
         """The features of a layer the page shows, without the properties ``drop`` (the page script does not use them)."""
-        features = [f for f in layers[name]["features"] if test(f)]
+        if by_commune is not None and scope is not None and name in by_commune:
+            features = by_commune[name].get(scope, [])
+        else:
+            features = [f for f in layers[name]["features"] if test(f)]
         if drop:
             features = [{**f, "properties": {k: v for k, v in f["properties"].items() if k not in drop}} for f in features]
         return {"type": "FeatureCollection", "features": features}
@@ -632,9 +659,10 @@ def page_data(data: dict, *, scope: str | None, lang: str) -> dict:
     def needs_subset() -> dict:
         # A village that needs measuring whole takes its outline, name, commune and households from the
         # villages layer in the page script: only its id and area come along.
+        features = (by_commune["needs_measurement"].get(scope, []) if by_commune is not None and scope is not None
+                    else [f for f in layers["needs_measurement"]["features"] if in_commune(f)])
         features = [{**f, "properties": {k: v for k, v in f["properties"].items() if k in WHOLE_VILLAGE_KEEP}}
-                    if f["properties"].get("whole_village") else f for f in layers["needs_measurement"]["features"]
-                    if in_commune(f)]
+                    if f["properties"].get("whole_village") else f for f in features]
         return {"type": "FeatureCollection", "features": features}
 
     in_commune = (lambda f: True) if scope is None else (lambda f: f["properties"].get("commune") == scope)  # noqa: E731
@@ -784,15 +812,17 @@ def write_maps_from_layers(data: dict, maps_dir: Path, *, lang: str = "vi", sour
     mode = assets_mode(assets, len(scopes))
     pages: dict[str, str] = {}
     files: dict[str, bytes] = {}
+    by_commune = features_by_commune(data)
     if mode == "shared":
         refs: dict[str, str] = {}
         for name, scope in scopes.items():
-            page = page_data(data, scope=scope, lang=lang)
+            page = page_data(data, scope=scope, lang=lang, by_commune=by_commune)
             if not refs:  # the district's page: what every page shares
                 files, refs = mappage.shared_asset_files(shared_page_data(page))
             pages[name] = mappage.render_html(own_page_data(page), assets=refs, strings=page["strings"])
     else:
-        pages = {name: render_page(data, scope=scope, lang=lang) for name, scope in scopes.items()}
+        pages = {name: mappage.render_html(page_data(data, scope=scope, lang=lang, by_commune=by_commune))
+                 for name, scope in scopes.items()}
     if not overwrite:
         foreign = sorted(n for n in pages if (maps_dir / n).exists() and not is_covgap_page(maps_dir / n))
         if foreign:

@@ -423,3 +423,23 @@ def test_page_data_through_the_commune_index_is_the_same(hand_project):
         for lang in ("vi", "en"):
             assert maps.page_data(data, scope=scope, lang=lang, by_commune=index) == \
                 maps.page_data(data, scope=scope, lang=lang)
+
+
+def test_cli_map_takes_map_assets_from_the_configuration(results, hand_project):
+    toml = hand_project.read_text(encoding="utf-8").replace('maps_dir = "maps"\n', 'maps_dir = "maps"\nmap_assets = "shared"\n')
+    hand_project.write_text(toml, encoding="utf-8")
+    out, folder = hand_project.parent / "out", hand_project.parent / "maps"
+    out.mkdir()
+    outputs.write_outputs(results, out)
+    res = CliRunner().invoke(main, ["map", "--config", str(hand_project)])
+    assert res.exit_code == 0, res.output
+    assert len(_refs((folder / "index.html").read_text(encoding="utf-8"))) == 5
+    record = json.loads((folder / maps.MAPS_RECORD).read_text(encoding="utf-8"))
+    assert record["assets"] == sorted(p.name for p in (folder / "assets").iterdir() if p.name != maps.ASSETS_RECORD)
+    assert maps.maps_are_current(out, folder)
+    # A foreign assets folder: one line naming it, before anything is drawn.
+    other = hand_project.parent / "maps2"
+    (other / "assets").mkdir(parents=True)
+    res = CliRunner().invoke(main, ["map", "--config", str(hand_project), "--maps", str(other)])
+    assert res.exit_code == 1 and "assets was not made by covgap" in res.output and "Traceback" not in res.output
+    assert sorted(p.name for p in other.rglob("*")) == ["assets"]

@@ -15,9 +15,9 @@ images inlined) or, when many pages are written (``[output] map_assets``), loads
 Leaflet, covgap's script and style and the data all pages share from the maps
 folder's ``assets/`` (:func:`write_maps_from_layers`); folium's CDN links are
 removed; the writer refuses a page that would load anything from outside the maps
-folder. Strings from the input
-data reach the page only inside a JSON block whose ``<``, ``>`` and ``&`` are
-escaped, and the page script puts them in the DOM as text, never as HTML.
+folder. Strings from the input data reach the page only inside JSON whose ``<``,
+``>`` and ``&`` are escaped, and the page script puts them in the DOM as text,
+never as HTML.
 """
 
 from __future__ import annotations
@@ -320,24 +320,6 @@ def _image_of(sub: np.ndarray, plan: tuple[np.ndarray, list[list[float]]]) -> di
         "bounds": bounds,
         "counts": {c.label: int(counts[int(c)]) for c in CellClass},
     }
-
-
-def _cell_image(classes: np.ndarray, grid, area: shapely.Geometry | None, *,
-                window: tuple[int, int, np.ndarray] | None = None) -> dict | None:
-    """The class raster of an area as a Web Mercator PNG with its lat/lon bounds and class counts.
-
-    Cells whose centre is outside ``area`` (when given) are left out (see :func:`_warp_plan`).
-    ``window``: :func:`_area_window` of ``area`` when already made.
-    """
-    if area is not None:
-        window = window or _area_window(grid, area)
-        if window is None:
-            return None
-    crop = _crop(classes, window if area is not None else None)
-    if crop is None:
-        return None
-    sub, r0, c0 = crop
-    return _image_of(sub, _warp_plan(grid, r0, c0, sub.shape))
 
 
 def _class_views(results) -> dict[str, np.ndarray]:

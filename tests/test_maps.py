@@ -443,3 +443,12 @@ def test_cli_map_takes_map_assets_from_the_configuration(results, hand_project):
     res = CliRunner().invoke(main, ["map", "--config", str(hand_project), "--maps", str(other)])
     assert res.exit_code == 1 and "assets was not made by covgap" in res.output and "Traceback" not in res.output
     assert sorted(p.name for p in other.rglob("*")) == ["assets"]
+
+
+def test_a_view_with_the_same_image_as_another_is_sent_once(results):
+    data = maps.map_layers(results)
+    cells = data["district"]["cells"]
+    assert cells["Viettel"] != cells["*"]
+    data["district"]["cells"] = {**cells, "Viettel": json.loads(json.dumps(cells["*"]))}  # equal, not the same object
+    page = maps.page_data(data, scope=None, lang="vi")
+    assert page["cells"] == {"*": cells["*"], "MobiFone": cells["MobiFone"], "Viettel": "*"}

@@ -619,3 +619,21 @@ def test_a_village_given_as_a_point_is_drawn_as_a_circle(browser, hand_project, 
     assert "Thôn Hai" in opened.popup_text()
     opened.offline_and_clean()
     opened.page.close()
+
+
+def test_an_operator_view_sent_as_another_views_key_shows_that_image(browser, hand_results, tmp_path):
+    data = maps.map_layers(hand_results)
+    cells = data["district"]["cells"]
+    data["district"]["cells"] = {**cells, "Viettel": json.loads(json.dumps(cells["*"]))}
+    index = maps.write_maps_from_layers(data, tmp_path / "maps", lang="vi")[0]
+    assert '"Viettel":"*"' in index.read_text(encoding="utf-8")
+    opened = Opened(browser, index)
+    opened.set_layer(_layer_label("vi", "cells"), True)
+    src_any = opened.page.evaluate("document.querySelector('.covgap-pane-cells img').src")
+    opened.page.select_option("#covgap-operator", "Viettel")
+    assert opened.page.evaluate("covgap.operator()") == "Viettel"
+    assert opened.page.evaluate("document.querySelector('.covgap-pane-cells img').src") == src_any
+    legend = opened.page.locator('.covgap-legend-section[data-layer="cells"]').inner_text()
+    assert f"({cells['*']['counts']['insufficient_evidence']} ô)" in legend
+    opened.offline_and_clean()
+    opened.page.close()

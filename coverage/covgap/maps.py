@@ -337,6 +337,7 @@ def _cell_images(views: dict[str, np.ndarray], grid, area: shapely.Geometry | No
     if area is not None and window is None:
         return images
     plans: dict[tuple[int, int, tuple[int, int]], tuple[np.ndarray, list[list[float]]]] = {}
+    made: dict[tuple, dict] = {}
     for key, classes in views.items():
         crop = _crop(classes, window)
         if crop is None:
@@ -345,8 +346,22 @@ def _cell_images(views: dict[str, np.ndarray], grid, area: shapely.Geometry | No
         where = (r0, c0, sub.shape)
         if where not in plans:  # the views of a page mostly cover the same cells: one reprojection for all
             plans[where] = _warp_plan(grid, r0, c0, sub.shape)
-        images[key] = _image_of(sub, plans[where])
+        same = (where, sub.tobytes())  # an operator view like another (a commune measured by no one): one PNG
+        if same not in made:
+            made[same] = _image_of(sub, plans[where])
+        images[key] = made[same]
     return images
+
+
+def _shared_views(cells: dict[str, dict]) -> dict[str, dict | str]:
+    """The cell images of a page with each image sent once: a view whose image is the same as an earlier
+    view's is sent as that view's key (``map.js`` takes the image from there)."""
+    out: dict[str, dict | str] = {}
+    first: dict[str, str] = {}
+    for key, image in cells.items():
+        earlier = first.setdefault(json.dumps(image, sort_keys=True), key)
+        out[key] = image if earlier == key else earlier
+    return out
 
 
 def map_layers(results) -> dict:
@@ -683,7 +698,7 @@ def page_data(data: dict, *, scope: str | None, lang: str,
         "goal_share": data["goal_share"],
         "data_period": data["data_period"],
         "operators": data["operators"],
-        "cells": unit.get("cells", {}),
+        "cells": _shared_views(unit.get("cells", {})),
         "layers": page_layers,
         "measurement_plan": data.get("measurement_plan"),
         "changes": data["changes"] if scope is None else (

@@ -313,6 +313,10 @@
     };
 
     // Signal cells: one image per operator view, one layer in the control, an operator choice in its legend.
+    // A view whose image is the same as another view's comes as that view's key (covgap/maps.py _shared_views).
+    Object.keys(D.cells).forEach(function (view) {
+      if (typeof D.cells[view] === 'string') { D.cells[view] = D.cells[D.cells[view]]; }
+    });
     var cellViews = Object.keys(D.cells);
     var cellImages = {};
     cellViews.forEach(function (view) {

@@ -11,7 +11,7 @@ small part of a province's area. The sample's six measurement files are used as 
 are: they fall on the first tile (a few communes), so almost every cell is unmeasured.
 
 Then runs ``covgap -q run`` in a fresh subprocess and reports its wall time, its peak RSS
-(``os.wait4``) and the size of the map pages.
+(``os.wait4``) and the size of the map pages (with the shared files of ``maps/assets/``).
 
     .venv/bin/python benchmarks/province.py [--folder DIR] [--tiles 6x4] [--scale 1.73] [--cell 100]
 
@@ -142,11 +142,16 @@ def main() -> None:
         elapsed, peak = run(folder)
         pages = sorted((folder / "maps").glob("*.html"))
         sizes = [p.stat().st_size for p in pages]
+        shared = [p for p in (folder / "maps" / "assets").glob("*") if p.is_file()]  # [output] map_assets = shared
+        every = sum(sizes) + sum(p.stat().st_size for p in shared)
+        commune_sizes = [n for p, n in zip(pages, sizes) if p.name != "index.html"] or [0]
         outputs = sum(p.stat().st_size for p in (folder / "out").rglob("*") if p.is_file())
         print(f"machine: {platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}")
         print(f"covgap run: {elapsed:.1f} s, peak RSS {peak:,.0f} MiB")
-        print(f"maps: {len(pages)} pages, {sum(sizes) / 2**20:.1f} MiB in all, largest {max(sizes, default=0) / 2**20:.1f} MiB "
-              f"({pages[sizes.index(max(sizes))].name if sizes else '-'})")
+        print(f"maps: {len(pages)} pages and {len(shared)} shared files, {every / 2**20:.1f} MiB ({every / 1e6:.1f} MB) "
+              f"in all, largest page {max(sizes, default=0) / 2**20:.1f} MiB "
+              f"({pages[sizes.index(max(sizes))].name if sizes else '-'}), commune pages "
+              f"{min(commune_sizes) / 1024:.0f}–{max(commune_sizes) / 1024:.0f} KiB")
         print(f"output folder: {outputs / 2**20:.1f} MiB")
     finally:
         if args.folder is None:

@@ -240,3 +240,215 @@ def test_cli_map_redraws_from_the_saved_results(results, tmp_path):
     assert "Villages by 4G verdict" in (tmp_path / "maps" / "index.html").read_text(encoding="utf-8")
     res = runner.invoke(main, ["map", "--config", str(tmp_path / "none.toml"), "--out", str(tmp_path / "empty")])
     assert res.exit_code == 1 and "covgap run" in res.output
+
+
+# --------------------------------------------------------------------------- shared assets ([output] map_assets)
+def _refs(html: str) -> list[str]:
+    return re.findall(r'<(?:script[^>]*\bsrc|link[^>]*\bhref)="([^"]+)"', html)
+
+
+def test_shared_assets_are_hash_named_files_of_the_maps_folder_that_every_page_loads(results, tmp_path):
+    import hashlib
+    from importlib import resources
+
+    folder = tmp_path / "maps"
+    written = maps.write_maps_from_layers(maps.map_layers(results), folder, lang="vi", assets="shared")
+    assets = folder / "assets"
+    record = json.loads((assets / maps.ASSETS_RECORD).read_text(encoding="utf-8"))
+    on_disk = sorted(p.name for p in assets.iterdir() if p.name != maps.ASSETS_RECORD)
+    assert record == {"generator": maps.GENERATOR, "files": on_disk}
+    assert (assets / "LICENSE-leaflet.txt").read_bytes() == \
+        resources.files("covgap").joinpath("vendor", "leaflet", "LICENSE").read_bytes()
+    css, js = mappage.leaflet_assets()
+    for path in written:
+        html = path.read_text(encoding="utf-8")
+        refs = _refs(html)
+        # Leaflet's CSS and JS, covgap's CSS and JS, the shared data: in that order, all inside assets/.
+        assert [r.split("/")[1].split("-")[0] for r in refs] == ["leaflet", "leaflet", "map", "map", "data"]
+        for ref in refs:
+            name = ref.removeprefix("assets/")
+            assert ref.startswith("assets/") and name in on_disk
+            stem, digest = name.rsplit(".", 1)[0].rsplit("-", 1)
+            assert digest == hashlib.sha256((assets / name).read_bytes()).hexdigest()[:12]
+        assert js not in html and css not in html and len(html) < 20_000  # the hand district's page: its own data only
+        mappage.check_self_contained(html, path.name, allowed=frozenset(refs))
+    leaflet_js = next(assets.glob("leaflet-*.js")).read_text(encoding="utf-8")
+    assert leaflet_js == js
+    # The shared data: the words, the page list and the commune outlines, packed; the page's own data says "shared".
+    shared = next(assets.glob("data-*.js")).read_text(encoding="utf-8")
+    assert shared.startswith("window.covgapShared = {") and "Xã Thử Nghiệm" in shared
+    data = json.loads(shared.removeprefix("window.covgapShared = ").rstrip().removesuffix(";"))
+    assert sorted(data) == sorted([*maps.SHARED_KEYS, "layers"]) and list(data["layers"]) == ["communes"]
+    assert data["layers"]["communes"]["rows"][0][data["layers"]["communes"]["keys"].index("name")] == "Xã Thử Nghiệm"
+    page = json.loads(re.search(r'id="covgap-data">(.*?)</script>', written[0].read_text(encoding="utf-8")).group(1))
+    assert page["shared"] is True and "strings" not in page and "communes" not in page["layers"]
+
+
+def test_auto_assets_inline_for_few_pages_and_shared_for_many(results, tmp_path):
+    data = maps.map_layers(results)
+    assert maps.assets_mode("auto", 5) == "inline" and maps.assets_mode("auto", 13) == "shared"
+    assert maps.assets_mode("inline", 97) == "inline" and maps.assets_mode("shared", 2) == "shared"
+    with pytest.raises(ValueError, match="auto, inline, shared"):
+        maps.assets_mode("cdn", 2)
+    written = maps.write_maps_from_layers(data, tmp_path / "few", lang="vi")  # 2 pages: self-contained
+    assert not (tmp_path / "few" / "assets").exists() and _refs(written[0].read_text(encoding="utf-8")) == []
+    many = {**data, "communes": [{**data["communes"][0], "name": f"Xã {k}", "file": f"xa-{k}.html"} for k in range(12)]}
+    written = maps.write_maps_from_layers(many, tmp_path / "many", lang="vi")  # 13 pages: shared
+    assert len(written) == 13 and len(_refs(written[0].read_text(encoding="utf-8"))) == 5
+
+
+def test_assets_folder_follows_the_pages_and_only_covgaps_files_are_removed(results, tmp_path):
+    data = maps.map_layers(results)
+    folder = tmp_path / "maps"
+    maps.write_maps_from_layers(data, folder, lang="vi", assets="shared")
+    assets = folder / "assets"
+    vi_data = {p.name for p in assets.glob("data-*.js")}
+    (assets / "notes.txt").write_text("mine", encoding="utf-8")  # a file covgap did not write
+    # Other words: a new shared-data file; the old one, no page refers to it any more, is removed.
+    maps.write_maps_from_layers(data, folder, lang="en", assets="shared")
+    en_data = {p.name for p in assets.glob("data-*.js")}
+    assert len(en_data) == 1 and en_data != vi_data and (assets / "notes.txt").exists()
+    assert set(json.loads((assets / maps.ASSETS_RECORD).read_text())["files"]) == \
+        {p.name for p in assets.iterdir()} - {maps.ASSETS_RECORD, "notes.txt"}
+    # Self-contained again: covgap's files go; the user's file and so the folder (still marked covgap's) stay.
+    maps.write_maps_from_layers(data, folder, lang="en", assets="inline")
+    assert sorted(p.name for p in assets.iterdir()) == [maps.ASSETS_RECORD, "notes.txt"]
+    assert json.loads((assets / maps.ASSETS_RECORD).read_text())["files"] == []
+    (assets / "notes.txt").unlink()
+    maps.write_maps_from_layers(data, folder, lang="en", assets="shared")
+    maps.write_maps_from_layers(data, folder, lang="en", assets="inline")
+    assert not assets.exists()  # covgap's own folder, emptied: removed
+
+
+def test_an_assets_folder_covgap_did_not_make_is_refused_and_left_alone(results, tmp_path):
+    data = maps.map_layers(results)
+    folder = tmp_path / "maps"
+    (folder / "assets").mkdir(parents=True)
+    (folder / "assets" / "logo.png").write_bytes(b"mine")
+    with pytest.raises(OutputError, match=r"assets was not made by covgap .*map_assets = \"inline\""):
+        maps.write_maps_from_layers(data, folder, lang="vi", assets="shared")
+    assert sorted(p.name for p in folder.rglob("*")) == ["assets", "logo.png"]  # nothing written
+    with pytest.raises(OutputError, match="assets was not made by covgap"):
+        maps.check_maps_folder(folder, out_dir=tmp_path / "out", inputs=[], assets="shared")
+    maps.check_maps_folder(folder, out_dir=tmp_path / "out", inputs=[], assets="inline")  # not needed: fine
+    written = maps.write_maps_from_layers(data, folder, lang="vi", assets="inline")
+    assert len(written) == 2 and (folder / "assets" / "logo.png").read_bytes() == b"mine"
+    # A file named assets is not a folder covgap made either.
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / "assets").write_text("x", encoding="utf-8")
+    with pytest.raises(OutputError, match="not made by covgap"):
+        maps.write_maps_from_layers(data, other, lang="vi", assets="shared")
+
+
+def test_maps_are_not_current_when_a_shared_file_is_missing(results, tmp_path):
+    out = tmp_path / "out"
+    out.mkdir()
+    outputs.write_outputs(results, out)
+    folder = tmp_path / "maps"
+    maps.write_maps_from_layers(maps.read_map_layers(out), folder, lang="vi", source=out / maps.MAP_LAYERS_NAME,
+                                assets="shared")
+    assert maps.maps_are_current(out, folder)
+    next((folder / "assets").glob("map-*.js")).unlink()
+    assert not maps.maps_are_current(out, folder)
+
+
+@pytest.mark.parametrize("ref", ["../leaflet.js", "/tmp/leaflet.js", "assets/../x.js", "assets/sub/x.js",
+                                 "assets/.hidden.js", "https://unpkg.com/x.js", "//cdn/x.js", "other/x.js"])
+def test_only_files_of_the_assets_folder_may_be_loaded(ref):
+    html = f'<html><head><script src="{ref}"></script></head></html>'
+    with pytest.raises(OutputError):
+        mappage.check_self_contained(html, "test page", allowed=frozenset({ref}))
+    with pytest.raises(OutputError, match="external resource"):
+        mappage.check_self_contained(html, "test page", allowed=frozenset({"assets/leaflet-0123456789ab.js"}))
+    mappage.check_self_contained('<script src="assets/leaflet-0123456789ab.js"></script>', "test page",
+                                 allowed=frozenset({"assets/leaflet-0123456789ab.js"}))
+
+
+# --------------------------------------------------------------------------- villages given as points
+def with_point_village(hand_project, radius_m: float = 40.0):
+    """The hand project with village V2 given as a point (a disc of ``radius_m``) where no cell is measured."""
+    from conftest import TO_WGS84, X0, Y0
+
+    d = hand_project.parent
+    villages = json.loads((d / "villages.geojson").read_text(encoding="utf-8"))
+    for f in villages["features"]:
+        if f["properties"]["village_id"] == "V2":
+            f["geometry"] = {"type": "Point", "coordinates": list(TO_WGS84.transform(X0 + 300, Y0 - 250))}
+    (d / "villages.geojson").write_text(json.dumps(villages, ensure_ascii=False), encoding="utf-8")
+    toml = hand_project.read_text(encoding="utf-8").replace("[inputs]\n", f"[inputs]\nvillage_point_radius_m = {radius_m}\n", 1)
+    hand_project.write_text(toml, encoding="utf-8")
+    return hand_project
+
+
+def test_a_village_given_as_a_point_goes_to_the_page_as_its_centre_and_radius(hand_project):
+    from conftest import TO_WGS84, X0, Y0
+
+    results = pipeline.run_pipeline(load_config(with_point_village(hand_project)), now_s=1_790_000_000)
+    disc = maps._disc_villages(results.villages.geometry.to_numpy(), 40.0)
+    assert disc.tolist() == [False, True, False]  # the boxes are not discs
+    assert maps._disc_villages(results.villages.geometry.to_numpy(), 41.0).tolist() == [False, False, False]
+    features = {f["properties"]["village_id"]: f for f in maps.map_layers(results)["layers"]["villages"]["features"]}
+    v2 = features["V2"]
+    lon, lat = TO_WGS84.transform(X0 + 300, Y0 - 250)
+    assert v2["geometry"]["type"] == "Point" and v2["properties"]["radius_m"] == 40.0
+    assert v2["geometry"]["coordinates"] == pytest.approx([lon, lat], abs=1e-5)
+    assert v2["properties"]["label"] == pytest.approx([lat, lon], abs=1e-5)
+    assert features["V1"]["geometry"]["type"] == "Polygon" and "radius_m" not in features["V1"]["properties"]
+
+
+def test_page_layers_are_packed_and_unpack_to_the_same_properties(results):
+    page = maps.page_data(maps.map_layers(results), scope=None, lang="vi")
+    packed = mappage.pack_layers(page)
+    for name, fc in page["layers"].items():
+        p = packed["layers"][name]
+        assert set(p) == {"type", "keys", "rows", "geometries"} and len(p["rows"]) == len(fc["features"])
+        for row, geometry, feature in zip(p["rows"], p["geometries"], fc["features"]):
+            # What map.js unpack() makes of a row: the non-null values under their names.
+            assert {k: v for k, v in zip(p["keys"], row) if v is not None} == \
+                {k: v for k, v in feature["properties"].items() if v is not None}
+            assert geometry == feature["geometry"]
+    # The page leaves out what its script does not use.
+    assert all("communes" not in f["properties"] and "route_id" not in f["properties"] for f in page["layers"]["fibre"]["features"])
+    assert all("meets_fibre_goal" not in f["properties"] for f in page["layers"]["villages"]["features"])
+
+
+def test_page_data_through_the_commune_index_is_the_same(hand_project):
+    results = pipeline.run_pipeline(load_config(with_point_village(hand_project)), now_s=1_790_000_000)
+    data = maps.map_layers(results)
+    data["communes"].append({**data["communes"][0], "name": "Xã Khác", "file": "xa-khac.html", "cells": {}})
+    index = maps.features_by_commune(data)
+    assert len(index["villages"]["Xã Thử Nghiệm"]) == 3 and "Xã Khác" not in index["villages"]
+    for scope in (None, "Xã Thử Nghiệm", "Xã Khác"):
+        for lang in ("vi", "en"):
+            assert maps.page_data(data, scope=scope, lang=lang, by_commune=index) == \
+                maps.page_data(data, scope=scope, lang=lang)
+
+
+def test_cli_map_takes_map_assets_from_the_configuration(results, hand_project):
+    toml = hand_project.read_text(encoding="utf-8").replace('maps_dir = "maps"\n', 'maps_dir = "maps"\nmap_assets = "shared"\n')
+    hand_project.write_text(toml, encoding="utf-8")
+    out, folder = hand_project.parent / "out", hand_project.parent / "maps"
+    out.mkdir()
+    outputs.write_outputs(results, out)
+    res = CliRunner().invoke(main, ["map", "--config", str(hand_project)])
+    assert res.exit_code == 0, res.output
+    assert len(_refs((folder / "index.html").read_text(encoding="utf-8"))) == 5
+    record = json.loads((folder / maps.MAPS_RECORD).read_text(encoding="utf-8"))
+    assert record["assets"] == sorted(p.name for p in (folder / "assets").iterdir() if p.name != maps.ASSETS_RECORD)
+    assert maps.maps_are_current(out, folder)
+    # A foreign assets folder: one line naming it, before anything is drawn.
+    other = hand_project.parent / "maps2"
+    (other / "assets").mkdir(parents=True)
+    res = CliRunner().invoke(main, ["map", "--config", str(hand_project), "--maps", str(other)])
+    assert res.exit_code == 1 and "assets was not made by covgap" in res.output and "Traceback" not in res.output
+    assert sorted(p.name for p in other.rglob("*")) == ["assets"]
+
+
+def test_a_view_with_the_same_image_as_another_is_sent_once(results):
+    data = maps.map_layers(results)
+    cells = data["district"]["cells"]
+    assert cells["Viettel"] != cells["*"]
+    data["district"]["cells"] = {**cells, "Viettel": json.loads(json.dumps(cells["*"]))}  # equal, not the same object
+    page = maps.page_data(data, scope=None, lang="vi")
+    assert page["cells"] == {"*": cells["*"], "MobiFone": cells["MobiFone"], "Viettel": "*"}

@@ -46,10 +46,11 @@ class Opened:
 
     def __init__(self, browser, path: Path):
         self.page = browser.new_page(viewport={"width": 1400, "height": 900})
-        self.errors, self.requests, self.dialogs = [], [], []
+        self.errors, self.requests, self.dialogs, self.failed = [], [], [], []
         self.page.on("console", lambda m: self.errors.append(m.text) if m.type == "error" else None)
         self.page.on("pageerror", lambda e: self.errors.append(str(e)))
         self.page.on("request", lambda r: self.requests.append(r.url))
+        self.page.on("requestfailed", lambda r: self.failed.append(r.url))
         self.page.on("dialog", lambda d: (self.dialogs.append(d.message), d.dismiss()))
         self.url = path.resolve().as_uri()
         started = time.monotonic()
@@ -59,7 +60,7 @@ class Opened:
 
     def offline_and_clean(self) -> None:
         assert self.errors == []
-        assert self.requests == [self.url]
+        assert self.requests == [self.url] and self.failed == []
         assert self.dialogs == []
 
     def paths_in(self, layer: str) -> int:
@@ -532,4 +533,107 @@ def test_context_layers_are_drawn_under_the_results_toggleable_with_labels_as_te
     plain = maps.write_maps(pipeline.run_pipeline(config, now_s=1_790_000_000), tmp_path / "plain")
     opened = Opened(browser, plain[0])
     assert opened.page.locator(".leaflet-control-layers-overlays label", has_text="(nền)").count() == 0
+    opened.page.close()
+
+
+# --------------------------------------------------------------------------- shared assets, villages as points
+def test_shared_assets_page_loads_offline_from_the_maps_folder_only(browser, hand_results, tmp_path):
+    written = maps.write_maps(hand_results, tmp_path / "maps", lang="vi", assets="shared")
+    expected = _expected_counts(hand_results)
+    assets = sorted(p.name for p in (tmp_path / "maps" / "assets").iterdir() if p.suffix in (".js", ".css"))
+    for path in written:
+        opened = Opened(browser, path)
+        # Exactly the page and its five shared files, all from assets/ beside it; none failed; no error.
+        folder = path.resolve().parent.as_uri() + "/assets/"
+        assert opened.requests[0] == opened.url and sorted(u.removeprefix(folder) for u in opened.requests[1:]) == assets
+        assert opened.failed == [] and opened.errors == [] and opened.dialogs == []
+        # The layers are drawn as in a self-contained page; the commune outlines came from the shared data.
+        for key in LAYERS:
+            opened.set_layer(_layer_label("vi", key), True)
+        counts = opened.page.evaluate("covgap.featureCounts()")
+        for key in LAYERS:
+            assert opened.paths_in(key) == expected[key] == counts[key], (path.name, key)
+        assert opened.page.evaluate("covgap.data.strings.layer_communes") == maps.STRINGS["vi"]["layer_communes"]
+        assert opened.page.locator("#covgap-scorecard tbody tr").count() == 4
+        text = _click_village(opened, "Thôn Một")
+        assert "Thôn Một" in text and "Số hộ\t100" in text
+        assert opened.failed == [] and opened.errors == []
+        opened.page.close()
+
+
+def test_shared_assets_page_without_its_assets_says_so(browser, hand_results, tmp_path):
+    import shutil
+
+    written = maps.write_maps(hand_results, tmp_path / "maps", lang="vi", assets="shared")
+    shutil.rmtree(tmp_path / "maps" / "assets")
+    page = browser.new_page()
+    errors = []
+    page.on("pageerror", lambda e: errors.append(str(e)))
+    page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
+    page.goto(written[0].resolve().as_uri())
+    page.wait_for_timeout(500)
+    assert errors and page.locator("body[data-covgap-ready]").count() == 0
+    page.close()
+
+
+def test_a_village_given_as_a_point_is_drawn_as_a_circle(browser, hand_project, tmp_path):
+    from test_maps import with_point_village
+
+    results = pipeline.run_pipeline(load_config(with_point_village(hand_project, 40.0)), now_s=1_790_000_000)
+    index = maps.write_maps(results, tmp_path / "maps", lang="vi")[0]
+    opened = Opened(browser, index)
+    shapes = opened.page.evaluate("""() => {
+        const out = {};
+        covgap.layers.villages_4g.eachLayer(l => {
+            out[l.feature.properties.village_id] = l instanceof L.Circle ? ['circle', l.getRadius()] : ['polygon', 0]; });
+        return out;
+    }""")
+    assert shapes == {"V1": ["polygon", 0], "V2": ["circle", 40], "V3": ["polygon", 0]}
+    assert opened.paths_in("villages_4g") == 3
+    # On screen the circle is 80 m across: compare with the 200 m wide box of V1 beside it.
+    widths = opened.page.evaluate("""() => {
+        const out = {};
+        covgap.layers.villages_4g.eachLayer(l => {
+            const b = l.getBounds(), w = covgap.map.latLngToContainerPoint(b.getNorthEast()).x
+                - covgap.map.latLngToContainerPoint(b.getSouthWest()).x;
+            out[l.feature.properties.village_id] = w; });
+        return out;
+    }""")
+    assert widths["V2"] / widths["V1"] == pytest.approx(80 / 200, rel=0.03)
+    # Its popup, and the needs-measurement area of a village measured nowhere, a circle too when it is one.
+    text = _click_village(opened, "Thôn Hai")
+    assert "Thôn Hai" in text and "Xã Thử Nghiệm" in text
+    needs = opened.page.evaluate("""() => {
+        const out = [];
+        covgap.layers.needs_measurement.eachLayer(l => out.push([l.feature.properties.name, l instanceof L.Circle]));
+        return out; }""")
+    whole = {f["properties"]["name"] for f in maps.map_layers(results)["layers"]["needs_measurement"]["features"]
+             if f["properties"].get("whole_village")}
+    assert whole == {"Thôn Hai"} and sum(c for _, c in needs) == 1  # measured nowhere: its needs area is its disc
+    for name, is_circle in needs:
+        assert is_circle == (name == "Thôn Hai")
+    # The search zooms to it with the villages layer off (a circle's bounds without the map).
+    opened.page.keyboard.press("Escape")
+    opened.set_layer(_layer_label("vi", "villages_4g"), False)
+    assert opened.page.evaluate("covgap.showVillage('Thôn Hai')") is True
+    assert "Thôn Hai" in opened.popup_text()
+    opened.offline_and_clean()
+    opened.page.close()
+
+
+def test_an_operator_view_sent_as_another_views_key_shows_that_image(browser, hand_results, tmp_path):
+    data = maps.map_layers(hand_results)
+    cells = data["district"]["cells"]
+    data["district"]["cells"] = {**cells, "Viettel": json.loads(json.dumps(cells["*"]))}
+    index = maps.write_maps_from_layers(data, tmp_path / "maps", lang="vi")[0]
+    assert '"Viettel":"*"' in index.read_text(encoding="utf-8")
+    opened = Opened(browser, index)
+    opened.set_layer(_layer_label("vi", "cells"), True)
+    src_any = opened.page.evaluate("document.querySelector('.covgap-pane-cells img').src")
+    opened.page.select_option("#covgap-operator", "Viettel")
+    assert opened.page.evaluate("covgap.operator()") == "Viettel"
+    assert opened.page.evaluate("document.querySelector('.covgap-pane-cells img').src") == src_any
+    legend = opened.page.locator('.covgap-legend-section[data-layer="cells"]').inner_text()
+    assert f"({cells['*']['counts']['insufficient_evidence']} ô)" in legend
+    opened.offline_and_clean()
     opened.page.close()

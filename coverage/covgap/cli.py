@@ -199,7 +199,8 @@ def _write_maps(results, config: Config, *, overwrite: bool = False) -> list[Pat
 
     out = Path(config.output.dir)
     return maps.write_maps_from_layers(maps.read_map_layers(out), Path(config.output.maps_dir), lang=config.output.lang,
-                                       source=out / maps.MAP_LAYERS_NAME, overwrite=overwrite)
+                                       source=out / maps.MAP_LAYERS_NAME, overwrite=overwrite,
+                                       assets=config.output.map_assets)
 
 
 @main.command()
@@ -362,16 +363,17 @@ def map_(config_path: Path, out_dir: Path | None, maps_dir: Path | None, lang: s
     if config_path.is_file():
         config = load_config(config_path).replace_output(dir=out_dir, maps_dir=maps_dir, lang=lang)
         out, folder, language = Path(config.output.dir), Path(config.output.maps_dir), config.output.lang
-        maps.check_maps_folder(folder, out_dir=out, inputs=outputs.input_paths(config), overwrite=overwrite)
+        assets = config.output.map_assets
+        maps.check_maps_folder(folder, out_dir=out, inputs=outputs.input_paths(config), overwrite=overwrite, assets=assets)
     elif out_dir is not None:
-        out, folder, language = out_dir, maps_dir or Path("maps"), lang or "vi"
-        maps.check_maps_folder(folder, out_dir=out, inputs=[], overwrite=overwrite)
+        out, folder, language, assets = out_dir, maps_dir or Path("maps"), lang or "vi", "auto"
+        maps.check_maps_folder(folder, out_dir=out, inputs=[], overwrite=overwrite, assets=assets)
     else:
         raise CovgapError(f"{config_path}: not found; give --config PATH/covgap.toml or --out FOLDER of a previous run")
     with outputs.output_lock(out):
         data = maps.read_map_layers(out)
         written = maps.write_maps_from_layers(data, folder, lang=language, source=out / maps.MAP_LAYERS_NAME,
-                                              overwrite=overwrite)
+                                              overwrite=overwrite, assets=assets)
     click.echo(f"Maps: {folder}/ ({len(written)} pages, {language}) from {out / maps.MAP_LAYERS_NAME}")
     if png is not None or pdf is not None:
         images = snapshots.render_snapshots(written, png=png, pdf=pdf, overwrite=overwrite)

@@ -320,6 +320,8 @@ class OutputConfig:
     dir: Path = _f(Path("out"), "Folder for the GeoPackage, CSV scorecards, GeoTIFFs and partner packages.", "user")
     maps_dir: Path = _f(Path("maps"), "Folder for the HTML maps.", "user")
     lang: str = _f("vi", "Language of the maps: 'vi' (Vietnamese) or 'en' (English).", "planners read Vietnamese first", choices=("vi", "en"))
+    map_assets: str = _f("auto", "How map pages get Leaflet, covgap's script and style and the data all pages share: 'inline' (each page self-contained), 'shared' (loaded from the maps folder's assets/, relative to the page: works offline; copy the folder whole), or 'auto' (inline up to 12 pages, shared above).",
+                         "issue 11: a province's 97 self-contained pages would carry Leaflet and the commune outlines 97 times", choices=("auto", "inline", "shared"))
     export_crs: str = _f("EPSG:4326", "CRS of the partner packages: EPSG:4326 (WGS84) or VN-2000 (EPSG:5898, EPSG:3405, EPSG:3406).", "QGIS and ArcGIS open WGS84 everywhere",
                           choices=("EPSG:4326", *VN2000_CRS))
 

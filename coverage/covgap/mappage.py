@@ -1,14 +1,17 @@
-"""One map page as self-contained HTML: Leaflet and covgap's script and style inlined, the page data
-as JSON in a ``<script>`` element, and a check that nothing would load from outside the page.
+"""One map page as HTML: Leaflet and covgap's script and style either inlined or loaded from the maps
+folder's ``assets/`` (see :func:`shared_asset_files`), the page data as JSON in a ``<script>`` element,
+and a check that nothing would load from outside the maps folder.
 
-:mod:`covgap.maps` decides what a page shows (:func:`covgap.maps.page_data`); this module only
-assembles the HTML (folium for the Leaflet scaffolding).
+:mod:`covgap.maps` decides what a page shows (:func:`covgap.maps.page_data`) and which mode the pages
+are written in; this module only assembles the HTML (folium for the Leaflet scaffolding) and the
+shared asset files.
 """
 
 from __future__ import annotations
 
 import base64
 import functools
+import hashlib
 import json
 import re
 from html import escape as escape_html
@@ -20,6 +23,10 @@ import numpy as np
 from covgap.errors import OutputError
 
 GENERATOR = "covgap-map"
+#: Folder, inside the maps folder, of the files shared by the pages (``[output] map_assets``).
+ASSETS_DIR = "assets"
+#: The one form of a shared asset's file name: no separator, no ``..``, no leading dot.
+ASSET_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]*(?:\.[A-Za-z0-9]+)+")
 #: Coordinate rounding of the page centre (decimal degrees), as the display data.
 DECIMALS = 5
 
@@ -72,22 +79,111 @@ _EXTERNAL = re.compile(
 )
 
 
-def check_self_contained(html: str, where: str) -> None:
-    """Raise :class:`OutputError` if the page refers to any script, stylesheet or image outside itself."""
-    found = sorted({next(g for g in m.groups() if g) for m in _EXTERNAL.finditer(html)})
+def check_self_contained(html: str, where: str, *, allowed: frozenset[str] = frozenset()) -> None:
+    """Raise :class:`OutputError` if the page refers to any script, stylesheet or image outside the maps folder.
+
+    ``allowed``: the relative references the page may load (``assets/<name>``, the shared assets the
+    writer puts beside it); every one must be of that form. Anything else a ``src``/``href`` names
+    (``http(s)://``, ``//``, an absolute path, ``..``, another file), and any CSS ``url()``/``@import`` of
+    ``http(s):`` or ``//``, is refused.
+    """
+    for ref in allowed:
+        folder, _, name = ref.partition("/")
+        if folder != ASSETS_DIR or not ASSET_NAME.fullmatch(name):
+            raise OutputError(f"{where}: {ref!r} is not a file of the maps folder's {ASSETS_DIR}/")
+    found = sorted({next(g for g in m.groups() if g) for m in _EXTERNAL.finditer(html)} - set(allowed))
     if found:
         raise OutputError(f"{where}: the page would load {len(found)} external resource(s) ({', '.join(found[:5])}); "
-                          "every script and stylesheet must be inlined from coverage/covgap/vendor (run `make vendor`)")
+                          "every script and stylesheet must be inlined from coverage/covgap/vendor (run `make vendor`) "
+                          f"or be one of the shared files in {ASSETS_DIR}/")
 
 
-def render_html(page: dict) -> str:
-    """One self-contained HTML page from its page data (:func:`covgap.maps.page_data`)."""
+def pack_layers(page: dict) -> dict:
+    """The page data with each feature collection packed for the page: its property names once (``keys``),
+    then per feature a row of values (``rows``, null for a property it does not have) and its geometry
+    (``geometries``). ``map.js`` unpacks them into the same GeoJSON features (a null value is left out).
+
+    A province's district page repeats some twenty property names over 4,656 villages: about half of
+    its bytes.
+    """
+    if "layers" not in page:
+        return page
+    packed = {}
+    for name, fc in page["layers"].items():
+        features = fc.get("features")
+        if features is None:  # packed already
+            packed[name] = fc
+            continue
+        keys: dict[str, None] = {}
+        for f in features:
+            keys.update(dict.fromkeys(f["properties"]))
+        packed[name] = {"type": "FeatureCollection", "keys": list(keys),
+                        "rows": [[f["properties"].get(k) for k in keys] for f in features],
+                        "geometries": [f["geometry"] for f in features]}
+    return {**page, "layers": packed}
+
+
+def _asset_name(stem: str, content: bytes, suffix: str) -> str:
+    """``stem-<first 12 hex digits of the SHA-256>.suffix``: a new content gets a new name (no stale cache)."""
+    return f"{stem}-{hashlib.sha256(content).hexdigest()[:12]}.{suffix}"
+
+
+#: The shared files of a page in the order the page loads them (their roles, see :func:`shared_asset_files`).
+ASSET_ROLES = ("leaflet_css", "leaflet_js", "covgap_css", "covgap_js", "covgap_shared")
+
+
+def shared_asset_files(shared: dict) -> tuple[dict[str, bytes], dict[str, str]]:
+    """The files of the maps folder's ``assets/`` for pages written in shared mode, and their references.
+
+    Parameters
+    ----------
+    shared
+        The page data all pages have in common (:func:`covgap.maps.shared_page_data`); it becomes a
+        script that sets ``window.covgapShared``, which ``map.js`` merges into each page's own data.
+
+    Returns
+    -------
+    files, refs
+        ``files``: file name → content (Leaflet's CSS with its images as ``data:`` URIs and its JS,
+        covgap's ``map.css`` and ``map.js``, the shared data, each named with a hash of its content,
+        and Leaflet's licence as ``LICENSE-leaflet.txt``); ``refs``: role (:data:`ASSET_ROLES`) →
+        ``assets/<name>``, what a page's ``<link href>``/``<script src>`` name.
+    """
+    css, js = leaflet_assets()
+    contents = {
+        "leaflet_css": ("leaflet", css.encode("utf-8"), "css"),
+        "leaflet_js": ("leaflet", js.encode("utf-8"), "js"),
+        "covgap_css": ("map", _template_text("map.css").encode("utf-8"), "css"),
+        "covgap_js": ("map", _template_text("map.js").encode("utf-8"), "js"),
+        "covgap_shared": ("data", f"window.covgapShared = {json_for_script(pack_layers(shared))};\n".encode(),
+                          "js"),
+    }
+    files: dict[str, bytes] = {}
+    refs: dict[str, str] = {}
+    for role, (stem, content, suffix) in contents.items():
+        name = _asset_name(stem, content, suffix)
+        files[name] = content
+        refs[role] = f"{ASSETS_DIR}/{name}"
+    files["LICENSE-leaflet.txt"] = resources.files("covgap").joinpath("vendor", "leaflet", "LICENSE").read_bytes()
+    for role in ("leaflet_css", "covgap_css"):  # a stylesheet must not load anything either
+        check_self_contained(f"<style>{files[refs[role].split('/', 1)[1]].decode('utf-8')}</style>", refs[role])
+    return files, refs
+
+
+def render_html(page: dict, *, assets: dict[str, str] | None = None, strings: dict[str, str] | None = None) -> str:
+    """One HTML page from its page data (:func:`covgap.maps.page_data`).
+
+    Without ``assets`` the page is self-contained (Leaflet, covgap's script and style inlined). With
+    ``assets`` (role → ``assets/<name>``, from :func:`shared_asset_files`) the page loads them with
+    ``<link href>``/``<script src>`` relative to itself, and its data holds only what is its own
+    (:func:`covgap.maps.own_page_data`); ``strings``, the page's words, then come from the shared data.
+    """
     import folium
     from branca.element import Element, MacroElement
     from jinja2 import Template
 
     title_key = "title_district" if page["kind"] == "district" else "title_commune"
-    title = page["strings"][title_key].replace("{name}", page["name"])
+    title = (strings or page["strings"])[title_key].replace("{name}", page["name"])
     centre = _centre_of(page)
     fmap = folium.Map(location=centre, zoom_start=12, tiles=None, control_scale=True, zoom_control=True)
     # folium's defaults load Leaflet, jQuery, Bootstrap and Font Awesome from CDNs: none of them may stay.
@@ -95,7 +191,7 @@ def render_html(page: dict) -> str:
     fmap.default_css = []
     figure: Any = fmap.get_root()  # a branca Figure (typed as its base Element)
     figure.title = escape_html(title, quote=True)
-    css, js = leaflet_assets()
+    css, js = leaflet_assets() if assets is None else ("", "")
 
     class _Raw(Element):
         """Text put in the page as it is. (branca's Element compiles its text as a Jinja template: slow for
@@ -109,19 +205,26 @@ def render_html(page: dict) -> str:
             return self._text
 
     figure.header.add_child(_Raw(f'<meta name="generator" content="{GENERATOR}" />'), name="covgap_generator")
-    figure.header.add_child(_Raw(f"<style>{css}</style>"), name="leaflet_css")
-    figure.header.add_child(_Raw(f"<script>{js}</script>"), name="leaflet_js")
-    figure.header.add_child(_Raw(f"<style>{_template_text('map.css')}</style>"), name="covgap_css")
-    figure.header.add_child(_Raw(f"<script>{_template_text('map.js')}</script>"), name="covgap_js")
+    if assets is None:
+        figure.header.add_child(_Raw(f"<style>{css}</style>"), name="leaflet_css")
+        figure.header.add_child(_Raw(f"<script>{js}</script>"), name="leaflet_js")
+        figure.header.add_child(_Raw(f"<style>{_template_text('map.css')}</style>"), name="covgap_css")
+        figure.header.add_child(_Raw(f"<script>{_template_text('map.js')}</script>"), name="covgap_js")
+    else:
+        for role in ASSET_ROLES:
+            ref = escape_html(assets[role], quote=True)
+            tag = f'<link rel="stylesheet" href="{ref}" />' if ref.endswith(".css") else f'<script src="{ref}"></script>'
+            figure.header.add_child(_Raw(tag), name=role)
     figure.header.add_child(
-        _Raw(f'<script type="application/json" id="covgap-data">{json_for_script(page)}</script>'), name="covgap_data")
+        _Raw(f'<script type="application/json" id="covgap-data">{json_for_script(pack_layers(page))}</script>'),
+        name="covgap_data")
 
     class _Start(MacroElement):
         _template = Template("{% macro script(this, kwargs) %}covgapStart({{ this._parent.get_name() }});{% endmacro %}")
 
     fmap.add_child(_Start())
     html = figure.render()
-    check_self_contained(html, f"map page {page['file']}")
+    check_self_contained(html, f"map page {page['file']}", allowed=frozenset((assets or {}).values()))
     return html
 
 

@@ -10,21 +10,26 @@ Two steps, so that ``covgap map`` can redraw without re-running the analysis:
    folium for the page and map skeleton and ``templates/map.js`` for the layers,
    legend, popups, scorecard panel and village search.
 
-Every page is self-contained: Leaflet (vendored from npm under ``vendor/``) and
-its images are inlined; folium's CDN links are removed; the writer refuses a page
-that still refers to an external script or stylesheet. Strings from the input
-data reach the page only inside a JSON block whose ``<``, ``>`` and ``&`` are
-escaped, and the page script puts them in the DOM as text, never as HTML.
+A page is self-contained (Leaflet, vendored from npm under ``vendor/``, and its
+images inlined) or, when many pages are written (``[output] map_assets``), loads
+Leaflet, covgap's script and style and the data all pages share from the maps
+folder's ``assets/`` (:func:`write_maps_from_layers`); folium's CDN links are
+removed; the writer refuses a page that would load anything from outside the maps
+folder. Strings from the input data reach the page only inside JSON whose ``<``,
+``>`` and ``&`` are escaped, and the page script puts them in the DOM as text,
+never as HTML.
 """
 
 from __future__ import annotations
 
 import base64
+import functools
 import gzip
 import json
 import logging
 import os
 import re
+import shutil
 import warnings
 from pathlib import Path
 
@@ -51,6 +56,13 @@ INDEX_NAME = "index.html"
 GENERATOR = mappage.GENERATOR
 #: Written into the maps folder after the pages: which saved map layers (SHA-256) and language they show.
 MAPS_RECORD = ".covgap-maps.json"
+#: How pages get Leaflet, covgap's script and style and the data they share (``[output] map_assets``).
+MAP_ASSETS = ("auto", "inline", "shared")
+#: "auto" writes self-contained pages up to this many pages, shared assets above it.
+SHARED_ABOVE_PAGES = 12
+ASSETS_DIR = mappage.ASSETS_DIR
+#: covgap's mark in its assets folder: the files it wrote there (the only ones it ever replaces or removes).
+ASSETS_RECORD = ".covgap-assets.json"
 
 #: Display simplification in the working CRS (m) and coordinate rounding (decimal degrees).
 SIMPLIFY_M = 5.0
@@ -85,9 +97,11 @@ UNIT_FIGURES = (
 
 VILLAGE_FIELDS = (
     "village_id", "name", "households", "share_covered", "share_weak", "share_no_4g", "share_dead", "share_unmeasured",
-    "evidence_share", "verdict_4g", "households_in_dead_zones", "n_samples", "households_passed", "fibre_share", "meets_fibre_goal",
+    "evidence_share", "verdict_4g", "households_in_dead_zones", "n_samples", "households_passed", "fibre_share",
     "dist_to_fibre_m", "spur_length_m", "dist_to_planned_fibre_m", "subscribed_share",
 )
+#: Decimals of a share (0–1) on the maps: the pages show one decimal of a percent.
+SHARE_DECIMALS = 4
 
 
 # --------------------------------------------------------------------------- names
@@ -128,6 +142,47 @@ def _plain(value):
     return value
 
 
+def _plain_column(values) -> list:
+    """A column (Series or array) as a list of JSON-safe Python values (see :func:`_plain`)."""
+    return [_plain(x) for x in (values.tolist() if hasattr(values, "tolist") else values)]
+
+
+def _records(columns: dict[str, list]) -> list[dict]:
+    """Column lists of equal length → one dict per row (the properties of a layer's features)."""
+    keys = list(columns)
+    return [dict(zip(keys, row)) for row in zip(*columns.values())]
+
+
+def _local_dates(seconds, timezone: str) -> list[str | None]:
+    """Each time (Unix seconds, NaN for none) as its local date ``YYYY-MM-DD``, or None."""
+    values = pd.to_numeric(pd.Series(np.asarray(seconds, dtype=float)), errors="coerce")
+    values = values.where(np.isfinite(values))
+    dates = pd.to_datetime(values, unit="s", utc=True).dt.tz_convert(timezone).dt.strftime("%Y-%m-%d")
+    return [None if not isinstance(d, str) else d for d in dates.tolist()]
+
+
+def _disc_villages(geoms: np.ndarray, radius_m: float) -> np.ndarray:
+    """Which villages are discs of ``radius_m`` (given as points: ``layers.read_villages`` buffers them).
+
+    A disc is a polygon without holes whose every vertex, at least 33 of them (GEOS buffers with
+    64), lies ``radius_m`` from its centroid (to a millimetre): the page draws it as a circle of that
+    radius around the centre, the same shape, from a point instead of a polygon.
+    """
+    geoms = np.asarray(geoms, dtype=object)
+    out = np.zeros(len(geoms), dtype=bool)
+    candidates = np.flatnonzero((shapely.get_type_id(geoms) == 3) & (shapely.get_num_interior_rings(geoms) == 0))
+    if not len(candidates):
+        return out
+    polys = geoms[candidates]
+    coords, index = shapely.get_coordinates(shapely.get_exterior_ring(polys), return_index=True)
+    centres = shapely.get_coordinates(shapely.centroid(polys))
+    off = np.abs(np.hypot(*(coords - centres[index]).T) - radius_m) > 1e-3
+    n_off = np.bincount(index, weights=off, minlength=len(polys))
+    n_vertices = np.bincount(index, minlength=len(polys))
+    out[candidates] = (n_off == 0) & (n_vertices >= 33)
+    return out
+
+
 def _display_geoms(geoms: np.ndarray, *, simplify_m: float) -> np.ndarray:
     """Geometries simplified by ``simplify_m`` in the working CRS (topology kept)."""
     return np.asarray(shapely.simplify(np.asarray(geoms, dtype=object), simplify_m, preserve_topology=True), dtype=object)
@@ -140,14 +195,15 @@ def _feature_collection(frame: gpd.GeoDataFrame, props: list[dict], *, simplify_
     geoms = _display_geoms(frame.geometry.to_numpy(), simplify_m=simplify_m)
     wgs = gpd.GeoSeries(geoms, crs=frame.crs).to_crs(4326).to_numpy()
     wgs = shapely.transform(wgs, lambda c: np.round(c, DECIMALS))
+    sent = np.zeros(len(wgs), dtype=bool) if without_geometry is None else np.asarray(without_geometry, dtype=bool)
+    drawn = ~sent & ~shapely.is_missing(wgs) & ~shapely.is_empty(wgs)
+    geojson = iter(json.loads("[" + ",".join(shapely.to_geojson(wgs[drawn]).tolist()) + "]"))  # one parse for all
     features = []
-    for i, (geom, p) in enumerate(zip(wgs, props)):
-        if without_geometry is not None and without_geometry[i]:
+    for p, without, draw in zip(props, sent.tolist(), drawn.tolist()):
+        if without:
             features.append({"type": "Feature", "properties": p, "geometry": None})
-            continue
-        if geom is None or geom.is_empty:
-            continue
-        features.append({"type": "Feature", "properties": p, "geometry": json.loads(shapely.to_geojson(geom))})
+        elif draw:
+            features.append({"type": "Feature", "properties": p, "geometry": next(geojson)})
     return {"type": "FeatureCollection", "features": features}
 
 
@@ -202,21 +258,12 @@ def _area_window(grid, area: shapely.Geometry) -> tuple[int, int, np.ndarray] | 
     return r0, c0, inside
 
 
-def _cell_image(classes: np.ndarray, grid, area: shapely.Geometry | None, *,
-                window: tuple[int, int, np.ndarray] | None = None) -> dict | None:
-    """The class raster of an area as a Web Mercator PNG with its lat/lon bounds and class counts.
-
-    Cells whose centre is outside ``area`` (when given) are left out. The image is
-    reprojected with nearest-neighbour resampling at :data:`PIXELS_PER_CELL` pixels
-    per cell, so Leaflet's image overlay (linear in Web Mercator) puts every cell
-    where it is. ``window``: :func:`_area_window` of ``area`` when already made.
-    """
+def _crop(classes: np.ndarray, window: tuple[int, int, np.ndarray] | None) -> tuple[np.ndarray, int, int] | None:
+    """The classes of the cells under the page's area (``window``: :func:`_area_window`; None: the whole
+    grid), trimmed to the rows and columns that hold any: the array, its top row and left column."""
     classes = np.asarray(classes, dtype=np.uint8)
     w_r0 = w_c0 = 0
-    if area is not None:  # only the window of the grid under the area: a commune of a province is small
-        window = window or _area_window(grid, area)
-        if window is None:
-            return None
+    if window is not None:  # only the window of the grid under the area: a commune of a province is small
         w_r0, w_c0, inside = window
         part = classes[w_r0:w_r0 + inside.shape[0], w_c0:w_c0 + inside.shape[1]]
         classes = np.where(inside, part, 0).astype(np.uint8)
@@ -224,31 +271,53 @@ def _cell_image(classes: np.ndarray, grid, area: shapely.Geometry | None, *,
     cols = np.flatnonzero(classes.any(axis=0))
     if not len(rows):
         return None
-    sub = classes[rows[0]:rows[-1] + 1, cols[0]:cols[-1] + 1]
-    r0, c0 = w_r0 + rows[0], w_c0 + cols[0]
+    return classes[rows[0]:rows[-1] + 1, cols[0]:cols[-1] + 1], int(w_r0 + rows[0]), int(w_c0 + cols[0])
+
+
+@functools.lru_cache(maxsize=1)
+def _mercator_to_wgs84() -> Transformer:
+    return Transformer.from_crs("EPSG:3857", "EPSG:4326", always_xy=True)
+
+
+def _warp_plan(grid, r0: int, c0: int, shape: tuple[int, int]) -> tuple[np.ndarray, list[list[float]]]:
+    """Where each pixel of a Web Mercator image of the cells ``shape`` from row ``r0``, column ``c0`` takes
+    its class from: the flat index + 1 of its cell in the crop (0: none), and the image's lat/lon bounds.
+
+    The cell indices are reprojected with nearest-neighbour resampling at :data:`PIXELS_PER_CELL` pixels
+    per cell (fewer when the image would pass :data:`MAX_IMAGE_PIXELS` a side), so Leaflet's image overlay
+    (linear in Web Mercator) puts every cell where it is. Made once and used for every operator view of
+    the same crop: the same pixels as reprojecting each view's classes.
+    """
     transform = grid.transform @ rasterio.Affine.translation(c0, r0)
     left, top = transform @ (0, 0)
-    right, bottom = transform @ (sub.shape[1], sub.shape[0])
+    right, bottom = transform @ (shape[1], shape[0])
     dst_transform, width, height = rasterio.warp.calculate_default_transform(
-        grid.crs, "EPSG:3857", sub.shape[1], sub.shape[0], left=left, bottom=bottom, right=right, top=top)
+        grid.crs, "EPSG:3857", shape[1], shape[0], left=left, bottom=bottom, right=right, top=top)
     # calculate_default_transform keeps about one pixel per cell; draw PIXELS_PER_CELL per cell, fewer
     # when the image would be wider or taller than MAX_IMAGE_PIXELS (a province: a cell is then far
     # less than a screen pixel when the whole image is in view).
     per_cell = max(1, min(PIXELS_PER_CELL, MAX_IMAGE_PIXELS // max(width, height)))
     dst_transform = dst_transform @ rasterio.Affine.scale(1 / per_cell)
     width, height = width * per_cell, height * per_cell
-    out = np.zeros((height, width), dtype=np.uint8)
-    rasterio.warp.reproject(sub, out, src_transform=transform, src_crs=grid.crs, dst_transform=dst_transform,
+    index = np.arange(1, shape[0] * shape[1] + 1, dtype=np.uint32).reshape(shape)
+    out = np.zeros((height, width), dtype=np.uint32)
+    rasterio.warp.reproject(index, out, src_transform=transform, src_crs=grid.crs, dst_transform=dst_transform,
                             dst_crs="EPSG:3857", resampling=rasterio.warp.Resampling.nearest, src_nodata=0, dst_nodata=0)
     west, north = dst_transform @ (0, 0)
     east, south = dst_transform @ (width, height)
-    to_wgs = Transformer.from_crs("EPSG:3857", "EPSG:4326", always_xy=True)
-    (lon0, lon1), (lat0, lat1) = to_wgs.transform([west, east], [south, north])
+    (lon0, lon1), (lat0, lat1) = _mercator_to_wgs84().transform([west, east], [south, north])
+    return out, [[round(lat0, 7), round(lon0, 7)], [round(lat1, 7), round(lon1, 7)]]
+
+
+def _image_of(sub: np.ndarray, plan: tuple[np.ndarray, list[list[float]]]) -> dict:
+    """The cell image of a crop (:func:`_crop`) through its :func:`_warp_plan`: PNG, bounds, class counts."""
+    index, bounds = plan
+    flat = np.concatenate([np.zeros(1, dtype=np.uint8), sub.ravel()])  # index 0: no cell, transparent
     counts = np.bincount(sub.ravel(), minlength=max(int(c) for c in CellClass) + 1)
-    png = _encode_png(out, CELL_COLOURS)
+    png = _encode_png(flat[index], CELL_COLOURS)
     return {
         "png": "data:image/png;base64," + base64.b64encode(png).decode("ascii"),
-        "bounds": [[round(lat0, 7), round(lon0, 7)], [round(lat1, 7), round(lon1, 7)]],
+        "bounds": bounds,
         "counts": {c.label: int(counts[int(c)]) for c in CellClass},
     }
 
@@ -267,11 +336,32 @@ def _cell_images(views: dict[str, np.ndarray], grid, area: shapely.Geometry | No
     window = _area_window(grid, area) if area is not None else None  # the same for every view
     if area is not None and window is None:
         return images
+    plans: dict[tuple[int, int, tuple[int, int]], tuple[np.ndarray, list[list[float]]]] = {}
+    made: dict[tuple, dict] = {}
     for key, classes in views.items():
-        image = _cell_image(classes, grid, area, window=window)
-        if image is not None:
-            images[key] = image
+        crop = _crop(classes, window)
+        if crop is None:
+            continue
+        sub, r0, c0 = crop
+        where = (r0, c0, sub.shape)
+        if where not in plans:  # the views of a page mostly cover the same cells: one reprojection for all
+            plans[where] = _warp_plan(grid, r0, c0, sub.shape)
+        same = (where, sub.tobytes())  # an operator view like another (a commune measured by no one): one PNG
+        if same not in made:
+            made[same] = _image_of(sub, plans[where])
+        images[key] = made[same]
     return images
+
+
+def _shared_views(cells: dict[str, dict]) -> dict[str, dict | str]:
+    """The cell images of a page with each image sent once: a view whose image is the same as an earlier
+    view's is sent as that view's key (``map.js`` takes the image from there)."""
+    out: dict[str, dict | str] = {}
+    first: dict[str, str] = {}
+    for key, image in cells.items():
+        earlier = first.setdefault(json.dumps(image, sort_keys=True), key)
+        out[key] = image if earlier == key else earlier
+    return out
 
 
 def map_layers(results) -> dict:
@@ -303,17 +393,33 @@ def map_layers(results) -> dict:
     communes = results.communes
     files = page_files([str(n) for n in communes["name"]])
 
-    # Villages
+    # Villages: a village given as a point (a disc) is sent as its centre and radius (radius_m); the page
+    # draws the circle (a polygon of the disc would be ~20 times the bytes).
     v = results.villages
-    labels = gpd.GeoSeries(shapely.point_on_surface(v.geometry.to_numpy()), crs=v.crs).to_crs(4326)
-    vprops = []
-    for i, (_, row) in enumerate(v.iterrows()):
-        p = {k: _plain(row[k]) for k in VILLAGE_FIELDS if k in row.index}
-        p["name"] = str(row["name"])
-        p["commune"] = str(row[level])
-        p["last_measured"] = _local_date(row.get("t_last_s"), tz)
-        p["label"] = [round(labels.iloc[i].y, DECIMALS), round(labels.iloc[i].x, DECIMALS)]
-        vprops.append(p)
+    vgeoms = v.geometry.to_numpy()
+    disc = _disc_villages(vgeoms, float(cfg.inputs.village_point_radius_m))
+    label_points = shapely.point_on_surface(vgeoms)
+    label_points[disc] = shapely.centroid(vgeoms[disc])
+    vdisplay = vgeoms.copy()
+    vdisplay[disc] = label_points[disc]
+    v_shown = gpd.GeoDataFrame({"i": range(len(v))}, geometry=vdisplay, crs=v.crs)
+    label_wgs = gpd.GeoSeries(label_points, crs=v.crs).to_crs(4326).to_numpy()
+    columns: dict[str, list] = {}
+    for k in VILLAGE_FIELDS:
+        if k in v.columns:
+            col = v[k]
+            if "share" in k and pd.api.types.is_float_dtype(col):
+                col = col.round(SHARE_DECIMALS)
+            columns[k] = _plain_column(col)
+    columns["name"] = [str(x) for x in v["name"].tolist()]
+    columns["commune"] = [str(x) for x in v[level].tolist()]
+    columns["last_measured"] = (_local_dates(v["t_last_s"], tz) if "t_last_s" in v.columns else [None] * len(v))
+    columns["label"] = [[lat, lon] for lat, lon in zip(np.round(shapely.get_y(label_wgs), DECIMALS).tolist(),
+                                                       np.round(shapely.get_x(label_wgs), DECIMALS).tolist())]
+    vprops = _records(columns)
+    radius = round(float(cfg.inputs.village_point_radius_m), 1)
+    for i in np.flatnonzero(disc):
+        vprops[i]["radius_m"] = radius
 
     # Communes (polygons and their centres)
     cgeoms = communes.geometry.to_numpy()
@@ -327,38 +433,49 @@ def map_layers(results) -> dict:
                      "centre_dist_to_fibre_m": _plain(r["centre_dist_to_fibre_m"]), "file": files[str(r["name"])]}
                     for _, r in communes.iterrows()]
 
+    commune_names = np.array([str(n) for n in communes["name"].to_numpy()], dtype=object)
+    commune_tree = shapely.STRtree(cgeoms)
+
     def communes_of(geoms: np.ndarray, margin_m: float = 0.0) -> list[list[str]]:
-        out = []
-        for g in geoms:
-            hit = shapely.intersects(cgeoms, g.buffer(margin_m) if margin_m else g)
-            if not margin_m:  # a shared edge is not a dead zone "in" the commune
-                hit &= shapely.area(shapely.intersection(cgeoms, g)) > 1e-3
-            out.append([str(n) for n in communes["name"].to_numpy()[hit]])
+        """The communes (names, in the communes' order) each geometry lies in: within ``margin_m`` of it, or,
+        without a margin, sharing some area with it (a shared edge is not a dead zone "in" the commune)."""
+        geoms = np.asarray(geoms, dtype=object)
+        if margin_m:
+            i, j = commune_tree.query(geoms, predicate="dwithin", distance=margin_m)
+        else:
+            i, j = commune_tree.query(geoms, predicate="intersects")
+            keep = shapely.area(shapely.intersection(cgeoms[j], geoms[i])) > 1e-3
+            i, j = i[keep], j[keep]
+        order = np.lexsort((j, i))
+        out: list[list[str]] = [[] for _ in range(len(geoms))]
+        for a, b in zip(i[order].tolist(), j[order].tolist()):
+            out[a].append(commune_names[b])
         return out
 
     # Gap zones (dead = no service, and no 4G) with their per-operator figures
     def zone_props(z: gpd.GeoDataFrame, zo: pd.DataFrame) -> list[dict]:
-        zcommunes = communes_of(z.geometry.to_numpy())
-        out = []
-        for i, (_, row) in enumerate(z.iterrows()):
-            ops = zo[zo["zone_id"] == row["zone_id"]] if len(zo) else zo
-            out.append({
-                "zone_id": str(row["zone_id"]), "area_km2": _plain(row["area_km2"]), "villages": str(row["villages"]),
-                "households": _plain(row["households"]), "n_samples": _plain(row["n_samples"]),
-                "first_measured": _local_date(row["t_first_s"], tz), "last_measured": _local_date(row["t_last_s"], tz),
-                "operators": [{k: (str(o[k]) if k == "operator" else _plain(o[k]))
-                               for k in ("operator", "n_cells", "n_samples", "share_4g", "rsrp_dbm_p50", "rscp_dbm_p50",
-                                         "rxlev_dbm_p50")} for _, o in ops.iterrows()],
-                "communes": zcommunes[i],
-            })
-        return out
+        op_keys = ("operator", "n_cells", "n_samples", "share_4g", "rsrp_dbm_p50", "rscp_dbm_p50", "rxlev_dbm_p50")
+        ops_of: dict[str, list[dict]] = {}
+        if len(zo):
+            op_rows = _records({"zone_id": [str(x) for x in zo["zone_id"].tolist()],
+                                **{k: [str(x) for x in zo[k].tolist()] if k == "operator" else _plain_column(zo[k])
+                                   for k in op_keys}})
+            for row in op_rows:
+                ops_of.setdefault(row.pop("zone_id"), []).append(row)
+        ids = [str(x) for x in z["zone_id"].tolist()]
+        return _records({
+            "zone_id": ids, "area_km2": _plain_column(z["area_km2"]), "villages": [str(x) for x in z["villages"].tolist()],
+            "households": _plain_column(z["households"]), "n_samples": _plain_column(z["n_samples"]),
+            "first_measured": _local_dates(z["t_first_s"], tz), "last_measured": _local_dates(z["t_last_s"], tz),
+            "operators": [ops_of.get(i, []) for i in ids], "communes": communes_of(z.geometry.to_numpy()),
+        })
 
     z, n4 = results.zones, results.no4g_zones
     zprops, n4props = zone_props(z, results.zone_operators), zone_props(n4, results.no4g_zone_operators)
 
     nm = results.needs_measurement
-    nprops = [{"name": str(r["name"]), "commune": str(r[level]), "households": _plain(r["households"]),
-               "area_km2": _plain(r["area_km2"])} for _, r in nm.iterrows()]
+    nprops = _records({"name": [str(x) for x in nm["name"].tolist()], "commune": [str(x) for x in nm[level].tolist()],
+                       "households": _plain_column(nm["households"]), "area_km2": _plain_column(nm["area_km2"])})
     # A village without any measured cell needs measuring whole: its area is its outline, which the
     # villages layer already carries; the page script takes it from there (most of a province's villages).
     whole = _whole_villages(nm, v)
@@ -368,30 +485,37 @@ def map_layers(results) -> dict:
 
     fibre = results.layers.fibre_display  # clipped to the study area and a margin; distances used the whole network
     fcommunes = communes_of(fibre.geometry.to_numpy(), margin_m=500.0)
-    fprops = []
-    for i, (_, row) in enumerate(fibre.iterrows()):
-        p = {"status": str(row.get("status", "existing")), "communes": fcommunes[i]}
-        for key in ("operator", "year", "route_id"):
-            if key in row.index and _plain(row[key]) is not None:
-                p[key] = str(row[key]) if key != "year" else _plain(row[key])
-        fprops.append(p)
+    fprops = _records({"status": [str(x) for x in fibre["status"].tolist()] if "status" in fibre.columns
+                       else ["existing"] * len(fibre), "communes": fcommunes})
+    for key in ("operator", "year", "route_id"):
+        if key in fibre.columns:
+            for p, value in zip(fprops, _plain_column(fibre[key])):
+                if value is not None:
+                    p[key] = value if key == "year" else str(value)
 
     fp = results.fibre_plan.spurs if results.fibre_plan is not None else gpd.GeoDataFrame(geometry=[])
     fp = fp[fp.geometry.notna()]
-    fpprops = [{"village_id": str(r["village_id"]), "name": str(r["name"]), "commune": str(r["unit"]),
-                **{k: _plain(r[k]) for k in ("households", "households_gained", "spur_length_m", "cost_vnd",
-                                             "cost_vnd_per_household", "in_district_plan", "in_unit_plan")},
-                "spur_along": str(r["spur_along"]), "route_id": str(r["route_id"]),
-                "route_operator": str(r["route_operator"])} for _, r in fp.iterrows()]
+    fpprops = _records({"village_id": [str(x) for x in fp["village_id"].tolist()] if len(fp) else [],
+                        "name": [str(x) for x in fp["name"].tolist()] if len(fp) else [],
+                        "commune": [str(x) for x in fp["unit"].tolist()] if len(fp) else [],
+                        **{k: _plain_column(fp[k]) if len(fp) else []
+                           for k in ("households", "households_gained", "spur_length_m", "cost_vnd",
+                                     "cost_vnd_per_household", "in_district_plan", "in_unit_plan")},
+                        **{k: [str(x) for x in fp[k].tolist()] if len(fp) else []
+                           for k in ("spur_along", "route_id", "route_operator")}})
 
     mp = results.measurement_plan
     if mp is not None:
         route_communes = communes_of(mp.days.geometry.to_numpy())
-        mprops = [{"kind": "route", "day": int(r["day"]), "km": _plain(r["km"]), "waypoints": int(r["waypoints"]),
-                   "communes": route_communes[i]} for i, (_, r) in enumerate(mp.days.iterrows())]
-        mprops += [{"kind": "waypoint", "day": int(r["day"]), "seq": int(r["seq"]), "name": str(r["name"]),
-                    "village_id": str(r["village_id"]), "commune": str(r["unit"]),
-                    "households_in_cell": _plain(r["households_in_cell"])} for _, r in mp.waypoints.iterrows()]
+        days, wp = mp.days, mp.waypoints
+        mprops = _records({"kind": ["route"] * len(days), "day": [int(x) for x in days["day"].tolist()],
+                           "km": _plain_column(days["km"]), "waypoints": [int(x) for x in days["waypoints"].tolist()],
+                           "communes": route_communes})
+        mprops += _records({"kind": ["waypoint"] * len(wp), "day": [int(x) for x in wp["day"].tolist()],
+                            "seq": [int(x) for x in wp["seq"].tolist()], "name": [str(x) for x in wp["name"].tolist()],
+                            "village_id": [str(x) for x in wp["village_id"].tolist()],
+                            "commune": [str(x) for x in wp["unit"].tolist()],
+                            "households_in_cell": _plain_column(wp["households_in_cell"])})
         mframe = gpd.GeoDataFrame({"i": range(len(mprops))},
                                   geometry=[*mp.days.geometry.to_numpy(), *mp.waypoints.geometry.to_numpy()], crs=mp.days.crs)
         measurement_layer = _feature_collection(mframe, mprops, simplify_m=2.0)
@@ -436,7 +560,7 @@ def map_layers(results) -> dict:
                       "cells": _cell_images(views, grid, r.geometry)} for _, r in communes.iterrows()],
         "layers": {
             "communes": _feature_collection(communes, cprops),
-            "villages": _feature_collection(v, vprops),
+            "villages": _feature_collection(v_shown, vprops),
             "dead_zones": _feature_collection(z, zprops, simplify_m=1.0),
             "no4g_zones": _feature_collection(n4, n4props, simplify_m=1.0),
             "needs_measurement": _feature_collection(nm, nprops, simplify_m=1.0, without_geometry=whole),
@@ -478,8 +602,32 @@ def read_map_layers(folder: Path) -> dict:
     return data
 
 
-def page_data(data: dict, *, scope: str | None, lang: str) -> dict:
-    """The part of the display data one page needs: the district (``scope=None``) or one commune."""
+#: How a feature of a layer says which communes it is in: its ``commune`` or its list of ``communes``.
+_COMMUNE_KEY = {"villages": "commune", "needs_measurement": "commune", "fibre_plan": "commune",
+                "dead_zones": "communes", "no4g_zones": "communes", "fibre": "communes",
+                **{f"context_{k}": "communes" for k in CONTEXT_KINDS}}
+
+
+def features_by_commune(data: dict) -> dict[str, dict[str, list[dict]]]:
+    """Per layer, the features of each commune (in the layer's order), for :func:`page_data` of many pages:
+    one pass over each layer instead of one per page."""
+    out: dict[str, dict[str, list[dict]]] = {}
+    for name, key in _COMMUNE_KEY.items():
+        groups: dict[str, list[dict]] = {}
+        for f in data["layers"].get(name, {"features": []})["features"]:
+            value = f["properties"].get(key)
+            for commune in ([value] if key == "commune" else (value or ())):
+                groups.setdefault(commune, []).append(f)
+        out[name] = groups
+    return out
+
+
+def page_data(data: dict, *, scope: str | None, lang: str,
+              by_commune: dict[str, dict[str, list[dict]]] | None = None) -> dict:
+    """The part of the display data one page needs: the district (``scope=None``) or one commune.
+
+    ``by_commune``: :func:`features_by_commune` of ``data``, when made once for every page.
+    """
     if lang not in STRINGS:
         raise ValueError(f"lang must be one of {', '.join(STRINGS)}, got {lang!r}")
     layers = data["layers"]
@@ -495,24 +643,40 @@ def page_data(data: dict, *, scope: str | None, lang: str) -> dict:
         keep = lambda feature: scope in feature["properties"].get("communes", ())  # noqa: E731
         kind = "commune"
 
-    def subset(name: str, test) -> dict:
-        return {"type": "FeatureCollection", "features": [f for f in layers[name]["features"] if test(f)]}
+    def subset(name: str, test, drop: tuple[str, ...] = ()) -> dict:
+        """The features of a layer the page shows, without the properties ``drop`` (the page script does not use them)."""
+        if by_commune is not None and scope is not None and name in by_commune:
+            features = by_commune[name].get(scope, [])
+        else:
+            features = [f for f in layers[name]["features"] if test(f)]
+        if drop:
+            features = [{**f, "properties": {k: v for k, v in f["properties"].items() if k not in drop}} for f in features]
+        return {"type": "FeatureCollection", "features": features}
+
+    def needs_subset() -> dict:
+        # A village that needs measuring whole takes its outline, name, commune and households from the
+        # villages layer in the page script: only its id and area come along.
+        features = (by_commune["needs_measurement"].get(scope, []) if by_commune is not None and scope is not None
+                    else [f for f in layers["needs_measurement"]["features"] if in_commune(f)])
+        features = [{**f, "properties": {k: v for k, v in f["properties"].items() if k in WHOLE_VILLAGE_KEEP}}
+                    if f["properties"].get("whole_village") else f for f in features]
+        return {"type": "FeatureCollection", "features": features}
 
     in_commune = (lambda f: True) if scope is None else (lambda f: f["properties"].get("commune") == scope)  # noqa: E731
     centre_test = (lambda f: True) if scope is None else (lambda f: f["properties"]["name"] == scope)  # noqa: E731
     page_layers = {
         "communes": layers["communes"],
-        "villages": subset("villages", in_commune),
-        "dead_zones": subset("dead_zones", keep),
-        "no4g_zones": subset("no4g_zones", keep),
-        "needs_measurement": subset("needs_measurement", in_commune),
-        "fibre": subset("fibre", keep),
+        "villages": subset("villages", in_commune, drop=("meets_fibre_goal",)),
+        "dead_zones": subset("dead_zones", keep, drop=("communes",)),
+        "no4g_zones": subset("no4g_zones", keep, drop=("communes",)),
+        "needs_measurement": needs_subset(),
+        "fibre": subset("fibre", keep, drop=("communes", "route_id")),
         "centres": subset("centres", centre_test),
         "fibre_plan": subset("fibre_plan", in_commune),
         "measurement_plan": subset("measurement_plan", lambda f: scope is None or f["properties"].get("commune") == scope
-                                   or scope in f["properties"].get("communes", ())),
+                                   or scope in f["properties"].get("communes", ()), drop=("communes",)),
         # Saved by an earlier covgap without context layers: none.
-        **{f"context_{k}": subset(f"context_{k}", keep) if f"context_{k}" in layers else
+        **{f"context_{k}": subset(f"context_{k}", keep, drop=("communes",)) if f"context_{k}" in layers else
            {"type": "FeatureCollection", "features": []} for k in CONTEXT_KINDS},
     }
     goal = f"{data['goal_share']:.0%}"
@@ -534,7 +698,7 @@ def page_data(data: dict, *, scope: str | None, lang: str) -> dict:
         "goal_share": data["goal_share"],
         "data_period": data["data_period"],
         "operators": data["operators"],
-        "cells": unit.get("cells", {}),
+        "cells": _shared_views(unit.get("cells", {})),
         "layers": page_layers,
         "measurement_plan": data.get("measurement_plan"),
         "changes": data["changes"] if scope is None else (
@@ -545,13 +709,47 @@ def page_data(data: dict, *, scope: str | None, lang: str) -> dict:
     }
 
 
+#: What a page keeps of a needs-measurement area that is its whole village (the rest comes from the village).
+WHOLE_VILLAGE_KEEP = ("village_id", "whole_village", "area_km2")
+#: What the pages have in common, loaded once from ``assets/`` in shared mode (besides the commune outlines).
+SHARED_KEYS = ("generator", "lang", "strings", "study", "district_file", "pages", "goal_share", "data_period", "operators")
+#: Layers every page carries whole.
+SHARED_LAYERS = ("communes",)
+
+
+def shared_page_data(page: dict) -> dict:
+    """The part of a page's data (:func:`page_data`) that is the same on every page of a run.
+
+    ``map.js`` merges it (``window.covgapShared``, from ``assets/``) into the page's own data
+    (:func:`own_page_data`): the words of the page, the list of pages and the commune outlines.
+    """
+    return {**{k: page[k] for k in SHARED_KEYS}, "layers": {k: page["layers"][k] for k in SHARED_LAYERS}}
+
+
+def own_page_data(page: dict) -> dict:
+    """A page's data without what :func:`shared_page_data` holds, marked ``shared`` for ``map.js``."""
+    own = {k: v for k, v in page.items() if k not in SHARED_KEYS and k != "layers"}
+    own["layers"] = {k: v for k, v in page["layers"].items() if k not in SHARED_LAYERS}
+    own["shared"] = True
+    return own
+
+
 def render_page(data: dict, *, scope: str | None = None, lang: str = "vi") -> str:
     """One self-contained HTML page: the district (``scope=None``) or the commune named ``scope``."""
     return mappage.render_html(page_data(data, scope=scope, lang=lang))
 
 
+def assets_mode(assets: str, n_pages: int) -> str:
+    """``"inline"`` or ``"shared"``: the ``[output] map_assets`` choice for ``n_pages`` pages."""
+    if assets not in MAP_ASSETS:
+        raise ValueError(f"assets must be one of {', '.join(MAP_ASSETS)}, got {assets!r}")
+    if assets == "auto":
+        return "shared" if n_pages > SHARED_ABOVE_PAGES else "inline"
+    return assets
+
+
 # --------------------------------------------------------------------------- all pages
-def write_maps(results, maps_dir: Path, *, lang: str = "vi") -> list[Path]:
+def write_maps(results, maps_dir: Path, *, lang: str = "vi", assets: str = "auto") -> list[Path]:
     """Write ``index.html`` (district) and one page per commune of the report level into ``maps_dir``.
 
     Parameters
@@ -562,6 +760,8 @@ def write_maps(results, maps_dir: Path, *, lang: str = "vi") -> list[Path]:
         Folder for the pages (created if missing).
     lang
         ``"vi"`` (default) or ``"en"``.
+    assets
+        ``"auto"`` (default), ``"inline"`` or ``"shared"``: see :func:`write_maps_from_layers`.
 
     Returns
     -------
@@ -573,11 +773,11 @@ def write_maps(results, maps_dir: Path, *, lang: str = "vi") -> list[Path]:
     OutputError
         If a page would refer to an external resource, or the folder cannot be written.
     """
-    return write_maps_from_layers(map_layers(results), maps_dir, lang=lang)
+    return write_maps_from_layers(map_layers(results), maps_dir, lang=lang, assets=assets)
 
 
 def write_maps_from_layers(data: dict, maps_dir: Path, *, lang: str = "vi", source: Path | None = None,
-                           overwrite: bool = False) -> list[Path]:
+                           overwrite: bool = False, assets: str = "auto") -> list[Path]:
     """Write every page from saved display data (see :func:`write_maps`); used by ``covgap map``.
 
     Every page is rendered and checked first, then written to a temporary file in
@@ -585,28 +785,55 @@ def write_maps_from_layers(data: dict, maps_dir: Path, *, lang: str = "vi", sour
     earlier run that no longer exist are removed. A page is only replaced if covgap
     wrote it (its generator tag), unless ``overwrite``.
 
+    ``assets`` (``[output] map_assets``): ``"inline"`` pages are self-contained;
+    ``"shared"`` pages load Leaflet, covgap's script and style and the data every
+    page shares (:func:`shared_page_data`) from ``maps_dir/assets/``, files named by a
+    hash of their content; ``"auto"`` is inline up to :data:`SHARED_ABOVE_PAGES` pages,
+    shared above. The assets folder is covgap's only when it holds covgap's mark
+    (:data:`ASSETS_RECORD`, the files covgap wrote there): a folder without it is
+    refused, never written into; only the files of the mark are ever replaced or
+    removed (the files no page refers to any more, and all of them when the pages
+    go back to inline).
+
     ``source``, the ``map_layers.json.gz`` the data was read from, is recorded in
-    :data:`MAPS_RECORD` once every page is in place, so that :func:`maps_are_current`
-    can tell maps drawn from other results (a run killed before its maps) and
-    ``covgap run``/``refresh`` redraw them.
+    :data:`MAPS_RECORD` once every page and asset is in place, so that
+    :func:`maps_are_current` can tell maps drawn from other results (a run killed
+    before its maps) and ``covgap run``/``refresh`` redraw them.
     """
     maps_dir = Path(maps_dir)
-    pages = {INDEX_NAME: render_page(data, scope=None, lang=lang)}
     for commune in data["communes"]:
         name = commune["file"]
         if not re.fullmatch(r"[a-z0-9][a-z0-9-]*\.html", name) or name == INDEX_NAME:
             raise OutputError(f"unsafe map file name {name!r} for commune {commune['name']!r}")
-        pages[name] = render_page(data, scope=commune["name"], lang=lang)
+    scopes: dict[str, str | None] = {INDEX_NAME: None, **{c["file"]: c["name"] for c in data["communes"]}}
+    mode = assets_mode(assets, len(scopes))
+    pages: dict[str, str] = {}
+    files: dict[str, bytes] = {}
+    by_commune = features_by_commune(data)
+    if mode == "shared":
+        refs: dict[str, str] = {}
+        for name, scope in scopes.items():
+            page = page_data(data, scope=scope, lang=lang, by_commune=by_commune)
+            if not refs:  # the district's page: what every page shares
+                files, refs = mappage.shared_asset_files(shared_page_data(page))
+            pages[name] = mappage.render_html(own_page_data(page), assets=refs, strings=page["strings"])
+    else:
+        pages = {name: mappage.render_html(page_data(data, scope=scope, lang=lang, by_commune=by_commune))
+                 for name, scope in scopes.items()}
     if not overwrite:
         foreign = sorted(n for n in pages if (maps_dir / n).exists() and not is_covgap_page(maps_dir / n))
         if foreign:
             raise OutputError(f"maps folder {maps_dir}: {', '.join(foreign[:3])}{' …' if len(foreign) > 3 else ''} "
                               "not written by covgap would be replaced; choose another folder (--maps, or [output] "
                               "maps_dir), or give --overwrite")
+    if mode == "shared":
+        check_assets_folder(maps_dir)
     record = maps_dir / MAPS_RECORD
     try:
         maps_dir.mkdir(parents=True, exist_ok=True)
         record.unlink(missing_ok=True)  # our own record: the pages are about to change
+        if files:
+            _write_assets(maps_dir / ASSETS_DIR, files)
         written = []
         temps = []
         try:
@@ -624,14 +851,100 @@ def write_maps_from_layers(data: dict, maps_dir: Path, *, lang: str = "vi", sour
             for tmp in temps:  # the temporary files made above, if still there
                 tmp.unlink(missing_ok=True)
         _remove_stale_pages(maps_dir, keep=set(pages))
+        _remove_stale_assets(maps_dir / ASSETS_DIR, keep=set(files))
         if source is not None:
-            record.write_text(json.dumps({"map_layers_sha256": outputs.sha256_file(Path(source)), "lang": lang},
-                                         indent=2) + "\n", encoding="utf-8")
+            record.write_text(json.dumps({"map_layers_sha256": outputs.sha256_file(Path(source)), "lang": lang,
+                                          "assets": sorted(files)}, indent=2) + "\n", encoding="utf-8")
     except OSError as err:
         raise OutputError(f"{maps_dir}: cannot write the maps ({err}); check the folder is writable") from err
     sizes = ", ".join(f"{p.name} {p.stat().st_size / 1024:.0f} KB" for p in written[:3])
-    log.info("maps: %d pages in %s (%s%s)", len(written), maps_dir, sizes, ", ..." if len(written) > 3 else "")
+    log.info("maps: %d pages in %s (%s%s)%s", len(written), maps_dir, sizes, ", ..." if len(written) > 3 else "",
+             f", {len(files)} shared files in {ASSETS_DIR}/ ({sum(map(len, files.values())) / 1024:.0f} KB)"
+             if files else "")
     return written
+
+
+def _read_assets_record(assets_dir: Path) -> list[str] | None:
+    """The files covgap wrote in ``assets_dir`` (its :data:`ASSETS_RECORD`), or None when the mark is not there."""
+    try:
+        record = json.loads((assets_dir / ASSETS_RECORD).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    if not isinstance(record, dict) or record.get("generator") != GENERATOR or not isinstance(record.get("files"), list):
+        return None
+    return [f for f in record["files"] if isinstance(f, str) and mappage.ASSET_NAME.fullmatch(f)]
+
+
+def _write_assets_record(assets_dir: Path, names: set[str]) -> None:
+    tmp = assets_dir / f".{ASSETS_RECORD}.tmp-{os.getpid()}"
+    tmp.write_text(json.dumps({"generator": GENERATOR, "files": sorted(names)}, indent=2) + "\n", encoding="utf-8")
+    os.replace(tmp, assets_dir / ASSETS_RECORD)
+
+
+def check_assets_folder(maps_dir: Path) -> None:
+    """Refuse (one-line :class:`OutputError`) an ``assets`` in ``maps_dir`` that covgap did not make."""
+    assets_dir = Path(maps_dir) / ASSETS_DIR
+    if (assets_dir.exists() or assets_dir.is_symlink()) and (
+            assets_dir.is_symlink() or not assets_dir.is_dir() or _read_assets_record(assets_dir) is None):
+        raise OutputError(f"maps folder {maps_dir}: {assets_dir} was not made by covgap (no {ASSETS_RECORD}) and would "
+                          "hold the pages' shared files; move it away, choose another folder (--maps, or [output] "
+                          "maps_dir), or write self-contained pages ([output] map_assets = \"inline\")")
+
+
+def _write_assets(assets_dir: Path, files: dict[str, bytes]) -> None:
+    """Put ``files`` into covgap's assets folder: a new folder is made whole under a temporary name and
+    renamed; into an existing one (covgap's: :func:`check_assets_folder`) its mark first lists the new
+    files with the old, then each file is written to a temporary name and moved into place."""
+    def put(folder: Path, name: str, content: bytes) -> None:
+        tmp = folder / f".{name}.tmp-{os.getpid()}"
+        try:
+            with open(tmp, "wb") as fh:
+                fh.write(content)
+                fh.flush()
+                os.fsync(fh.fileno())
+            os.replace(tmp, folder / name)
+        finally:
+            tmp.unlink(missing_ok=True)
+
+    if not assets_dir.exists():
+        fresh = assets_dir.parent / f".{ASSETS_DIR}.tmp-{os.getpid()}"
+        fresh.mkdir()
+        try:
+            _write_assets_record(fresh, set(files))
+            for name, content in files.items():
+                put(fresh, name, content)
+            os.rename(fresh, assets_dir)
+        except BaseException:
+            shutil.rmtree(fresh, ignore_errors=True)  # the folder made just above
+            raise
+        return
+    known = set(_read_assets_record(assets_dir) or ())
+    _write_assets_record(assets_dir, known | set(files))
+    for name, content in files.items():
+        path = assets_dir / name
+        if name in known and path.is_file() and path.read_bytes() == content:
+            continue
+        put(assets_dir, name, content)
+
+
+def _remove_stale_assets(assets_dir: Path, *, keep: set[str]) -> None:
+    """Remove the files covgap wrote in ``assets_dir`` that no page refers to any more (all of them when
+    ``keep`` is empty: the pages are self-contained again), then, if nothing else is left in it, its mark
+    and the folder. A folder without covgap's mark, and any file its mark does not list, is left alone."""
+    known = _read_assets_record(assets_dir)
+    if known is None:
+        return
+    for name in sorted(set(known) - keep):
+        (assets_dir / name).unlink(missing_ok=True)
+    if keep:
+        _write_assets_record(assets_dir, keep)
+        return
+    if any(p.name != ASSETS_RECORD for p in assets_dir.iterdir()):  # something else is in it: left alone, marked
+        _write_assets_record(assets_dir, set())                      # as covgap's (with no file of covgap's)
+        return
+    (assets_dir / ASSETS_RECORD).unlink()
+    assets_dir.rmdir()
+    log.info("maps: removed %s/ (the pages are self-contained)", ASSETS_DIR)
 
 
 def maps_are_current(out_dir: Path, maps_dir: Path) -> bool:
@@ -640,7 +953,8 @@ def maps_are_current(out_dir: Path, maps_dir: Path) -> bool:
     False when the maps were drawn from other results (their :data:`MAPS_RECORD`
     names another SHA-256: a run killed after its outputs were swapped in but before
     the maps were redrawn) or never drawn. True when ``out_dir`` holds no map layers
-    (nothing to draw). The language is not compared: ``covgap map --lang en`` is not
+    (nothing to draw). False too when a shared file the pages load (``assets/``) is missing.
+    The language is not compared: ``covgap map --lang en`` is not
     undone by the next refresh that takes in nothing new.
     """
     layers = Path(out_dir) / MAP_LAYERS_NAME
@@ -650,7 +964,10 @@ def maps_are_current(out_dir: Path, maps_dir: Path) -> bool:
         record = json.loads((Path(maps_dir) / MAPS_RECORD).read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return False
-    return (isinstance(record, dict) and (Path(maps_dir) / INDEX_NAME).is_file()
+    if not isinstance(record, dict) or not isinstance(record.get("assets", []), list):
+        return False
+    shared = [Path(maps_dir) / ASSETS_DIR / str(name) for name in record.get("assets", [])]
+    return ((Path(maps_dir) / INDEX_NAME).is_file() and all(p.is_file() for p in shared)
             and record.get("map_layers_sha256") == outputs.sha256_file(layers))
 
 
@@ -664,12 +981,15 @@ def is_covgap_page(path: Path) -> bool:
     return f'<meta name="generator" content="{GENERATOR}"' in head
 
 
-def check_maps_folder(maps_dir: Path, *, out_dir: Path, inputs, overwrite: bool = False) -> None:
+def check_maps_folder(maps_dir: Path, *, out_dir: Path, inputs, overwrite: bool = False, assets: str = "auto") -> None:
     """Refuse a maps folder covgap must not write into (one-line :class:`OutputError`).
 
     It must not be, contain or lie inside an input, nor be or lie inside the output
     folder (replaced whole at every run), and its ``index.html``, if any, must be
-    covgap's unless ``overwrite``. Other files in it are left alone.
+    covgap's unless ``overwrite``. With ``assets="shared"`` its ``assets`` folder, if
+    any, must be covgap's (:func:`check_assets_folder`; with ``"auto"`` that is checked
+    when the number of pages is known, before any page is written). Other files in it
+    are left alone.
     """
     maps_dir = Path(maps_dir)
     outputs.check_clear_of_inputs(maps_dir, inputs, label="maps folder")
@@ -683,6 +1003,8 @@ def check_maps_folder(maps_dir: Path, *, out_dir: Path, inputs, overwrite: bool 
     if not overwrite and index.exists() and not is_covgap_page(index):
         raise OutputError(f"maps folder {maps_dir}: {INDEX_NAME} was not written by covgap and would be replaced; "
                           "choose another folder (--maps, or [output] maps_dir), or give --overwrite")
+    if assets == "shared":
+        check_assets_folder(maps_dir)
 
 
 def _remove_stale_pages(maps_dir: Path, *, keep: set[str]) -> None:

@@ -147,7 +147,8 @@ def check_output_locations(config, extra_inputs: Iterable[Path] = (), *, overwri
     inputs = input_paths(config, extra_inputs)
     check_clear_of_inputs(out, inputs, label="output folder")
     check_replaceable(out, overwrite=overwrite)
-    maps.check_maps_folder(Path(config.output.maps_dir), out_dir=out, inputs=inputs, overwrite=overwrite)
+    maps.check_maps_folder(Path(config.output.maps_dir), out_dir=out, inputs=inputs, overwrite=overwrite,
+                           assets=config.output.map_assets)
 
 
 # --------------------------------------------------------------------------- atomic folders

@@ -1,6 +1,7 @@
 /* covgap planner map: layers, legend, popups, scorecard panel and village search.
  *
- * The page data is the JSON block #covgap-data (written by covgap/maps.py). Every
+ * The page data is the JSON block #covgap-data (written by covgap/maps.py), merged, when the pages
+ * share their assets, with window.covgapShared (assets/data-*.js: words, page list, commune outlines). Every
  * string from the input data goes into the DOM with textContent or as an attribute
  * value set through the DOM, never as HTML. Labels from the language dictionary
  * (D.strings) are the only text Leaflet's layer control receives.
@@ -43,6 +44,23 @@
 
   window.covgapStart = function (map) {
     var D = JSON.parse(document.getElementById('covgap-data').textContent);
+    if (D.shared) {
+      // Shared mode ([output] map_assets): what every page has in common came from assets/ (window.covgapShared).
+      var S = window.covgapShared;
+      if (!S) { throw new Error('covgap: the shared data of the maps (assets/) did not load'); }
+      Object.keys(S).forEach(function (k) { if (k !== 'layers') { D[k] = S[k]; } });
+      Object.keys(S.layers).forEach(function (k) { D.layers[k] = S.layers[k]; });
+    }
+    // Each layer comes packed (covgap/mappage.py pack_layers): property names once, a row of values per feature.
+    function unpack(fc) {
+      if (!fc || !fc.keys) { return fc; }
+      return { type: 'FeatureCollection', features: fc.rows.map(function (row, i) {
+        var p = {};
+        fc.keys.forEach(function (k, j) { if (row[j] !== null) { p[k] = row[j]; } });
+        return { type: 'Feature', properties: p, geometry: fc.geometries[i] };
+      }) };
+    }
+    Object.keys(D.layers).forEach(function (k) { D.layers[k] = unpack(D.layers[k]); });
     var T = D.strings;
     var LOCALE = D.lang === 'vi' ? 'vi-VN' : 'en-GB';
     document.documentElement.lang = D.lang;
@@ -200,13 +218,19 @@
       pane.classList.add('covgap-pane-' + key);
     });
     function tooltip(text) { return el('span', { text: text }); }
+    // A village given as a point is a disc of radius_m metres on the ground (covgap/maps.py sends its centre
+    // and radius): an L.circle, whose bounds do not need the map (the layer may be off when a search zooms).
+    var Disc = L.Circle.extend({
+      getBounds: function () { return this.getLatLng().toBounds(2 * this.getRadius()); }
+    });
     function vector(key, fc, style, popup, tip, pointStyle) {
       return L.geoJSON(fc, {
         pane: 'covgap-' + key,
         style: style,
-        pointToLayer: pointStyle ? function (f, latlng) {
-          return L.circleMarker(latlng, Object.assign({ pane: 'covgap-' + key }, pointStyle(f)));
-        } : undefined,
+        pointToLayer: function (f, latlng) {
+          if (f.properties.radius_m) { return new Disc(latlng, { pane: 'covgap-' + key, radius: f.properties.radius_m }); }
+          return L.circleMarker(latlng, Object.assign({ pane: 'covgap-' + key }, pointStyle ? pointStyle(f) : {}));
+        },
         onEachFeature: function (f, layer) {
           layer.feature = f;
           layer.bindPopup(function () { return popup(f.properties); }, { maxWidth: 360 });
@@ -233,11 +257,17 @@
       });
     }
     // A village with no measured cell needs measuring whole: its area comes without a geometry and is the
-    // village's own outline (sent once, in the villages layer).
-    var outline = {};
-    L_.villages.features.forEach(function (f) { outline[f.properties.village_id] = f.geometry; });
+    // village's own outline (sent once, in the villages layer), with the village's name, commune and households.
+    var villageOf = {};
+    L_.villages.features.forEach(function (f) { villageOf[f.properties.village_id] = f; });
     L_.needs_measurement.features.forEach(function (f) {
-      if (!f.geometry && f.properties.whole_village) { f.geometry = outline[f.properties.village_id] || null; }
+      var v = f.properties.whole_village ? villageOf[f.properties.village_id] : null;
+      if (!f.geometry && v) {
+        f.geometry = v.geometry;
+        ['name', 'commune', 'households', 'radius_m'].forEach(function (k) {
+          if (f.properties[k] === undefined) { f.properties[k] = v.properties[k]; }
+        });
+      }
     });
     var layers = {
       context_rivers: contextLayer('context_rivers', function () {
@@ -283,6 +313,10 @@
     };
 
     // Signal cells: one image per operator view, one layer in the control, an operator choice in its legend.
+    // A view whose image is the same as another view's comes as that view's key (covgap/maps.py _shared_views).
+    Object.keys(D.cells).forEach(function (view) {
+      if (typeof D.cells[view] === 'string') { D.cells[view] = D.cells[D.cells[view]]; }
+    });
     var cellViews = Object.keys(D.cells);
     var cellImages = {};
     cellViews.forEach(function (view) {

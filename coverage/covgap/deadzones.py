@@ -6,6 +6,7 @@ import geopandas as gpd
 import numpy as np
 import pandas as pd
 import rasterio.features
+from affine import Affine
 import shapely
 
 from covgap.cellstats import NBINS, CellClass, hist_percentile
@@ -38,7 +39,11 @@ def delineate_dead_zones(classes: np.ndarray, grid: Grid, *, min_area_km2: float
     mask = classes == dead_value
     if not mask.any():
         return gpd.GeoDataFrame({c: [] for c in ZONE_COLUMNS[:-1]}, geometry=[], crs=grid.crs)
-    shapes = rasterio.features.shapes(mask.astype(np.uint8), mask=mask, transform=grid.transform,
+    rows, cols = np.flatnonzero(mask.any(axis=1)), np.flatnonzero(mask.any(axis=0))
+    r0, r1, c0, c1 = rows[0], rows[-1] + 1, cols[0], cols[-1] + 1
+    window = mask[r0:r1, c0:c1]  # only the box of those cells is traced (a province is mostly something else)
+    shapes = rasterio.features.shapes(window.astype(np.uint8), mask=window,
+                                      transform=grid.transform * Affine.translation(int(c0), int(r0)),
                                       connectivity=connectivity)
     polys = [shapely.geometry.shape(geom) for geom, value in shapes if value == 1]
     areas = np.array([p.area for p in polys]) / 1e6

@@ -79,8 +79,38 @@ def passed_areas(geoms: np.ndarray, areas: np.ndarray, lines: np.ndarray, drop_d
     return out
 
 
+#: Village pieces from which :func:`passed_areas_two_processes` splits the work (below: one process, no fork).
+TWO_PROCESS_PIECES = 50_000
+
+
+def passed_areas_two_processes(geoms: np.ndarray, areas: np.ndarray, lines: np.ndarray,
+                               drop_distance_m: float) -> np.ndarray:
+    """:func:`passed_areas` with every other block worked out by a forked child (:mod:`covgap.forked`).
+
+    A block's geometries all go to the same process and each block is worked out alone, so
+    the result is the same, value for value, as in one process.
+    """
+    from covgap.forked import Forked
+
+    if not len(geoms) or not len(lines):
+        return passed_areas(geoms, areas, lines, drop_distance_m)
+    key = np.floor(shapely.bounds(geoms)[:, :2] / _BLOCK_M).astype(np.int64)
+    block = np.unique(key, axis=0, return_inverse=True)[1].ravel()
+    theirs = block % 2 == 1
+    child = Forked(passed_areas, geoms[theirs], areas[theirs], lines, drop_distance_m)
+    out = np.zeros(len(geoms))
+    try:
+        out[~theirs] = passed_areas(geoms[~theirs], areas[~theirs], lines, drop_distance_m)
+        out[theirs] = child.result()
+    except BaseException:
+        child.cancel()
+        raise
+    return out
+
+
 def compute_fibre_indicators(villages: gpd.GeoDataFrame, pieces: gpd.GeoDataFrame, fibre: gpd.GeoDataFrame, *,
-                             drop_distance_m: float, goal_share: float) -> pd.DataFrame:
+                             drop_distance_m: float, goal_share: float,
+                             passed_area: np.ndarray | None = None) -> pd.DataFrame:
     """Per village: households passed, passed share against the goal, distance and spur to fibre.
 
     Returns one row per village with ``households_passed``, ``fibre_share`` (0–1),
@@ -99,6 +129,9 @@ def compute_fibre_indicators(villages: gpd.GeoDataFrame, pieces: gpd.GeoDataFram
       existing route (0 when a route crosses it).
     * ``spur_length_m``: the new cable needed to bring the village's representative
       point within the drop distance: ``max(0, d(point, route) − drop_distance_m)``.
+
+    ``passed_area``: the pieces' :func:`passed_areas`, when the caller has worked them out already
+    (:func:`passed_areas_two_processes`).
     """
     check_geodataframe(villages, "villages", columns=["households"])
     check_geodataframe(fibre, "fibre", crs=villages.crs, columns=["status"])
@@ -114,7 +147,8 @@ def compute_fibre_indicators(villages: gpd.GeoDataFrame, pieces: gpd.GeoDataFram
         out["spur_length_m"] = np.nan
     else:
         area = pieces["area_m2"].to_numpy(dtype=float)
-        passed_area = passed_areas(pieces.geometry.to_numpy(), area, lines, drop_distance_m)
+        if passed_area is None:
+            passed_area = passed_areas(pieces.geometry.to_numpy(), area, lines, drop_distance_m)
         frac = passed_area / np.maximum(area, 1e-12)
         share = np.bincount(pieces["village"].to_numpy(), weights=pieces["weight_share"].to_numpy() * frac, minlength=n)
         out["households_passed"] = np.round(np.minimum(share, 1.0) * hh, 1)

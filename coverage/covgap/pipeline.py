@@ -202,7 +202,12 @@ def analyse(layers: Layers, stats: pd.DataFrame, config: Config, report: ReadRep
     best = np.where(layers.inside.ravel(), best_flat, np.nan).reshape(grid.nrows, grid.ncols)
     pieces = villages_mod.village_pieces(layers.villages, grid, layers.density)
     road_graph = roads_mod.build_road_graph(layers.roads.geometry.to_numpy()) if layers.roads is not None else None
-    other_side = Forked(_fibre_side_and_needs, layers, pieces, road_graph, classes, config, inline=_one_core(config))
+    one_core = _one_core(config)
+    passed = None
+    if not one_core and len(pieces) >= fibre_mod.TWO_PROCESS_PIECES:  # a province: the longest part, on both cores
+        passed = fibre_mod.passed_areas_two_processes(pieces.geometry.to_numpy(), pieces["area_m2"].to_numpy(dtype=float),
+                                                      fibre_mod.existing_lines(layers.fibre), config.fibre.drop_distance_m)
+    other_side = Forked(_fibre_side_and_needs, layers, pieces, road_graph, classes, config, passed, inline=one_core)
     try:
         described, zone_labels = _gap_zones(classes, layers, pieces, any_view, op_view, op_hist, config)
         (zones, zone_ops), (no4g_zones, no4g_ops) = described["no_service"], described["no_4g"]
@@ -264,12 +269,15 @@ def analyse(layers: Layers, stats: pd.DataFrame, config: Config, report: ReadRep
                    data_period=period, fibre_plan=fibre_plan, measurement_plan=measurement_plan)
 
 
-def _fibre_side_and_needs(layers: Layers, pieces: gpd.GeoDataFrame, road_graph, classes: np.ndarray, config: Config):
+def _fibre_side_and_needs(layers: Layers, pieces: gpd.GeoDataFrame, road_graph, classes: np.ndarray, config: Config,
+                          passed_area: np.ndarray | None = None):
     """The part of the analysis a forked child does: the fibre figures of villages and commune centres, the
-    fibre plan, and the village areas that need measuring: (village figures, commune reach, plan, areas)."""
+    fibre plan, and the village areas that need measuring: (village figures, commune reach, plan, areas).
+    ``passed_area``: the pieces' areas within the drop distance, when worked out already."""
     fib = config.fibre
     fibre_ind = fibre_mod.compute_fibre_indicators(layers.villages, pieces, layers.fibre,
-                                                   drop_distance_m=fib.drop_distance_m, goal_share=fib.goal_share)
+                                                   drop_distance_m=fib.drop_distance_m, goal_share=fib.goal_share,
+                                                   passed_area=passed_area)
     reach = fibre_mod.commune_centre_reach(layers.communes, layers.fibre, reach_m=fib.centre_reach_m)
     villages = gpd.GeoDataFrame(pd.concat([layers.villages.reset_index(drop=True), fibre_ind], axis=1),
                                 geometry="geometry", crs=layers.crs)

@@ -349,10 +349,10 @@ def _worker_main(inbox, outbox, ctx: meas.ReadContext, grid, crs: CRS, spool_dir
             spool.flush()  # a worker that dies later loses no key of this file
             outbox.put(("flush", msg[1], acc.to_partial() if acc is not None and acc.size else None))
             continue
-        if msg[0] in ("file", "takeout"):  # a small file read whole, or a file's duplicates taken out
+        if msg[0] in _TASKS:  # a small file read whole, a file's duplicates taken out, statistics written
             kind, file_pos, args, opts = msg
             try:
-                task: Callable[..., Any] = read_whole_file if kind == "file" else take_out_rows
+                task: Callable[..., Any] = _TASKS[kind]()
                 outbox.put((kind, file_pos, pickle.dumps(task(*args, ctx, grid, crs, **opts)), None))
             except Exception as err:
                 outbox.put((kind, file_pos, None, error_payload(err)))
@@ -370,6 +370,11 @@ def _worker_main(inbox, outbox, ctx: meas.ReadContext, grid, crs: CRS, spool_dir
             outbox.put(("block", file_pos, idx, res))
         except Exception as err:
             outbox.put(("error", file_pos, idx, error_payload(err)))
+
+
+#: The whole-file tasks of the worker processes (looked up when run: the tests replace some).
+_TASKS: dict[str, Callable[[], Callable[..., Any]]] = {"file": lambda: read_whole_file, "takeout": lambda: take_out_rows,
+                                                       "stats": lambda: _write_stats}
 
 
 class _WorkerError(Exception):
@@ -402,6 +407,7 @@ class _Taken:
     record: FileRecord
     stats: pd.DataFrame | None
     refs: list = field(default_factory=list)  # (block without bytes, length) of each block, for a plain file
+    unwritten: bool = False  # its statistics (in memory) are not in the store folder yet: finish() writes them
 
 
 #: Small files in the hands of one worker process at a time (one read, one waiting in its queue).
@@ -453,7 +459,7 @@ class _FileRead:
 
     fmt: meas.MeasurementFormat
     record: FileRecord
-    stats: pd.DataFrame | None  # None: more than KEEP_STATS_ROWS, in the store only
+    stats: pd.DataFrame | None  # None: more than KEEP_STATS_ROWS, in the store only (else not written yet)
     keys: np.ndarray
     lines: np.ndarray
     refs: list
@@ -500,8 +506,11 @@ def read_whole_file(path: Path, sha256: str, ctx: meas.ReadContext, grid, crs: C
     del acc
     if folder is not None:
         assert stats is not None
-        record.stats_file = store_mod.write_file_stats(stats, folder, sha256)
-        stats = stats if len(stats) <= KEEP_STATS_ROWS else None
+        if len(stats) <= KEEP_STATS_ROWS:  # written by Batch.finish, once its duplicates are out
+            record.stats_file = store_mod.file_stats_path(sha256)
+        else:
+            record.stats_file = store_mod.write_file_stats(stats, folder, sha256)
+            stats = None
     return _FileRead(fmt=fmt, record=record, stats=stats, keys=np.concatenate(keys) if keys else np.empty(0, dtype=np.uint64),
                      lines=np.concatenate(lines) if lines else np.empty(0, dtype=np.int64), refs=refs, rejected=rejected)
 
@@ -618,10 +627,14 @@ class Batch:
         record = tally.record(path, sha256, size, fmt, writer)
         stats = acc.to_stats()
         del acc
-        if self.folder is not None:
+        if self.folder is not None and len(stats) <= KEEP_STATS_ROWS:
+            # Small statistics stay in memory (many small files: no read back) and are written by finish(),
+            # once, after their duplicates are taken out; large ones are written now and read again.
+            record.stats_file = store_mod.file_stats_path(sha256)
+            self.taken.append(_Taken(pos, path, fmt, record, stats, refs, unwritten=True))
+        elif self.folder is not None:
             record.stats_file = store_mod.write_file_stats(stats, self.folder, sha256)
-            # Small statistics stay in memory too (many small files: no read back); large ones are read again.
-            self.taken.append(_Taken(pos, path, fmt, record, stats if len(stats) <= KEEP_STATS_ROWS else None, refs))
+            self.taken.append(_Taken(pos, path, fmt, record, None, refs))
         else:
             self.taken.append(_Taken(pos, path, fmt, record, stats, refs))
         log.info("%s (%s): %d rows read, %d used, %d rejected", path.name, fmt.name, tally.n_read, tally.n_used, tally.n_rej)
@@ -761,7 +774,8 @@ class Batch:
             with self.progress(path.name, got.record.size_bytes) as bar:
                 if bar is not None:
                     bar.update(got.record.size_bytes)
-        self.taken.append(_Taken(pos, path, got.fmt, got.record, got.stats, got.refs))
+        self.taken.append(_Taken(pos, path, got.fmt, got.record, got.stats, got.refs,
+                                 unwritten=self.folder is not None and got.stats is not None))
         rec = got.record
         log.info("%s (%s): %d rows read, %d used, %d rejected", path.name, got.fmt.name, rec.rows_read, rec.rows_used,
                  rec.rows_rejected)
@@ -873,16 +887,34 @@ class Batch:
         shutil.rmtree(self._spool_dir, ignore_errors=True)
         by_pos = {t.pos: t for t in self.taken}
         todo = [(by_pos[pos], lines) for pos, lines in dedupe.split_seq(dups)]
-        if len(todo) > 1 and self.workers > 1 and self._dask is None:
+        in_workers = self.workers > 1 and self._dask is None
+        if len(todo) > 1 and in_workers:
             self._take_out_in_workers(todo)
         else:
             for taken, lines in todo:
                 self._take_out(taken, lines)
+        self._write_statistics(in_workers)
         if self._pool is not None:
             self._pool.close()
             self._pool = None
         self.duplicates = len(dups)
         return [t.record for t in self.taken]
+
+    def _write_statistics(self, in_workers: bool) -> None:
+        """Write the statistics kept in memory to the store folder (by the worker processes when there are many)."""
+        unwritten = [t for t in self.taken if t.unwritten]
+        if self.folder is None or not unwritten:
+            return
+        if in_workers and len(unwritten) > 1:
+            tasks = [("stats", (t.stats, t.record.sha256), dict(folder=self.folder)) for t in unwritten]
+            for _ in self._run_in_workers(tasks):
+                pass
+        else:
+            for t in unwritten:
+                assert t.stats is not None
+                store_mod.write_file_stats(t.stats, self.folder, t.record.sha256)
+        for t in unwritten:
+            t.unwritten = False
 
     def stats_of(self, taken: _Taken) -> pd.DataFrame:
         return _stats_of(taken, self.folder)
@@ -903,28 +935,41 @@ class Batch:
 
     def _take_out_in_workers(self, todo: list[tuple[_Taken, np.ndarray]]) -> None:
         """:meth:`_take_out` of each file on the worker processes, a few files at a time, applied in file order."""
+        opts = dict(folder=self.folder, block_bytes=self.block_bytes, chunk_rows=self.chunk_rows)
+        results = self._run_in_workers([("takeout", (taken, lines), opts) for taken, lines in todo])
+        for (taken, _), result in zip(todo, results):
+            self._apply_take_out(taken, result)
+
+    def _run_in_workers(self, tasks: list[tuple[str, tuple, dict]]) -> Iterator[Any]:
+        """The results of ``(kind, args, options)`` tasks done by the worker processes, a few at a time, in order.
+
+        An error is raised again here, in order, as with one process; a worker that dies stops the batch.
+        """
         if self._pool is not None and not all(p.is_alive() for p in self._pool.procs):
             self._restart_pool()
         pool = self._file_pool()
         n = len(pool.procs)
-        opts = dict(folder=self.folder, block_bytes=self.block_bytes, chunk_rows=self.chunk_rows)
         results: dict[int, tuple] = {}
-        sent = applied = 0
-        while applied < len(todo):
-            while sent < len(todo) and sent - applied < FILES_PER_WORKER * n:
-                taken, lines = todo[sent]
-                pool.put(sent % n, ("takeout", sent, (taken, lines), opts))
+        sent = done = 0
+        while done < len(tasks):
+            while sent < len(tasks) and sent - done < FILES_PER_WORKER * n:
+                kind, args, opts = tasks[sent]
+                pool.put(sent % n, (kind, sent, args, opts))
                 sent += 1
-            while applied not in results:
-                msg = pool.get()  # a worker that died stops the batch, as an error here does with one process
-                if msg[0] == "takeout":
+            while done not in results:
+                msg = pool.get()
+                if msg[0] == tasks[done][0]:
                     results[msg[1]] = msg[2:]
-            got, error = results.pop(applied)
-            taken = todo[applied][0]
+            got, error = results.pop(done)
             if error is not None:
-                raise_payload(taken.path, error)
-            self._apply_take_out(taken, pickle.loads(got))
-            applied += 1
+                raise_payload(tasks[done][1][0].path if tasks[done][0] == "takeout" else Path(str(self.folder)), error)
+            yield pickle.loads(got)
+            done += 1
+
+
+def _write_stats(stats: pd.DataFrame, sha256: str, ctx: meas.ReadContext, grid, crs: CRS, *, folder: Path) -> str:
+    """A worker's task: one file's statistics into the store folder."""
+    return store_mod.write_file_stats(stats, folder, sha256)
 
 
 def _stats_of(taken: _Taken, folder: Path | None) -> pd.DataFrame:
@@ -981,10 +1026,11 @@ def take_out_rows(taken: _Taken, lines: np.ndarray, ctx: meas.ReadContext, grid,
     by_reason = {**rec.rejected_by_reason, "duplicate_row": rec.rejected_by_reason.get("duplicate_row", 0) + k}
     rec.rejected_by_reason = {r: by_reason[r] for r in meas.REJECT_REASONS if by_reason.get(r)}
     if folder is not None:
-        (folder / rec.stats_file).unlink()
-        rec.stats_file = store_mod.write_file_stats(stats, folder, rec.sha256)
+        if not taken.unwritten:  # written already (large): written again; else finish() writes them once
+            (folder / rec.stats_file).unlink()
+            rec.stats_file = store_mod.write_file_stats(stats, folder, rec.sha256)
         rec.rejected_file = store_mod.add_rejected_rows(folder, rec.sha256, rec.name, rec.rejected_file, dup_rejected)
-    return rec, (stats if folder is None or len(stats) <= KEEP_STATS_ROWS else None), dup_rejected
+    return rec, (stats if folder is None or taken.unwritten or len(stats) <= KEEP_STATS_ROWS else None), dup_rejected
 
 
 #: With a store, a file's statistics of at most this many rows are also kept in memory for the merge.

@@ -6,7 +6,7 @@ duplicates), cached in /tmp/covgap-bench/small_<N>x<M>_s<seed>/. Each run is a f
 ``covgap -q run`` process on the sample district's layers; its wall and CPU time (the
 reading processes included) and its own peak RSS are printed as a markdown row::
 
-    .venv/bin/python benchmarks/small_files.py [--files 200] [--rows 1000] [--runs 3] [--workers N]
+    .venv/bin/python benchmarks/small_files.py [--files 200] [--rows 1000] [--runs 3] [--workers N] [--cache-dir DIR]
 
 ``--workers`` sets ``[engine] workers`` (default: the engine's own default, the cores available).
 """
@@ -45,8 +45,9 @@ def main() -> None:
     ap.add_argument("--runs", type=int, default=3)
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--workers", type=int, default=None)
+    ap.add_argument("--cache-dir", type=Path, default=CACHE_DIR)
     args = ap.parse_args()
-    folder = small_files(args.files, args.rows, seed=args.seed)
+    folder = small_files(args.files, args.rows, seed=args.seed, cache_dir=args.cache_dir)
     print(f"{machine()}", flush=True)
     with tempfile.TemporaryDirectory(prefix="covgap-small-") as tmp:
         config = write_project(Path(tmp), [folder])

@@ -470,8 +470,9 @@ def read_whole_file(path: Path, sha256: str, ctx: meas.ReadContext, grid, crs: C
                     block_bytes: int, keep_rejected: bool) -> _FileRead:
     """Read one file block after block in this process, as :meth:`Batch.add` does (a worker's task for a small file).
 
-    Its rejected rows and statistics are written to the store ``folder``; the row keys and
-    (with ``keep_rejected``) the rejected rows come back to be spooled and reported in file order.
+    Its rejected rows (and statistics of more than :data:`KEEP_STATS_ROWS` rows) are written to the
+    store ``folder``; the record, the smaller statistics, the row keys and (with ``keep_rejected``)
+    the rejected rows come back to be taken in, spooled and reported in file order.
     """
     fmt = meas.detect_format(path, ctx.mapping)
     writer = RejectedWriter(folder, sha256, path.name) if folder is not None else None
@@ -534,6 +535,7 @@ class Batch:
 
     ``add`` reads one file (its blocks in parallel worker processes when it is large, or
     as tasks on Dask workers with ``engine.name == "dask"``: covgap.engine_dask);
+    ``add_files`` reads many, small ones a whole file per worker process, in file order;
     ``finish`` finds the duplicate rows of the whole batch (covgap.dedupe), takes them out
     of each file's statistics and reports them as rejected rows. With a store ``folder``,
     each file's statistics go to ``stats/`` and its rejected rows to ``rejected/``;
@@ -711,7 +713,7 @@ class Batch:
         msg = self._pool.get_or_death()
         if msg[0] == "file":
             for p in waiting:
-                if p.pos == msg[1]:
+                if p.pos == msg[1] and not p.done:  # (done: refused already, its worker reported dead)
                     p.result, p.error, p.done = msg[2], msg[3], True
                     self._in_flight[p.wid] -= 1
             return

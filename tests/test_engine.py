@@ -706,3 +706,61 @@ def test_ctrl_c_while_workers_read_small_files_one_line_exit_130_no_process_left
     assert _session_processes(proc.pid) == []
     out_dir = hand_project.parent / "out"
     assert not out_dir.exists() or not any(out_dir.iterdir())
+
+
+_KILLED_MAIN = """
+import sys, time
+from pathlib import Path
+from covgap import config as config_mod, ingest, pipeline
+config = config_mod.load_config(sys.argv[1])
+layers = pipeline.load_layers(config)
+real = ingest.read_whole_file
+def slow(*args, **kw):
+    time.sleep(0.5)
+    return real(*args, **kw)
+ingest.read_whole_file = slow
+ctx = ingest.read_context(layers, config)
+files = sorted(Path(sys.argv[2]).glob("*.csv"))
+with ingest.Batch(layers, ctx, workers=2) as batch:
+    for k, (path, _) in enumerate(batch.add_files((p, None) for p in files)):
+        if k == 0:
+            print(" ".join(str(p.pid) for p in batch._pool.procs), flush=True)
+"""
+
+
+def test_worker_processes_end_when_the_main_process_is_killed(hand_project):
+    """SIGKILL to the main process mid-batch (no chance to stop its workers): they notice and end within seconds."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from conftest import hand_csv_lines
+
+    hand = hand_csv_lines()
+    folder = hand_project.parent / "measurements"
+    for k in range(30):
+        (folder / f"phone_{k:02d}.csv").write_text("\n".join([hand[0], hand[1 + k % 27]]) + "\n", encoding="utf-8")
+    proc = subprocess.Popen([sys.executable, "-c", _KILLED_MAIN, str(hand_project), str(folder)], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    assert proc.stdout is not None
+    pids = [int(p) for p in proc.stdout.readline().split()]
+    assert len(pids) == 2
+    proc.kill()
+    proc.wait(timeout=30)
+
+    def alive(pid: int) -> bool:
+        try:
+            with open(f"/proc/{pid}/stat") as fh:
+                return fh.read().rsplit(")", 1)[1].split()[0] != "Z"
+        except OSError:
+            return False
+
+    deadline = time.monotonic() + 15
+    while any(alive(p) for p in pids) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    left = [p for p in pids if alive(p)]
+    for p in left:  # do not leave them behind if the test fails
+        os.kill(p, signal.SIGKILL)
+    assert left == []

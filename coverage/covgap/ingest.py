@@ -336,8 +336,14 @@ def _worker_main(inbox, outbox, ctx: meas.ReadContext, grid, crs: CRS, spool_dir
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the main process's to handle: it stops the workers
     accs: dict[int, cellstats.CellAccumulator] = {}
     spool = dedupe.KeySpool(spool_dir, f"w{wid}")
+    parent = os.getppid()
     while True:
-        msg = inbox.get()
+        try:
+            msg = inbox.get(timeout=1.0)
+        except queue.Empty:
+            if os.getppid() != parent:  # the main process is gone (killed): no one to read for
+                return
+            continue
         if msg[0] == "stop":
             return
         if msg[0] == "sync":

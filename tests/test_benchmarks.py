@@ -77,3 +77,11 @@ def test_stream_large_script_checks_the_duplicates(tmp_path):
 def test_refresh_large_script(tmp_path):
     out = _script("refresh_large.py", "--rows", 3000, "--share", 0.1, "--cache-dir", tmp_path)
     assert "refresh / rebuild = " in out and "rebuild: covgap run of big + new (3,300 rows)" in out
+
+
+def test_small_files_script_runs_covgap_on_a_folder_of_files(tmp_path):
+    out = _script("small_files.py", "--files", 3, "--rows", 200, "--runs", 1, "--workers", 2, "--cache-dir", tmp_path)
+    folder = tmp_path / "small_3x200_s1"
+    assert sorted(p.name for p in folder.iterdir()) == ["phone_00000.csv", "phone_00001.csv", "phone_00002.csv"]
+    assert sum(len(pd.read_csv(p)) for p in folder.iterdir()) == 600
+    assert "| 3 × 200 rows |" in out

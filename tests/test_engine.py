@@ -523,3 +523,370 @@ def test_ctrl_c_during_the_analysis_stops_its_forked_child(hand_project):
     out, err = proc.communicate(timeout=60)
     assert "interrupted; processes left: 0" in out, (out, err)
     assert "Traceback" not in err, err
+
+
+# --------------------------------------------------------------------------- many small files on the workers
+def _hand_layers(hand_project):
+    from covgap import config as config_mod, pipeline
+
+    config = config_mod.load_config(hand_project)
+    return config, pipeline.load_layers(config)
+
+
+def _small_files(folder, draw_kind, draw_lines, hand_lines, n_files):
+    """Files of a batch: subsets of the hand-worked rows (so rows repeat across files), and bad files."""
+    import gzip
+
+    header, rows = hand_lines[0], hand_lines[1:]
+    paths = []
+    for k in range(n_files):
+        kind = draw_kind()
+        path = folder / f"f{k:02d}.csv"
+        if kind == "rows":
+            path.write_text("\n".join([header] + [rows[i] for i in draw_lines()]) + "\n", encoding="utf-8")
+        elif kind == "gzip":
+            path = path.with_suffix(".csv.gz")
+            path.write_bytes(gzip.compress(("\n".join([header] + [rows[i] for i in draw_lines()]) + "\n").encode()))
+        elif kind == "copy" and paths:  # the same bytes as an earlier file: skipped by its hash
+            path.write_bytes(paths[-1].read_bytes())
+            path = path.with_name(path.stem + "_copy" + "".join(paths[-1].suffixes))
+            path.write_bytes(paths[-1].read_bytes())
+        elif kind == "random":  # the reader's fuzz generator: any format, encoding, compression, broken lines
+            import csvgen
+
+            name, raw = csvgen.generate_file(csvgen.RandomChooser(draw_lines()[0] * 1000 + k), max_rows=20)
+            path = folder / f"f{k:02d}_random_{name}"
+            path.write_bytes(raw)
+        elif kind == "garbage":
+            path.write_bytes(bytes(range(256)) * 3)
+        elif kind == "utf16":
+            path.write_text("\n".join([header] + rows[:5]) + "\n", encoding="utf-16")
+        elif kind == "header":
+            path.write_text(header + "\n", encoding="utf-8")
+        elif kind == "rejected":  # every row rejected: no usable row
+            path.write_text("\n".join([header] + rows[-6:]) + "\n", encoding="utf-8")
+        else:
+            path.write_bytes(b"")
+        paths.append(path)
+    return sorted(set(paths))
+
+
+def _read_small_batch(files, layers, ctx, folder, workers, keys_dir=None, vanish=()):
+    """refresh._ingest_batch of ``files``: per-file outcomes as plain values and the bytes of every store file."""
+    from dataclasses import asdict
+
+    from covgap import refresh
+    from covgap.store import Store
+
+    store = Store(fingerprint={}, keys_dir=keys_dir)
+    folder.mkdir(parents=True)
+    outcomes = refresh._ingest_batch(list(files), store, layers, ctx, folder=folder, progress=None, chunk_rows=None,
+                                     workers=workers)
+    plain = [(o.path.name, o.sha256, o.status, o.message, asdict(o.record) if o.record else None,
+              None if o.stats is None else o.stats.to_dict("list")) for o in outcomes]
+    stored = {p.relative_to(folder).as_posix(): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+    return plain, stored
+
+
+KINDS = ["rows"] * 6 + ["gzip", "copy", "random", "random", "garbage", "utf16", "header", "rejected", "empty"]
+
+
+@settings(max_examples=20, deadline=None, derandomize=True, database=None,
+          suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
+@given(st.data())
+def test_small_files_on_two_workers_equal_one_process(hand_project, data):
+    """Many small files, some bad, rows repeated across files and against the store: read by two worker processes
+    (a file each) or by one process, the outcomes, the records, the statistics and the store's files are the same bytes."""
+    import gzip
+    import tempfile
+    from pathlib import Path
+
+    from conftest import hand_csv_lines
+
+    config, layers = _hand_layers(hand_project)
+    hand = hand_csv_lines()
+    n_rows = len(hand) - 1
+    lines = st.lists(st.integers(0, n_rows - 1), min_size=1, max_size=12)
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = Path(tmp)
+        (tmp / "old").mkdir()
+        (tmp / "new").mkdir()
+        old = _small_files(tmp / "old", lambda: "rows", lambda: data.draw(lines), hand, data.draw(st.integers(1, 3)))
+        new = _small_files(tmp / "new", lambda: data.draw(st.sampled_from(KINDS)), lambda: data.draw(lines), hand,
+                           data.draw(st.integers(2, 14)))
+        results = {}
+        for workers in (1, 2):
+            ctx = ingest.read_context(layers, config, now_s=1_790_000_000)
+            first = _read_small_batch(old, layers, ctx, tmp / f"first{workers}", workers)
+            keys = tmp / f"first{workers}" / "row_keys"
+            second = _read_small_batch(new, layers, ctx, tmp / f"second{workers}", workers, keys_dir=keys)
+            results[workers] = (first, second)
+        assert results[2] == results[1]
+        outcomes = results[1][1][0]
+        assert [o[0] for o in outcomes] == [p.name for p in new]  # in file order, every file answered
+        for _, _, status, message, record, _ in outcomes:
+            if status == "taken":
+                assert record["rows_read"] == record["rows_used"] + record["rows_rejected"] > 0
+            else:
+                assert message
+        # Every good row is used once, by the first file to bring it: duplicates across files and against the store.
+        good = set(hand[1:29])
+
+        def good_rows(plain, paths) -> set[str]:
+            by_name, found = {p.name: p for p in paths}, set()
+            for name, _, status, _, _, _ in plain:
+                if status == "taken" and "_random_" not in name:  # (a random file holds no hand-worked row)
+                    raw = by_name[name].read_bytes()
+                    raw = gzip.decompress(raw) if name.endswith(".gz") else raw
+                    text = raw.decode("utf-16" if raw.startswith(b"\xff\xfe") else "utf-8")
+                    found |= good & set(text.splitlines()[1:])
+            return found
+
+        def used(plain) -> int:
+            return sum(o[4]["rows_used"] for o in plain if o[2] == "taken")
+
+        (first_plain, _), (second_plain, _) = results[1]
+        in_first = good_rows(first_plain, old)
+        assert used(first_plain) == len(in_first)
+        assert used(second_plain) == len(good_rows(second_plain, new) - in_first)
+
+
+def test_small_files_with_on_rejected_in_file_order(hand_project, tmp_path):
+    """Batch.add_files with a rejected-rows callback and no store: the same calls in the same order, the same
+    records, duplicates across files found and the earliest row kept, on one process or two."""
+    from conftest import hand_csv_lines
+
+    config, layers = _hand_layers(hand_project)
+    hand = hand_csv_lines()
+    files = []
+    for k in range(9):  # each file: the first row (a duplicate after the first file) and three of its own
+        rows = [hand[1]] + hand[2 + 3 * (k % 8):5 + 3 * (k % 8)] + ([hand[-1]] if k % 3 == 0 else [])
+        path = tmp_path / f"p{k}.csv"
+        path.write_text("\n".join([hand[0]] + rows) + "\n", encoding="utf-8")
+        files.append(path)
+    (tmp_path / "p4.csv").write_bytes(b"\xff\xfe\x00garbage")
+    got = {}
+    for workers in (1, 2):
+        calls: list[pd.DataFrame] = []
+        ctx = ingest.read_context(layers, config, now_s=1_790_000_000)
+        with ingest.Batch(layers, ctx, on_rejected=calls.append, workers=workers) as batch:
+            answers = list(batch.add_files((p, str(k) * 64) for k, p in enumerate(files)))
+            records = batch.finish()
+        got[workers] = ([(p.name, type(a).__name__, str(a) if isinstance(a, Exception) else None) for p, a in answers],
+                        [vars(r) for r in records], pd.concat(calls, ignore_index=True))
+    assert got[2][0] == got[1][0] and got[2][1] == got[1][1]
+    pd.testing.assert_frame_equal(got[2][2], got[1][2])
+    answers, records, rejected = got[1]
+    assert [a[1] for a in answers] == ["FileRecord"] * 4 + ["InputError"] + ["FileRecord"] * 4
+    dups = rejected[rejected["reason"] == "duplicate_row"]
+    # the first row of p0 is kept; that row in every later file taken is a duplicate (line 2), and p8 repeats p0's rows
+    assert sorted(dups["source_file"].tolist()) == sorted([f"p{k}.csv" for k in range(1, 9) if k != 4] + ["p8.csv"] * 3)
+    assert set(dups.loc[dups["source_file"] != "p8.csv", "source_row"]) == {2}
+    assert records[0]["rows_rejected"] == 1 and records[0]["rejected_by_reason"] == {"unparseable_coordinate": 1}
+
+
+def test_a_worker_that_dies_on_a_small_file_refuses_what_it_held_and_the_others_go_on(hand_project, tmp_path, monkeypatch):
+    """The process reading f03 is killed: f03 (and whatever that process held) is refused as an internal error,
+    new processes read the files after it, the batch finishes; the files taken have the records one process gives."""
+    import os
+
+    from conftest import hand_csv_lines
+
+    config, layers = _hand_layers(hand_project)
+    hand = hand_csv_lines()
+    files = []
+    for k in range(10):
+        path = tmp_path / f"f{k:02d}.csv"
+        path.write_text("\n".join([hand[0]] + hand[1 + 2 * k:3 + 2 * k]) + "\n", encoding="utf-8")
+        files.append(path)
+    real = ingest.read_whole_file
+    parent = os.getpid()
+
+    def dies(path, *args, **kw):
+        if path.name == "f03.csv" and os.getpid() != parent:
+            os._exit(9)
+        return real(path, *args, **kw)
+
+    ctx = ingest.read_context(layers, config, now_s=1_790_000_000)
+    with ingest.Batch(layers, ctx, workers=1) as batch:
+        one = {p.name: vars(a) for p, a in batch.add_files((p, str(k % 10) * 64) for k, p in enumerate(files))}
+    monkeypatch.setattr(ingest, "read_whole_file", dies)
+    with ingest.Batch(layers, ctx, workers=2) as batch:
+        answers = list(batch.add_files((p, str(k % 10) * 64) for k, p in enumerate(files)))
+        records = batch.finish()
+    assert [p.name for p, _ in answers] == [p.name for p in files]
+    died = [p.name for p, a in answers if isinstance(a, Exception)]
+    assert "f03.csv" in died and len(died) <= 4
+    assert all("reading process ended unexpectedly" in str(a) for _, a in answers if isinstance(a, Exception))
+    assert {"f08.csv", "f09.csv"}.isdisjoint(died)  # read by the new processes
+    assert [vars(r) for r in records] == [one[p.name] for p, a in answers if not isinstance(a, Exception)]
+
+
+def test_a_file_that_vanishes_or_hits_a_bug_is_refused_alone_with_the_reason_one_process_gives(hand_project, tmp_path,
+                                                                                               monkeypatch):
+    """f02 is deleted between hashing and reading, f04 hits a bug in the reader: each refused with the same
+    message on two worker processes as on one, the others taken; the store the same bytes."""
+    from covgap import outputs
+
+    from conftest import hand_csv_lines
+
+    config, layers = _hand_layers(hand_project)
+    hand = hand_csv_lines()
+    real_hash, real_block = outputs.sha256_file, ingest.process_block
+
+    def hash_then_vanish(path):
+        digest = real_hash(path)
+        if path.name == "f02.csv":
+            path.unlink()
+        return digest
+
+    def bug(block, fmt, ctx, grid, crs, source_file, path=None):
+        if source_file == "f04.csv":
+            raise ZeroDivisionError("a bug")
+        return real_block(block, fmt, ctx, grid, crs, source_file, path)
+
+    monkeypatch.setattr(outputs, "sha256_file", hash_then_vanish)
+    monkeypatch.setattr(ingest, "process_block", bug)
+    got = {}
+    for workers in (1, 2):
+        folder = tmp_path / f"in{workers}"
+        folder.mkdir()
+        files = []
+        for k in range(6):
+            path = folder / f"f{k:02d}.csv"
+            path.write_text("\n".join([hand[0]] + hand[1 + 3 * k:4 + 3 * k] + hand[-2:]) + "\n", encoding="utf-8")
+            files.append(path)
+        ctx = ingest.read_context(layers, config, now_s=1_790_000_000)
+        plain, stored = _read_small_batch(files, layers, ctx, tmp_path / f"store{workers}", workers)
+        got[workers] = ([(o[0], o[2], o[3].replace(str(folder), "IN"), o[4] and {**o[4], "path": ""}) for o in plain],
+                        stored)
+    assert got[2] == got[1]
+    outcomes = got[1][0]
+    assert [(name, status) for name, status, _, _ in outcomes] == [
+        ("f00.csv", "taken"), ("f01.csv", "taken"), ("f02.csv", "refused"), ("f03.csv", "taken"), ("f04.csv", "refused"),
+        ("f05.csv", "taken")]
+    assert outcomes[2][2] == "IN/f02.csv: cannot be read: [Errno 2] No such file or directory: 'IN/f02.csv'"
+    assert outcomes[4][2].startswith("IN/f04.csv: internal_error: ZeroDivisionError: a bug")
+    assert [o[3]["rows_read"] for o in outcomes if o[3]] == [5, 5, 5, 5]
+
+
+_INTERRUPTED_RUN = """
+import sys, time
+from covgap import cli, ingest
+real = ingest.read_whole_file
+def slow(*args, **kw):
+    time.sleep(0.3)
+    return real(*args, **kw)
+ingest.read_whole_file = slow  # the forked workers inherit it
+print("starting", flush=True)
+cli.main(["-q", "run", "--config", sys.argv[1]])
+"""
+
+
+def _session_processes(sid: int) -> list[int]:
+    """Processes still alive in session ``sid`` (from /proc: field 6 of stat is the session)."""
+    import os
+    from pathlib import Path
+
+    alive = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[3]) == sid and fields[0] != "Z" and int(stat.parent.name) != os.getpid():
+            alive.append(int(stat.parent.name))
+    return alive
+
+
+def test_ctrl_c_while_workers_read_small_files_one_line_exit_130_no_process_left(hand_project):
+    """`covgap run` of 40 small files read by the worker processes, Ctrl-C to the whole process group mid-batch:
+    one line on stderr, exit status 130, no traceback, no process left, the output folder not made."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from conftest import hand_csv_lines
+
+    hand = hand_csv_lines()
+    folder = hand_project.parent / "measurements"
+    for k in range(40):
+        (folder / f"phone_{k:02d}.csv").write_text("\n".join([hand[0], hand[1 + k % 27]]) + "\n", encoding="utf-8")
+    with open(hand_project, "a", encoding="utf-8") as fh:
+        fh.write("\n[engine]\nworkers = 2\n")
+    proc = subprocess.Popen([sys.executable, "-c", _INTERRUPTED_RUN, str(hand_project)], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, start_new_session=True, cwd=hand_project.parent,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    assert proc.stdout is not None and proc.stdout.readline().strip() == "starting"
+    time.sleep(3.0)  # layers loaded, the workers reading (40 files × 0.3 s on two processes)
+    assert len(_session_processes(proc.pid)) >= 3, "the workers should be reading"
+    os.killpg(proc.pid, signal.SIGINT)
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, (out, err)
+    assert err.strip() == "Interrupted; the previous outputs are unchanged.", err
+    deadline = time.monotonic() + 10
+    while _session_processes(proc.pid) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert _session_processes(proc.pid) == []
+    out_dir = hand_project.parent / "out"
+    assert not out_dir.exists() or not any(out_dir.iterdir())
+
+
+_KILLED_MAIN = """
+import sys, time
+from pathlib import Path
+from covgap import config as config_mod, ingest, pipeline
+config = config_mod.load_config(sys.argv[1])
+layers = pipeline.load_layers(config)
+real = ingest.read_whole_file
+def slow(*args, **kw):
+    time.sleep(0.5)
+    return real(*args, **kw)
+ingest.read_whole_file = slow
+ctx = ingest.read_context(layers, config)
+files = sorted(Path(sys.argv[2]).glob("*.csv"))
+with ingest.Batch(layers, ctx, workers=2) as batch:
+    for k, (path, _) in enumerate(batch.add_files((p, None) for p in files)):
+        if k == 0:
+            print(" ".join(str(p.pid) for p in batch._pool.procs), flush=True)
+"""
+
+
+def test_worker_processes_end_when_the_main_process_is_killed(hand_project):
+    """SIGKILL to the main process mid-batch (no chance to stop its workers): they notice and end within seconds."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from conftest import hand_csv_lines
+
+    hand = hand_csv_lines()
+    folder = hand_project.parent / "measurements"
+    for k in range(30):
+        (folder / f"phone_{k:02d}.csv").write_text("\n".join([hand[0], hand[1 + k % 27]]) + "\n", encoding="utf-8")
+    proc = subprocess.Popen([sys.executable, "-c", _KILLED_MAIN, str(hand_project), str(folder)], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    assert proc.stdout is not None
+    pids = [int(p) for p in proc.stdout.readline().split()]
+    assert len(pids) == 2
+    proc.kill()
+    proc.wait(timeout=30)
+
+    def alive(pid: int) -> bool:
+        try:
+            with open(f"/proc/{pid}/stat") as fh:
+                return fh.read().rsplit(")", 1)[1].split()[0] != "Z"
+        except OSError:
+            return False
+
+    deadline = time.monotonic() + 15
+    while any(alive(p) for p in pids) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    left = [p for p in pids if alive(p)]
+    for p in left:  # do not leave them behind if the test fails
+        os.kill(p, signal.SIGKILL)
+    assert left == []

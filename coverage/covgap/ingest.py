@@ -18,13 +18,15 @@ import functools
 import itertools
 import logging
 import os
+import pickle
 import queue
 import shutil
 import tempfile
 import time
 import traceback
-from collections.abc import Callable
-from dataclasses import dataclass, field
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, NoReturn
 
@@ -202,17 +204,18 @@ class BlockResult:
 
 
 def error_payload(err: Exception) -> tuple:
-    """A block's error as plain values to send back from another process: an :class:`InputError` keeps
-    its problems (it does not pickle as itself), a bug its traceback."""
-    problems = err.problems if isinstance(err, InputError) else None
+    """A block's or file's error as plain values to send back from another process: an :class:`InputError`
+    keeps its path, problems and counts (it does not pickle as itself), a bug its traceback."""
+    problems = (err.path, err.problems, err.counts) if isinstance(err, InputError) else None
     return type(err).__name__, str(err), problems, traceback.format_exc()
 
 
 def raise_payload(path: Path, payload: tuple) -> NoReturn:
-    """Raise again, in the main process, an error made by :func:`error_payload`."""
+    """Raise again, in the main process, an error made by :func:`error_payload`: the same message."""
     kind, message, problems, trace = payload
     if problems is not None:
-        raise InputError(path, problems)
+        where, found, counts = problems
+        raise InputError(where, found, counts=counts)
     raise _WorkerError(kind, message, trace)
 
 
@@ -264,6 +267,7 @@ class _Workers:
                                  name=f"covgap-reader-{i}") for i, inbox in enumerate(self.inboxes)]
         for proc in self.procs:
             proc.start()
+        self.reported: set[int] = set()  # workers whose death get_or_death reported
 
     def put(self, i: int, msg: tuple, *, unless_dead: bool = False) -> None:
         """Give worker ``i`` a message, waiting while its queue is full; if it died, raise (or, with
@@ -286,6 +290,17 @@ class _Workers:
                 dead = [p for p in self.procs if not p.is_alive()]
                 if dead:
                     raise _died(dead[0]) from None
+
+    def get_or_death(self) -> tuple:
+        """The next message from any worker, or ``("dead", i)`` once for each worker that ended."""
+        while True:
+            try:
+                return self.outbox.get(timeout=1.0)
+            except queue.Empty:
+                for i, proc in enumerate(self.procs):
+                    if i not in self.reported and not proc.is_alive():
+                        self.reported.add(i)
+                        return ("dead", i)
 
     def sync(self) -> None:
         """Have every worker write its spooled row keys to disk (before the duplicates are looked for)."""
@@ -321,8 +336,14 @@ def _worker_main(inbox, outbox, ctx: meas.ReadContext, grid, crs: CRS, spool_dir
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the main process's to handle: it stops the workers
     accs: dict[int, cellstats.CellAccumulator] = {}
     spool = dedupe.KeySpool(spool_dir, f"w{wid}")
+    parent = os.getppid()
     while True:
-        msg = inbox.get()
+        try:
+            msg = inbox.get(timeout=1.0)
+        except queue.Empty:
+            if os.getppid() != parent:  # the main process is gone (killed): no one to read for
+                return
+            continue
         if msg[0] == "stop":
             return
         if msg[0] == "sync":
@@ -331,7 +352,16 @@ def _worker_main(inbox, outbox, ctx: meas.ReadContext, grid, crs: CRS, spool_dir
             continue
         if msg[0] == "flush":
             acc = accs.pop(msg[1], None)
+            spool.flush()  # a worker that dies later loses no key of this file
             outbox.put(("flush", msg[1], acc.to_partial() if acc is not None and acc.size else None))
+            continue
+        if msg[0] in _TASKS:  # a small file read whole, a file's duplicates taken out, statistics written
+            kind, file_pos, args, opts = msg
+            try:
+                task: Callable[..., Any] = _TASKS[kind]()
+                outbox.put((kind, file_pos, pickle.dumps(task(*args, ctx, grid, crs, **opts)), None))
+            except Exception as err:
+                outbox.put((kind, file_pos, None, error_payload(err)))
             continue
         _, file_pos, idx, block, length, fmt, name, path = msg
         try:
@@ -348,11 +378,18 @@ def _worker_main(inbox, outbox, ctx: meas.ReadContext, grid, crs: CRS, spool_dir
             outbox.put(("error", file_pos, idx, error_payload(err)))
 
 
+#: The whole-file tasks of the worker processes (looked up when run: the tests replace some).
+_TASKS: dict[str, Callable[[], Callable[..., Any]]] = {"file": lambda: read_whole_file, "takeout": lambda: take_out_rows,
+                                                       "stats": lambda: _write_stats}
+
+
 class _WorkerError(Exception):
     """A block failed in a worker process for a reason other than the file's content (a bug)."""
 
     def __init__(self, kind: str, message: str, trace: str):
         super().__init__(f"{kind}: {message}")
+        self.kind = kind
+        self.message = message
         self.trace = trace
 
 
@@ -376,6 +413,127 @@ class _Taken:
     record: FileRecord
     stats: pd.DataFrame | None
     refs: list = field(default_factory=list)  # (block without bytes, length) of each block, for a plain file
+    unwritten: bool = False  # its statistics (in memory) are not in the store folder yet: finish() writes them
+
+
+#: Small files in the hands of one worker process at a time (one read, one waiting in its queue).
+FILES_PER_WORKER = 2
+#: Small files read ahead of the one taken in next, per worker process (bounds the results held in memory).
+FILES_AHEAD = 4
+
+
+@dataclass
+class _Tally:
+    """Rows read, used and rejected (by reason) of one file, as its blocks come."""
+
+    n_read: int = 0
+    n_used: int = 0
+    n_rej: int = 0
+    by_reason: dict[str, int] = field(default_factory=lambda: {r: 0 for r in meas.REJECT_REASONS})
+
+    def add(self, res: BlockResult) -> None:
+        self.n_read += res.n_read
+        self.n_used += res.n_used
+        self.n_rej += len(res.rejected)
+        if len(res.rejected):
+            for reason, k in res.rejected["reason"].value_counts().items():
+                self.by_reason[str(reason)] += int(k)
+
+    def check(self, path: Path, fmt: meas.MeasurementFormat) -> None:
+        """Refuse a file of no data row, or of no usable row."""
+        if self.n_read == 0:
+            raise InputError(path, [f"has a header but no data rows; columns found: {', '.join(fmt.columns)}"])
+        if self.n_used == 0:
+            top = ", ".join(f"{r} {k}" for r, k in sorted(self.by_reason.items(), key=lambda kv: -kv[1]) if k)
+            raise InputError(path, [
+                f"no usable row: all {self.n_read} rows rejected ({top}); read as {fmt.name} with "
+                f"lat = '{fmt.lat}', lon = '{fmt.lon}', signal = '{fmt.signal}'; columns found: {', '.join(fmt.columns)}"])
+
+    def record(self, path: Path, sha256: str, size: int, fmt: meas.MeasurementFormat,
+               writer: RejectedWriter | None) -> FileRecord:
+        return FileRecord(
+            sha256=sha256, name=path.name, path=str(path.resolve()), size_bytes=size, format=fmt.name,
+            rows_read=self.n_read, rows_used=self.n_used, rows_rejected=self.n_rej,
+            rejected_by_reason={r: k for r, k in self.by_reason.items() if k},
+            rejected_file=writer.rel_path if writer else "",
+        )
+
+
+@dataclass
+class _FileRead:
+    """A small file read whole by a worker process: what the main process needs to take it in."""
+
+    fmt: meas.MeasurementFormat
+    record: FileRecord
+    stats: pd.DataFrame | None  # None: more than KEEP_STATS_ROWS, in the store only (else not written yet)
+    keys: np.ndarray
+    lines: np.ndarray
+    refs: list
+    rejected: list[pd.DataFrame]  # each block's rejected rows, for the batch's on_rejected
+
+
+def read_whole_file(path: Path, sha256: str, ctx: meas.ReadContext, grid, crs: CRS, *, folder: Path | None,
+                    block_bytes: int, keep_rejected: bool) -> _FileRead:
+    """Read one file block after block in this process, as :meth:`Batch.add` does (a worker's task for a small file).
+
+    Its rejected rows (and statistics of more than :data:`KEEP_STATS_ROWS` rows) are written to the
+    store ``folder``; the record, the smaller statistics, the row keys and (with ``keep_rejected``)
+    the rejected rows come back to be taken in, spooled and reported in file order.
+    """
+    fmt = meas.detect_format(path, ctx.mapping)
+    writer = RejectedWriter(folder, sha256, path.name) if folder is not None else None
+    size = path.stat().st_size
+    tally = _Tally()
+    acc = cellstats.CellAccumulator(grid)
+    refs: list[tuple[Block, int]] = []
+    keys, lines, rejected = [], [], []
+    try:
+        for block in _record_blocks(meas._blocks_of(path, fmt, block_bytes=block_bytes, max_lines=None), refs):
+            res = process_block(block, fmt, ctx, grid, crs, path.name, path)
+            tally.add(res)
+            if len(res.rejected):
+                if writer:
+                    writer.write(res.rejected)
+                if keep_rejected:
+                    rejected.append(res.rejected)
+            if res.partial is not None:
+                acc.add_partial(res.partial)
+            keys.append(res.keys)
+            lines.append(res.lines)
+        tally.check(path, fmt)
+    except BaseException:
+        if writer:
+            writer.discard()
+        raise
+    finally:
+        if writer:
+            writer.close()
+    record = tally.record(path, sha256, size, fmt, writer)
+    stats: pd.DataFrame | None = acc.to_stats()
+    del acc
+    if folder is not None:
+        assert stats is not None
+        if len(stats) <= KEEP_STATS_ROWS:  # written by Batch.finish, once its duplicates are out
+            record.stats_file = store_mod.file_stats_path(sha256)
+        else:
+            record.stats_file = store_mod.write_file_stats(stats, folder, sha256)
+            stats = None
+    return _FileRead(fmt=fmt, record=record, stats=stats, keys=np.concatenate(keys) if keys else np.empty(0, dtype=np.uint64),
+                     lines=np.concatenate(lines) if lines else np.empty(0, dtype=np.int64), refs=refs, rejected=rejected)
+
+
+@dataclass
+class _Pending:
+    """A small file given to a worker process, until it is taken in."""
+
+    path: Path
+    sha256: str
+    pos: int
+    wid: int
+    done: bool = False
+    result: bytes | None = None  # the pickled _FileRead
+    error: tuple | None = None  # error_payload of the worker
+    died: Exception | None = None  # the worker died with the file in hand
 
 
 class Batch:
@@ -383,6 +541,7 @@ class Batch:
 
     ``add`` reads one file (its blocks in parallel worker processes when it is large, or
     as tasks on Dask workers with ``engine.name == "dask"``: covgap.engine_dask);
+    ``add_files`` reads many, small ones a whole file per worker process, in file order;
     ``finish`` finds the duplicate rows of the whole batch (covgap.dedupe), takes them out
     of each file's statistics and reports them as rejected rows. With a store ``folder``,
     each file's statistics go to ``stats/`` and its rejected rows to ``rejected/``;
@@ -418,7 +577,8 @@ class Batch:
         self.taken: list[_Taken] = []
         self._dropped: set[int] = set()
         self._next_pos = 0
-        self._pool: Any = None
+        self._pool: _Workers | None = None
+        self._in_flight: dict[int, int] = {}  # small files in the hands of each worker process
         self.duplicates = 0
 
     # ------------------------------------------------------------------ reading
@@ -438,8 +598,7 @@ class Batch:
         self._next_pos += 1
         writer = RejectedWriter(self.folder, sha256, path.name) if self.folder is not None else None
         size = path.stat().st_size
-        by_reason = {r: 0 for r in meas.REJECT_REASONS}
-        n_read = n_used = n_rej = 0
+        tally = _Tally()
         acc = cellstats.CellAccumulator(self.layers.grid)
         refs: list[tuple[Block, int]] = []
         bar_cm = self.progress(path.name, size) if self.progress else contextlib.nullcontext(None)
@@ -447,12 +606,8 @@ class Batch:
             with bar_cm as bar:
                 done = 0
                 for res, nbytes in self._results(path, fmt, pos, refs):
-                    n_read += res.n_read
-                    n_used += res.n_used
-                    n_rej += len(res.rejected)
+                    tally.add(res)
                     if len(res.rejected):
-                        for reason, k in res.rejected["reason"].value_counts().items():
-                            by_reason[str(reason)] += int(k)
                         if writer:
                             writer.write(res.rejected)
                         if self.on_rejected:
@@ -466,37 +621,173 @@ class Batch:
                         done += step
                 if bar is not None and size > done:
                     bar.update(size - done)
-            if n_read == 0:
-                raise InputError(path, [f"has a header but no data rows; columns found: {', '.join(fmt.columns)}"])
-            if n_used == 0:
-                top = ", ".join(f"{r} {k}" for r, k in sorted(by_reason.items(), key=lambda kv: -kv[1]) if k)
-                raise InputError(path, [
-                    f"no usable row: all {n_read} rows rejected ({top}); read as {fmt.name} with "
-                    f"lat = '{fmt.lat}', lon = '{fmt.lon}', signal = '{fmt.signal}'; columns found: {', '.join(fmt.columns)}"])
+            tally.check(path, fmt)
         except BaseException:
             self._dropped.add(pos)
             if writer:
                 writer.discard()
+            if self._pool is not None and not all(p.is_alive() for p in self._pool.procs):
+                self._restart_pool()  # a reading process died with this file: new ones for the next files
             raise
         finally:
             if writer:
                 writer.close()
-        record = FileRecord(
-            sha256=sha256, name=path.name, path=str(path.resolve()), size_bytes=size, format=fmt.name,
-            rows_read=n_read, rows_used=n_used, rows_rejected=n_rej,
-            rejected_by_reason={r: k for r, k in by_reason.items() if k},
-            rejected_file=writer.rel_path if writer else "",
-        )
+        record = tally.record(path, sha256, size, fmt, writer)
         stats = acc.to_stats()
         del acc
-        if self.folder is not None:
+        if self.folder is not None and len(stats) <= KEEP_STATS_ROWS:
+            # Small statistics stay in memory (many small files: no read back) and are written by finish(),
+            # once, after their duplicates are taken out; large ones are written now and read again.
+            record.stats_file = store_mod.file_stats_path(sha256)
+            self.taken.append(_Taken(pos, path, fmt, record, stats, refs, unwritten=True))
+        elif self.folder is not None:
             record.stats_file = store_mod.write_file_stats(stats, self.folder, sha256)
-            # Small statistics stay in memory too (many small files: no read back); large ones are read again.
-            self.taken.append(_Taken(pos, path, fmt, record, stats if len(stats) <= KEEP_STATS_ROWS else None, refs))
+            self.taken.append(_Taken(pos, path, fmt, record, None, refs))
         else:
             self.taken.append(_Taken(pos, path, fmt, record, stats, refs))
-        log.info("%s (%s): %d rows read, %d used, %d rejected", path.name, fmt.name, n_read, n_used, n_rej)
+        log.info("%s (%s): %d rows read, %d used, %d rejected", path.name, fmt.name, tally.n_read, tally.n_used, tally.n_rej)
         return record
+
+    def add_files(self, files: Iterable[tuple[Path, str | None]]) -> Iterator[tuple[Path, FileRecord | Exception]]:
+        """Read files in the order given: ``(path, record)`` of each, or ``(path, error)`` for a file refused, in that order.
+
+        The same as :meth:`add` on each file, error by error and byte for byte in the store; but
+        with several worker processes, small files (:meth:`_small`) are read whole by the workers,
+        a few at a time, so a batch of many small files uses every core. Their results are taken
+        in here in file order: rejected rows to ``on_rejected``, row keys to the batch's spool,
+        records in order. A worker that dies refuses the files it held; the others go on (on new
+        processes). ``files`` is consumed a few files ahead of the results.
+        """
+        if self.workers < 2 or self._dask is not None or self.chunk_rows is not None:
+            for path, sha256 in files:
+                yield path, self._add_or_error(path, sha256)
+            return
+        waiting: deque[_Pending] = deque()
+        for path, sha256 in files:
+            path = Path(path)
+            if not self._small(path):  # the earlier small files first, then this one read by blocks
+                yield from self._drain(waiting, 0)
+                yield path, self._add_or_error(path, sha256)
+                continue
+            yield from self._drain(waiting, FILES_AHEAD * self.workers - 1)
+            self._submit(waiting, path, sha256)
+        yield from self._drain(waiting, 0)
+
+    def _add_or_error(self, path: Path, sha256: str | None) -> FileRecord | Exception:
+        try:
+            return self.add(path, sha256)
+        except Exception as err:  # the caller refuses the file with it (KeyboardInterrupt goes through)
+            return err
+
+    def _small(self, path: Path) -> bool:
+        """Read whole by one worker process: a plain file of at most one block, or a compressed one of an eighth."""
+        try:
+            size = path.stat().st_size
+        except OSError:  # vanished: add() refuses it as one process does
+            return False
+        compressed = path.suffix.lower() in blocks_mod.COMPRESSED_SUFFIXES
+        return size <= (self.block_bytes // 8 if compressed else self.block_bytes)
+
+    def _file_pool(self) -> _Workers:
+        """The worker processes (started on first use, by fork)."""
+        if self._pool is None:
+            self._pool = _Workers(self.workers, self.ctx, self.layers.grid, self.layers.crs, self._spool_dir)
+            self._in_flight = {i: 0 for i in range(self.workers)}
+        return self._pool
+
+    def _submit(self, waiting: deque[_Pending], path: Path, sha256: str | None) -> None:
+        """Give a small file to the worker with the fewest files in hand (waiting for one to have room)."""
+        while True:
+            pool = self._file_pool()
+            live = [i for i in self._in_flight if i not in pool.reported]
+            wid = min(live, key=self._in_flight.__getitem__)
+            if self._in_flight[wid] < FILES_PER_WORKER:
+                break
+            self._receive(waiting)
+        if sha256 is None:
+            sha256 = sha256_file(path)
+        pending = _Pending(path, sha256, self._next_pos, wid)
+        self._next_pos += 1
+        waiting.append(pending)
+        opts = dict(folder=self.folder, block_bytes=self.block_bytes, keep_rejected=self.on_rejected is not None)
+        self._in_flight[wid] += 1
+        pool.put(wid, ("file", pending.pos, (path, sha256), opts), unless_dead=True)
+
+    def _receive(self, waiting: deque[_Pending]) -> None:
+        """Wait for one message of the file pool: a file's result, or a worker's death (its files refused)."""
+        assert self._pool is not None
+        msg = self._pool.get_or_death()
+        if msg[0] == "file":
+            for p in waiting:
+                if p.pos == msg[1] and not p.done:  # (done: refused already, its worker reported dead)
+                    p.result, p.error, p.done = msg[2], msg[3], True
+                    self._in_flight[p.wid] -= 1
+            return
+        if msg[0] != "dead":  # left over from a file read by blocks and given up on
+            return
+        err = _died(self._pool.procs[msg[1]])
+        for p in waiting:
+            if p.wid == msg[1] and not p.done:
+                p.died, p.done = err, True
+                self._remove_partial(p)
+        self._in_flight[msg[1]] = 0
+        if len(self._pool.reported) == len(self._pool.procs):
+            self._restart_pool()
+
+    def _restart_pool(self) -> None:
+        """After a worker died (and the others' files in hand came back): new processes for what follows."""
+        assert self._pool is not None
+        self._pool.close()
+        self._pool = None
+
+    def _remove_partial(self, pending: _Pending) -> None:
+        """The rejected rows and statistics a worker that died may have begun to write for this file."""
+        if self.folder is None:
+            return
+        RejectedWriter(self.folder, pending.sha256, pending.path.name).path.unlink(missing_ok=True)
+        (self.folder / store_mod.STATS_DIR / f"{pending.sha256[:16]}.parquet").unlink(missing_ok=True)
+
+    def _drain(self, waiting: deque[_Pending], keep: int) -> Iterator[tuple[Path, FileRecord | Exception]]:
+        """Take in the files read, in order, until at most ``keep`` wait (and none is ready at the head)."""
+        while waiting:
+            head = waiting[0]
+            if not head.done:
+                if len(waiting) <= keep:
+                    return
+                self._receive(waiting)
+                continue
+            waiting.popleft()
+            yield head.path, self._take_in(head)
+        if self._pool is not None and self._pool.reported:  # a death with nothing left in hand
+            self._restart_pool()
+
+    def _take_in(self, pending: _Pending) -> FileRecord | Exception:
+        """A small file's result from a worker, taken in as :meth:`add` would have (or its error)."""
+        path, pos = pending.path, pending.pos
+        try:
+            if pending.died is not None:
+                raise pending.died
+            if pending.error is not None:
+                raise_payload(path, pending.error)
+        except Exception as err:
+            self._dropped.add(pos)
+            return err
+        assert pending.result is not None
+        got: _FileRead = pickle.loads(pending.result)
+        if self.on_rejected:
+            for rejected in got.rejected:
+                self.on_rejected(rejected)
+        self.spool.add(got.keys, dedupe.make_seq(pos, got.lines))
+        if self.progress:
+            with self.progress(path.name, got.record.size_bytes) as bar:
+                if bar is not None:
+                    bar.update(got.record.size_bytes)
+        self.taken.append(_Taken(pos, path, got.fmt, got.record, got.stats, got.refs,
+                                 unwritten=self.folder is not None and got.stats is not None))
+        rec = got.record
+        log.info("%s (%s): %d rows read, %d used, %d rejected", path.name, got.fmt.name, rec.rows_read, rec.rows_used,
+                 rec.rows_rejected)
+        return rec
 
     def _blocks(self, path: Path, fmt: meas.MeasurementFormat):
         return meas._blocks_of(path, fmt, block_bytes=self.block_bytes, max_lines=self.chunk_rows)
@@ -526,9 +817,7 @@ class Batch:
         yield from self._results_parallel(path, fmt, pos, itertools.chain((first, second), blocks))
 
     def _results_parallel(self, path: Path, fmt: meas.MeasurementFormat, pos: int, blocks):
-        if self._pool is None:
-            self._pool = _Workers(self.workers, self.ctx, self.layers.grid, self.layers.crs, self._spool_dir)
-        pool = self._pool
+        pool = self._file_pool()
         n = len(pool.inboxes)
         done: dict[int, tuple[BlockResult, int]] = {}
         sizes: dict[int, int] = {}
@@ -602,72 +891,154 @@ class Batch:
         """
         if self._pool is not None:
             self._pool.sync()
-            self._pool.close()
-            self._pool = None
         dups = dedupe.find_duplicates(self.spool, self.stored, drop_files=self._dropped, new_folder=keys_folder)
         shutil.rmtree(self._spool_dir, ignore_errors=True)
         by_pos = {t.pos: t for t in self.taken}
-        for pos, lines in dedupe.split_seq(dups):
-            self._take_out(by_pos[pos], lines)
+        todo = [(by_pos[pos], lines) for pos, lines in dedupe.split_seq(dups)]
+        in_workers = self.workers > 1 and self._dask is None
+        if len(todo) > 1 and in_workers:
+            self._take_out_in_workers(todo)
+        else:
+            for taken, lines in todo:
+                self._take_out(taken, lines)
+        self._write_statistics(in_workers)
+        if self._pool is not None:
+            self._pool.close()
+            self._pool = None
         self.duplicates = len(dups)
         return [t.record for t in self.taken]
 
-    def _blocks_again(self, taken: _Taken, lo: int, hi: int):
-        """The blocks of a file again, from line ``lo`` to ``hi``; of a plain file only those (by their offsets)."""
-        if not taken.refs:
-            yield from self._blocks(taken.path, taken.fmt)
+    def _write_statistics(self, in_workers: bool) -> None:
+        """Write the statistics kept in memory to the store folder (by the worker processes when there are many)."""
+        unwritten = [t for t in self.taken if t.unwritten]
+        if self.folder is None or not unwritten:
             return
-        for ref, length in taken.refs:
-            if ref.first_line + ref.n_lines - 1 >= lo and ref.first_line <= hi:
-                yield read_ref(taken.path, ref, length)
+        if in_workers and len(unwritten) > 1:
+            tasks = [("stats", (t.stats, t.record.sha256), dict(folder=self.folder)) for t in unwritten]
+            for _ in self._run_in_workers(tasks):
+                pass
+        else:
+            for t in unwritten:
+                assert t.stats is not None
+                store_mod.write_file_stats(t.stats, self.folder, t.record.sha256)
+        for t in unwritten:
+            t.unwritten = False
 
     def stats_of(self, taken: _Taken) -> pd.DataFrame:
-        if taken.stats is not None:
-            return taken.stats
-        assert self.folder is not None
-        return store_mod.read_stats(self.folder / taken.record.stats_file)
+        return _stats_of(taken, self.folder)
 
     def _take_out(self, taken: _Taken, lines: np.ndarray) -> None:
         """Move the rows at ``lines`` of a file from its statistics to its rejected rows (duplicate_row)."""
-        rows, rejected = [], []
-        lo, hi = int(lines[0]), int(lines[-1])
-        for block in self._blocks_again(taken, lo, hi):
-            last = block.first_line + block.n_lines - 1
-            if last < lo:
-                continue
-            if block.first_line > hi:
-                break
-            want = lines[(lines >= block.first_line) & (lines <= last)]
-            if not len(want):
-                continue
-            used, dup_rejected = meas.rows_at(block, taken.fmt, self.ctx, want, source_file=taken.path.name,
-                                              reason="duplicate_row", detail=DUPLICATE_DETAIL)
-            rows.append(used)
-            rejected.append(dup_rejected)
-        used = pd.concat(rows, ignore_index=True)
-        dup_rejected = pd.concat(rejected, ignore_index=True)
-        if len(used) != len(lines):  # the file changed under us between the two reads
-            raise InputError(taken.path, ["changed while it was being read; read it again when it is complete"])
-        if "x" not in used:
-            used = project_rows(used, self.layers.crs)
-        minus = cellstats.aggregate_to_cells(used, self.layers.grid)
-        stats = cellstats.subtract_stats(self.stats_of(taken), minus)
-        rec = taken.record
-        k = len(lines)
-        rec.rows_used -= k
-        rec.rows_rejected += k
-        by_reason = {**rec.rejected_by_reason, "duplicate_row": rec.rejected_by_reason.get("duplicate_row", 0) + k}
-        rec.rejected_by_reason = {r: by_reason[r] for r in meas.REJECT_REASONS if by_reason.get(r)}
+        self._apply_take_out(taken, take_out_rows(taken, lines, self.ctx, self.layers.grid, self.layers.crs,
+                                                  folder=self.folder, block_bytes=self.block_bytes,
+                                                  chunk_rows=self.chunk_rows))
+
+    def _apply_take_out(self, taken: _Taken, result: tuple[FileRecord, pd.DataFrame | None, pd.DataFrame]) -> None:
+        record, stats, dup_rejected = result
+        for name, value in vars(record).items():  # in place: the caller holds the record add() returned
+            setattr(taken.record, name, value)
+        taken.stats = stats
         if self.on_rejected:
             self.on_rejected(dup_rejected)
-        if self.folder is not None:
-            (self.folder / rec.stats_file).unlink()
-            rec.stats_file = store_mod.write_file_stats(stats, self.folder, rec.sha256)
-            rec.rejected_file = store_mod.add_rejected_rows(self.folder, rec.sha256, rec.name, rec.rejected_file, dup_rejected)
-        if self.folder is None or len(stats) <= KEEP_STATS_ROWS:
-            taken.stats = stats
-        else:
-            taken.stats = None
+
+    def _take_out_in_workers(self, todo: list[tuple[_Taken, np.ndarray]]) -> None:
+        """:meth:`_take_out` of each file on the worker processes, a few files at a time, applied in file order."""
+        opts = dict(folder=self.folder, block_bytes=self.block_bytes, chunk_rows=self.chunk_rows)
+        results = self._run_in_workers([("takeout", (taken, lines), opts) for taken, lines in todo])
+        for (taken, _), result in zip(todo, results):
+            self._apply_take_out(taken, result)
+
+    def _run_in_workers(self, tasks: list[tuple[str, tuple, dict]]) -> Iterator[Any]:
+        """The results of ``(kind, args, options)`` tasks done by the worker processes, a few at a time, in order.
+
+        An error is raised again here, in order, as with one process; a worker that dies stops the batch.
+        """
+        if self._pool is not None and not all(p.is_alive() for p in self._pool.procs):
+            self._restart_pool()
+        pool = self._file_pool()
+        n = len(pool.procs)
+        results: dict[int, tuple] = {}
+        sent = done = 0
+        while done < len(tasks):
+            while sent < len(tasks) and sent - done < FILES_PER_WORKER * n:
+                kind, args, opts = tasks[sent]
+                pool.put(sent % n, (kind, sent, args, opts))
+                sent += 1
+            while done not in results:
+                msg = pool.get()
+                if msg[0] == tasks[done][0]:
+                    results[msg[1]] = msg[2:]
+            got, error = results.pop(done)
+            if error is not None:
+                raise_payload(tasks[done][1][0].path if tasks[done][0] == "takeout" else Path(str(self.folder)), error)
+            yield pickle.loads(got)
+            done += 1
+
+
+def _write_stats(stats: pd.DataFrame, sha256: str, ctx: meas.ReadContext, grid, crs: CRS, *, folder: Path) -> str:
+    """A worker's task: one file's statistics into the store folder."""
+    return store_mod.write_file_stats(stats, folder, sha256)
+
+
+def _stats_of(taken: _Taken, folder: Path | None) -> pd.DataFrame:
+    if taken.stats is not None:
+        return taken.stats
+    assert folder is not None
+    return store_mod.read_stats(folder / taken.record.stats_file)
+
+
+def _blocks_again(taken: _Taken, lo: int, hi: int, *, block_bytes: int, chunk_rows: int | None):
+    """The blocks of a file again, from line ``lo`` to ``hi``; of a plain file only those (by their offsets)."""
+    if not taken.refs:
+        yield from meas._blocks_of(taken.path, taken.fmt, block_bytes=block_bytes, max_lines=chunk_rows)
+        return
+    for ref, length in taken.refs:
+        if ref.first_line + ref.n_lines - 1 >= lo and ref.first_line <= hi:
+            yield read_ref(taken.path, ref, length)
+
+
+def take_out_rows(taken: _Taken, lines: np.ndarray, ctx: meas.ReadContext, grid, crs: CRS, *, folder: Path | None,
+                  block_bytes: int, chunk_rows: int | None) -> tuple[FileRecord, pd.DataFrame | None, pd.DataFrame]:
+    """The rows at ``lines`` of a file moved from its statistics to its rejected rows (duplicate_row):
+    ``(new record, statistics to keep in memory or None, the rows as rejected rows)``; the store's files are rewritten.
+
+    In any process (a worker's task when many files have duplicates); ``taken`` is not changed.
+    """
+    rows, rejected = [], []
+    lo, hi = int(lines[0]), int(lines[-1])
+    for block in _blocks_again(taken, lo, hi, block_bytes=block_bytes, chunk_rows=chunk_rows):
+        last = block.first_line + block.n_lines - 1
+        if last < lo:
+            continue
+        if block.first_line > hi:
+            break
+        want = lines[(lines >= block.first_line) & (lines <= last)]
+        if not len(want):
+            continue
+        used, dup_rejected = meas.rows_at(block, taken.fmt, ctx, want, source_file=taken.path.name,
+                                          reason="duplicate_row", detail=DUPLICATE_DETAIL)
+        rows.append(used)
+        rejected.append(dup_rejected)
+    used = pd.concat(rows, ignore_index=True)
+    dup_rejected = pd.concat(rejected, ignore_index=True)
+    if len(used) != len(lines):  # the file changed under us between the two reads
+        raise InputError(taken.path, ["changed while it was being read; read it again when it is complete"])
+    if "x" not in used:
+        used = project_rows(used, crs)
+    minus = cellstats.aggregate_to_cells(used, grid)
+    stats = cellstats.subtract_stats(_stats_of(taken, folder), minus)
+    rec = replace(taken.record)
+    k = len(lines)
+    rec.rows_used -= k
+    rec.rows_rejected += k
+    by_reason = {**rec.rejected_by_reason, "duplicate_row": rec.rejected_by_reason.get("duplicate_row", 0) + k}
+    rec.rejected_by_reason = {r: by_reason[r] for r in meas.REJECT_REASONS if by_reason.get(r)}
+    if folder is not None:
+        if not taken.unwritten:  # written already (large): written again; else finish() writes them once
+            (folder / rec.stats_file).unlink()
+            rec.stats_file = store_mod.write_file_stats(stats, folder, rec.sha256)
+        rec.rejected_file = store_mod.add_rejected_rows(folder, rec.sha256, rec.name, rec.rejected_file, dup_rejected)
+    return rec, (stats if folder is None or taken.unwritten or len(stats) <= KEEP_STATS_ROWS else None), dup_rejected
 
 
 #: With a store, a file's statistics of at most this many rows are also kept in memory for the merge.
@@ -698,7 +1069,10 @@ def ingest_file(path: Path, layers: Layers, ctx: meas.ReadContext, *, sha256: st
 
 def internal_error_reason(path: Path, err: BaseException) -> tuple[str, str]:
     """``(reason, traceback)`` of a file refused because covgap failed on it (a bug, not the file's fault)."""
-    trace = err.trace if isinstance(err, _WorkerError) else "".join(traceback.format_exception(err))
-    reason = (f"{path}: internal_error: {type(err).__name__}: {err} (a bug in covgap, not in the file: please "
+    if isinstance(err, _WorkerError):  # named as in the process that read the file: the same reason as one process gives
+        kind, message, trace = err.kind, err.message, err.trace
+    else:
+        kind, message, trace = type(err).__name__, str(err), "".join(traceback.format_exception(err))
+    reason = (f"{path}: internal_error: {kind}: {message} (a bug in covgap, not in the file: please "
               f"report it with the traceback from {ERRORS_LOG} in the output folder, or run again with -v)")
     return reason, f"{path}\n{trace}"

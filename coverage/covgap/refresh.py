@@ -17,6 +17,7 @@ caller holds :func:`covgap.outputs.output_lock`. See docs/refresh.md.
 from __future__ import annotations
 
 import logging
+from collections import deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -267,10 +268,12 @@ def _ingest_batch(files: list[Path], store: Store, layers: pipeline.Layers, ctx:
     Taken files are appended to ``store.files``; with a ``folder``, their statistics,
     rejected rows and the new row keys (``row_keys/``) are written there.
     """
-    outcomes = []
+    outcomes: list[FileOutcome | None] = []  # None: being read, filled in file order
     batch: dict[str, Path] = {}
-    with ingest.Batch(layers, ctx, folder=folder, stored_keys=dedupe.StoredKeys(store.keys_dir), progress=progress,
-                      chunk_rows=chunk_rows, workers=workers, engine=engine) as reader:
+    reading: deque[tuple[int, str]] = deque()  # (place in outcomes, sha256) of each file given to the reader
+
+    def to_read():
+        """Hash, skip or refuse each file; yield those to read (the reader takes them a few files ahead)."""
         for path in files:
             try:
                 sha = outputs.sha256_file(path)
@@ -288,27 +291,34 @@ def _ingest_batch(files: list[Path], store: Store, layers: pipeline.Layers, ctx:
                 log.info("skipped %s: same content as %s", path.name, batch[sha].name)
                 continue
             batch[sha] = path
-            try:
-                record = reader.add(path, sha)
-            except InputError as err:
-                outcomes.append(FileOutcome(path, sha, "refused", str(err)))
-                log.warning("refused %s", err)
-                continue
-            except Exception as err:  # a bug on this file: refuse it with its traceback and read the others
-                message, trace = ingest.internal_error_reason(path, err)
-                outcomes.append(FileOutcome(path, sha, "refused", message, traceback=trace))
+            reading.append((len(outcomes), sha))
+            outcomes.append(None)
+            yield path, sha
+
+    with ingest.Batch(layers, ctx, folder=folder, stored_keys=dedupe.StoredKeys(store.keys_dir), progress=progress,
+                      chunk_rows=chunk_rows, workers=workers, engine=engine) as reader:
+        for path, got in reader.add_files(to_read()):
+            at, sha = reading.popleft()
+            if isinstance(got, InputError):
+                outcomes[at] = FileOutcome(path, sha, "refused", str(got))
+                log.warning("refused %s", got)
+            elif isinstance(got, Exception):  # a bug on this file: refuse it with its traceback and read the others
+                message, trace = ingest.internal_error_reason(path, got)
+                outcomes[at] = FileOutcome(path, sha, "refused", message, traceback=trace)
                 log.warning("refused %s", message)
                 log.debug("%s", trace)
-                continue
-            outcomes.append(FileOutcome(path, sha, "would take" if folder is None else "taken", record=record))
+            else:
+                outcomes[at] = FileOutcome(path, sha, "would take" if folder is None else "taken", record=got)
         reader.finish(keys_folder=folder / store_mod.KEYS_DIR if folder is not None else None)
+        done = [o for o in outcomes if o is not None]
+        assert len(done) == len(outcomes), "the reader answers for every file it is given"
         kept = {t.record.sha256: t.stats for t in reader.taken}
-        for o in outcomes:
+        for o in done:
             if o.record is not None:
                 o.stats = kept.get(o.record.sha256)
     if folder is not None:
-        store.files += [o.record for o in outcomes if o.status == "taken" and o.record is not None]
-    return outcomes
+        store.files += [o.record for o in done if o.status == "taken" and o.record is not None]
+    return done
 
 
 def _write_errors_log(outcomes: list[FileOutcome], folder: Path) -> None:

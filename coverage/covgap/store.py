@@ -189,9 +189,14 @@ def link_immutable_files(old: Path, new: Path) -> int:
     return n
 
 
+def file_stats_path(sha256: str) -> str:
+    """Where a file's statistics are, relative to the store."""
+    return f"{STATS_DIR}/{sha256[:16]}.parquet"
+
+
 def write_file_stats(stats: pd.DataFrame, folder: Path, sha256: str) -> str:
     """Write one file's statistics under ``stats/``; returns the path relative to the store."""
-    rel = f"{STATS_DIR}/{sha256[:16]}.parquet"
+    rel = file_stats_path(sha256)
     (folder / STATS_DIR).mkdir(parents=True, exist_ok=True)
     _write_parquet(stats, folder / rel)
     return rel

@@ -143,21 +143,18 @@ def ingest_measurements(files: list[Path], layers: Layers, config: Config, *,
     refused: list[tuple[Path, str]] = []
     errors: list[str] = []
     with ingest.Batch(layers, ctx, on_rejected=rejected.append, workers=workers, engine=config.engine) as batch:
-        for path in files:
-            try:
-                batch.add(path)
-            except InputError as err:
-                refused.append((Path(path), str(err)))
-                log.warning("refused %s", err)
-                continue
-            except Exception as err:  # a bug on this file: refuse it, keep the traceback, read the others
-                message, trace = ingest.internal_error_reason(path, err)
-                refused.append((Path(path), message))
+        for path, got in batch.add_files((Path(p), None) for p in files):  # small files on the workers too
+            if isinstance(got, InputError):
+                refused.append((path, str(got)))
+                log.warning("refused %s", got)
+            elif isinstance(got, Exception):  # a bug on this file: refuse it, keep the traceback, read the others
+                message, trace = ingest.internal_error_reason(path, got)
+                refused.append((path, message))
                 errors.append(trace)
                 log.warning("refused %s", message)
                 log.debug("%s", trace)
-                continue
-            used_paths.append(Path(path))
+            else:
+                used_paths.append(path)
         records = batch.finish()
         parts = [batch.stats_of(t) for t in batch.taken]
     if not records:

@@ -612,3 +612,17 @@ def test_readme_states_each_file_s_crs_and_the_vn2000_transformation(hand_projec
         assert "covgap (PROJ) used EPSG:6960 between VN-2000 and WGS 84" in section
     else:
         assert "VN_2000_To_WGS_1984" not in text
+
+
+def test_readme_gives_the_hash_of_the_bytes_taken_in(viet_results):
+    """A measurement file changed after it was read: the README names the hash of the bytes the results come
+    from (recorded when the file was taken in), not of the file as it is now; the layers are hashed now."""
+    (path,) = [Path(p) for p in viet_results.report.paths]
+    before = outputs.sha256_file(path)
+    with open(path, "a", encoding="utf-8") as fh:
+        fh.write("15.0,108.8,-90,4G,Viettel,2026-03-04T08:00:00+07:00\n")
+    assert outputs.sha256_file(path) != before
+    hashes = dict((name, sha) for name, sha in partners.input_hashes(viet_results))
+    assert hashes[path.relative_to(viet_results.config.source.parent).as_posix()] == before
+    for p in viet_results.layers.input_files:
+        assert hashes[Path(p).relative_to(viet_results.config.source.parent).as_posix()] == outputs.sha256_file(p)

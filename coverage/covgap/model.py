@@ -55,7 +55,10 @@ class ReadReport:
     files: pd.DataFrame = field(default_factory=lambda: pd.DataFrame(columns=REPORT_COLUMNS))  # taken and refused
     rejected: pd.DataFrame = field(default_factory=lambda: pd.DataFrame(
         columns=["source_file", "source_row", "reason", "detail", "raw_fields"]))
-    paths: list[Path] = field(default_factory=list)  # the measurement files used (partner READMEs hash them)
+    paths: list[Path] = field(default_factory=list)  # the measurement files used (partner READMEs name them)
+    # SHA-256 of each file's bytes when it was taken in, by resolved path (FileRecord.path): the partner
+    # READMEs give these rather than hashing the files again (gigabytes, and maybe changed or moved since).
+    sha256: dict[str, str] = field(default_factory=dict)
     errors: list[str] = field(default_factory=list)  # tracebacks of the files refused for an internal error
     # Writes rejected_rows.csv from files on disk instead of ``rejected`` (the refresh store streams them).
     write_rejected: Callable[[Path], int] | None = None

@@ -735,10 +735,13 @@ def input_hashes(results) -> list[tuple[str, str]]:
     """``(name, sha256)`` of every input file: layers, population raster, measurement files.
 
     Names are relative to the configuration's folder where possible, so no absolute
-    path of the analyst's machine reaches a partner.
+    path of the analyst's machine reaches a partner. A measurement file's hash is the one
+    recorded when it was taken in (the bytes the results come from; no second read of
+    gigabytes); the layers are hashed now.
     """
     base = Path(results.config.source).parent if results.config.source else None
     paths = [*results.layers.input_files, *getattr(results.report, "paths", [])]
+    recorded = getattr(results.report, "sha256", {})
     out, seen = [], set()
     for p in paths:
         p = Path(p)
@@ -750,7 +753,8 @@ def input_hashes(results) -> list[tuple[str, str]]:
         except ValueError:
             name = p.name
         # A measurement file taken in by an earlier refresh may have been moved since: say so, do not drop it.
-        out.append((name, sha256_file(p) if p.is_file() else "(not found when the package was written)"))
+        sha = recorded.get(str(p.resolve()))
+        out.append((name, sha or (sha256_file(p) if p.is_file() else "(not found when the package was written)")))
     return out
 
 

@@ -162,7 +162,7 @@ def ingest_measurements(files: list[Path], layers: Layers, config: Config, *,
         raise InputError(where, ["no measurement file could be used: " + "; ".join(m for _, m in refused)]
                          if refused else ["no measurement file given"])
     report = ReadReport(paths=used_paths, files=report_frame(records, [(p.name, m) for p, m in refused]),
-                        errors=errors)
+                        errors=errors, sha256={r.path: r.sha256 for r in records})
     if rejected:  # in file order, then line order (duplicates are found after the other rejected rows)
         order = {p.name: i for i, p in reversed(list(enumerate(used_paths)))}
         every = pd.concat(rejected, ignore_index=True)

@@ -254,6 +254,7 @@ def analyse_store(store: Store, folder: Path, layers: pipeline.Layers, config: C
     report = pipeline.ReadReport(
         files=store_mod.report_frame(store.files, refused),
         paths=[Path(f.path) for f in store.files],
+        sha256={f.path: f.sha256 for f in store.files},
         write_rejected=lambda dest: store_mod.write_rejected_rows(store, folder, dest),
     )
     return pipeline.analyse(layers, store.total, config, report)

@@ -87,6 +87,19 @@ def test_leaflet_is_inlined_with_its_images(results):
     assert not re.search(r"<script[^>]*\bsrc=|<link[^>]*\bhref=", html)
 
 
+def test_names_that_look_like_references_are_data_not_loads(results):
+    """A village named like a stylesheet import or a script tag is written on the page as inert, escaped
+    data (the scaffolding is checked, the data cannot load anything): the page is written, whole."""
+    import dataclasses
+
+    villages = results.villages.copy()
+    villages.loc[villages.index[0], "name"] = "url(//cdn.example.com/x.css) <script src=//evil.example/a.js></script>"
+    html = maps.render_page(maps.map_layers(dataclasses.replace(results, villages=villages)), lang="vi")
+    data = html.split('id="covgap-data">', 1)[1].split("</script>", 1)[0]
+    assert "url(//cdn.example.com/x.css) \\u003cscript src=//evil.example/a.js\\u003e" in data
+    assert "evil.example" not in html.replace(data, "") and "<script src=" not in html
+
+
 def test_a_page_that_would_load_a_cdn_is_not_written(results, tmp_path, monkeypatch):
     folder = tmp_path / "maps"
     maps.write_maps(results, folder, lang="vi")

@@ -177,25 +177,52 @@ def render_html(page: dict, *, assets: dict[str, str] | None = None, strings: di
     ``assets`` (role → ``assets/<name>``, from :func:`shared_asset_files`) the page loads them with
     ``<link href>``/``<script src>`` relative to itself, and its data holds only what is its own
     (:func:`covgap.maps.own_page_data`); ``strings``, the page's words, then come from the shared data.
+
+    Every page of a run has the same scaffolding (folium's Leaflet map, the inlined or shared
+    assets): it is rendered and checked once (:func:`_skeleton`) and each page fills in its
+    title (escaped), centre and data (:func:`json_for_script`: inert in its ``<script
+    type="application/json">``) in one pass over the scaffolding, so nothing a page fills in is
+    read as a place to fill. A page took about 80 ms through folium and jinja, most of it the
+    same work again.
+    """
+    title_key = "title_district" if page["kind"] == "district" else "title_commune"
+    title = (strings or page["strings"])[title_key].replace("{name}", page["name"])
+    values = {"TITLE": escape_html(title, quote=True), "CENTRE": json.dumps(_centre_of(page)),
+              "DATA": json_for_script(pack_layers(page))}
+    if assets is None:  # the texts are part of the cache's key: new vendored files, a new scaffolding
+        skeleton = _skeleton(None, (*leaflet_assets(), _template_text("map.css"), _template_text("map.js")))
+    else:
+        skeleton = _skeleton(tuple(sorted(assets.items())), None)
+    return _SLOT.sub(lambda m: values[m.group(1)], skeleton)
+
+
+#: Where :func:`_skeleton` leaves a page's title, centre and data to fill in.
+_SLOT = re.compile(r"@@covgap-(TITLE|CENTRE|DATA)@@")
+#: The centre the scaffolding is rendered with (folium wants numbers there), marked afterwards.
+_SKELETON_CENTRE = [11.123457, 22.765432]
+
+
+@functools.lru_cache(maxsize=4)
+def _skeleton(assets: tuple[tuple[str, str], ...] | None, inline: tuple[str, str, str, str] | None) -> str:
+    """The HTML every page shares, rendered by folium once: slots for the title, centre and page data.
+
+    ``assets``: the shared files' references (role, ``assets/<name>``); else ``inline``: Leaflet's CSS
+    and JS and covgap's ``map.css`` and ``map.js``, put in the page.
     """
     import folium
     from branca.element import Element, MacroElement
     from jinja2 import Template
 
-    title_key = "title_district" if page["kind"] == "district" else "title_commune"
-    title = (strings or page["strings"])[title_key].replace("{name}", page["name"])
-    centre = _centre_of(page)
-    fmap = folium.Map(location=centre, zoom_start=12, tiles=None, control_scale=True, zoom_control=True)
+    fmap = folium.Map(location=_SKELETON_CENTRE, zoom_start=12, tiles=None, control_scale=True, zoom_control=True)
     # folium's defaults load Leaflet, jQuery, Bootstrap and Font Awesome from CDNs: none of them may stay.
     fmap.default_js = []
     fmap.default_css = []
     figure: Any = fmap.get_root()  # a branca Figure (typed as its base Element)
-    figure.title = escape_html(title, quote=True)
-    css, js = leaflet_assets() if assets is None else ("", "")
+    figure.title = "@@covgap-TITLE@@"
 
     class _Raw(Element):
         """Text put in the page as it is. (branca's Element compiles its text as a Jinja template: slow for
-        Leaflet and a province's data, and a ``{{`` in a name would be read as template code.)"""
+        Leaflet, and a ``{{`` in it would be read as template code.)"""
 
         def __init__(self, text: str) -> None:
             super().__init__()
@@ -205,26 +232,32 @@ def render_html(page: dict, *, assets: dict[str, str] | None = None, strings: di
             return self._text
 
     figure.header.add_child(_Raw(f'<meta name="generator" content="{GENERATOR}" />'), name="covgap_generator")
-    if assets is None:
+    if inline is not None:
+        css, js, map_css, map_js = inline
         figure.header.add_child(_Raw(f"<style>{css}</style>"), name="leaflet_css")
         figure.header.add_child(_Raw(f"<script>{js}</script>"), name="leaflet_js")
-        figure.header.add_child(_Raw(f"<style>{_template_text('map.css')}</style>"), name="covgap_css")
-        figure.header.add_child(_Raw(f"<script>{_template_text('map.js')}</script>"), name="covgap_js")
-    else:
+        figure.header.add_child(_Raw(f"<style>{map_css}</style>"), name="covgap_css")
+        figure.header.add_child(_Raw(f"<script>{map_js}</script>"), name="covgap_js")
+    elif assets is not None:
+        refs = dict(assets)
         for role in ASSET_ROLES:
-            ref = escape_html(assets[role], quote=True)
+            ref = escape_html(refs[role], quote=True)
             tag = f'<link rel="stylesheet" href="{ref}" />' if ref.endswith(".css") else f'<script src="{ref}"></script>'
             figure.header.add_child(_Raw(tag), name=role)
-    figure.header.add_child(
-        _Raw(f'<script type="application/json" id="covgap-data">{json_for_script(pack_layers(page))}</script>'),
-        name="covgap_data")
+    figure.header.add_child(_Raw('<script type="application/json" id="covgap-data">@@covgap-DATA@@</script>'),
+                            name="covgap_data")
 
     class _Start(MacroElement):
         _template = Template("{% macro script(this, kwargs) %}covgapStart({{ this._parent.get_name() }});{% endmacro %}")
 
     fmap.add_child(_Start())
     html = figure.render()
-    check_self_contained(html, f"map page {page['file']}", allowed=frozenset((assets or {}).values()))
+    centre = json.dumps(_SKELETON_CENTRE)
+    if html.count(centre) != 1 or any(html.count(f"@@covgap-{k}@@") != 1 for k in ("TITLE", "DATA")) \
+            or _SLOT.sub("", html).count("@@covgap-"):
+        raise OutputError("the map page scaffolding from folium is not as expected (folium version?)")
+    html = html.replace(centre, "@@covgap-CENTRE@@")
+    check_self_contained(html, "the map pages' scaffolding", allowed=frozenset(dict(assets).values()) if assets else frozenset())
     return html
 
 

@@ -890,3 +890,36 @@ def test_worker_processes_end_when_the_main_process_is_killed(hand_project):
     for p in left:  # do not leave them behind if the test fails
         os.kill(p, signal.SIGKILL)
     assert left == []
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_statistics_beyond_the_memory_budget_go_to_the_store_with_the_same_bytes(hand_project, tmp_path, monkeypatch,
+                                                                               workers):
+    """A batch keeps at most KEEP_STATS_TOTAL_ROWS rows of statistics in memory; past it each file's statistics
+    are written when it is taken in (and rewritten when its duplicates are taken out): the store's files are the
+    same bytes as with everything kept in memory, and none is kept."""
+    from conftest import hand_csv_lines
+
+    from covgap import store as store_mod
+
+    config, layers = _hand_layers(hand_project)
+    hand = hand_csv_lines()
+    files = _small_files(tmp_path, lambda: "rows", iter([[0, 1, 2, 3], [2, 3, 4, 5], [6, 7], [1, 8, 9]]).__next__,
+                         hand, 4)
+    results = {}
+    for budget in (10**9, 0):
+        monkeypatch.setattr(ingest, "KEEP_STATS_TOTAL_ROWS", budget)
+        ctx = ingest.read_context(layers, config, now_s=1_790_000_000)
+        plain, stored = _read_small_batch(files, layers, ctx, tmp_path / f"store{budget}", workers)
+        results[budget] = (plain, stored)
+    (kept_plain, kept_store), (budget_plain, budget_store) = results[10**9], results[0]
+    assert budget_store.keys() == kept_store.keys() and any(name.startswith("stats/") for name in kept_store)
+    for name in kept_store:
+        if name.startswith("stats/"):  # the same statistics (written from memory, or read back and rewritten)
+            pd.testing.assert_frame_equal(store_mod.read_stats(tmp_path / f"store{10**9}" / name),
+                                          store_mod.read_stats(tmp_path / "store0" / name))
+        else:
+            assert budget_store[name] == kept_store[name], name
+    assert [p[:5] for p in budget_plain] == [p[:5] for p in kept_plain]
+    assert all(p[5] is None for p in budget_plain) and all(p[5] is not None for p in kept_plain)
+    assert sum(p[4]["rejected_by_reason"].get("duplicate_row", 0) for p in kept_plain) == 3  # rows 1, 2, 3 again

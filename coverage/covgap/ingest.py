@@ -575,6 +575,7 @@ class Batch:
         self._spool_dir = Path(tempfile.mkdtemp(prefix="covgap-keys-"))
         self.spool = dedupe.KeySpool(self._spool_dir)
         self.taken: list[_Taken] = []
+        self._kept_rows = 0  # rows of the statistics kept in memory (KEEP_STATS_TOTAL_ROWS)
         self._dropped: set[int] = set()
         self._next_pos = 0
         self._pool: _Workers | None = None
@@ -639,7 +640,7 @@ class Batch:
             # Small statistics stay in memory (many small files: no read back) and are written by finish(),
             # once, after their duplicates are taken out; large ones are written now and read again.
             record.stats_file = store_mod.file_stats_path(sha256)
-            self.taken.append(_Taken(pos, path, fmt, record, stats, refs, unwritten=True))
+            self._take(_Taken(pos, path, fmt, record, stats, refs, unwritten=True))
         elif self.folder is not None:
             record.stats_file = store_mod.write_file_stats(stats, self.folder, sha256)
             self.taken.append(_Taken(pos, path, fmt, record, None, refs))
@@ -782,8 +783,8 @@ class Batch:
             with self.progress(path.name, got.record.size_bytes) as bar:
                 if bar is not None:
                     bar.update(got.record.size_bytes)
-        self.taken.append(_Taken(pos, path, got.fmt, got.record, got.stats, got.refs,
-                                 unwritten=self.folder is not None and got.stats is not None))
+        self._take(_Taken(pos, path, got.fmt, got.record, got.stats, got.refs,
+                          unwritten=self.folder is not None and got.stats is not None))
         rec = got.record
         log.info("%s (%s): %d rows read, %d used, %d rejected", path.name, got.fmt.name, rec.rows_read, rec.rows_used,
                  rec.rows_rejected)
@@ -884,6 +885,18 @@ class Batch:
         self.close()
 
     # ------------------------------------------------------------------ duplicates
+    def _take(self, taken: _Taken) -> None:
+        """A file taken in; its unwritten statistics stay in memory within :data:`KEEP_STATS_TOTAL_ROWS`, else
+        they are written to the store now (and taken out of there if the file has duplicates)."""
+        if taken.unwritten and taken.stats is not None:
+            if self._kept_rows + len(taken.stats) <= KEEP_STATS_TOTAL_ROWS:
+                self._kept_rows += len(taken.stats)
+            else:
+                assert self.folder is not None
+                taken.record.stats_file = store_mod.write_file_stats(taken.stats, self.folder, taken.record.sha256)
+                taken.stats, taken.unwritten = None, False
+        self.taken.append(taken)
+
     def finish(self, keys_folder: Path | None = None) -> list[FileRecord]:
         """Find the exact duplicates of the batch and take them out; returns the records of the files taken.
 
@@ -1038,11 +1051,15 @@ def take_out_rows(taken: _Taken, lines: np.ndarray, ctx: meas.ReadContext, grid,
             (folder / rec.stats_file).unlink()
             rec.stats_file = store_mod.write_file_stats(stats, folder, rec.sha256)
         rec.rejected_file = store_mod.add_rejected_rows(folder, rec.sha256, rec.name, rec.rejected_file, dup_rejected)
-    return rec, (stats if folder is None or taken.unwritten or len(stats) <= KEEP_STATS_ROWS else None), dup_rejected
+    return rec, (stats if folder is None or taken.unwritten else None), dup_rejected
 
 
 #: With a store, a file's statistics of at most this many rows are also kept in memory for the merge.
 KEEP_STATS_ROWS = 50_000
+#: ... while the statistics a batch keeps in memory stay within this many rows in all (about 450 bytes a
+#: row: some 180 MB); past it a file's statistics are written to the store when it is taken in, and read
+#: back for the merge, so a batch of any number of files stays within bounded memory.
+KEEP_STATS_TOTAL_ROWS = 400_000
 
 #: The detail of a duplicate row in the rejected rows.
 DUPLICATE_DETAIL = "same time, place, operator, technology and level as an earlier row"

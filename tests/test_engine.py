@@ -335,7 +335,7 @@ def test_analysis_in_two_processes_equals_one():
     files = meas.list_measurement_files(sample_config.inputs.measurements)
     stats, report = pipeline.ingest_measurements(files, layers, sample_config)
     one = dataclasses.replace(sample_config, engine=dataclasses.replace(sample_config.engine, workers=1))
-    assert pipeline._one_core(one) and not pipeline._one_core(dataclasses.replace(
+    assert pipeline.one_process(one) and not pipeline.one_process(dataclasses.replace(
         sample_config, engine=dataclasses.replace(sample_config.engine, workers=2)))
     a = pipeline.analyse(layers, stats, one, report)
     b = pipeline.analyse(layers, stats, dataclasses.replace(one, engine=dataclasses.replace(one.engine, workers=2)), report)
@@ -923,3 +923,25 @@ def test_statistics_beyond_the_memory_budget_go_to_the_store_with_the_same_bytes
     assert [p[:5] for p in budget_plain] == [p[:5] for p in kept_plain]
     assert all(p[5] is None for p in budget_plain) and all(p[5] is not None for p in kept_plain)
     assert sum(p[4]["rejected_by_reason"].get("duplicate_row", 0) for p in kept_plain) == 3  # rows 1, 2, 3 again
+
+
+def test_one_worker_keeps_the_whole_run_in_one_process(hand_project, tmp_path, monkeypatch):
+    """``[engine] workers = 1``: `covgap run` reads, analyses and writes every output (partner packages included)
+    without starting any process."""
+    import multiprocessing.process
+
+    from click.testing import CliRunner
+
+    from covgap import cli
+
+    with open(hand_project, "a", encoding="utf-8") as fh:
+        fh.write("\n[engine]\nworkers = 1\n")
+
+    def no_process(self):
+        raise AssertionError(f"a process was started: {self.name}")
+
+    monkeypatch.setattr(multiprocessing.process.BaseProcess, "start", no_process)
+    res = CliRunner().invoke(cli.main, ["run", "--config", str(hand_project), "--out", str(tmp_path / "out"),
+                                        "--maps", str(tmp_path / "maps")])
+    assert res.exit_code in (0, 3), res.output
+    assert (tmp_path / "out" / "partners").is_dir() and any((tmp_path / "maps").glob("*.html"))

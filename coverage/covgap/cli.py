@@ -163,10 +163,11 @@ def _write_products(results, folder: Path) -> None:
 
     The partner packages are written by a forked child meanwhile (covgap.forked): the second core.
     """
-    from covgap import outputs, partners
+    from covgap import outputs, partners, pipeline
     from covgap.forked import Forked
 
-    packages = Forked(partners.write_partner_packages, results, folder / "partners")
+    packages = Forked(partners.write_partner_packages, results, folder / "partners",
+                      inline=pipeline.one_process(results.config))
     try:
         outputs.write_outputs(results, folder)
         packages.result()

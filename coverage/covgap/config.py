@@ -340,7 +340,7 @@ class EngineConfig:
                    choices=("local", "dask"))
     scheduler: str = _f("", "Address of a running Dask scheduler, e.g. 'tcp://10.0.0.5:8786' (dask-jobqueue, Kubernetes or `dask scheduler`); empty means start a LocalCluster on this machine. The measurement files must be readable by the workers at the same paths.", "issue 11",
                         check=_check_scheduler, valid="empty, or an address such as 'tcp://host:8786'")
-    workers: int = _f(0, "Worker processes on this machine: of the local engine, or of the LocalCluster of the dask engine (one thread each); 0 means the cores available (at most 8). Ignored with a scheduler address.", "one process per core: reading is CPU-bound",
+    workers: int = _f(0, "Worker processes on this machine: of the local engine, or of the LocalCluster of the dask engine (one thread each); 0 means the cores available (at most 8). Ignored with a scheduler address. With 1, the whole run stays in one process: the analysis and the partner packages are not forked to a second core either.", "one process per core: reading is CPU-bound",
                       ge=0, le=1024)
     connect_timeout_s: float = _f(10.0, "Seconds to wait for the Dask scheduler (or for the LocalCluster to start) before giving up with an error.", "distributed's default connect timeout", gt=0, le=3600)
 

@@ -199,7 +199,7 @@ def analyse(layers: Layers, stats: pd.DataFrame, config: Config, report: ReadRep
     best = np.where(layers.inside.ravel(), best_flat, np.nan).reshape(grid.nrows, grid.ncols)
     pieces = villages_mod.village_pieces(layers.villages, grid, layers.density)
     road_graph = roads_mod.build_road_graph(layers.roads.geometry.to_numpy()) if layers.roads is not None else None
-    one_core = _one_core(config)
+    one_core = one_process(config)
     passed = None
     if not one_core and len(pieces) >= fibre_mod.TWO_PROCESS_PIECES:  # a province: the longest part, on both cores
         passed = fibre_mod.passed_areas_two_processes(pieces.geometry.to_numpy(), pieces["area_m2"].to_numpy(dtype=float),
@@ -286,7 +286,7 @@ def _fibre_side_and_needs(layers: Layers, pieces: gpd.GeoDataFrame, road_graph, 
     return fibre_ind, reach, fibre_plan, needs
 
 
-def _one_core(config: Config) -> bool:
+def one_process(config: Config) -> bool:
     """Whether the run must stay in one process: ``[engine] workers = 1``, or one core available."""
     workers = config.engine.workers or ingest.default_workers()
     return workers <= 1

@@ -10,9 +10,10 @@ import shapely
 from covgap.validate import check_geodataframe
 
 
-def existing_lines(fibre: gpd.GeoDataFrame) -> np.ndarray:
-    """The existing routes as an array of single lines (no union: measuring to them is measuring to the network)."""
-    lines = fibre.loc[fibre["status"] == "existing", "geometry"].to_numpy()
+def route_lines(fibre: gpd.GeoDataFrame, status: str = "existing") -> np.ndarray:
+    """The routes of a status (existing by default) as an array of single lines (no union: measuring to them
+    is measuring to the network)."""
+    lines = fibre.loc[fibre["status"] == status, "geometry"].to_numpy()
     lines = shapely.get_parts(lines[~(shapely.is_missing(lines) | shapely.is_empty(lines))]) if len(lines) else lines
     return np.asarray(lines, dtype=object)
 
@@ -56,8 +57,7 @@ def passed_areas(geoms: np.ndarray, areas: np.ndarray, lines: np.ndarray, drop_d
         return out
     tree = shapely.STRtree(lines)
     bounds = shapely.bounds(geoms)
-    key = np.floor(bounds[:, :2] / _BLOCK_M).astype(np.int64)
-    block = np.unique(key, axis=0, return_inverse=True)[1].ravel()
+    block = _blocks(bounds)
     order = np.argsort(block, kind="stable")
     margin = 2.0 * drop_distance_m + 1.0
     for sel in np.split(order, np.flatnonzero(np.diff(block[order])) + 1):  # the geometries of each block
@@ -79,6 +79,12 @@ def passed_areas(geoms: np.ndarray, areas: np.ndarray, lines: np.ndarray, drop_d
     return out
 
 
+def _blocks(bounds: np.ndarray) -> np.ndarray:
+    """The block (numbered 0, 1, …) of each geometry, from its bounds: the ~1.6 km square of its lower-left corner."""
+    key = np.floor(bounds[:, :2] / _BLOCK_M).astype(np.int64)
+    return np.unique(key, axis=0, return_inverse=True)[1].ravel()
+
+
 #: Village pieces from which :func:`passed_areas_two_processes` splits the work (below: one process, no fork).
 TWO_PROCESS_PIECES = 50_000
 
@@ -94,9 +100,7 @@ def passed_areas_two_processes(geoms: np.ndarray, areas: np.ndarray, lines: np.n
 
     if not len(geoms) or not len(lines):
         return passed_areas(geoms, areas, lines, drop_distance_m)
-    key = np.floor(shapely.bounds(geoms)[:, :2] / _BLOCK_M).astype(np.int64)
-    block = np.unique(key, axis=0, return_inverse=True)[1].ravel()
-    theirs = block % 2 == 1
+    theirs = _blocks(shapely.bounds(geoms)) % 2 == 1
     child = Forked(passed_areas, geoms[theirs], areas[theirs], lines, drop_distance_m)
     out = np.zeros(len(geoms))
     try:
@@ -137,9 +141,8 @@ def compute_fibre_indicators(villages: gpd.GeoDataFrame, pieces: gpd.GeoDataFram
     check_geodataframe(fibre, "fibre", crs=villages.crs, columns=["status"])
     n = len(villages)
     hh = villages["households"].to_numpy(dtype=float)
-    lines = existing_lines(fibre)
-    planned = fibre.loc[fibre["status"] == "planned", "geometry"].to_numpy()
-    planned = planned[~(shapely.is_missing(planned) | shapely.is_empty(planned))] if len(planned) else planned
+    lines = route_lines(fibre)
+    planned = route_lines(fibre, "planned")
     out = pd.DataFrame(index=range(n))
     if not len(lines):
         out["households_passed"] = 0.0
@@ -171,7 +174,7 @@ def commune_centre_reach(communes: gpd.GeoDataFrame, fibre: gpd.GeoDataFrame, *,
     """Per commune: distance from its centre to the nearest existing route and whether it is reached."""
     check_geodataframe(communes, "communes", columns=["centre"])
     check_geodataframe(fibre, "fibre", crs=communes.crs, columns=["status"])
-    lines = existing_lines(fibre)
+    lines = route_lines(fibre)
     centres = gpd.GeoSeries(communes["centre"], crs=communes.crs).to_numpy()
     dist = np.round(distance_to(centres, lines), 1) if len(lines) else np.full(len(communes), np.nan)
     return pd.DataFrame({"centre_dist_to_fibre_m": dist, "centre_reached": np.nan_to_num(dist, nan=np.inf) <= reach_m})

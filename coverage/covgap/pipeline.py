@@ -203,7 +203,7 @@ def analyse(layers: Layers, stats: pd.DataFrame, config: Config, report: ReadRep
     passed = None
     if not one_core and len(pieces) >= fibre_mod.TWO_PROCESS_PIECES:  # a province: the longest part, on both cores
         passed = fibre_mod.passed_areas_two_processes(pieces.geometry.to_numpy(), pieces["area_m2"].to_numpy(dtype=float),
-                                                      fibre_mod.existing_lines(layers.fibre), config.fibre.drop_distance_m)
+                                                      fibre_mod.route_lines(layers.fibre), config.fibre.drop_distance_m)
     other_side = Forked(_fibre_side_and_needs, layers, pieces, road_graph, classes, config, passed, inline=one_core)
     try:
         described, zone_labels = _gap_zones(classes, layers, pieces, any_view, op_view, op_hist, config)

@@ -196,8 +196,10 @@ def test_the_grid_study_area_test_equals_the_exact_one(hand_project, which):
     np.testing.assert_allclose(px[:len(x)], x, atol=1e-6)
 
 
-def test_duplicates_are_found_across_blocks_files_and_the_store(tmp_path, monkeypatch):
-    """Keys spooled to disk (a tiny memory budget) give the duplicates worked out by hand."""
+@pytest.mark.parametrize("threads", [1, 2])
+def test_duplicates_are_found_across_blocks_files_and_the_store(tmp_path, monkeypatch, threads):
+    """Keys spooled to disk (a tiny memory budget) give the duplicates worked out by hand, with the
+    partitions worked on one after another or by two threads."""
     monkeypatch.setattr(dedupe, "SPOOL_MEMORY_BYTES", 16)
     rows = pd.DataFrame({"lon": [108.8, 108.8, 108.8, 108.81], "lat": [15.0, 15.0, 15.0, 15.0],
                          "signal_dbm": [-90.0, -90.0, -91.0, -90.0], "technology": ["4G"] * 4,
@@ -210,14 +212,14 @@ def test_duplicates_are_found_across_blocks_files_and_the_store(tmp_path, monkey
     spool.add(keys[3:], dedupe.make_seq(2, np.array([9])))  # file 2, refused: ignored
     stored_dir = tmp_path / "stored"
     stored_dir.mkdir()
-    dups = dedupe.find_duplicates(spool, dedupe.StoredKeys(None), drop_files={2}, new_folder=stored_dir)
+    dups = dedupe.find_duplicates(spool, dedupe.StoredKeys(None), drop_files={2}, new_folder=stored_dir, threads=threads)
     assert [(f, ls.tolist()) for f, ls in dedupe.split_seq(dups)] == [(0, [3]), (1, [2])]
     assert dedupe.StoredKeys(stored_dir).count() == 3
     # A later batch: the store's keys count as earlier rows.
     later = dedupe.KeySpool(tmp_path / "later")
     (tmp_path / "later").mkdir()
     later.add(keys[2:], dedupe.make_seq(0, np.array([5, 6])))
-    dups = dedupe.find_duplicates(later, dedupe.StoredKeys(stored_dir))
+    dups = dedupe.find_duplicates(later, dedupe.StoredKeys(stored_dir), threads=threads)
     assert [(f, ls.tolist()) for f, ls in dedupe.split_seq(dups)] == [(0, [5, 6])]
 
 
@@ -455,7 +457,8 @@ def test_group_lower_median_equals_the_per_group_reference(pairs):
         assert (np.isnan(got[g]) if expected is None else got[g] == expected)
 
 
-def test_refreshes_add_key_runs_and_merge_them_past_the_limit(tmp_path, monkeypatch):
+@pytest.mark.parametrize("threads", [1, 2])
+def test_refreshes_add_key_runs_and_merge_them_past_the_limit(tmp_path, monkeypatch, threads):
     """Each batch adds its new keys as one sorted run per partition (earlier files hard-linked); a key in any
     run is a duplicate; past MAX_RUNS a partition's runs are merged into one file with the same keys."""
     monkeypatch.setattr(dedupe, "MAX_RUNS", 3)
@@ -470,7 +473,7 @@ def test_refreshes_add_key_runs_and_merge_them_past_the_limit(tmp_path, monkeypa
         (tmp_path / f"spool{batch}").mkdir()
         spool.add(batch_keys, dedupe.make_seq(0, np.arange(len(batch_keys))))
         new = tmp_path / f"keys{batch}"
-        dups = dedupe.find_duplicates(spool, stored, new_folder=new)
+        dups = dedupe.find_duplicates(spool, stored, new_folder=new, threads=threads)
         assert [(f, lines.tolist()) for f, lines in dedupe.split_seq(dups)] == (
             [(0, list(range(500, 500 + len(repeat))))] if len(repeat) else [])
         everything = np.concatenate([everything, keys])

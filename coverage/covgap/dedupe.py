@@ -20,6 +20,7 @@ import hashlib
 import os
 import shutil
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -191,41 +192,63 @@ def _write_partition(stored: StoredKeys, p: int, fresh: np.ndarray, new_folder: 
 
 
 def find_duplicates(spool: KeySpool, stored: StoredKeys, *, drop_files: set[int] = frozenset(),  # type: ignore[assignment]
-                    new_folder: Path | None = None) -> np.ndarray:
+                    new_folder: Path | None = None, threads: int = 1) -> np.ndarray:
     """Sequence numbers of the duplicate rows of the batch, sorted; the keys of the rows kept go
     into ``new_folder`` (the stored keys plus the batch's: :class:`StoredKeys`).
 
     ``drop_files``: positions in the batch of files refused after some of their rows were
-    spooled; their pairs are ignored.
+    spooled; their pairs are ignored. ``threads``: partitions worked on at once (they are
+    independent, and numpy's sorts and binary searches run outside the GIL); memory holds
+    that many partitions.
     """
-    dups = []
-    spool.flush()  # all on disk: memory holds one partition at a time
+    spool.flush()  # all on disk: memory holds one partition (per thread) at a time
     if new_folder is not None:
         new_folder.mkdir(parents=True, exist_ok=True)
-    for p in range(PARTITIONS):
-        pairs = spool.partition(p)
-        if drop_files and len(pairs):
-            file_of = (pairs["seq"] >> np.uint64(LINE_BITS)).astype(np.int64)
-            pairs = pairs[~np.isin(file_of, list(drop_files))]
-        if not len(pairs):
-            if new_folder is not None:
-                _write_partition(stored, p, np.empty(0, dtype=np.uint64), new_folder, [])
-            continue
-        runs = stored.runs(p)
-        keys = np.sort(pairs["key"])
-        first = np.ones(len(keys), dtype=bool)
-        first[1:] = keys[1:] != keys[:-1]
-        seen = _in_runs(runs, keys)
-        if not first.all() or seen.any():  # some duplicates: which rows they are (the earliest of equal keys stays)
-            few = pairs[_in_sorted(np.unique(keys[~first | seen]), pairs["key"])]  # the pairs of those keys only
-            order = np.lexsort((few["seq"], few["key"]))
-            k, q = few["key"][order], few["seq"][order]
-            head = np.ones(len(k), dtype=bool)
-            head[1:] = k[1:] != k[:-1]
-            dups.append(q[~head | _in_runs(runs, k)])
-        if new_folder is not None:
-            _write_partition(stored, p, keys[first & ~seen], new_folder, runs)
+
+    def one(p: int) -> np.ndarray | None:
+        return _partition_duplicates(spool, stored, p, drop_files, new_folder)
+
+    if threads <= 1:
+        found = [one(p) for p in range(PARTITIONS)]
+    else:
+        pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="covgap-dedupe")
+        try:
+            found = list(pool.map(one, range(PARTITIONS)))
+        except BaseException:  # Ctrl-C or an error: no partition started after it
+            pool.shutdown(wait=True, cancel_futures=True)
+            raise
+        pool.shutdown()
+    dups = [d for d in found if d is not None]
     return np.sort(np.concatenate(dups)) if dups else np.empty(0, dtype=np.uint64)
+
+
+def _partition_duplicates(spool: KeySpool, stored: StoredKeys, p: int, drop_files: set[int],
+                          new_folder: Path | None) -> np.ndarray | None:
+    """The duplicates of partition ``p`` (:func:`find_duplicates`), None if it has none; writes its kept keys."""
+    pairs = spool.partition(p)
+    if drop_files and len(pairs):
+        file_of = (pairs["seq"] >> np.uint64(LINE_BITS)).astype(np.int64)
+        pairs = pairs[~np.isin(file_of, list(drop_files))]
+    if not len(pairs):
+        if new_folder is not None:
+            _write_partition(stored, p, np.empty(0, dtype=np.uint64), new_folder, [])
+        return None
+    runs = stored.runs(p)
+    keys = np.sort(pairs["key"])
+    first = np.ones(len(keys), dtype=bool)
+    first[1:] = keys[1:] != keys[:-1]
+    seen = _in_runs(runs, keys)
+    dups = None
+    if not first.all() or seen.any():  # some duplicates: which rows they are (the earliest of equal keys stays)
+        few = pairs[_in_sorted(np.unique(keys[~first | seen]), pairs["key"])]  # the pairs of those keys only
+        order = np.lexsort((few["seq"], few["key"]))
+        k, q = few["key"][order], few["seq"][order]
+        head = np.ones(len(k), dtype=bool)
+        head[1:] = k[1:] != k[:-1]
+        dups = q[~head | _in_runs(runs, k)]
+    if new_folder is not None:
+        _write_partition(stored, p, keys[first & ~seen], new_folder, runs)
+    return dups
 
 
 def _in_runs(runs: list[np.ndarray], keys: np.ndarray) -> np.ndarray:

@@ -904,7 +904,8 @@ class Batch:
         """
         if self._pool is not None:
             self._pool.sync()
-        dups = dedupe.find_duplicates(self.spool, self.stored, drop_files=self._dropped, new_folder=keys_folder)
+        dups = dedupe.find_duplicates(self.spool, self.stored, drop_files=self._dropped, new_folder=keys_folder,
+                                      threads=self.workers if self._dask is None else 1)
         shutil.rmtree(self._spool_dir, ignore_errors=True)
         by_pos = {t.pos: t for t in self.taken}
         todo = [(by_pos[pos], lines) for pos, lines in dedupe.split_seq(dups)]
@@ -1017,7 +1018,7 @@ def take_out_rows(taken: _Taken, lines: np.ndarray, ctx: meas.ReadContext, grid,
 
     In any process (a worker's task when many files have duplicates); ``taken`` is not changed.
     """
-    rows, rejected = [], []
+    picked: list[str] = []
     lo, hi = int(lines[0]), int(lines[-1])
     for block in _blocks_again(taken, lo, hi, block_bytes=block_bytes, chunk_rows=chunk_rows):
         last = block.first_line + block.n_lines - 1
@@ -1025,17 +1026,11 @@ def take_out_rows(taken: _Taken, lines: np.ndarray, ctx: meas.ReadContext, grid,
             continue
         if block.first_line > hi:
             break
-        want = lines[(lines >= block.first_line) & (lines <= last)]
-        if not len(want):
-            continue
-        used, dup_rejected = meas.rows_at(block, taken.fmt, ctx, want, source_file=taken.path.name,
-                                          reason="duplicate_row", detail=DUPLICATE_DETAIL)
-        rows.append(used)
-        rejected.append(dup_rejected)
-    used = pd.concat(rows, ignore_index=True)
-    dup_rejected = pd.concat(rejected, ignore_index=True)
-    if len(used) != len(lines):  # the file changed under us between the two reads
+        picked += meas.lines_at(block, lines[(lines >= block.first_line) & (lines <= last)])
+    if len(picked) != len(lines):  # the file changed under us between the two reads
         raise InputError(taken.path, ["changed while it was being read; read it again when it is complete"])
+    used, dup_rejected = meas.rows_of_lines(picked, lines, taken.fmt, ctx, source_file=taken.path.name,
+                                            reason="duplicate_row", detail=DUPLICATE_DETAIL)
     if "x" not in used:
         used = project_rows(used, crs)
     minus = cellstats.aggregate_to_cells(used, grid)

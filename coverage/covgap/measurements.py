@@ -502,25 +502,29 @@ def normalise_rows(
     return used, _rejected_frame(raw, fmt, reason, details, source_file, source_rows)
 
 
-def rows_at(block: blocks_mod.Block, fmt: MeasurementFormat, ctx: ReadContext, lines: np.ndarray, *,
-            source_file: str, reason: str, detail: str) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """The rows of a block at the given line numbers (used rows all), and the same rows as rejected rows with ``reason``.
-
-    For rows found to be duplicates after the block was read: their statistics are taken
-    out and they are reported like any rejected row, with the fields as written. Only
-    those lines are parsed again (found by their line ends), not the whole block.
-    """
-    lines = np.asarray(lines, dtype=np.int64)
-    idx = lines - block.first_line
+def lines_at(block: blocks_mod.Block, lines: np.ndarray) -> list[str]:
+    """The text of the lines of a block at the given line numbers (found by their line ends, not by parsing the block)."""
+    idx = np.asarray(lines, dtype=np.int64) - block.first_line
     data = block.data
     if b"\r" in data:  # universal newlines: let Python cut the lines
         every = list(io.TextIOWrapper(io.BytesIO(data), encoding="utf-8", newline=None))
-        picked = [every[i] for i in idx]
-    else:
-        ends = np.flatnonzero(np.frombuffer(data, dtype=np.uint8) == 10)
-        starts = np.r_[0, ends + 1]
-        stops = np.r_[ends + 1, len(data)]
-        picked = [data[starts[i]:stops[i]].decode("utf-8") for i in idx]
+        return [every[i] for i in idx]
+    ends = np.flatnonzero(np.frombuffer(data, dtype=np.uint8) == 10)
+    starts = np.r_[0, ends + 1]
+    stops = np.r_[ends + 1, len(data)]
+    return [data[starts[i]:stops[i]].decode("utf-8") for i in idx]
+
+
+def rows_of_lines(picked: list[str], lines: np.ndarray, fmt: MeasurementFormat, ctx: ReadContext, *,
+                  source_file: str, reason: str, detail: str) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Lines of a file read again (their text and line numbers; all were used rows): ``(used rows, the same
+    rows as rejected rows with reason)``.
+
+    For rows found to be duplicates after the file was read: their statistics are taken
+    out and they are reported like any rejected row, with the fields as written. Only
+    those lines are parsed again (:func:`lines_at`), all of a file's at once.
+    """
+    lines = np.asarray(lines, dtype=np.int64)
     raw_rows, pos, malformed = split_lines(picked, 0, fmt)
     if len(malformed) or len(pos) != len(lines):
         raise ValueError(f"{source_file}: lines {lines[:5].tolist()}... were rows when first read and are not now")

@@ -324,6 +324,34 @@ def test_forked_child_returns_its_value_and_inline_runs_here():
     assert Forked(os.getpid, inline=True).result() == os.getpid()
 
 
+def _sleeps(seconds):
+    import time
+
+    time.sleep(seconds)
+    return "slept"
+
+
+def test_forked_block_stops_the_child_when_the_work_beside_it_fails():
+    """As a context manager: an error in the work done meanwhile stops the child at once (it would sleep
+    for a minute); after its result the child is waited for, not stopped; an inline one never starts."""
+    import time
+
+    from covgap.forked import Forked
+
+    started = time.monotonic()
+    with pytest.raises(ZeroDivisionError):
+        with Forked(_sleeps, 60) as child:
+            proc = child._proc
+            assert proc.is_alive()
+            raise ZeroDivisionError("the work beside the child failed")
+    assert not proc.is_alive() and proc.exitcode is not None and time.monotonic() - started < 30
+    with Forked(_sleeps, 0.1) as child:
+        assert child.result() == "slept"
+    assert child._proc.exitcode == 0
+    with Forked(_sleeps, 0, inline=True) as child:
+        assert child._proc is None
+
+
 def test_analysis_in_two_processes_equals_one():
     """The fibre side and the needs-measurement areas worked out by a forked child (two cores) give
     the same results as everything in this process (``[engine] workers = 1``)."""

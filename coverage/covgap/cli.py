@@ -166,14 +166,10 @@ def _write_products(results, folder: Path) -> None:
     from covgap import outputs, partners, pipeline
     from covgap.forked import Forked
 
-    packages = Forked(partners.write_partner_packages, results, folder / "partners",
-                      inline=pipeline.one_process(results.config))
-    try:
+    with Forked(partners.write_partner_packages, results, folder / "partners",
+                inline=pipeline.one_process(results.config)) as packages:  # an error or Ctrl-C stops it too
         outputs.write_outputs(results, folder)
         packages.result()
-    except BaseException:  # an error or Ctrl-C: the child stops too (the temporary folder is abandoned)
-        packages.cancel()
-        raise
 
 
 _PROGRESS_MIN_BYTES = 20 * 2**20

@@ -101,14 +101,10 @@ def passed_areas_two_processes(geoms: np.ndarray, areas: np.ndarray, lines: np.n
     if not len(geoms) or not len(lines):
         return passed_areas(geoms, areas, lines, drop_distance_m)
     theirs = _blocks(shapely.bounds(geoms)) % 2 == 1
-    child = Forked(passed_areas, geoms[theirs], areas[theirs], lines, drop_distance_m)
     out = np.zeros(len(geoms))
-    try:
+    with Forked(passed_areas, geoms[theirs], areas[theirs], lines, drop_distance_m) as child:
         out[~theirs] = passed_areas(geoms[~theirs], areas[~theirs], lines, drop_distance_m)
         out[theirs] = child.result()
-    except BaseException:
-        child.cancel()
-        raise
     return out
 
 

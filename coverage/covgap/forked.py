@@ -51,12 +51,19 @@ class Forked:
     """``fn(*args)`` running in a forked child; :meth:`result` waits for it, returns its value or raises its error.
 
     With ``inline=True`` (one core, or no ``fork`` on this platform) nothing is forked and
-    :meth:`result` calls ``fn(*args)`` itself.
+    :meth:`result` calls ``fn(*args)`` itself. Used as a context manager, the child is
+    stopped when the block ends without its result (an error, or Ctrl-C, in the work
+    done meanwhile: the child's work is abandoned with it)::
+
+        with Forked(fibre_side, layers) as other:
+            signal = signal_side(layers)
+            fibre = other.result()
     """
 
     def __init__(self, fn: Callable[..., Any], *args: Any, inline: bool = False):
         self._fn, self._args = fn, args
         self._proc: Any = None
+        self._collected = False
         if inline or multiprocessing.current_process().daemon:  # a daemonic process may not have children
             return
         try:
@@ -67,6 +74,13 @@ class Forked:
         self._proc = ctx.Process(target=_child, args=(fn, args, self._outbox), daemon=True,
                                  name=f"covgap-{getattr(fn, '__name__', 'child')}")
         self._proc.start()
+
+    def __enter__(self) -> Forked:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if not self._collected:  # the block ended without the child's result: an error or Ctrl-C meanwhile
+            self.cancel()
 
     def result(self) -> Any:
         if self._proc is None:
@@ -80,6 +94,7 @@ class Forked:
                     raise ForkedError(f"the process running {getattr(self._fn, '__name__', 'a part of the run')} ended unexpectedly "
                                       f"(exit code {self._proc.exitcode}; killed, or out of memory?)", "") from None
         self._proc.join()
+        self._collected = True  # the child is done (not before: Ctrl-C while waiting must still stop it)
         if status == "ok":
             return value
         kind = value

@@ -204,8 +204,9 @@ def analyse(layers: Layers, stats: pd.DataFrame, config: Config, report: ReadRep
     if not one_core and len(pieces) >= fibre_mod.TWO_PROCESS_PIECES:  # a province: the longest part, on both cores
         passed = fibre_mod.passed_areas_two_processes(pieces.geometry.to_numpy(), pieces["area_m2"].to_numpy(dtype=float),
                                                       fibre_mod.route_lines(layers.fibre), config.fibre.drop_distance_m)
-    other_side = Forked(_fibre_side_and_needs, layers, pieces, road_graph, classes, config, passed, inline=one_core)
-    try:
+    # An error or Ctrl-C in the signal side: the child's work is abandoned with it (Forked stops it).
+    with Forked(_fibre_side_and_needs, layers, pieces, road_graph, classes, config, passed,
+                inline=one_core) as other_side:
         described, zone_labels = _gap_zones(classes, layers, pieces, any_view, op_view, op_hist, config)
         (zones, zone_ops), (no4g_zones, no4g_ops) = described["no_service"], described["no_4g"]
         labels = zone_labels["no_service"]
@@ -228,9 +229,6 @@ def analyse(layers: Layers, stats: pd.DataFrame, config: Config, report: ReadRep
                 level=config.report.level, km_per_day=config.plans.drive_km_per_day,
                 village_min_share=ev.village_min_share, area_min_share=ev.area_min_share)
         fibre_ind, reach, fibre_plan, needs = other_side.result()
-    except BaseException:  # an error or Ctrl-C here: the child's work is abandoned with it
-        other_side.cancel()
-        raise
     villages = pd.concat([layers.villages.reset_index(drop=True), signal_ind, fibre_ind], axis=1)
     villages = gpd.GeoDataFrame(villages, geometry="geometry", crs=layers.crs)
     communes = pd.concat([layers.communes.reset_index(drop=True), reach], axis=1)

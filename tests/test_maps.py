@@ -354,6 +354,51 @@ def test_an_assets_folder_covgap_did_not_make_is_refused_and_left_alone(results,
         maps.write_maps_from_layers(data, other, lang="vi", assets="shared")
 
 
+def test_leftovers_of_a_killed_map_writer_are_removed_only_when_covgaps_and_its_process_ended(results, tmp_path):
+    """A run killed while writing the maps leaves temporary pages and a temporary assets folder: the next
+    writing removes them when covgap's (its generator tag, its mark) and their process has ended; a user's
+    file of the same shape, an unmarked folder and the temporary files of a running process stay."""
+    import shutil
+    import subprocess
+    import sys
+
+    data = maps.map_layers(results)
+    made = tmp_path / "made"
+    maps.write_maps_from_layers(data, made, lang="vi", assets="shared")  # what the killed run was writing
+    ended = subprocess.Popen([sys.executable, "-c", "pass"])
+    ended.wait()
+    running = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        folder = tmp_path / "maps"
+        maps.write_maps_from_layers(data, folder, lang="vi", assets="shared")
+        shared = sorted(p.name for p in (made / "assets").iterdir() if p.name != maps.ASSETS_RECORD)
+        gone = [f".index.html.tmp-{ended.pid}", f".assets.tmp-{ended.pid}",
+                f"assets/.{shared[0]}.tmp-{ended.pid}", f"assets/.{maps.ASSETS_RECORD}.tmp-{ended.pid}"]
+        kept = [f".notes.html.tmp-{ended.pid}", f".index.html.tmp-{running.pid}", f".assets.tmp-{ended.pid}0",
+                f"assets/.notes.txt.tmp-{ended.pid}", f"assets/.{shared[0]}.tmp-{running.pid}"]
+        shutil.copy(made / "index.html", folder / gone[0])
+        shutil.copytree(made / "assets", folder / gone[1])
+        shutil.copy(made / "assets" / shared[1], folder / gone[1] / f".{shared[0]}.tmp-{ended.pid}")
+        shutil.copy(made / "assets" / shared[0], folder / gone[2])
+        shutil.copy(made / "assets" / maps.ASSETS_RECORD, folder / gone[3])
+        (folder / kept[0]).write_text("<html>my notes</html>", encoding="utf-8")
+        shutil.copy(made / "index.html", folder / kept[1])
+        (folder / kept[2]).mkdir()
+        (folder / kept[2] / "logo.png").write_bytes(b"mine")
+        (folder / kept[3]).write_text("mine", encoding="utf-8")
+        shutil.copy(made / "assets" / shared[0], folder / kept[4])
+        before = {p.relative_to(folder).as_posix() for p in folder.rglob("*")}
+        maps.write_maps_from_layers(data, folder, lang="vi", assets="shared")
+        after = {p.relative_to(folder).as_posix() for p in folder.rglob("*")}
+        assert not any(g in after or any(a.startswith(g + "/") for a in after) for g in gone)
+        assert set(kept) <= after and f"{kept[2]}/logo.png" in after
+        assert before - after == {g for g in gone} | {p for p in before if p.startswith(gone[1] + "/")}
+        assert (folder / kept[0]).read_text(encoding="utf-8") == "<html>my notes</html>"
+    finally:
+        running.kill()
+        running.wait()
+
+
 def test_maps_are_not_current_when_a_shared_file_is_missing(results, tmp_path):
     out = tmp_path / "out"
     out.mkdir()

@@ -832,6 +832,7 @@ def write_maps_from_layers(data: dict, maps_dir: Path, *, lang: str = "vi", sour
     try:
         maps_dir.mkdir(parents=True, exist_ok=True)
         record.unlink(missing_ok=True)  # our own record: the pages are about to change
+        _remove_leftovers(maps_dir)
         if files:
             _write_assets(maps_dir / ASSETS_DIR, files)
         written = []
@@ -1005,6 +1006,59 @@ def check_maps_folder(maps_dir: Path, *, out_dir: Path, inputs, overwrite: bool 
                           "choose another folder (--maps, or [output] maps_dir), or give --overwrite")
     if assets == "shared":
         check_assets_folder(maps_dir)
+
+
+_LEFTOVER = re.compile(r"\.(?P<name>.+)\.tmp-(?P<pid>[0-9]+)")
+
+
+def _dead_pid(name: str) -> str | None:
+    """The name inside ``.<name>.tmp-<pid>``, if that is its shape and the process that made it has ended."""
+    m = _LEFTOVER.fullmatch(name)
+    if m is None or int(m["pid"]) == os.getpid():
+        return None
+    try:
+        os.kill(int(m["pid"]), 0)
+    except PermissionError:  # running, as another user
+        return None
+    except (OSError, OverflowError):  # ended, or no such process id at all
+        return m["name"]
+    return None  # still running: perhaps writing these maps now
+
+
+def _remove_leftovers(maps_dir: Path) -> None:
+    """Remove what a killed run left while writing the maps, when it was covgap's own: temporary pages
+    (``.<page>.html.tmp-<pid>`` carrying covgap's generator tag) and a temporary assets folder
+    (``.assets.tmp-<pid>`` with covgap's mark: the files its mark lists, their temporary files and the mark,
+    then the folder if nothing else is in it), and the temporary files of the files listed in the mark of
+    ``assets/``. Only those of a process that has ended; anything else is left where it is."""
+    for path in maps_dir.glob(".*.tmp-*"):
+        name = _dead_pid(path.name)
+        if name is None:
+            continue
+        if name.endswith(".html") and path.is_file() and not path.is_symlink() and is_covgap_page(path):
+            path.unlink()
+        elif name == ASSETS_DIR and path.is_dir() and not path.is_symlink():
+            listed = _read_assets_record(path)
+            if listed is not None:
+                _remove_listed(path, listed)
+                (path / ASSETS_RECORD).unlink(missing_ok=True)
+                if not any(path.iterdir()):
+                    path.rmdir()
+    assets_dir = maps_dir / ASSETS_DIR
+    if assets_dir.is_dir() and not assets_dir.is_symlink():
+        listed = _read_assets_record(assets_dir)
+        if listed is not None:
+            for path in assets_dir.glob(".*.tmp-*"):
+                if _dead_pid(path.name) in {*listed, ASSETS_RECORD} and path.is_file() and not path.is_symlink():
+                    path.unlink()
+
+
+def _remove_listed(folder: Path, listed: list[str]) -> None:
+    """The files of a killed run's temporary assets folder that its mark lists, and their temporary files."""
+    for path in folder.iterdir():
+        name = path.name if path.name in listed else _dead_pid(path.name)
+        if name in listed and path.is_file() and not path.is_symlink():
+            path.unlink()
 
 
 def _remove_stale_pages(maps_dir: Path, *, keep: set[str]) -> None:

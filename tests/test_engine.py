@@ -259,6 +259,42 @@ def test_worker_processes_give_the_same_store_as_one_process(hand_project, tmp_p
     assert many_files == one_files
 
 
+@pytest.mark.parametrize("workers", [1, 2])
+def test_a_file_repeating_its_rows_keeps_the_statistics_of_one_copy(hand_project, tmp_path, monkeypatch, workers):
+    """The hand file's rows three times over: exactly the rows of one copy are used, every other copy of a
+    used row or of its planted duplicate is a duplicate (3 × (27 + 1) − 27 = 57), and the statistics are
+    byte for byte those of the hand file alone, whether the duplicates are parsed again 2 lines at a time
+    or all at once."""
+    from conftest import hand_csv_lines
+
+    config, layers = _hand_layers(hand_project)
+    hand = hand_csv_lines()
+    once = tmp_path / "once.csv"
+    once.write_text("\n".join(hand) + "\n", encoding="utf-8")
+    thrice = tmp_path / "thrice.csv"
+    thrice.write_text("\n".join([hand[0]] + hand[1:] * 3) + "\n", encoding="utf-8")
+
+    def read(path, label):
+        ctx = ingest.read_context(layers, config, now_s=1_790_000_000)
+        folder = tmp_path / label
+        record, _ = ingest.ingest_file(path, layers, ctx, sha256="2" * 64, folder=folder, workers=workers, chunk_rows=2)
+        return record, {p.relative_to(folder).as_posix(): p.read_bytes() for p in folder.rglob("*") if p.is_file()}
+
+    one, one_files = read(once, "once")
+    assert (one.rows_used, one.rejected_by_reason["duplicate_row"]) == (27, 1)
+    stored = {}
+    for take_out_lines in (2, ingest.TAKE_OUT_LINES):
+        monkeypatch.setattr(ingest, "TAKE_OUT_LINES", take_out_lines)
+        three, stored[take_out_lines] = read(thrice, f"thrice{take_out_lines}")
+        assert three.rows_read == 3 * one.rows_read and three.rows_used == 27
+        assert three.rejected_by_reason["duplicate_row"] == 57
+        assert {r: n for r, n in three.rejected_by_reason.items() if r != "duplicate_row"} == \
+            {r: 3 * n for r, n in one.rejected_by_reason.items() if r != "duplicate_row"}
+        assert {k: v for k, v in stored[take_out_lines].items() if k.startswith("stats/")} == \
+            {k: v for k, v in one_files.items() if k.startswith("stats/")}
+    assert stored[2] == stored[ingest.TAKE_OUT_LINES]  # the rejected rows too, line numbers and all
+
+
 def test_a_reading_process_that_dies_refuses_its_file_and_does_not_hang(hand_project, monkeypatch):
     """A worker killed mid-file (here: it exits on the block from line 11): an error for that file, no hang."""
     import os

@@ -1018,7 +1018,20 @@ def take_out_rows(taken: _Taken, lines: np.ndarray, ctx: meas.ReadContext, grid,
 
     In any process (a worker's task when many files have duplicates); ``taken`` is not changed.
     """
+    minus_parts, rejected_parts = [], []
     picked: list[str] = []
+    at = 0  # lines[:at] parsed already
+
+    def parse() -> None:  # the lines picked so far, at once (a parse per block costs more than the lines)
+        nonlocal picked, at
+        used, dup_rejected = meas.rows_of_lines(picked, lines[at:at + len(picked)], taken.fmt, ctx,
+                                                source_file=taken.path.name, reason="duplicate_row",
+                                                detail=DUPLICATE_DETAIL)
+        minus_parts.append(cellstats.aggregate_to_cells(used if "x" in used else project_rows(used, crs), grid))
+        rejected_parts.append(dup_rejected)
+        at += len(picked)
+        picked = []
+
     lo, hi = int(lines[0]), int(lines[-1])
     for block in _blocks_again(taken, lo, hi, block_bytes=block_bytes, chunk_rows=chunk_rows):
         last = block.first_line + block.n_lines - 1
@@ -1027,13 +1040,14 @@ def take_out_rows(taken: _Taken, lines: np.ndarray, ctx: meas.ReadContext, grid,
         if block.first_line > hi:
             break
         picked += meas.lines_at(block, lines[(lines >= block.first_line) & (lines <= last)])
-    if len(picked) != len(lines):  # the file changed under us between the two reads
+        if len(picked) >= TAKE_OUT_LINES:  # many duplicates (a file repeating another): memory stays bounded
+            parse()
+    if at + len(picked) != len(lines):  # the file changed under us between the two reads
         raise InputError(taken.path, ["changed while it was being read; read it again when it is complete"])
-    used, dup_rejected = meas.rows_of_lines(picked, lines, taken.fmt, ctx, source_file=taken.path.name,
-                                            reason="duplicate_row", detail=DUPLICATE_DETAIL)
-    if "x" not in used:
-        used = project_rows(used, crs)
-    minus = cellstats.aggregate_to_cells(used, grid)
+    if picked:
+        parse()
+    minus = cellstats.merge_stats(*minus_parts)
+    dup_rejected = pd.concat(rejected_parts, ignore_index=True)
     stats = cellstats.subtract_stats(_stats_of(taken, folder), minus)
     rec = replace(taken.record)
     k = len(lines)
@@ -1049,6 +1063,8 @@ def take_out_rows(taken: _Taken, lines: np.ndarray, ctx: meas.ReadContext, grid,
     return rec, (stats if folder is None or taken.unwritten else None), dup_rejected
 
 
+#: The duplicate rows of a file are parsed again this many lines at a time (at least a block's, at once).
+TAKE_OUT_LINES = 100_000
 #: With a store, a file's statistics of at most this many rows are also kept in memory for the merge.
 KEEP_STATS_ROWS = 50_000
 #: ... while the statistics a batch keeps in memory stay within this many rows in all (about 450 bytes a

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
+from hypothesis import given, settings, strategies as st
 from pyproj import CRS
 
 from covgap import cellstats, measurements as meas
@@ -92,6 +93,28 @@ def test_merging_partial_statistics_equals_aggregating_all_rows():
     pd.testing.assert_frame_equal(merged, whole, check_dtype=False)
     assert merged["n_samples"].sum() == 1200
     assert merged[cellstats.HIST_COLUMNS].to_numpy().sum() == 1200
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.integers(0, 60), min_size=1, max_size=6), st.integers(0, 2**16), st.booleans())
+def test_merging_many_parts_equals_aggregating_all_rows(sizes, seed, repeat_a_part):
+    """Any number of parts (some empty, groups shared between parts, times missing in some rows) merge
+    into the statistics of all their rows at once (the independent reference); also when one part holds
+    a group twice (two parts concatenated unmerged)."""
+    grid = make_grid((0, 0, 300, 300), size=100, crs=CRS.from_epsg(32649))  # 9 cells: parts share groups
+    rows = [_rows(k, seed + i).assign(x=lambda f: f["x"] * 0.3, y=lambda f: f["y"] * 0.3) for i, k in enumerate(sizes)]
+    for r in rows:
+        r.loc[r.index % 7 == 3, "time_s"] = np.nan
+    parts = [cellstats.aggregate_to_cells(r, grid) for r in rows]
+    if repeat_a_part:
+        parts[0] = pd.concat([parts[0], parts[-1]], ignore_index=True)  # group rows twice in one part
+        rows.append(rows[-1])
+    merged = cellstats.merge_stats(*parts)
+    whole = _reference_stats(pd.concat(rows, ignore_index=True), grid)
+    if whole.empty:
+        assert merged.empty
+        return
+    pd.testing.assert_frame_equal(merged, whole, check_dtype=False)
 
 
 def test_grid_binning_by_arithmetic_matches_polygons():

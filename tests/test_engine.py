@@ -274,12 +274,17 @@ def test_a_file_repeating_its_rows_keeps_the_statistics_of_one_copy(hand_project
     thrice = tmp_path / "thrice.csv"
     thrice.write_text("\n".join([hand[0]] + hand[1:] * 3) + "\n", encoding="utf-8")
 
-    def read(path, label):
+    def read(path, label, workers=workers):
         ctx = ingest.read_context(layers, config, now_s=1_790_000_000)
         folder = tmp_path / label
         record, _ = ingest.ingest_file(path, layers, ctx, sha256="2" * 64, folder=folder, workers=workers, chunk_rows=2)
         return record, {p.relative_to(folder).as_posix(): p.read_bytes() for p in folder.rglob("*") if p.is_file()}
 
+    by_blocks = []  # with two processes, the duplicates (in many blocks) are read again by both
+    real = ingest.Batch._take_out_by_blocks
+    monkeypatch.setattr(ingest.Batch, "_take_out_by_blocks", lambda self, taken, parts: (
+        by_blocks.append([len(p) for p in parts]), real(self, taken, parts))[1])
+    _, in_one_process = read(thrice, "reference", workers=1)
     one, one_files = read(once, "once")
     assert (one.rows_used, one.rejected_by_reason["duplicate_row"]) == (27, 1)
     stored = {}
@@ -292,7 +297,8 @@ def test_a_file_repeating_its_rows_keeps_the_statistics_of_one_copy(hand_project
             {r: 3 * n for r, n in one.rejected_by_reason.items() if r != "duplicate_row"}
         assert {k: v for k, v in stored[take_out_lines].items() if k.startswith("stats/")} == \
             {k: v for k, v in one_files.items() if k.startswith("stats/")}
-    assert stored[2] == stored[ingest.TAKE_OUT_LINES]  # the rejected rows too, line numbers and all
+    assert stored[2] == stored[ingest.TAKE_OUT_LINES] == in_one_process  # rejected rows too, line numbers and all
+    assert (len(by_blocks), sum(map(sum, by_blocks))) == ((2, 114) if workers == 2 else (0, 0))
 
 
 def test_a_reading_process_that_dies_refuses_its_file_and_does_not_hang(hand_project, monkeypatch):

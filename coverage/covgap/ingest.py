@@ -380,7 +380,7 @@ def _worker_main(inbox, outbox, ctx: meas.ReadContext, grid, crs: CRS, spool_dir
 
 #: The whole-file tasks of the worker processes (looked up when run: the tests replace some).
 _TASKS: dict[str, Callable[[], Callable[..., Any]]] = {"file": lambda: read_whole_file, "takeout": lambda: take_out_rows,
-                                                       "stats": lambda: _write_stats}
+                                                       "duprows": lambda: duplicate_rows, "stats": lambda: _write_stats}
 
 
 class _WorkerError(Exception):
@@ -912,6 +912,8 @@ class Batch:
         in_workers = self.workers > 1 and self._dask is None
         if len(todo) > 1 and in_workers:
             self._take_out_in_workers(todo)
+        elif len(todo) == 1 and in_workers and len(parts := _by_blocks(*todo[0], self.workers)) > 1:
+            self._take_out_by_blocks(todo[0][0], parts)
         else:
             for taken, lines in todo:
                 self._take_out(taken, lines)
@@ -962,6 +964,17 @@ class Batch:
         for (taken, _), result in zip(todo, results):
             self._apply_take_out(taken, result)
 
+    def _take_out_by_blocks(self, taken: _Taken, parts: list[np.ndarray]) -> None:
+        """:meth:`_take_out` of one file whose duplicates lie in many blocks: each worker process reads the
+        lines of some of the blocks again; their statistics are merged and taken out here."""
+        light = replace(taken, stats=None)  # the reading needs no statistics: they stay here
+        opts = dict(block_bytes=self.block_bytes, chunk_rows=self.chunk_rows)
+        results = list(self._run_in_workers([("duprows", (light, lines), opts) for lines in parts]))
+        minus = cellstats.merge_stats(*(m for m, _ in results))
+        dup_rejected = pd.concat([r for _, r in results], ignore_index=True)
+        self._apply_take_out(taken, apply_take_out(taken, sum(len(lines) for lines in parts), minus, dup_rejected,
+                                                   folder=self.folder))
+
     def _run_in_workers(self, tasks: list[tuple[str, tuple, dict]]) -> Iterator[Any]:
         """The results of ``(kind, args, options)`` tasks done by the worker processes, a few at a time, in order.
 
@@ -984,7 +997,8 @@ class Batch:
                     results[msg[1]] = msg[2:]
             got, error = results.pop(done)
             if error is not None:
-                raise_payload(tasks[done][1][0].path if tasks[done][0] == "takeout" else Path(str(self.folder)), error)
+                raise_payload(tasks[done][1][0].path if tasks[done][0] in ("takeout", "duprows") else Path(str(self.folder)),
+                              error)
             yield pickle.loads(got)
             done += 1
 
@@ -999,6 +1013,21 @@ def _stats_of(taken: _Taken, folder: Path | None) -> pd.DataFrame:
         return taken.stats
     assert folder is not None
     return store_mod.read_stats(folder / taken.record.stats_file)
+
+
+def _by_blocks(taken: _Taken, lines: np.ndarray, n: int) -> list[np.ndarray]:
+    """``lines`` of a plain file cut into at most ``n`` runs of whole blocks, each about as many blocks (reading
+    the blocks again is most of the cost); one run when the blocks are not known (compressed files)."""
+    if not taken.refs or n < 2:
+        return [lines]
+    firsts = np.array([ref.first_line for ref, _ in taken.refs], dtype=np.int64)
+    block = np.searchsorted(firsts, lines, side="right") - 1
+    touched = np.unique(block)
+    if len(touched) < 2:
+        return [lines]
+    cut_blocks = touched[[len(touched) * k // n for k in range(1, n)]]
+    cuts = np.searchsorted(block, cut_blocks, side="left")
+    return [part for part in np.split(lines, cuts) if len(part)]
 
 
 def _blocks_again(taken: _Taken, lo: int, hi: int, *, block_bytes: int, chunk_rows: int | None):
@@ -1017,6 +1046,17 @@ def take_out_rows(taken: _Taken, lines: np.ndarray, ctx: meas.ReadContext, grid,
     ``(new record, statistics to keep in memory or None, the rows as rejected rows)``; the store's files are rewritten.
 
     In any process (a worker's task when many files have duplicates); ``taken`` is not changed.
+    """
+    minus, dup_rejected = duplicate_rows(taken, lines, ctx, grid, crs, block_bytes=block_bytes, chunk_rows=chunk_rows)
+    return apply_take_out(taken, len(lines), minus, dup_rejected, folder=folder)
+
+
+def duplicate_rows(taken: _Taken, lines: np.ndarray, ctx: meas.ReadContext, grid, crs: CRS, *,
+                   block_bytes: int, chunk_rows: int | None) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The rows at ``lines`` of a file read again: ``(their cell statistics, the rows as rejected rows)``.
+
+    In any process: a worker's task when the duplicates of one large file are read again by
+    several processes, each the lines of some of its blocks.
     """
     minus_parts, rejected_parts = [], []
     picked: list[str] = []
@@ -1046,11 +1086,15 @@ def take_out_rows(taken: _Taken, lines: np.ndarray, ctx: meas.ReadContext, grid,
         raise InputError(taken.path, ["changed while it was being read; read it again when it is complete"])
     if picked:
         parse()
-    minus = cellstats.merge_stats(*minus_parts)
-    dup_rejected = pd.concat(rejected_parts, ignore_index=True)
+    return cellstats.merge_stats(*minus_parts), pd.concat(rejected_parts, ignore_index=True)
+
+
+def apply_take_out(taken: _Taken, k: int, minus: pd.DataFrame, dup_rejected: pd.DataFrame, *,
+                   folder: Path | None) -> tuple[FileRecord, pd.DataFrame | None, pd.DataFrame]:
+    """``k`` duplicate rows of a file (their statistics ``minus``) moved from its statistics to its rejected
+    rows: see :func:`take_out_rows`."""
     stats = cellstats.subtract_stats(_stats_of(taken, folder), minus)
     rec = replace(taken.record)
-    k = len(lines)
     rec.rows_used -= k
     rec.rows_rejected += k
     by_reason = {**rec.rejected_by_reason, "duplicate_row": rec.rejected_by_reason.get("duplicate_row", 0) + k}

@@ -259,20 +259,24 @@ def test_worker_processes_give_the_same_store_as_one_process(hand_project, tmp_p
     assert many_files == one_files
 
 
-@pytest.mark.parametrize("workers", [1, 2])
-def test_a_file_repeating_its_rows_keeps_the_statistics_of_one_copy(hand_project, tmp_path, monkeypatch, workers):
+@pytest.mark.parametrize("workers,newline,quoted", [(1, "\n", False), (2, "\n", False), (2, "\r\n", False),
+                                                    (2, "\n", True)])
+def test_a_file_repeating_its_rows_keeps_the_statistics_of_one_copy(hand_project, tmp_path, monkeypatch, workers,
+                                                                     newline, quoted):
     """The hand file's rows three times over: exactly the rows of one copy are used, every other copy of a
     used row or of its planted duplicate is a duplicate (3 × (27 + 1) − 27 = 57), and the statistics are
     byte for byte those of the hand file alone, whether the duplicates are parsed again 2 lines at a time
-    or all at once."""
+    or all at once, by one process or by two (each half the blocks); with CRLF line ends and quoted fields too."""
     from conftest import hand_csv_lines
 
     config, layers = _hand_layers(hand_project)
     hand = hand_csv_lines()
+    if quoted:  # quoted fields: those blocks are split line by line, when read and when read again
+        hand = [line.replace(",Viettel,", ',"Viettel",') for line in hand]
     once = tmp_path / "once.csv"
-    once.write_text("\n".join(hand) + "\n", encoding="utf-8")
+    once.write_bytes((newline.join(hand) + newline).encode("utf-8"))
     thrice = tmp_path / "thrice.csv"
-    thrice.write_text("\n".join([hand[0]] + hand[1:] * 3) + "\n", encoding="utf-8")
+    thrice.write_bytes((newline.join([hand[0]] + hand[1:] * 3) + newline).encode("utf-8"))
 
     def read(path, label, workers=workers):
         ctx = ingest.read_context(layers, config, now_s=1_790_000_000)

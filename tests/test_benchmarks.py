@@ -85,3 +85,12 @@ def test_small_files_script_runs_covgap_on_a_folder_of_files(tmp_path):
     assert sorted(p.name for p in folder.iterdir()) == ["phone_00000.csv", "phone_00001.csv", "phone_00002.csv"]
     assert sum(len(pd.read_csv(p)) for p in folder.iterdir()) == 600
     assert "| 3 × 200 rows |" in out
+
+
+@pytest.mark.slow
+def test_dask_engine_script_reads_with_each_engine(tmp_path):
+    pytest.importorskip("distributed")
+    out = _script("dask_engine.py", "--rows", 3000, "--cache-dir", tmp_path)
+    lines = [ln for ln in out.splitlines() if "rows used" in ln]
+    assert [ln.split()[0] for ln in lines] == ["local", "dask-1", "dask-2"]
+    assert all("rows used 2,995 (usable 2,995)" in ln for ln in lines)  # 3 duplicates and 2 bad levels planted

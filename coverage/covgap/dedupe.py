@@ -179,7 +179,7 @@ def _write_partition(stored: StoredKeys, p: int, fresh: np.ndarray, new_folder: 
     ``fresh`` (sorted, none stored yet) as one more run, or everything merged into one file when the
     runs would be more than :data:`MAX_RUNS`."""
     files = stored.files(p)
-    if len(files) + (1 if len(fresh) else 0) > MAX_RUNS:
+    if len(fresh) and len(files) + 1 > MAX_RUNS:  # merged only when a run is added (an empty partition is given no runs)
         merged = np.sort(np.concatenate([*runs, fresh]))
         np.save(new_folder / f"{p:02d}.npy", merged.astype(np.uint64, copy=False))
         return

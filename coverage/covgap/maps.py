@@ -1040,24 +1040,25 @@ def _remove_leftovers(maps_dir: Path) -> None:
         elif name == ASSETS_DIR and path.is_dir() and not path.is_symlink():
             listed = _read_assets_record(path)
             if listed is not None:
-                _remove_listed(path, listed)
-                (path / ASSETS_RECORD).unlink(missing_ok=True)
+                _remove_dead_temps(path, listed)
+                for listed_path in [path / n for n in listed] + [path / ASSETS_RECORD]:
+                    if listed_path.is_file() and not listed_path.is_symlink():
+                        listed_path.unlink()
                 if not any(path.iterdir()):
                     path.rmdir()
     assets_dir = maps_dir / ASSETS_DIR
     if assets_dir.is_dir() and not assets_dir.is_symlink():
         listed = _read_assets_record(assets_dir)
         if listed is not None:
-            for path in assets_dir.glob(".*.tmp-*"):
-                if _dead_pid(path.name) in {*listed, ASSETS_RECORD} and path.is_file() and not path.is_symlink():
-                    path.unlink()
+            _remove_dead_temps(assets_dir, listed)
 
 
-def _remove_listed(folder: Path, listed: list[str]) -> None:
-    """The files of a killed run's temporary assets folder that its mark lists, and their temporary files."""
-    for path in folder.iterdir():
-        name = path.name if path.name in listed else _dead_pid(path.name)
-        if name in listed and path.is_file() and not path.is_symlink():
+def _remove_dead_temps(folder: Path, listed: list[str]) -> None:
+    """In a folder carrying covgap's assets mark: the temporary files (``.<name>.tmp-<pid>``) of the files its
+    mark lists, and of the mark itself, whose process has ended."""
+    names = {*listed, ASSETS_RECORD}
+    for path in folder.glob(".*.tmp-*"):
+        if _dead_pid(path.name) in names and path.is_file() and not path.is_symlink():
             path.unlink()
 
 

@@ -453,16 +453,21 @@ def test_large_file_path_scans_blocks_and_workers_read_them(tmp_path):
     assert files["one"] == files["two"]
 
 
+def _slowed(target: str, seconds: float) -> str:
+    """Script lines that make ``covgap.<module>.<function>`` wait ``seconds`` before it works (forked children
+    inherit it): so a test can interrupt or kill a process while that function runs."""
+    module, name = target.split(".")
+    return (f"import time\nfrom covgap import {module}\n_real_{name} = {module}.{name}\n"
+            f"def _slow_{name}(*args, **kw):\n    time.sleep({seconds})\n    return _real_{name}(*args, **kw)\n"
+            f"{module}.{name} = _slow_{name}\n")
+
+
 _INTERRUPTED_READ = """
-import multiprocessing, sys, time
+import multiprocessing, sys
 from covgap import config as config_mod, ingest, pipeline
 config = config_mod.load_config(sys.argv[1])
 layers = pipeline.load_layers(config)
-real = ingest.process_block
-def slow(*args, **kw):
-    time.sleep(0.3)
-    return real(*args, **kw)
-ingest.process_block = slow  # the forked workers inherit it
+""" + _slowed("ingest.process_block", 0.3) + """
 ctx = ingest.read_context(layers, config)
 try:
     with ingest.Batch(layers, ctx, chunk_rows=2, workers=2) as batch:
@@ -568,11 +573,8 @@ from covgap import config as config_mod, measurements as meas, pipeline
 config = config_mod.load_config(sys.argv[1])
 layers = pipeline.load_layers(config)
 stats, report = pipeline.ingest_measurements(meas.list_measurement_files(config.inputs.measurements), layers, config)
-real = pipeline._fibre_side_and_needs
-def slow(*args, **kw):
-    time.sleep(30)  # the forked child is still working when Ctrl-C comes
-    return real(*args, **kw)
-pipeline._fibre_side_and_needs = slow
+# the forked child is still working when Ctrl-C comes
+""" + _slowed("pipeline._fibre_side_and_needs", 30) + """
 try:
     print("analysing", flush=True)
     pipeline.analyse(layers, stats, config, report)
@@ -848,13 +850,9 @@ def test_a_file_that_vanishes_or_hits_a_bug_is_refused_alone_with_the_reason_one
 
 
 _INTERRUPTED_RUN = """
-import sys, time
-from covgap import cli, ingest
-real = ingest.read_whole_file
-def slow(*args, **kw):
-    time.sleep(0.3)
-    return real(*args, **kw)
-ingest.read_whole_file = slow  # the forked workers inherit it
+import sys
+from covgap import cli
+""" + _slowed("ingest.read_whole_file", 0.3) + """
 print("starting", flush=True)
 cli.main(["-q", "run", "--config", sys.argv[1]])
 """
@@ -917,11 +915,7 @@ from pathlib import Path
 from covgap import config as config_mod, ingest, pipeline
 config = config_mod.load_config(sys.argv[1])
 layers = pipeline.load_layers(config)
-real = ingest.read_whole_file
-def slow(*args, **kw):
-    time.sleep(0.5)
-    return real(*args, **kw)
-ingest.read_whole_file = slow
+""" + _slowed("ingest.read_whole_file", 0.5) + """
 ctx = ingest.read_context(layers, config)
 files = sorted(Path(sys.argv[2]).glob("*.csv"))
 with ingest.Batch(layers, ctx, workers=2) as batch:

@@ -462,6 +462,28 @@ def _slowed(target: str, seconds: float) -> str:
             f"{module}.{name} = _slow_{name}\n")
 
 
+def _ctrl_c(script: str, *args: object, ready: str, after: float, cwd=None, check=None):
+    """Run ``script`` (``python -c``) in a session of its own, wait for its line ``ready`` and ``after`` seconds more,
+    call ``check(proc)`` if given, then send Ctrl-C (SIGINT) to its whole process group, as a terminal does:
+    ``(proc, stdout, stderr)`` once it has ended."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    proc = subprocess.Popen([sys.executable, "-c", script, *map(str, args)], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, start_new_session=True, cwd=cwd,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    assert proc.stdout is not None and proc.stdout.readline().strip() == ready
+    time.sleep(after)
+    if check is not None:
+        check(proc)
+    os.killpg(proc.pid, signal.SIGINT)
+    out, err = proc.communicate(timeout=60)
+    return proc, out, err
+
+
 _INTERRUPTED_READ = """
 import multiprocessing, sys
 from covgap import config as config_mod, ingest, pipeline
@@ -481,20 +503,8 @@ except KeyboardInterrupt:
 
 def test_ctrl_c_while_workers_read_stops_them_without_a_traceback(hand_project):
     """Ctrl-C reaches the whole process group: the workers ignore it, the main process stops and joins them."""
-    import os
-    import signal
-    import subprocess
-    import sys
-    import time
-
     src = hand_project.parent / "measurements" / "hand.csv"
-    proc = subprocess.Popen([sys.executable, "-c", _INTERRUPTED_READ, str(hand_project), str(src)], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, start_new_session=True,
-                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
-    assert proc.stdout is not None and proc.stdout.readline().strip() == "reading"
-    time.sleep(1.0)
-    os.killpg(proc.pid, signal.SIGINT)
-    out, err = proc.communicate(timeout=60)
+    _, out, err = _ctrl_c(_INTERRUPTED_READ, hand_project, src, ready="reading", after=1.0)
     assert "interrupted; reading processes left: 0" in out, (out, err)
     assert "Traceback" not in err, err
 
@@ -587,19 +597,7 @@ except KeyboardInterrupt:
 
 def test_ctrl_c_during_the_analysis_stops_its_forked_child(hand_project):
     """Ctrl-C while the forked child works out the fibre side: the child ignores it, the main process stops it."""
-    import os
-    import signal
-    import subprocess
-    import sys
-    import time
-
-    proc = subprocess.Popen([sys.executable, "-c", _INTERRUPTED_ANALYSIS, str(hand_project)], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, start_new_session=True,
-                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
-    assert proc.stdout is not None and proc.stdout.readline().strip() == "analysing"
-    time.sleep(1.5)
-    os.killpg(proc.pid, signal.SIGINT)
-    out, err = proc.communicate(timeout=60)
+    _, out, err = _ctrl_c(_INTERRUPTED_ANALYSIS, hand_project, ready="analysing", after=1.5)
     assert "interrupted; processes left: 0" in out, (out, err)
     assert "Traceback" not in err, err
 
@@ -877,10 +875,6 @@ def _session_processes(sid: int) -> list[int]:
 def test_ctrl_c_while_workers_read_small_files_one_line_exit_130_no_process_left(hand_project):
     """`covgap run` of 40 small files read by the worker processes, Ctrl-C to the whole process group mid-batch:
     one line on stderr, exit status 130, no traceback, no process left, the output folder not made."""
-    import os
-    import signal
-    import subprocess
-    import sys
     import time
 
     from conftest import hand_csv_lines
@@ -891,14 +885,13 @@ def test_ctrl_c_while_workers_read_small_files_one_line_exit_130_no_process_left
         (folder / f"phone_{k:02d}.csv").write_text("\n".join([hand[0], hand[1 + k % 27]]) + "\n", encoding="utf-8")
     with open(hand_project, "a", encoding="utf-8") as fh:
         fh.write("\n[engine]\nworkers = 2\n")
-    proc = subprocess.Popen([sys.executable, "-c", _INTERRUPTED_RUN, str(hand_project)], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, start_new_session=True, cwd=hand_project.parent,
-                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
-    assert proc.stdout is not None and proc.stdout.readline().strip() == "starting"
-    time.sleep(3.0)  # layers loaded, the workers reading (40 files × 0.3 s on two processes)
-    assert len(_session_processes(proc.pid)) >= 3, "the workers should be reading"
-    os.killpg(proc.pid, signal.SIGINT)
-    out, err = proc.communicate(timeout=60)
+
+    def workers_reading(proc):
+        assert len(_session_processes(proc.pid)) >= 3, "the workers should be reading"
+
+    # after 3 s: layers loaded, the workers reading (40 files × 0.3 s on two processes)
+    proc, out, err = _ctrl_c(_INTERRUPTED_RUN, hand_project, ready="starting", after=3.0, cwd=hand_project.parent,
+                             check=workers_reading)
     assert proc.returncode == 130, (out, err)
     assert err.strip() == "Interrupted; the previous outputs are unchanged.", err
     deadline = time.monotonic() + 10

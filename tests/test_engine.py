@@ -196,6 +196,48 @@ def test_the_grid_study_area_test_equals_the_exact_one(hand_project, which):
     np.testing.assert_allclose(px[:len(x)], x, atol=1e-6)
 
 
+def test_the_fast_projection_gives_every_point_the_cell_and_answer_of_the_exact_one():
+    """The sample's UTM grid takes PROJ's fast transverse Mercator; points on cell edges, a
+    tenth of a micrometre to two millimetres off them, and on the district's boundary get the
+    cells and inside/outside answers of the exact projection. Far from its zone's meridian
+    (where it is off by millimetres) and for a CRS that is not UTM, the fast one is not used."""
+    from dataclasses import replace
+    from pathlib import Path
+
+    from pyproj import CRS, Transformer
+
+    from covgap import config as config_mod, pipeline
+
+    config = config_mod.load_config(Path(__file__).resolve().parents[1] / "data" / "sample" / "covgap.toml")
+    layers = pipeline.load_layers(config)
+    locate = ingest.StudyAreaLocator(layers)
+    assert locate.fast is not None
+    g = layers.grid
+    rng = np.random.default_rng(7)
+    n = 60_000
+    offsets = rng.choice([0.0, 1e-7, -1e-7, 1e-4, -1e-4, 9e-4, -9e-4, 2e-3, -2e-3], n)
+    x = np.where(rng.random(n) < 0.5, g.x0 + rng.integers(-1, g.ncols + 2, n) * g.size + offsets,
+                 rng.uniform(g.x0 - g.size, g.x0 + (g.ncols + 1) * g.size, n))
+    y = np.where(rng.random(n) < 0.5, g.y0 - rng.integers(-1, g.nrows + 2, n) * g.size + offsets,
+                 rng.uniform(g.y0 - (g.nrows + 1) * g.size, g.y0 + g.size, n))
+    boundary = layers.study_area.boundary
+    on = shapely.line_interpolate_point(boundary, rng.uniform(0, boundary.length, 5000))
+    x = np.r_[x, shapely.get_x(on)]
+    y = np.r_[y, shapely.get_y(on)]
+    lon, lat = (np.asarray(a) for a in Transformer.from_crs(layers.crs, "EPSG:4326", always_xy=True).transform(x, y))
+    inside, px, py = locate(lon, lat)
+    ex, ey = (np.asarray(a) for a in locate.to_work.transform(lon, lat))
+    np.testing.assert_array_equal(g.cell_of(px, py), g.cell_of(ex, ey))
+    np.testing.assert_array_equal(inside, shapely.contains_xy(layers.study_area, ex, ey))
+    assert 0 < inside.sum() < len(inside)
+    assert np.abs(px - ex).max() < ingest.EDGE_GUARD_M / 100
+
+    far = replace(g, x0=g.x0 - 1_100_000)  # about 10° west of the zone's meridian
+    assert ingest._fast_projection(layers.crs, far, locate.to_work) is None
+    vn2000 = CRS("EPSG:3405")  # VN-2000 / UTM zone 48N: not WGS84's UTM
+    assert ingest._fast_projection(vn2000, g, Transformer.from_crs("EPSG:4326", vn2000, always_xy=True)) is None
+
+
 @pytest.mark.parametrize("threads", [1, 2])
 def test_duplicates_are_found_across_blocks_files_and_the_store(tmp_path, monkeypatch, threads):
     """Keys spooled to disk (a tiny memory budget) give the duplicates worked out by hand, with the
@@ -221,6 +263,20 @@ def test_duplicates_are_found_across_blocks_files_and_the_store(tmp_path, monkey
     later.add(keys[2:], dedupe.make_seq(0, np.array([5, 6])))
     dups = dedupe.find_duplicates(later, dedupe.StoredKeys(stored_dir), threads=threads)
     assert [(f, ls.tolist()) for f, ls in dedupe.split_seq(dups)] == [(0, [5, 6])]
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.tuples(st.integers(0, 2**48 - 1), st.integers(0, 7)), min_size=0, max_size=300),
+       st.lists(st.integers(0, 299), max_size=40), st.lists(st.integers(0, 2**64 - 1), max_size=5))
+def test_the_low_bit_table_finds_exactly_the_keys_a_set_holds(pairs, picked, strangers):
+    """dedupe._members against numpy's isin: keys sharing their low 16 bits (high bits differ),
+    picked from the keys themselves and strangers, a set crowded past the table's limit or not."""
+    keys = np.array([(high << 16) | (low * 4099) for high, low in pairs], dtype=np.uint64)
+    few = np.unique(np.concatenate([keys[[i for i in picked if i < len(keys)]], np.array(strangers, dtype=np.uint64)]))
+    expected = np.isin(keys, few)
+    assert np.array_equal(dedupe._members(keys, few), expected)
+    crowded = np.unique(np.concatenate([few, np.arange(5000, dtype=np.uint64) * np.uint64(7919)]))
+    assert np.array_equal(dedupe._members(keys, crowded), np.isin(keys, crowded))
 
 
 def test_subtracting_statistics_takes_out_exactly_those_rows():

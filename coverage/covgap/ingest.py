@@ -84,13 +84,12 @@ class StudyAreaLocator:
         grown[:, [0, -1]] = True
         self.kind = np.where(grown, 2, np.where(centre_in, 1, 0)).astype(np.uint8).ravel()  # 0 out, 1 in, 2 exact
         self.bounds = self.area.bounds
+        self.fast = _fast_projection(layers.crs, grid, self.to_work)
 
     def __call__(self, lon: np.ndarray, lat: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         lon = np.asarray(lon, dtype=float)
         lat = np.asarray(lat, dtype=float)
-        x, y = self.to_work.transform(lon, lat)
-        x = np.asarray(x, dtype=float)
-        y = np.asarray(y, dtype=float)
+        x, y, exact = self._project(lon, lat)
         with np.errstate(invalid="ignore"):
             ok = (np.abs(lat) <= 90) & (np.abs(lon) <= 180)
         x[~ok] = np.nan
@@ -103,12 +102,76 @@ class StudyAreaLocator:
         inside = kind == 1
         edge = np.flatnonzero(kind == 2)
         if len(edge):
+            if exact is not None:  # the boundary test takes the exact coordinates
+                again = edge[~exact[edge]]
+                x[again], y[again] = self._exact(lon[again], lat[again])
             inside[edge] = shapely.contains_xy(self.area, x[edge], y[edge])
         return inside, x, y
+
+    def _exact(self, lon: np.ndarray, lat: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        x, y = self.to_work.transform(lon, lat)
+        return np.asarray(x, dtype=float), np.asarray(y, dtype=float)
+
+    def _project(self, lon: np.ndarray, lat: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+        """``(x, y, which are exact)``: the fast projection, then the exact one again for every point
+        whose cell the fast one could get wrong (nearer a cell edge than :data:`EDGE_GUARD_M`, or
+        outside the box the fast one was checked on). ``None``: all exact (no fast projection)."""
+        if self.fast is None:
+            return (*self._exact(lon, lat), None)
+        fast, (west, south, east, north) = self.fast
+        x, y = fast.transform(lon, lat)
+        x = np.asarray(x, dtype=float)
+        y = np.asarray(y, dtype=float)
+        g = self.grid
+        u = (x - g.x0) / g.size
+        v = (g.y0 - y) / g.size
+        tol = EDGE_GUARD_M / g.size
+        with np.errstate(invalid="ignore"):
+            safe = ((np.abs(u - np.rint(u)) > tol) & (np.abs(v - np.rint(v)) > tol)
+                    & (lon >= west) & (lon <= east) & (lat >= south) & (lat <= north))
+        again = np.flatnonzero(~safe)
+        if len(again):
+            x[again], y[again] = self._exact(lon[again], lat[again])
+        return x, y, ~safe
 
     def inside(self, lon: np.ndarray, lat: np.ndarray) -> np.ndarray:
         """Which WGS84 lon/lat points are inside the study area."""
         return self(lon, lat)[0]
+
+
+#: A point nearer than this (metres) to a cell edge is projected again exactly (StudyAreaLocator).
+EDGE_GUARD_M = 1e-3
+
+
+def _fast_projection(crs: CRS, grid, exact: Transformer) -> tuple[Transformer, tuple[float, float, float, float]] | None:
+    """PROJ's fast transverse Mercator (``+approx``, twice as fast) for a UTM working CRS on WGS84,
+    with the lon/lat box of the grid (a cell wider) on which it was checked to agree with the exact
+    projection to within a hundredth of :data:`EDGE_GUARD_M`; None for any other CRS or a larger error.
+
+    Near its zone the fast projection is off by micrometres, far from it by millimetres and more:
+    the check decides. Points outside the box, and points nearer a cell edge than the guard, are
+    projected again exactly (:meth:`StudyAreaLocator._project`), so every point gets the cell, and
+    every boundary test the coordinates, of the exact projection.
+    """
+    epsg = CRS(crs).to_epsg()
+    if epsg is None or not (32601 <= epsg <= 32660 or 32701 <= epsg <= 32760):
+        return None
+    south = " +south" if epsg > 32700 else ""
+    fast = Transformer.from_crs("EPSG:4326", f"+proj=utm +zone={epsg % 100}{south} +datum=WGS84 +units=m +approx +no_defs",
+                                always_xy=True)
+    to_geo = Transformer.from_crs(crs, "EPSG:4326", always_xy=True)
+    xs = np.linspace(grid.x0 - grid.size, grid.x0 + (grid.ncols + 1) * grid.size, 65)
+    ys = np.linspace(grid.y0 + grid.size, grid.y0 - (grid.nrows + 1) * grid.size, 65)
+    gx, gy = np.meshgrid(xs, ys)
+    lon, lat = (np.asarray(a, dtype=float) for a in to_geo.transform(gx.ravel(), gy.ravel()))
+    if not (np.isfinite(lon).all() and np.isfinite(lat).all()):
+        return None
+    box = (float(lon.min()), float(lat.min()), float(lon.max()), float(lat.max()))
+    lon, lat = (a.ravel() for a in np.meshgrid(np.linspace(box[0], box[2], 201), np.linspace(box[1], box[3], 201)))
+    ex, ey = exact.transform(lon, lat)
+    fx, fy = fast.transform(lon, lat)
+    err = max(np.max(np.abs(np.asarray(ex) - np.asarray(fx))), np.max(np.abs(np.asarray(ey) - np.asarray(fy))))
+    return (fast, box) if err < EDGE_GUARD_M / 100 else None
 
 
 def project_rows(rows: pd.DataFrame, crs: CRS) -> pd.DataFrame:

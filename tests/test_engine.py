@@ -8,6 +8,8 @@ point-in-polygon test, one process, keys in memory.
 
 from __future__ import annotations
 
+import hashlib
+
 import numpy as np
 import pandas as pd
 import pyarrow as pa
@@ -17,6 +19,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from covgap import blocks, cellstats, dedupe, ingest, measurements as meas
+from covgap.errors import InputError
 from covgap.timestamps import parse_timestamps
 
 SETTINGS = settings(max_examples=300, deadline=None, derandomize=True, database=None,
@@ -497,16 +500,47 @@ def test_large_file_path_scans_blocks_and_workers_read_them(tmp_path):
     assert len(refs) > 4 and b"".join(blocks.read_ref(src, r, n).data for r, n in refs) == whole[0].data
     assert [r.first_line for r, _ in refs] == list(np.cumsum([2] + [r.n_lines for r, _ in refs])[:-1])
     assert sum(r.n_lines for r, _ in refs) == whole[0].n_lines
+    sha = hashlib.sha256(src.read_bytes()).hexdigest()
     files = {}
-    for label, workers in (("one", 1), ("two", 2)):
+    # Given its SHA-256, or (two processes) hashed by the scan of its blocks as they are read.
+    for label, workers, known in (("one", 1, sha), ("two", 2, sha), ("hashed by the scan", 2, None)):
         ctx = ingest.read_context(layers, config, now_s=1_790_000_000)
         folder = tmp_path / label
         with ingest.Batch(layers, ctx, folder=folder, block_bytes=1 << 13, workers=workers) as batch:
-            batch.add(src, "4" * 64)
+            batch.add(src, known)
             (record,) = batch.finish(keys_folder=folder / "row_keys")
         files[label] = {p.relative_to(folder).as_posix(): p.read_bytes() for p in folder.rglob("*") if p.is_file()}
-        assert record.rows_used > 500
-    assert files["one"] == files["two"]
+        assert record.rows_used > 500 and record.rows_rejected > 0 and record.sha256 == sha
+    assert files["one"] == files["two"] == files["hashed by the scan"]
+    assert any(name.startswith(f"rejected/{sha[:12]}_") for name in files["one"])
+
+    # The scan hashes a header and a byte-order mark too.
+    bom = tmp_path / "bom.txt"
+    bom.write_bytes(b"\xef\xbb\xbf" + src.read_bytes())
+    hasher = hashlib.sha256()
+    bom_fmt = meas.detect_format(bom)
+    assert bom_fmt.encoding == "utf-8-sig"
+    assert sum(n for _, n in blocks.scan_plain(bom, bom_fmt, block_bytes=1 << 13, hasher=hasher)) == len(src.read_bytes()) - len(
+        src.read_bytes().split(b"\n", 1)[0]) - 1
+    assert hasher.hexdigest() == hashlib.sha256(bom.read_bytes()).hexdigest()
+
+
+def test_a_file_hashed_while_read_and_refused_leaves_no_rejected_rows(hand_project, tmp_path):
+    """Every row of a large file outside the study area: refused (no usable row); the rejected
+    rows it wrote under a temporary name, before its SHA-256 was known, are gone."""
+    from covgap import config as config_mod, pipeline
+
+    config = config_mod.load_config(hand_project)
+    layers = pipeline.load_layers(config)
+    far = tmp_path / "far.csv"
+    far.write_text("lat,lon,rsrp_dbm,technology,operator,timestamp\n"
+                   + "".join(f"1.{i:05d},100.5,-90,LTE,Viettel,{1767225600 + i}\n" for i in range(2000)))
+    folder = tmp_path / "store"
+    with ingest.Batch(layers, ingest.read_context(layers, config), folder=folder, block_bytes=1 << 13, workers=2) as batch:
+        with pytest.raises(InputError, match="no usable row|outside"):
+            batch.add(far)
+        batch.finish(keys_folder=folder / "row_keys")
+    assert not [p for p in folder.rglob("*") if p.is_file() and "rejected" in p.parts]
 
 
 def _slowed(target: str, seconds: float) -> str:

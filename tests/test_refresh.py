@@ -154,6 +154,36 @@ def test_idempotent_same_content_is_skipped_whatever_its_name(hand_project, no_m
     assert tree(out) == before  # byte-identical: nothing was rewritten
 
 
+def test_a_file_whose_size_is_shared_is_hashed_first_and_the_others_while_read(hand_project, no_maps):
+    """A copy of a file in the same batch (same size) is hashed before reading and skipped; a file
+    whose size no other has is hashed while it is read; a later file of a stored file's size but
+    other content is hashed first and taken in. Every record holds its file's SHA-256."""
+    import hashlib
+
+    a, b = split_hand_file(hand_project)
+    out = hand_project.parent / "out"
+    copy = a.parent / "a copy.csv"
+    copy.write_bytes(a.read_bytes())
+    assert a.stat().st_size != b.stat().st_size
+    res = covgap("refresh", "--config", hand_project, a, copy, b)
+    assert res.exit_code == 0, res.output
+    assert "skipped: a copy.csv: same content as a.csv in this batch" in res.output
+    other = a.parent / "other.csv"
+    text = a.read_text(encoding="utf-8")
+    changed = text.replace("-9", "-8", 1)
+    assert changed != text and len(changed) == len(text)
+    other.write_text(changed, encoding="utf-8")
+    res = covgap("refresh", "--config", hand_project, other)
+    assert res.exit_code == 0, res.output
+    recs = {r["name"]: r for r in read_manifest(out)["files"]}
+    assert set(recs) == {"a.csv", "b.csv", "other.csv"}
+    for f in (a, b, other):
+        assert recs[f.name]["sha256"] == hashlib.sha256(f.read_bytes()).hexdigest()
+        if recs[f.name]["rejected_file"]:
+            assert recs[f.name]["rejected_file"].startswith(f"rejected/{recs[f.name]['sha256'][:12]}_")
+    assert not list((out / "store").rglob(".reading-*"))
+
+
 def test_incremental_refreshes_equal_a_full_rebuild(hand_project, no_maps, tmp_path):
     a, b = split_hand_file(hand_project)
     (hand_project.parent / "measurements" / "hand.csv").unlink()

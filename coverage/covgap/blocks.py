@@ -19,6 +19,7 @@ import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -116,10 +117,13 @@ def iter_blocks(path: Path, fmt: MeasurementFormat, *, block_bytes: int = BLOCK_
                 consumed += cut
 
 
-def scan_plain(path: Path, fmt: MeasurementFormat, *, block_bytes: int = BLOCK_BYTES) -> Iterator[tuple[Block, int]] | None:
+def scan_plain(path: Path, fmt: MeasurementFormat, *, block_bytes: int = BLOCK_BYTES,
+               hasher: Any = None) -> Iterator[tuple[Block, int]] | None:
     """The blocks of a plain UTF-8 file as references, ``(Block without bytes, length)``, without making a
     bytes object per block (one reusable buffer, line ends counted by numpy): for reading in other processes.
 
+    ``hasher`` (a ``hashlib`` object), if given, is fed every byte of the file, header included,
+    as the blocks are scanned: once the scan has ended it holds the file's digest (no second read).
     None when the file is compressed or not UTF-8 (then use :func:`iter_blocks`).
     """
     if fmt.encoding not in ("utf-8", "utf-8-sig") or Path(path).suffix.lower() in COMPRESSED_SUFFIXES:
@@ -129,10 +133,13 @@ def scan_plain(path: Path, fmt: MeasurementFormat, *, block_bytes: int = BLOCK_B
         pending = head[3:] if fmt.encoding == "utf-8-sig" and head.startswith(b"\xef\xbb\xbf") else head
         line_no, pending, _ = _skip_header(fh, pending, fmt.header_line, 1 << 20)
         start = fh.tell() - len(pending)
-    return _scan(path, start, line_no, block_bytes)
+        if hasher is not None:
+            fh.seek(0)
+            hasher.update(fh.read(start))
+    return _scan(path, start, line_no, block_bytes, hasher)
 
 
-def _scan(path: Path, start: int, line_no: int, block_bytes: int) -> Iterator[tuple[Block, int]]:
+def _scan(path: Path, start: int, line_no: int, block_bytes: int, hasher: Any = None) -> Iterator[tuple[Block, int]]:
     buf = bytearray(block_bytes)
     with open(path, "rb") as fh:
         pos = start
@@ -151,6 +158,8 @@ def _scan(path: Path, start: int, line_no: int, block_bytes: int) -> Iterator[tu
             else:
                 ends = int(np.count_nonzero(np.frombuffer(buf, dtype=np.uint8, count=cut) == 10))
                 lines = ends + (0 if buf[cut - 1] == 10 else 1)
+            if hasher is not None:  # the blocks follow one another: every byte once, in order
+                hasher.update(memoryview(buf)[:cut])
             yield Block(b"", line_no + 1, lines, pos), cut
             pos += cut
             line_no += lines

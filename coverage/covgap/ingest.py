@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import hashlib
 import itertools
 import logging
 import os
@@ -656,7 +657,10 @@ class Batch:
         """
         path = Path(path)
         fmt = meas.detect_format(path, self.ctx.mapping)
-        if sha256 is None:
+        # Without a SHA-256, a file read by scanning its blocks is hashed by that scan, beside the
+        # reading processes (its rejected rows take the file's name at the end); others first.
+        hasher = hashlib.sha256() if sha256 is None and self._by_scan(path, fmt) else None
+        if sha256 is None and hasher is None:
             sha256 = sha256_file(path)
         pos = self._next_pos
         self._next_pos += 1
@@ -669,7 +673,7 @@ class Batch:
         try:
             with bar_cm as bar:
                 done = 0
-                for res, nbytes in self._results(path, fmt, pos, refs):
+                for res, nbytes in self._results(path, fmt, pos, refs, hasher):
                     tally.add(res)
                     if len(res.rejected):
                         if writer:
@@ -686,6 +690,11 @@ class Batch:
                 if bar is not None and size > done:
                     bar.update(size - done)
             tally.check(path, fmt)
+            if sha256 is None:
+                assert hasher is not None
+                sha256 = hasher.hexdigest()
+                if writer:
+                    writer.name_by(sha256)
         except BaseException:
             self._dropped.add(pos)
             if writer:
@@ -856,19 +865,28 @@ class Batch:
     def _blocks(self, path: Path, fmt: meas.MeasurementFormat):
         return meas._blocks_of(path, fmt, block_bytes=self.block_bytes, max_lines=self.chunk_rows)
 
-    def _results(self, path: Path, fmt: meas.MeasurementFormat, pos: int, refs: list):
+    def _by_scan(self, path: Path, fmt: meas.MeasurementFormat) -> bool:
+        """Whether :meth:`_results` reads the file by scanning its blocks for the worker processes
+        (a plain UTF-8 file of more than two blocks, several workers)."""
+        return (self._dask is None and self.workers > 1 and self.chunk_rows is None
+                and path.stat().st_size > 2 * self.block_bytes and fmt.encoding in ("utf-8", "utf-8-sig")
+                and path.suffix.lower() not in blocks_mod.COMPRESSED_SUFFIXES)
+
+    def _results(self, path: Path, fmt: meas.MeasurementFormat, pos: int, refs: list, hasher: Any = None):
         """``(BlockResult, bytes)`` of each block of the file, in order; large files on worker processes
         (whose statistics come last, in results of no row). ``refs`` receives ``(block ref, length)``
-        of each block of a plain file (to read some again without reading the others)."""
+        of each block of a plain file (to read some again without reading the others). ``hasher`` is
+        given only with :meth:`_by_scan`: the scan feeds it the file's bytes."""
         layers = self.layers
         if self._dask is not None:  # every block a task on the Dask workers, small files too
             yield from self._dask.results(path, fmt, _record_blocks(self._blocks(path, fmt), refs))
             return
-        if self.workers > 1 and self.chunk_rows is None and path.stat().st_size > 2 * self.block_bytes:
-            scanned = blocks_mod.scan_plain(path, fmt, block_bytes=self.block_bytes)
-            if scanned is not None:
-                yield from self._results_parallel(path, fmt, pos, _record(scanned, refs))
-                return
+        if self._by_scan(path, fmt):
+            scanned = blocks_mod.scan_plain(path, fmt, block_bytes=self.block_bytes, hasher=hasher)
+            assert scanned is not None
+            yield from self._results_parallel(path, fmt, pos, _record(scanned, refs))
+            return
+        assert hasher is None
         blocks = _record_blocks(self._blocks(path, fmt), refs)
         first = next(blocks, None)
         if first is None:

@@ -17,7 +17,7 @@ caller holds :func:`covgap.outputs.output_lock`. See docs/refresh.md.
 from __future__ import annotations
 
 import logging
-from collections import deque
+from collections import Counter, deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -271,11 +271,23 @@ def _ingest_batch(files: list[Path], store: Store, layers: pipeline.Layers, ctx:
     """
     outcomes: list[FileOutcome | None] = []  # None: being read, filled in file order
     batch: dict[str, Path] = {}
-    reading: deque[tuple[int, str]] = deque()  # (place in outcomes, sha256) of each file given to the reader
+    reading: deque[tuple[int, str | None]] = deque()  # (place in outcomes, sha256) of each file given to the reader
+    sizes = Counter(_size(path) for path in files)
+    stored_sizes = {r.size_bytes for r in store.files}
 
     def to_read():
-        """Hash, skip or refuse each file; yield those to read (the reader takes them a few files ahead)."""
+        """Hash, skip or refuse each file; yield those to read (the reader takes them a few files ahead).
+
+        A file whose size no other file of the batch and none taken in has is new whatever its
+        content: the reader hashes it while reading it (one pass over its bytes, beside the reading
+        processes) instead of before."""
         for path in files:
+            size = _size(path)
+            if size is not None and sizes[size] == 1 and size not in stored_sizes:
+                reading.append((len(outcomes), None))
+                outcomes.append(None)
+                yield path, None
+                continue
             try:
                 sha = outputs.sha256_file(path)
             except OSError as err:
@@ -300,6 +312,8 @@ def _ingest_batch(files: list[Path], store: Store, layers: pipeline.Layers, ctx:
                       chunk_rows=chunk_rows, workers=workers, engine=engine) as reader:
         for path, got in reader.add_files(to_read()):
             at, sha = reading.popleft()
+            if sha is None:  # hashed by the reader
+                sha = got.sha256 if isinstance(got, FileRecord) else _sha256_or_empty(path)
             if isinstance(got, InputError):
                 outcomes[at] = FileOutcome(path, sha, "refused", str(got))
                 log.warning("refused %s", got)
@@ -320,6 +334,20 @@ def _ingest_batch(files: list[Path], store: Store, layers: pipeline.Layers, ctx:
     if folder is not None:
         store.files += [o.record for o in done if o.status == "taken" and o.record is not None]
     return done
+
+
+def _size(path: Path) -> int | None:
+    try:
+        return path.stat().st_size
+    except OSError:  # refused when it is read
+        return None
+
+
+def _sha256_or_empty(path: Path) -> str:
+    try:
+        return outputs.sha256_file(path)
+    except OSError:
+        return ""
 
 
 def _write_errors_log(outcomes: list[FileOutcome], folder: Path) -> None:

@@ -25,6 +25,7 @@ import json
 import logging
 import os
 import shutil
+import uuid
 from typing import TextIO
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
@@ -240,15 +241,35 @@ class RejectedWriter:
     when no row was rejected.
     """
 
-    def __init__(self, folder: Path, sha256: str, name: str):
-        safe = "".join(ch if ch.isalnum() or ch in "._-" else "_" for ch in name)
-        self._rel = f"{REJECTED_DIR}/{sha256[:12]}_{safe}"
-        if not self._rel.lower().endswith(".csv"):
-            self._rel += ".csv"
+    def __init__(self, folder: Path, sha256: str | None, name: str):
+        self.folder = folder
+        self._name = name
+        # Without the SHA-256 yet (a file hashed while it is read), a temporary name in the batch's
+        # own folder until :meth:`name_by` gives the file its name.
+        self._rel = self._rel_for(sha256) if sha256 is not None else f"{REJECTED_DIR}/.reading-{uuid.uuid4().hex}.csv"
         self.path = folder / self._rel
         self._fh: TextIO | None = None
         self._created = False  # this writer made self.path (the only file discard() may delete)
         self.rows = 0
+
+    def _rel_for(self, sha256: str) -> str:
+        safe = "".join(ch if ch.isalnum() or ch in "._-" else "_" for ch in self._name)
+        rel = f"{REJECTED_DIR}/{sha256[:12]}_{safe}"
+        return rel if rel.lower().endswith(".csv") else rel + ".csv"
+
+    def name_by(self, sha256: str) -> None:
+        """Give the rows written so far (under a temporary name) the file's name, once its SHA-256 is known."""
+        self.close()
+        rel = self._rel_for(sha256)
+        if self._created:
+            final = self.folder / rel
+            if final.exists():  # two files of one content are never both taken in: not covgap's file to replace
+                raise FileExistsError(f"{final} exists already")
+            os.rename(self.path, final)
+            self.path = final
+        else:
+            self.path = self.folder / rel
+        self._rel = rel
 
     @property
     def rel_path(self) -> str:

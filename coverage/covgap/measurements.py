@@ -640,6 +640,9 @@ def parse_time_column(arr: pa.Array, timezone: str) -> tuple[np.ndarray, np.ndar
             return out, present
         if shape in ("aware", "naive"):
             ts = pc.cast(arr, pa.timestamp("ns", tz="UTC" if shape == "aware" else None))
+            if shape == "aware" and not ts.null_count:  # Unix nanoseconds, floored to seconds as timestamps._epoch does
+                ns = pc.cast(ts, pa.int64()).to_numpy(zero_copy_only=False)
+                return np.floor_divide(ns, 1_000_000_000).astype(float), present
             series = pd.Series(ts.to_pandas())
             if shape == "naive":
                 series = series.dt.tz_localize(timezone, ambiguous="NaT", nonexistent="NaT")

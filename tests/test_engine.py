@@ -282,6 +282,41 @@ def test_the_low_bit_table_finds_exactly_the_keys_a_set_holds(pairs, picked, str
     assert np.array_equal(dedupe._members(keys, crowded), np.isin(keys, crowded))
 
 
+def test_a_large_file_beside_small_ones_has_its_duplicates_read_again_by_every_worker(hand_project, tmp_path,
+                                                                                      monkeypatch):
+    """A batch of the hand rows three times over (57 duplicates, in many blocks) and a small file of
+    four rows the first file holds already: the large file holds more than half the duplicates, so
+    both reading processes read some of its blocks again; the small one is a task of its own. The
+    store is byte for byte that of one process."""
+    from conftest import hand_csv_lines
+
+    config, layers = _hand_layers(hand_project)
+    hand = hand_csv_lines()
+    thrice = tmp_path / "thrice.csv"
+    thrice.write_text("\n".join([hand[0]] + hand[1:] * 3) + "\n", encoding="utf-8")
+    small = tmp_path / "small.csv"
+    small.write_text("\n".join([hand[0], *hand[1:4], hand[1]]) + "\n", encoding="utf-8")
+    by_blocks = []
+    real = ingest.Batch._take_out_by_blocks
+    monkeypatch.setattr(ingest.Batch, "_take_out_by_blocks", lambda self, taken, parts, results: (
+        by_blocks.append((taken.path.name, [len(p) for p in parts])), real(self, taken, parts, results))[1])
+    stores, records = {}, {}
+    for workers in (1, 2):
+        folder = tmp_path / f"store{workers}"
+        ctx = ingest.read_context(layers, config, now_s=1_790_000_000)
+        with ingest.Batch(layers, ctx, folder=folder, chunk_rows=2, workers=workers) as batch:
+            batch.add(thrice, "3" * 64)
+            batch.add(small, "4" * 64)
+            records[workers] = batch.finish(keys_folder=folder / "row_keys")
+        stores[workers] = {q.relative_to(folder).as_posix(): q.read_bytes() for q in folder.rglob("*") if q.is_file()}
+    assert stores[1] == stores[2]
+    big, little = records[2]
+    assert (big.rows_used, big.rejected_by_reason["duplicate_row"]) == (27, 57)
+    assert (little.rows_used, little.rejected_by_reason["duplicate_row"]) == (0, 4)
+    assert len(by_blocks) == 1 and by_blocks[0][0] == "thrice.csv" and len(by_blocks[0][1]) == 2
+    assert sum(by_blocks[0][1]) == 57
+
+
 def test_subtracting_statistics_takes_out_exactly_those_rows():
     from covgap.grid import make_grid
     from pyproj import CRS
@@ -345,8 +380,8 @@ def test_a_file_repeating_its_rows_keeps_the_statistics_of_one_copy(hand_project
 
     by_blocks = []  # with two processes, the duplicates (in many blocks) are read again by both
     real = ingest.Batch._take_out_by_blocks
-    monkeypatch.setattr(ingest.Batch, "_take_out_by_blocks", lambda self, taken, parts: (
-        by_blocks.append([len(p) for p in parts]), real(self, taken, parts))[1])
+    monkeypatch.setattr(ingest.Batch, "_take_out_by_blocks", lambda self, taken, parts, results: (
+        by_blocks.append([len(p) for p in parts]), real(self, taken, parts, results))[1])
     _, in_one_process = read(thrice, "reference", workers=1)
     one, one_files = read(once, "once")
     assert (one.rows_used, one.rejected_by_reason["duplicate_row"]) == (27, 1)

@@ -991,10 +991,8 @@ class Batch:
         by_pos = {t.pos: t for t in self.taken}
         todo = [(by_pos[pos], lines) for pos, lines in dedupe.split_seq(dups)]
         in_workers = self.workers > 1 and self._dask is None
-        if len(todo) > 1 and in_workers:
+        if in_workers and (len(todo) > 1 or (todo and len(_by_blocks(*todo[0], self.workers)) > 1)):
             self._take_out_in_workers(todo)
-        elif len(todo) == 1 and in_workers and len(parts := _by_blocks(*todo[0], self.workers)) > 1:
-            self._take_out_by_blocks(todo[0][0], parts)
         else:
             for taken, lines in todo:
                 self._take_out(taken, lines)
@@ -1039,18 +1037,39 @@ class Batch:
             self.on_rejected(dup_rejected)
 
     def _take_out_in_workers(self, todo: list[tuple[_Taken, np.ndarray]]) -> None:
-        """:meth:`_take_out` of each file on the worker processes, a few files at a time, applied in file order."""
-        opts = dict(folder=self.folder, block_bytes=self.block_bytes, chunk_rows=self.chunk_rows)
-        results = self._run_in_workers([("takeout", (taken, lines), opts) for taken, lines in todo])
-        for (taken, _), result in zip(todo, results):
-            self._apply_take_out(taken, result)
+        """:meth:`_take_out` of each file on the worker processes, a few tasks at a time, applied in file order.
 
-    def _take_out_by_blocks(self, taken: _Taken, parts: list[np.ndarray]) -> None:
-        """:meth:`_take_out` of one file whose duplicates lie in many blocks: each worker process reads the
-        lines of some of the blocks again; their statistics are merged and taken out here."""
-        light = replace(taken, stats=None)  # the reading needs no statistics: they stay here
-        opts = dict(block_bytes=self.block_bytes, chunk_rows=self.chunk_rows)
-        results = list(self._run_in_workers([("duprows", (light, lines), opts) for lines in parts]))
+        A file is one task, except a file that holds more than its share of the batch's duplicates
+        (more than 1/workers of them: one large file, or a large file beside small ones) spread over
+        several blocks: every worker reads some of its blocks again (:meth:`_take_out_by_blocks`), so
+        it does not keep one worker busy while the others wait. Files of similar sizes stay a task
+        each: their statistics are then rewritten by the workers, not here.
+        """
+        total = sum(len(lines) for _, lines in todo)
+        file_opts = dict(folder=self.folder, block_bytes=self.block_bytes, chunk_rows=self.chunk_rows)
+        block_opts = dict(block_bytes=self.block_bytes, chunk_rows=self.chunk_rows)
+        plan: list[tuple[_Taken, list[np.ndarray] | None]] = []
+        tasks: list[tuple[str, tuple, dict]] = []
+        for taken, lines in todo:
+            parts = _by_blocks(taken, lines, self.workers) if len(lines) * self.workers > total else [lines]
+            if len(parts) > 1:
+                light = replace(taken, stats=None)  # the reading needs no statistics: they stay here
+                tasks += [("duprows", (light, part), block_opts) for part in parts]
+                plan.append((taken, parts))
+            else:
+                tasks.append(("takeout", (taken, lines), file_opts))
+                plan.append((taken, None))
+        results = self._run_in_workers(tasks)
+        for taken, by_blocks in plan:
+            if by_blocks is None:
+                self._apply_take_out(taken, next(results))
+            else:
+                self._take_out_by_blocks(taken, by_blocks, [next(results) for _ in by_blocks])
+
+    def _take_out_by_blocks(self, taken: _Taken, parts: list[np.ndarray], results: list) -> None:
+        """:meth:`_take_out` of one file whose duplicates the worker processes read again, each the lines
+        ``parts[i]`` of some of its blocks (``results``: their rows as ``duplicate_rows`` gives them):
+        their statistics are merged and taken out here."""
         minus = cellstats.merge_stats(*(m for m, _ in results))
         dup_rejected = pd.concat([r for _, r in results], ignore_index=True)
         self._apply_take_out(taken, apply_take_out(taken, sum(len(lines) for lines in parts), minus, dup_rejected,

@@ -213,16 +213,16 @@ def test_maps_left_behind_by_a_killed_run_are_redrawn_by_the_next_refresh(hand_p
     assert maps.maps_are_current(out, maps_dir)
     drawn_from_a = (maps_dir / "index.html").read_bytes()
     # The outputs of b are swapped in, then the run dies before its maps (here: the map writer fails once).
-    real = maps.write_maps_from_layers
+    real = maps.write_rendered_maps
 
     def dies(*args, **kwargs):
         raise OutputError("killed before the maps")
 
-    monkeypatch.setattr(maps, "write_maps_from_layers", dies)
+    monkeypatch.setattr(maps, "write_rendered_maps", dies)
     assert covgap("refresh", "--config", hand_project, b).exit_code == 1
     assert (maps_dir / "index.html").read_bytes() == drawn_from_a
     assert not maps.maps_are_current(out, maps_dir)
-    monkeypatch.setattr(maps, "write_maps_from_layers", real)
+    monkeypatch.setattr(maps, "write_rendered_maps", real)
     # Nothing new to take in, but the maps are behind the results: they are redrawn.
     res = covgap("refresh", "--config", hand_project, b)
     assert res.exit_code == 0, res.output
@@ -234,6 +234,40 @@ def test_maps_left_behind_by_a_killed_run_are_redrawn_by_the_next_refresh(hand_p
     res = covgap("refresh", "--config", hand_project, b)
     assert res.exit_code == 0 and "redrawn" not in res.output
     assert os.stat(maps_dir / "index.html").st_mtime_ns == mtime
+
+
+def test_maps_rendered_beside_the_partner_packages_equal_maps_drawn_from_the_outputs(hand_project, monkeypatch,
+                                                                                   tmp_path):
+    """A run renders its pages while the partner packages are written, from the display layers in the
+    temporary output folder; they are the pages drawn afterwards from the output folder, byte for
+    byte. Pages that cannot be rendered then are drawn after the swap, as before."""
+    out, maps_dir = hand_project.parent / "out", hand_project.parent / "maps"
+    calls = []
+    real = maps.render_maps
+
+    def counted(*args, **kwargs):
+        calls.append(1)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(maps, "render_maps", counted)
+    assert covgap("run", "--config", hand_project).exit_code == 0
+    assert len(calls) == 1  # rendered once, beside the partner packages
+    redrawn = maps.write_maps_from_layers(maps.read_map_layers(out), tmp_path / "again", lang="vi")
+    assert {p.name: p.read_bytes() for p in redrawn} == {p.name: p.read_bytes() for p in maps_dir.glob("*.html")}
+    assert maps.maps_are_current(out, maps_dir)
+
+    fails_once = []
+
+    def fails_first(*args, **kwargs):
+        if not fails_once:
+            fails_once.append(1)
+            raise OutputError("cannot render now")
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(maps, "render_maps", fails_first)
+    res = covgap("run", "--config", hand_project)
+    assert res.exit_code == 0, res.output
+    assert len(fails_once) == 1 and maps.maps_are_current(out, maps_dir)
 
 
 # --------------------------------------------------------------------------- messages

@@ -7,6 +7,7 @@ exit status 1; anything else is a bug and shows its traceback with ``-v``.
 
 from __future__ import annotations
 
+import functools
 import logging
 import sys
 import time
@@ -120,13 +121,16 @@ def _execute(config: Config, paths: list[Path] | None = None, *, full_rebuild: b
     started = time.monotonic()
     out_dir = Path(config.output.dir)
     outputs.check_output_locations(config, paths or (), overwrite=overwrite)
+    rendered: dict = {}  # the map pages, rendered while the partner packages are written (_write_products)
     with outputs.output_lock(out_dir, wait=wait):
         outcome = refresh.update_outputs(config, paths, full_rebuild=full_rebuild, dry_run=dry_run,
-                                         write_products=_write_products, progress=_progress_bar, overwrite=overwrite)
+                                         write_products=functools.partial(_write_products, rendered=rendered),
+                                         progress=_progress_bar, overwrite=overwrite)
         written_maps = []
         if outcome.results is not None or (
                 not dry_run and not maps.maps_are_current(out_dir, Path(config.output.maps_dir))):
-            written_maps = _write_maps(outcome.results, config, overwrite=overwrite)
+            written_maps = _write_maps(outcome.results, config, overwrite=overwrite,
+                                       rendered=rendered.get("maps") if outcome.results is not None else None)
     for line in refresh.summary_lines(outcome, out_dir):
         click.echo(line)
     status = 3 if outcome.with_status("refused") else 0
@@ -158,17 +162,27 @@ def _results_of(out: Path, config: Config):
     return pipeline.run_pipeline(config)
 
 
-def _write_products(results, folder: Path) -> None:
+def _write_products(results, folder: Path, rendered: dict | None = None) -> None:
     """Everything that goes into the (temporary) output folder: tables, GeoPackage, GeoTIFFs, partner packages.
 
     The partner packages are written by a forked child meanwhile (covgap.forked): the second core.
+    With ``rendered``, the map pages are rendered too, from the display layers just written,
+    while the child finishes (``rendered["maps"]``; they are written only once the outputs are
+    in place, by :func:`_write_maps`). Pages that cannot be rendered are left to it, which
+    says why at the same point as before.
     """
-    from covgap import outputs, partners, pipeline
+    from covgap import maps, outputs, partners, pipeline
     from covgap.forked import Forked
 
     with Forked(partners.write_partner_packages, results, folder / "partners",
                 inline=pipeline.one_process(results.config)) as packages:  # an error or Ctrl-C stops it too
         outputs.write_outputs(results, folder)
+        if rendered is not None:
+            out = results.config.output
+            try:
+                rendered["maps"] = maps.render_maps(maps.read_map_layers(folder), lang=out.lang, assets=out.map_assets)
+            except Exception:  # drawn again after the swap, where the error is reported as before
+                rendered.pop("maps", None)
         packages.result()
 
 
@@ -185,16 +199,20 @@ def _progress_bar(label: str, total_bytes: int):
                              show_percent=True, show_eta=True)
 
 
-def _write_maps(results, config: Config, *, overwrite: bool = False) -> list[Path]:
+def _write_maps(results, config: Config, *, overwrite: bool = False, rendered=None) -> list[Path]:
     """Draw the maps from the display layers saved in the output folder (``results`` is not needed).
 
     The saved layers are what :func:`covgap.maps.map_layers` made of the results, so
     drawing from them is drawing from the results, and the maps record which layers
-    they show (:func:`covgap.maps.maps_are_current`).
+    they show (:func:`covgap.maps.maps_are_current`). ``rendered``: the pages already
+    rendered from those same layers (in the temporary output folder, before it was swapped in).
     """
     from covgap import maps
 
     out = Path(config.output.dir)
+    if rendered is not None:
+        return maps.write_rendered_maps(rendered, Path(config.output.maps_dir), source=out / maps.MAP_LAYERS_NAME,
+                                        overwrite=overwrite)
     return maps.write_maps_from_layers(maps.read_map_layers(out), Path(config.output.maps_dir), lang=config.output.lang,
                                        source=out / maps.MAP_LAYERS_NAME, overwrite=overwrite,
                                        assets=config.output.map_assets)

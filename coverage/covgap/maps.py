@@ -31,6 +31,7 @@ import os
 import re
 import shutil
 import warnings
+from dataclasses import dataclass
 from pathlib import Path
 
 import geopandas as gpd
@@ -777,31 +778,18 @@ def write_maps(results, maps_dir: Path, *, lang: str = "vi", assets: str = "auto
     return write_maps_from_layers(map_layers(results), maps_dir, lang=lang, assets=assets)
 
 
-def write_maps_from_layers(data: dict, maps_dir: Path, *, lang: str = "vi", source: Path | None = None,
-                           overwrite: bool = False, assets: str = "auto") -> list[Path]:
-    """Write every page from saved display data (see :func:`write_maps`); used by ``covgap map``.
+@dataclass
+class RenderedMaps:
+    """Map pages rendered and checked, not yet written (:func:`render_maps`, :func:`write_rendered_maps`)."""
 
-    Every page is rendered and checked first, then written to a temporary file in
-    ``maps_dir`` and moved into place with ``os.replace``; commune pages of an
-    earlier run that no longer exist are removed. A page is only replaced if covgap
-    wrote it (its generator tag), unless ``overwrite``.
+    pages: dict[str, str]  # file name → HTML, the district's page first
+    files: dict[str, bytes]  # shared assets (name → bytes); empty for self-contained pages
+    mode: str  # "inline" or "shared"
+    lang: str
 
-    ``assets`` (``[output] map_assets``): ``"inline"`` pages are self-contained;
-    ``"shared"`` pages load Leaflet, covgap's script and style and the data every
-    page shares (:func:`shared_page_data`) from ``maps_dir/assets/``, files named by a
-    hash of their content; ``"auto"`` is inline up to :data:`SHARED_ABOVE_PAGES` pages,
-    shared above. The assets folder is covgap's only when it holds covgap's mark
-    (:data:`ASSETS_RECORD`, the files covgap wrote there): a folder without it is
-    refused, never written into; only the files of the mark are ever replaced or
-    removed (the files no page refers to any more, and all of them when the pages
-    go back to inline).
 
-    ``source``, the ``map_layers.json.gz`` the data was read from, is recorded in
-    :data:`MAPS_RECORD` once every page and asset is in place, so that
-    :func:`maps_are_current` can tell maps drawn from other results (a run killed
-    before its maps) and ``covgap run``/``refresh`` redraw them.
-    """
-    maps_dir = Path(maps_dir)
+def render_maps(data: dict, *, lang: str = "vi", assets: str = "auto") -> RenderedMaps:
+    """Every page of saved display data rendered in memory (see :func:`write_maps_from_layers`)."""
     for commune in data["communes"]:
         name = commune["file"]
         if not re.fullmatch(r"[a-z0-9][a-z0-9-]*\.html", name) or name == INDEX_NAME:
@@ -821,6 +809,44 @@ def write_maps_from_layers(data: dict, maps_dir: Path, *, lang: str = "vi", sour
     else:
         pages = {name: mappage.render_html(page_data(data, scope=scope, lang=lang, by_commune=by_commune))
                  for name, scope in scopes.items()}
+    return RenderedMaps(pages=pages, files=files, mode=mode, lang=lang)
+
+
+def write_maps_from_layers(data: dict, maps_dir: Path, *, lang: str = "vi", source: Path | None = None,
+                           overwrite: bool = False, assets: str = "auto") -> list[Path]:
+    """Write every page from saved display data (see :func:`write_maps`); used by ``covgap map``.
+
+    Every page is rendered and checked first (:func:`render_maps`), then written
+    (:func:`write_rendered_maps`).
+    """
+    return write_rendered_maps(render_maps(data, lang=lang, assets=assets), maps_dir, source=source, overwrite=overwrite)
+
+
+def write_rendered_maps(rendered: RenderedMaps, maps_dir: Path, *, source: Path | None = None,
+                        overwrite: bool = False) -> list[Path]:
+    """Write rendered pages into ``maps_dir``.
+
+    Each page is written to a temporary file in ``maps_dir`` and moved into place with
+    ``os.replace``; commune pages of an earlier run that no longer exist are removed. A
+    page is only replaced if covgap wrote it (its generator tag), unless ``overwrite``.
+
+    Shared pages (``[output] map_assets``: ``"inline"`` pages are self-contained;
+    ``"shared"`` pages load Leaflet, covgap's script and style and the data every
+    page shares (:func:`shared_page_data`) from ``maps_dir/assets/``, files named by a
+    hash of their content; ``"auto"`` is inline up to :data:`SHARED_ABOVE_PAGES` pages,
+    shared above). The assets folder is covgap's only when it holds covgap's mark
+    (:data:`ASSETS_RECORD`, the files covgap wrote there): a folder without it is
+    refused, never written into; only the files of the mark are ever replaced or
+    removed (the files no page refers to any more, and all of them when the pages
+    go back to inline).
+
+    ``source``, the ``map_layers.json.gz`` the pages were rendered from, is recorded in
+    :data:`MAPS_RECORD` once every page and asset is in place, so that
+    :func:`maps_are_current` can tell maps drawn from other results (a run killed
+    before its maps) and ``covgap run``/``refresh`` redraw them.
+    """
+    maps_dir = Path(maps_dir)
+    pages, files, mode, lang = rendered.pages, rendered.files, rendered.mode, rendered.lang
     if not overwrite:
         foreign = sorted(n for n in pages if (maps_dir / n).exists() and not is_covgap_page(maps_dir / n))
         if foreign:

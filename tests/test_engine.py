@@ -241,6 +241,39 @@ def test_the_fast_projection_gives_every_point_the_cell_and_answer_of_the_exact_
     assert ingest._fast_projection(vn2000, g, Transformer.from_crs("EPSG:4326", vn2000, always_xy=True)) is None
 
 
+@pytest.mark.parametrize("epsg,centre", [(32749, (111.2, -7.4)), (32633, (16.1, 48.2))])
+def test_the_fast_projection_in_other_utm_zones_gives_the_exact_cells(epsg, centre):
+    """A study area south of the equator (UTM 49S, Java) and one in Europe (UTM 33N): the fast projection
+    is used and every point, on or near cell edges and on the area's boundary, gets the exact
+    projection's cell and inside/outside answer."""
+    from types import SimpleNamespace
+
+    from pyproj import CRS, Transformer
+
+    from covgap.grid import make_grid
+
+    crs = CRS(f"EPSG:{epsg}")
+    to_xy = Transformer.from_crs("EPSG:4326", crs, always_xy=True)
+    cx, cy = to_xy.transform(*centre)
+    area = shapely.Polygon([(cx - 9000, cy - 7000), (cx + 11000, cy - 6000), (cx + 8000, cy + 9000), (cx - 10000, cy + 5000)])
+    grid = make_grid(area.bounds, size=100.0, crs=crs)
+    locate = ingest.StudyAreaLocator(SimpleNamespace(crs=crs, grid=grid, study_area=area))
+    assert locate.fast is not None
+    rng = np.random.default_rng(epsg)
+    n = 40_000
+    offsets = rng.choice([0.0, 1e-7, -1e-7, 5e-4, -5e-4, 2e-3, -2e-3], n)
+    x = np.r_[grid.x0 + rng.integers(0, grid.ncols, n) * grid.size + offsets, rng.uniform(*area.bounds[::2], n)]
+    y = np.r_[grid.y0 - rng.integers(0, grid.nrows, n) * grid.size + offsets, rng.uniform(*area.bounds[1::2], n)]
+    on = shapely.line_interpolate_point(area.boundary, rng.uniform(0, area.boundary.length, 4000))
+    x, y = np.r_[x, shapely.get_x(on)], np.r_[y, shapely.get_y(on)]
+    lon, lat = (np.asarray(a) for a in Transformer.from_crs(crs, "EPSG:4326", always_xy=True).transform(x, y))
+    inside, px, py = locate(lon, lat)
+    ex, ey = (np.asarray(a) for a in locate.to_work.transform(lon, lat))
+    np.testing.assert_array_equal(grid.cell_of(px, py), grid.cell_of(ex, ey))
+    np.testing.assert_array_equal(inside, shapely.contains_xy(area, ex, ey))
+    assert 0 < inside.sum() < len(inside)
+
+
 @pytest.mark.parametrize("threads", [1, 2])
 def test_duplicates_are_found_across_blocks_files_and_the_store(tmp_path, monkeypatch, threads):
     """Keys spooled to disk (a tiny memory budget) give the duplicates worked out by hand, with the

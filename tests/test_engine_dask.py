@@ -28,16 +28,24 @@ def _run(config, out: Path, **kw) -> dict[str, bytes]:
 
 
 @pytest.mark.slow
-def test_dask_engine_gives_the_outputs_of_the_local_engine(tmp_path, caplog):
+def test_dask_engine_gives_the_outputs_of_the_local_engine(tmp_path, caplog, monkeypatch):
     """The sample on a 2-worker LocalCluster in blocks of 300 lines (gzip blocks sent as bytes, plain
-    ones as references; the statistics merged by the tree reduction across both workers)."""
+    ones as references; the statistics merged by the tree reduction across both workers; the
+    duplicates read again on the workers: the sample's one duplicate line, of the G-NetTrack log)."""
     pytest.importorskip("distributed")
+    from covgap import engine_dask
+
     config = load_config(SAMPLE)
     local = _run(config, tmp_path / "local")
     dask_config = dataclasses.replace(config, engine=EngineConfig(name="dask", workers=2))
+    read_again = []
+    real = engine_dask.DaskExecutor.duplicate_rows
+    monkeypatch.setattr(engine_dask.DaskExecutor, "duplicate_rows", lambda self, taken, parts, **kw: (
+        read_again.append((taken.path.name, [len(p) for p in parts])), real(self, taken, parts, **kw))[1])
     with caplog.at_level("INFO", logger="covgap"):
         on_dask = _run(dask_config, tmp_path / "dask", chunk_rows=300)
     assert "dask engine: LocalCluster of 2 worker processes" in caplog.text
+    assert read_again == [("gnettrack_vtl_2026-04-18.txt", [1])]
     assert any(name.startswith("store/stats/") for name in local)
     assert sum(name.endswith(".csv") for name in local) >= 5
     assert sorted(on_dask) == sorted(local)

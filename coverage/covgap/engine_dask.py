@@ -20,6 +20,7 @@ module only when the dask engine is chosen.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import uuid
 from collections import deque
@@ -60,6 +61,17 @@ def read_block_task(settings: ingest.ReadSettings, block: Block, length: int | N
         return partial, res, None
     except Exception as err:
         return None, None, ingest.error_payload(err)
+
+
+def duplicate_rows_task(settings: ingest.ReadSettings, taken, lines, block_bytes: int, chunk_rows: int | None) -> tuple:
+    """Read the duplicate lines ``lines`` of a file again on a worker (some of its blocks):
+    ``(ingest.duplicate_rows result, error)``, errors returned as in :func:`read_block_task`."""
+    try:
+        ctx = ingest.context_of(settings)
+        return ingest.duplicate_rows(taken, lines, ctx, settings.grid, settings.crs, block_bytes=block_bytes,
+                                     chunk_rows=chunk_rows), None
+    except Exception as err:
+        return None, ingest.error_payload(err)
 
 
 def merge_partials(settings: ingest.ReadSettings, *parts: cellstats.PartialStats | None) -> cellstats.PartialStats | None:
@@ -131,6 +143,23 @@ class DaskExecutor:
         if self.cluster is not None:
             self.cluster.close()
             self.cluster = None
+
+    def duplicate_rows(self, taken, parts: list, *, block_bytes: int, chunk_rows: int | None) -> list[tuple]:
+        """The duplicate lines of one file read again on the workers, ``parts[i]`` (the lines of some of
+        its blocks) a task each: their ``(statistics, rejected rows)`` in order (``Batch._take_out_by_blocks``)."""
+        light = dataclasses.replace(taken, stats=None, path=Path(taken.path).resolve())  # the workers may run elsewhere
+        tag = uuid.uuid4().hex[:12]
+        futures = [self.client.submit(duplicate_rows_task, self.settings, light, lines, block_bytes, chunk_rows,
+                                      key=f"covgap-duprows-{tag}-{i}") for i, lines in enumerate(parts)]
+        try:
+            got = self.client.gather(futures)
+        except BaseException:
+            self.client.cancel(futures)
+            raise
+        for _, error in got:
+            if error is not None:
+                ingest.raise_payload(Path(taken.path), error)
+        return [result for result, _ in got]
 
     def results(self, path: Path, fmt: meas.MeasurementFormat, blocks):
         """``(BlockResult, bytes)`` of each block in order (statistics merged away), then one result of

@@ -991,7 +991,12 @@ class Batch:
         by_pos = {t.pos: t for t in self.taken}
         todo = [(by_pos[pos], lines) for pos, lines in dedupe.split_seq(dups)]
         in_workers = self.workers > 1 and self._dask is None
-        if in_workers and (len(todo) > 1 or (todo and len(_by_blocks(*todo[0], self.workers)) > 1)):
+        if self._dask is not None:  # each file's duplicates read again on the Dask workers, some blocks a task
+            for taken, lines in todo:
+                parts = _by_blocks(taken, lines, self._dask.workers)
+                self._take_out_by_blocks(taken, parts, self._dask.duplicate_rows(
+                    taken, parts, block_bytes=self.block_bytes, chunk_rows=self.chunk_rows))
+        elif in_workers and (len(todo) > 1 or (todo and len(_by_blocks(*todo[0], self.workers)) > 1)):
             self._take_out_in_workers(todo)
         else:
             for taken, lines in todo:

@@ -985,8 +985,9 @@ class Batch:
         """
         if self._pool is not None:
             self._pool.sync()
+        # With Dask, the duplicate search runs on the client once the workers are done: its own cores.
         dups = dedupe.find_duplicates(self.spool, self.stored, drop_files=self._dropped, new_folder=keys_folder,
-                                      threads=self.workers if self._dask is None else 1)
+                                      threads=self.workers if self._dask is None else default_workers())
         shutil.rmtree(self._spool_dir, ignore_errors=True)
         by_pos = {t.pos: t for t in self.taken}
         todo = [(by_pos[pos], lines) for pos, lines in dedupe.split_seq(dups)]

@@ -117,6 +117,11 @@ def iter_blocks(path: Path, fmt: MeasurementFormat, *, block_bytes: int = BLOCK_
                 consumed += cut
 
 
+def scannable(path: Path, fmt: MeasurementFormat) -> bool:
+    """Whether :func:`scan_plain` can cut the file: plain (not compressed) UTF-8."""
+    return fmt.encoding in ("utf-8", "utf-8-sig") and Path(path).suffix.lower() not in COMPRESSED_SUFFIXES
+
+
 def scan_plain(path: Path, fmt: MeasurementFormat, *, block_bytes: int = BLOCK_BYTES,
                hasher: Any = None) -> Iterator[tuple[Block, int]] | None:
     """The blocks of a plain UTF-8 file as references, ``(Block without bytes, length)``, without making a
@@ -124,9 +129,9 @@ def scan_plain(path: Path, fmt: MeasurementFormat, *, block_bytes: int = BLOCK_B
 
     ``hasher`` (a ``hashlib`` object), if given, is fed every byte of the file, header included,
     as the blocks are scanned: once the scan has ended it holds the file's digest (no second read).
-    None when the file is compressed or not UTF-8 (then use :func:`iter_blocks`).
+    None when the file is compressed or not UTF-8 (:func:`scannable`; then use :func:`iter_blocks`).
     """
-    if fmt.encoding not in ("utf-8", "utf-8-sig") or Path(path).suffix.lower() in COMPRESSED_SUFFIXES:
+    if not scannable(path, fmt):
         return None
     with open(path, "rb") as fh:
         head = fh.read(3)

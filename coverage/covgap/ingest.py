@@ -869,8 +869,7 @@ class Batch:
         """Whether :meth:`_results` reads the file by scanning its blocks for the worker processes
         (a plain UTF-8 file of more than two blocks, several workers)."""
         return (self._dask is None and self.workers > 1 and self.chunk_rows is None
-                and path.stat().st_size > 2 * self.block_bytes and fmt.encoding in ("utf-8", "utf-8-sig")
-                and path.suffix.lower() not in blocks_mod.COMPRESSED_SUFFIXES)
+                and path.stat().st_size > 2 * self.block_bytes and blocks_mod.scannable(path, fmt))
 
     def _results(self, path: Path, fmt: meas.MeasurementFormat, pos: int, refs: list, hasher: Any = None):
         """``(BlockResult, bytes)`` of each block of the file, in order; large files on worker processes

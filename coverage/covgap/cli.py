@@ -210,12 +210,10 @@ def _write_maps(results, config: Config, *, overwrite: bool = False, rendered=No
     from covgap import maps
 
     out = Path(config.output.dir)
-    if rendered is not None:
-        return maps.write_rendered_maps(rendered, Path(config.output.maps_dir), source=out / maps.MAP_LAYERS_NAME,
-                                        overwrite=overwrite)
-    return maps.write_maps_from_layers(maps.read_map_layers(out), Path(config.output.maps_dir), lang=config.output.lang,
-                                       source=out / maps.MAP_LAYERS_NAME, overwrite=overwrite,
-                                       assets=config.output.map_assets)
+    if rendered is None:
+        rendered = maps.render_maps(maps.read_map_layers(out), lang=config.output.lang, assets=config.output.map_assets)
+    return maps.write_rendered_maps(rendered, Path(config.output.maps_dir), source=out / maps.MAP_LAYERS_NAME,
+                                    overwrite=overwrite)
 
 
 @main.command()

@@ -200,10 +200,10 @@ def test_the_grid_study_area_test_equals_the_exact_one(hand_project, which):
 
 
 def test_the_fast_projection_gives_every_point_the_cell_and_answer_of_the_exact_one():
-    """The sample's UTM grid takes PROJ's fast transverse Mercator; points on cell edges, a
+    """The sample's UTM grid takes the fast (polynomial) projection; points on cell edges, a
     tenth of a micrometre to two millimetres off them, and on the district's boundary get the
-    cells and inside/outside answers of the exact projection. Far from its zone's meridian
-    (where it is off by millimetres) and for a CRS that is not UTM, the fast one is not used."""
+    cells and inside/outside answers of the exact projection. Far from its zone's meridian and on
+    another datum it still follows the exact one; over a box too large for it, it is not used."""
     from dataclasses import replace
     from pathlib import Path
 
@@ -235,10 +235,22 @@ def test_the_fast_projection_gives_every_point_the_cell_and_answer_of_the_exact_
     assert 0 < inside.sum() < len(inside)
     assert np.abs(px - ex).max() < ingest.EDGE_GUARD_M / 100
 
+    # The polynomial follows the exact projection wherever it is smooth over the box: far from the zone's
+    # meridian (where PROJ's +approx is off by millimetres) and on another datum (VN-2000, a datum shift).
     far = replace(g, x0=g.x0 - 1_100_000)  # about 10° west of the zone's meridian
-    assert ingest._fast_projection(layers.crs, far, locate.to_work) is None
-    vn2000 = CRS("EPSG:3405")  # VN-2000 / UTM zone 48N: not WGS84's UTM
-    assert ingest._fast_projection(vn2000, g, Transformer.from_crs("EPSG:4326", vn2000, always_xy=True)) is None
+    vn2000 = CRS("EPSG:3405")  # VN-2000 / UTM zone 48N
+    for crs, grid in ((layers.crs, far), (vn2000, g)):
+        exact_t = Transformer.from_crs("EPSG:4326", crs, always_xy=True)
+        found = ingest._fast_projection(crs, grid, exact_t)
+        assert found is not None
+        poly, (west, south, east, north) = found
+        lon_r, lat_r = rng.uniform(west, east, 20_000), rng.uniform(south, north, 20_000)
+        fx, fy = poly.transform(lon_r, lat_r)
+        ex_r, ey_r = (np.asarray(a) for a in exact_t.transform(lon_r, lat_r))
+        assert max(np.abs(fx - ex_r).max(), np.abs(fy - ey_r).max()) < ingest.EDGE_GUARD_M / 100
+    # A box of some 25° by 20°: no polynomial of the degrees tried is close enough, the exact projection does it all.
+    huge = replace(g, x0=g.x0 - 1_300_000, y0=g.y0 + 1_000_000, nrows=22_000, ncols=26_000)
+    assert ingest._fast_projection(layers.crs, huge, locate.to_work) is None
 
 
 @pytest.mark.parametrize("epsg,centre", [(32749, (111.2, -7.4)), (32633, (16.1, 48.2))])

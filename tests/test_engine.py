@@ -253,6 +253,34 @@ def test_the_fast_projection_gives_every_point_the_cell_and_answer_of_the_exact_
     assert ingest._fast_projection(layers.crs, huge, locate.to_work) is None
 
 
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(zone=st.integers(1, 60), south=st.booleans(), lat=st.floats(0.5, 70.0), east_off=st.floats(-2.5, 2.5),
+       width_km=st.floats(2.0, 600.0), height_km=st.floats(2.0, 600.0))
+def test_the_polynomial_projection_is_used_only_where_it_follows_the_exact_one(zone, south, lat, east_off, width_km,
+                                                                                height_km):
+    """Any UTM zone, north or south, a box of 2 to 600 km a side up to 2.5° off the meridian: the fast
+    projection is refused, or it agrees with the exact projection within a hundredth of the edge guard
+    on random points of its box (not only on the lattice it was checked on)."""
+    from pyproj import CRS, Transformer
+
+    from covgap.grid import make_grid
+
+    crs = CRS(f"EPSG:{(32700 if south else 32600) + zone}")
+    to_xy = Transformer.from_crs("EPSG:4326", crs, always_xy=True)
+    cx, cy = to_xy.transform(-183 + 6 * zone + east_off, -lat if south else lat)
+    w, h = width_km * 500, height_km * 500
+    grid = make_grid((cx - w, cy - h, cx + w, cy + h), size=100.0, crs=crs)
+    found = ingest._fast_projection(crs, grid, to_xy)
+    if found is None:
+        return
+    poly, (west, south_, east, north) = found
+    rng = np.random.default_rng(zone)
+    lon, lat_ = rng.uniform(west, east, 5000), rng.uniform(south_, north, 5000)
+    fx, fy = poly.transform(lon, lat_)
+    ex, ey = (np.asarray(a) for a in to_xy.transform(lon, lat_))
+    assert max(np.abs(fx - ex).max(), np.abs(fy - ey).max()) < ingest.EDGE_GUARD_M / 100
+
+
 @pytest.mark.parametrize("epsg,centre", [(32749, (111.2, -7.4)), (32633, (16.1, 48.2))])
 def test_the_fast_projection_in_other_utm_zones_gives_the_exact_cells(epsg, centre):
     """A study area south of the equator (UTM 49S, Java) and one in Europe (UTM 33N): the fast projection

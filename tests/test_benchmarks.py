@@ -94,3 +94,11 @@ def test_dask_engine_script_reads_with_each_engine(tmp_path):
     lines = [ln for ln in out.splitlines() if "rows used" in ln]
     assert [ln.split()[0] for ln in lines] == ["local", "dask-1", "dask-2"]
     assert all("rows used 2,995 (usable 2,995)" in ln for ln in lines)  # 3 duplicates and 2 bad levels planted
+
+
+@pytest.mark.slow
+def test_reader_budget_script_gives_the_recorded_outputs(tmp_path):
+    # The script itself fails when a budgeted run's outputs differ from the recorded run's.
+    out = _script("reader_budget.py", "--rows", 3000, "--budgets", 1, "--workflow-s", 10, "--cache-dir", tmp_path)
+    assert "the outputs of every budgeted run are the recorded run's, byte for byte" in out
+    assert "| reader at 1 ms of CPU a block |" in out and "| covgap run (the real reader) |" in out

@@ -56,7 +56,7 @@ ProgressFactory = Callable[[str, int], Any]
 class StudyAreaLocator:
     """The study-area test that also projects: ``locate(lon, lat) -> (inside, x, y)``.
 
-    Points are projected once (pyproj) and binned on the analysis grid; a cell that the
+    Points are projected once (:func:`_fast_projection`, else pyproj) and binned on the analysis grid; a cell that the
     study area's boundary does not touch is wholly inside or wholly outside, so only
     points in boundary cells get the exact point-in-polygon test. The same answer as
     ``shapely.contains_xy`` on every point (the property tests compare them), for a fraction

@@ -578,6 +578,20 @@ class _Tally:
         )
 
 
+def _take_block(res: BlockResult, tally: _Tally, acc: cellstats.CellAccumulator, writer: RejectedWriter | None,
+                on_rejected: Callable[[pd.DataFrame], Any] | None) -> None:
+    """One block's result into its file's counts and statistics; its rejected rows to the writer and ``on_rejected``
+    (the same for a file read here, :meth:`Batch.add`, and one read whole by a worker, :func:`read_whole_file`)."""
+    tally.add(res)
+    if len(res.rejected):
+        if writer:
+            writer.write(res.rejected)
+        if on_rejected:
+            on_rejected(res.rejected)
+    if res.partial is not None:
+        acc.add_partial(res.partial)
+
+
 @dataclass
 class _FileRead:
     """A small file read whole by a worker process: what the main process needs to take it in."""
@@ -605,18 +619,13 @@ def read_whole_file(path: Path, sha256: str, ctx: meas.ReadContext, grid, crs: C
     tally = _Tally()
     acc = cellstats.CellAccumulator(grid)
     refs: list[tuple[Block, int]] = []
-    keys, lines, rejected = [], [], []
+    keys: list[np.ndarray] = []
+    lines: list[np.ndarray] = []
+    rejected: list[pd.DataFrame] = []
     try:
         for block in _record_blocks(meas._blocks_of(path, fmt, block_bytes=block_bytes, max_lines=None), refs):
             res = process_block(block, fmt, ctx, grid, crs, path.name, path)
-            tally.add(res)
-            if len(res.rejected):
-                if writer:
-                    writer.write(res.rejected)
-                if keep_rejected:
-                    rejected.append(res.rejected)
-            if res.partial is not None:
-                acc.add_partial(res.partial)
+            _take_block(res, tally, acc, writer, rejected.append if keep_rejected else None)
             keys.append(res.keys)
             lines.append(res.lines)
         tally.check(path, fmt)
@@ -729,14 +738,7 @@ class Batch:
             with bar_cm as bar:
                 done = 0
                 for res, nbytes in self._results(path, fmt, pos, refs, hasher):
-                    tally.add(res)
-                    if len(res.rejected):
-                        if writer:
-                            writer.write(res.rejected)
-                        if self.on_rejected:
-                            self.on_rejected(res.rejected)
-                    if res.partial is not None:
-                        acc.add_partial(res.partial)
+                    _take_block(res, tally, acc, writer, self.on_rejected)
                     self.spool.add(res.keys, dedupe.make_seq(pos, res.lines))
                     if bar is not None and done < size:
                         step = min(size - done, nbytes)

@@ -587,18 +587,23 @@ def _column_to_float(arr: pa.Array, decimal_comma: bool) -> np.ndarray:
         a = pc.if_else(empty, pa.scalar(None, pa.string()), a)
     if decimal_comma:
         a = pc.replace_substring(a, ",", ".")
+    values = _cast_to_float(a)
+    if values is not None:
+        return values
+    missing = pc.is_in(a, value_set=_MISSING)
+    if pc.any(missing).as_py():
+        values = _cast_to_float(pc.if_else(missing, pa.scalar(None, pa.string()), a))
+        if values is not None:
+            return values
+    return _to_float(_clean(pd.Series(arr.to_pylist(), dtype=object)), decimal_comma)
+
+
+def _cast_to_float(a: pa.Array) -> np.ndarray | None:
+    """pyarrow's cast of a text column to numbers, or None when some value is not a plain number."""
     try:
         return pc.cast(a, pa.float64()).to_numpy(zero_copy_only=False).astype(float, copy=False)
     except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
-        pass
-    missing = pc.is_in(a, value_set=_MISSING)
-    if pc.any(missing).as_py():
-        a = pc.if_else(missing, pa.scalar(None, pa.string()), a)
-        try:
-            return pc.cast(a, pa.float64()).to_numpy(zero_copy_only=False).astype(float, copy=False)
-        except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
-            pass
-    return _to_float(_clean(pd.Series(arr.to_pylist(), dtype=object)), decimal_comma)
+        return None
 
 
 _NUMBER = re.compile(r"[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?")

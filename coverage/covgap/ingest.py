@@ -120,9 +120,7 @@ class StudyAreaLocator:
         if self.fast is None:
             return (*self._exact(lon, lat), None)
         fast, (west, south, east, north) = self.fast
-        x, y = fast.transform(lon, lat)
-        x = np.asarray(x, dtype=float)
-        y = np.asarray(y, dtype=float)
+        x, y = fast.transform(lon, lat)  # new float arrays (PolynomialProjection), changed in place below
         g = self.grid
         u = (x - g.x0) / g.size
         v = (g.y0 - y) / g.size

@@ -55,6 +55,18 @@ def test_help_for_every_command():
                 assert param.help, f"{name} --{param.name} has no help text"
 
 
+def test_the_installed_command_is_console_main_and_keeps_exit_statuses(tmp_path):
+    """`covgap` is console_main (main with a quicker end: gc.freeze); statuses and output pass through unchanged."""
+    from importlib.metadata import entry_points
+
+    (script,) = [ep for ep in entry_points(group="console_scripts") if ep.name == "covgap"]
+    assert script.value == "covgap.cli:console_main"
+    ok = subprocess.run([COVGAP, "--version"], capture_output=True, text=True)
+    assert ok.returncode == 0 and ok.stdout.startswith("covgap, version ")
+    bad = subprocess.run([COVGAP, "run", "--no-such-option"], capture_output=True, text=True)
+    assert bad.returncode == 2 and "No such option" in bad.stderr
+
+
 def test_missing_config_is_one_line_without_traceback(tmp_path):
     proc = subprocess.run([COVGAP, "run", "--config", str(tmp_path / "nope.toml")], capture_output=True, text=True)
     assert proc.returncode == 1

@@ -565,6 +565,39 @@ def test_forked_block_stops_the_child_when_the_work_beside_it_fails():
         assert child._proc is None
 
 
+def _dies_in_the_middle_of_sending(fn, args, outbox) -> None:
+    """A forked child killed while it sends its value: the start of a message, never its end."""
+    import os
+    import struct
+
+    os.write(outbox._writer.fileno(), struct.pack("!i", 1000) + b"only ten b")
+    os._exit(9)
+
+
+def test_forked_child_killed_in_the_middle_of_sending_is_an_error_not_a_wait(monkeypatch):
+    """The parent reads the message's first bytes; the rest never comes. With the queue's writing end still open
+    in the parent, it waited for the rest forever; now the end of the queue says the child is gone."""
+    import threading
+
+    from covgap import forked
+
+    monkeypatch.setattr(forked, "_child", _dies_in_the_middle_of_sending)
+    outcome: list[BaseException] = []
+
+    def wait_for_it() -> None:
+        try:
+            forked.Forked(_sleeps, 0).result()
+        except BaseException as err:
+            outcome.append(err)
+
+    thread = threading.Thread(target=wait_for_it, daemon=True)
+    thread.start()
+    thread.join(timeout=60)
+    assert not thread.is_alive(), "still waiting for the rest of the message"
+    (err,) = outcome
+    assert isinstance(err, forked.ForkedError) and "ended unexpectedly (exit code 9" in str(err)
+
+
 def test_analysis_in_two_processes_equals_one():
     """The fibre side and the needs-measurement areas worked out by a forked child (two cores) give
     the same results as everything in this process (``[engine] workers = 1``)."""
@@ -995,6 +1028,57 @@ def test_a_worker_that_dies_on_a_small_file_refuses_what_it_held_and_the_others_
     assert all("reading process ended unexpectedly" in str(a) for _, a in answers if isinstance(a, Exception))
     assert {"f08.csv", "f09.csv"}.isdisjoint(died)  # read by the new processes
     assert [vars(r) for r in records] == [one[p.name] for p, a in answers if not isinstance(a, Exception)]
+
+
+def test_a_worker_killed_while_it_sends_stops_only_itself(hand_project, tmp_path, monkeypatch):
+    """The process reading f03 is killed while it holds the lock of the queue it answers on (killed in the middle
+    of sending): the other worker's answers still arrive, f03 is refused, the batch ends. With one queue shared by
+    every worker, the lock was never released and the batch waited forever (the suite hung on it once)."""
+    import os
+    import threading
+
+    from conftest import hand_csv_lines
+
+    config, layers = _hand_layers(hand_project)
+    hand = hand_csv_lines()
+    files = []
+    for k in range(10):
+        path = tmp_path / f"f{k:02d}.csv"
+        path.write_text("\n".join([hand[0]] + hand[1 + 2 * k:3 + 2 * k]) + "\n", encoding="utf-8")
+        files.append(path)
+    real_main, real_read = ingest._worker_main, ingest.read_whole_file
+    parent = os.getpid()
+    own: dict[str, object] = {}
+
+    def worker_main(inbox, outboxes, *args):
+        own["outbox"] = outboxes[args[-1]]  # (in the worker process: its own queue)
+        return real_main(inbox, outboxes, *args)
+
+    def killed_while_sending(path, *args, **kw):
+        if path.name == "f03.csv" and os.getpid() != parent:
+            own["outbox"]._wlock.acquire()  # type: ignore[attr-defined]  # as a send in progress holds it
+            os._exit(9)
+        return real_read(path, *args, **kw)
+
+    monkeypatch.setattr(ingest, "_worker_main", worker_main)
+    monkeypatch.setattr(ingest, "read_whole_file", killed_while_sending)
+    ctx = ingest.read_context(layers, config, now_s=1_790_000_000)
+    got: dict[str, list] = {}
+
+    def run() -> None:
+        with ingest.Batch(layers, ctx, workers=2) as batch:
+            got["answers"] = list(batch.add_files((p, str(k % 10) * 64) for k, p in enumerate(files)))
+            got["records"] = batch.finish()
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    thread.join(timeout=120)
+    assert not thread.is_alive(), "the batch is still waiting for the answers of the killed worker's partner"
+    answers = got["answers"]
+    assert [p.name for p, _ in answers] == [p.name for p in files]
+    died = [p.name for p, a in answers if isinstance(a, Exception)]
+    assert "f03.csv" in died and len(died) <= 4 and {"f08.csv", "f09.csv"}.isdisjoint(died)
+    assert len(got["records"]) == 10 - len(died)
 
 
 def test_a_file_that_vanishes_or_hits_a_bug_is_refused_alone_with_the_reason_one_process_gives(hand_project, tmp_path,

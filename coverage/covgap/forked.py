@@ -20,7 +20,7 @@ import multiprocessing
 import queue
 import traceback
 from collections.abc import Callable
-from typing import Any
+from typing import Any, cast
 
 from covgap.errors import CovgapError
 
@@ -74,6 +74,9 @@ class Forked:
         self._proc = ctx.Process(target=_child, args=(fn, args, self._outbox), daemon=True,
                                  name=f"covgap-{getattr(fn, '__name__', 'child')}")
         self._proc.start()
+        # This process only reads the queue: with its end closed, a child that dies in the middle of sending
+        # ends the queue (EOFError in :meth:`result`) instead of leaving a message that never completes.
+        cast(Any, self._outbox)._writer.close()
 
     def __enter__(self) -> Forked:
         return self
@@ -89,7 +92,9 @@ class Forked:
             try:
                 status, value, message, trace = self._outbox.get(timeout=0.5)
                 break
-            except queue.Empty:
+            except (queue.Empty, EOFError, OSError) as err:
+                if not isinstance(err, queue.Empty):  # the queue ended: the child is gone, or going
+                    self._proc.join()
                 if not self._proc.is_alive():
                     raise ForkedError(f"the process running {getattr(self._fn, '__name__', 'a part of the run')} ended unexpectedly "
                                       f"(exit code {self._proc.exitcode}; killed, or out of memory?)", "") from None

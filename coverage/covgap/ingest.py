@@ -372,19 +372,52 @@ class _Workers:
     Block ``i`` of a file goes to worker ``i mod n`` (its own queue); a worker sends back
     per block only what must stay in line order (rejected rows) or be spooled (row
     keys), and its statistics once, when the file ends: only cell statistics travel.
+
+    Each worker answers on a queue of its own, whose only writer it is. A worker killed
+    while it sends (out of memory, or killed by hand) can leave only its own queue locked
+    or cut short: here that queue ends (end of file) and the worker is reported dead,
+    while the others go on. With one queue shared by every worker, a worker killed while
+    holding its lock stopped the others from answering, and the batch waited forever.
     """
 
     def __init__(self, n: int, ctx: meas.ReadContext, grid, crs: CRS, spool_dir: Path):
         import multiprocessing
 
         mp = multiprocessing.get_context("fork")
-        self.outbox = mp.Queue()
         self.inboxes = [mp.Queue(maxsize=2) for _ in range(n)]
-        self.procs = [mp.Process(target=_worker_main, args=(inbox, self.outbox, ctx, grid, crs, spool_dir, i), daemon=True,
-                                 name=f"covgap-reader-{i}") for i, inbox in enumerate(self.inboxes)]
+        self.outboxes: list[Any] = [mp.Queue() for _ in range(n)]  # (their ends, _reader and _writer, are used)
+        self.procs = [mp.Process(target=_worker_main, args=(self.inboxes[i], self.outboxes, ctx, grid, crs, spool_dir, i),
+                                 daemon=True, name=f"covgap-reader-{i}") for i in range(n)]
         for proc in self.procs:
             proc.start()
+        for box in self.outboxes:  # this process only reads them: a worker's end is its own, and ends with it
+            box._writer.close()
         self.reported: set[int] = set()  # workers whose death get_or_death reported
+        self._ended: set[int] = set()  # outboxes that reached their end: their worker is gone
+        self._ready: deque[tuple] = deque()  # messages received and not yet returned
+
+    def _receive(self, timeout: float) -> None:
+        """Take the messages that arrive within ``timeout`` seconds (at most one per worker) into ``_ready``."""
+        from multiprocessing.connection import wait
+
+        readers = {self.outboxes[i]._reader: i for i in range(len(self.outboxes)) if i not in self._ended}
+        if not readers:
+            time.sleep(min(timeout, 0.1))
+            return
+        for reader in wait(list(readers), timeout):
+            i = readers[reader]
+            try:
+                self._ready.append(self.outboxes[i].get(block=False))
+            except queue.Empty:
+                continue
+            except (EOFError, OSError):  # the worker ended, maybe in the middle of a message
+                self._ended.add(i)
+
+    def has_message(self) -> bool:
+        """Whether a message is waiting (without waiting for one)."""
+        if not self._ready:
+            self._receive(0.0)
+        return bool(self._ready)
 
     def put(self, i: int, msg: tuple, *, unless_dead: bool = False) -> None:
         """Give worker ``i`` a message, waiting while its queue is full; if it died, raise (or, with
@@ -400,24 +433,24 @@ class _Workers:
 
     def get(self):
         """The next message from any worker; raises if one died (killed, out of memory)."""
-        while True:
-            try:
-                return self.outbox.get(timeout=1.0)
-            except queue.Empty:
+        while not self._ready:
+            self._receive(1.0)
+            if not self._ready:
                 dead = [p for p in self.procs if not p.is_alive()]
                 if dead:
-                    raise _died(dead[0]) from None
+                    raise _died(dead[0])
+        return self._ready.popleft()
 
     def get_or_death(self) -> tuple:
         """The next message from any worker, or ``("dead", i)`` once for each worker that ended."""
-        while True:
-            try:
-                return self.outbox.get(timeout=1.0)
-            except queue.Empty:
+        while not self._ready:
+            self._receive(1.0)
+            if not self._ready:
                 for i, proc in enumerate(self.procs):
                     if i not in self.reported and not proc.is_alive():
                         self.reported.add(i)
                         return ("dead", i)
+        return self._ready.popleft()
 
     def sync(self) -> None:
         """Have every worker write its spooled row keys to disk (before the duplicates are looked for)."""
@@ -446,11 +479,16 @@ def _died(proc) -> RuntimeError:
     return RuntimeError(f"a reading process ended unexpectedly (exit code {proc.exitcode}; killed, or out of memory?)")
 
 
-def _worker_main(inbox, outbox, ctx: meas.ReadContext, grid, crs: CRS, spool_dir: Path, wid: int) -> None:
-    """A reading process: blocks in, per-block results and per-file statistics out; row keys to its own spool."""
+def _worker_main(inbox, outboxes: list, ctx: meas.ReadContext, grid, crs: CRS, spool_dir: Path, wid: int) -> None:
+    """A reading process: blocks in, per-block results and per-file statistics out (on ``outboxes[wid]``, its
+    own); row keys to its own spool."""
     import signal
 
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the main process's to handle: it stops the workers
+    outbox = outboxes[wid]
+    for other in outboxes:  # inherited by fork: the others' ends are theirs alone (they end when their worker dies)
+        if other is not outbox:
+            other._writer.close()
     accs: dict[int, cellstats.CellAccumulator] = {}
     spool = dedupe.KeySpool(spool_dir, f"w{wid}")
     parent = os.getppid()
@@ -985,7 +1023,7 @@ class Batch:
                 pool.put(sent % n, ("block", pos, sent, block.ref() if length is not None else block, length,
                                     fmt, path.name, path))
                 sent += 1
-                while not pool.outbox.empty():
+                while pool.has_message():
                     receive(pool.get())
                 while next_out in done:
                     yield done.pop(next_out)

@@ -993,6 +993,49 @@ def test_small_files_with_on_rejected_in_file_order(hand_project, tmp_path):
     assert records[0]["rows_rejected"] == 1 and records[0]["rejected_by_reason"] == {"unparseable_coordinate": 1}
 
 
+def test_a_batch_of_one_small_file_is_read_here_without_worker_processes(hand_project, tmp_path, monkeypatch):
+    """A refresh of the one file that came in: read in this process (no process to start, no result to send
+    back), with the record and rejected rows one process gives; two small files still go to the workers."""
+    from conftest import hand_csv_lines
+
+    config, layers = _hand_layers(hand_project)
+    hand = hand_csv_lines()
+    one = tmp_path / "one.csv"
+    one.write_text("\n".join(hand + [hand[1]]) + "\n", encoding="utf-8")  # its first row again at the end
+    other = tmp_path / "other.csv"
+    other.write_text("\n".join(hand[:3]) + "\n", encoding="utf-8")
+    started: list[int] = []
+    real = ingest._Workers.__init__
+
+    def counted(self, *args, **kwargs):
+        started.append(1)
+        real(self, *args, **kwargs)
+
+    monkeypatch.setattr(ingest._Workers, "__init__", counted)
+    ctx = ingest.read_context(layers, config, now_s=1_790_000_000)
+    got = {}
+    for workers in (1, 2):
+        calls: list[pd.DataFrame] = []
+        with ingest.Batch(layers, ctx, on_rejected=calls.append, workers=workers) as batch:
+            answers = list(batch.add_files([(one, None)]))
+            records = batch.finish()
+        assert [(p, type(a)) for p, a in answers] == [(one, ingest.FileRecord)]
+        got[workers] = (vars(records[0]), pd.concat(calls, ignore_index=True))
+    assert started == []
+    assert got[2][0] == got[1][0]
+    pd.testing.assert_frame_equal(got[2][1], got[1][1])
+    plain = tmp_path / "plain.csv"  # the same file without the repeated row: one duplicate fewer
+    plain.write_text("\n".join(hand) + "\n", encoding="utf-8")
+    with ingest.Batch(layers, ctx, workers=1) as batch:
+        batch.add(plain)
+        (before,) = batch.finish()
+    assert got[2][0]["rejected_by_reason"]["duplicate_row"] == before.rejected_by_reason.get("duplicate_row", 0) + 1
+    assert got[2][0]["rows_used"] == before.rows_used and got[2][0]["rows_read"] == before.rows_read + 1
+    with ingest.Batch(layers, ctx, workers=2) as batch:
+        assert [p for p, _ in batch.add_files([(one, None), (other, None)])] == [one, other]
+    assert started == [1]
+
+
 def test_a_worker_that_dies_on_a_small_file_refuses_what_it_held_and_the_others_go_on(hand_project, tmp_path, monkeypatch):
     """The process reading f03 is killed: f03 (and whatever that process held) is refused as an internal error,
     new processes read the files after it, the batch finishes; the files taken have the records one process gives."""

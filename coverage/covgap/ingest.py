@@ -823,13 +823,23 @@ class Batch:
         in here in file order: rejected rows to ``on_rejected``, row keys to the batch's spool,
         records in order. A worker that dies refuses the files it held; the others go on (on new
         processes). ``files`` is consumed a few files ahead of the results.
+
+        A batch of one file (a refresh of the file that just came in, most often) is read by
+        :meth:`add`: a small one here, with no process to start and no result to send back
+        (0.4 s of a 1 % refresh, docs/benchmark.md), a large one by blocks on the workers.
         """
         if self.workers < 2 or self._dask is not None or self.chunk_rows is not None:
             for path, sha256 in files:
                 yield path, self._add_or_error(path, sha256)
             return
+        files = iter(files)
+        head = list(itertools.islice(files, 2))
+        if len(head) < 2:
+            for path, sha256 in head:
+                yield path, self._add_or_error(path, sha256)
+            return
         waiting: deque[_Pending] = deque()
-        for path, sha256 in files:
+        for path, sha256 in itertools.chain(head, files):
             path = Path(path)
             if not self._small(path):  # the earlier small files first, then this one read by blocks
                 yield from self._drain(waiting, 0)

@@ -1257,8 +1257,10 @@ def test_worker_processes_end_when_the_main_process_is_killed(hand_project):
     folder = hand_project.parent / "measurements"
     for k in range(30):
         (folder / f"phone_{k:02d}.csv").write_text("\n".join([hand[0], hand[1 + k % 27]]) + "\n", encoding="utf-8")
+    tmp = hand_project.parent / "tmp"  # killed outright, it cannot remove its temporary folder: keep it here
+    tmp.mkdir()
     proc = subprocess.Popen([sys.executable, "-c", _KILLED_MAIN, str(hand_project), str(folder)], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
+                            stderr=subprocess.PIPE, text=True, env={**os.environ, "TMPDIR": str(tmp)})
     assert proc.stdout is not None
     pids = [int(p) for p in proc.stdout.readline().split()]
     assert len(pids) == 2

@@ -418,8 +418,10 @@ cli.main(args=sys.argv[3:], prog_name="covgap")
 def _spawn_refresh(project: Path, *paths: Path, pause_at: str | None = None, pause_s: float = 60,
                    extra: tuple[str, ...] = ()) -> subprocess.Popen:
     args = [pause_at or "none", str(pause_s), "refresh", "--config", str(project), *extra, *map(str, paths)]
-    return subprocess.Popen([sys.executable, "-c", _PAUSING_REFRESH, *args],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    tmp = project.parent / "tmp"  # a refresh killed outright cannot remove its temporary folders: keep them here
+    tmp.mkdir(exist_ok=True)
+    return subprocess.Popen([sys.executable, "-c", _PAUSING_REFRESH, *args], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, env={**os.environ, "TMPDIR": str(tmp)})
 
 
 def _wait_for_pause(proc: subprocess.Popen, stage: str) -> None:

@@ -598,6 +598,52 @@ def test_forked_child_killed_in_the_middle_of_sending_is_an_error_not_a_wait(mon
     assert isinstance(err, forked.ForkedError) and "ended unexpectedly (exit code 9" in str(err)
 
 
+def _sleeps_after_saying_who(path):
+    import os
+    import time
+
+    path.write_text(str(os.getpid()), encoding="utf-8")
+    time.sleep(60)
+
+
+def _with_a_child_of_its_own(path):
+    from covgap.forked import Forked
+
+    with Forked(_sleeps_after_saying_who, path) as inner:
+        return inner.result()
+
+
+def _alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as fh:
+            return fh.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+def test_a_stopped_child_stops_its_own_children_quietly(tmp_path, capfd):
+    """A child that may fork (with_children: the early layer side, whose passed areas use two processes) is
+    stopped with the work beside it; its own child is stopped with it, not left to finish, and no traceback shows."""
+    import time
+
+    from covgap.forked import Forked
+
+    pid_file = tmp_path / "grandchild"
+    with pytest.raises(ZeroDivisionError):
+        with Forked(_with_a_child_of_its_own, pid_file, with_children=True) as outer:
+            deadline = time.monotonic() + 30
+            while not pid_file.exists() and time.monotonic() < deadline:
+                time.sleep(0.05)
+            raise ZeroDivisionError("the work beside the child failed")
+    assert not outer._proc.is_alive()
+    grandchild = int(pid_file.read_text(encoding="utf-8"))
+    deadline = time.monotonic() + 10
+    while _alive(grandchild) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not _alive(grandchild)
+    assert "Traceback" not in capfd.readouterr().err
+
+
 def test_analysis_in_two_processes_equals_one():
     """The fibre side and the needs-measurement areas worked out by a forked child (two cores) give
     the same results as everything in this process (``[engine] workers = 1``)."""
@@ -613,15 +659,31 @@ def test_analysis_in_two_processes_equals_one():
     one = dataclasses.replace(sample_config, engine=dataclasses.replace(sample_config.engine, workers=1))
     assert pipeline.one_process(one) and not pipeline.one_process(dataclasses.replace(
         sample_config, engine=dataclasses.replace(sample_config.engine, workers=2)))
+    two = dataclasses.replace(one, engine=dataclasses.replace(one.engine, workers=2))
     a = pipeline.analyse(layers, stats, one, report)
-    b = pipeline.analyse(layers, stats, dataclasses.replace(one, engine=dataclasses.replace(one.engine, workers=2)), report)
-    pd.testing.assert_frame_equal(a.villages, b.villages)
-    pd.testing.assert_frame_equal(a.communes, b.communes)
-    pd.testing.assert_frame_equal(a.needs_measurement, b.needs_measurement)
-    pd.testing.assert_frame_equal(a.fibre_plan.spurs, b.fibre_plan.spurs)
-    pd.testing.assert_frame_equal(a.fibre_plan.units, b.fibre_plan.units)
-    pd.testing.assert_frame_equal(a.scorecard_long, b.scorecard_long)
+    b = pipeline.analyse(layers, stats, two, report)
+    with pipeline.start_layer_side(layers, two) as early:  # as run and refresh do: started before the reading
+        assert early._proc is not None and early._proc.is_alive()
+        c = pipeline.analyse(layers, stats, two, report, early=early)
+    for other in (b, c):
+        pd.testing.assert_frame_equal(a.villages, other.villages)
+        pd.testing.assert_frame_equal(a.communes, other.communes)
+        pd.testing.assert_frame_equal(a.zones, other.zones)
+        pd.testing.assert_frame_equal(a.operator_zones, other.operator_zones)
+        assert list(a.per_operator) == list(other.per_operator)
+        for op, view in a.per_operator.items():
+            np.testing.assert_array_equal(view.classes, other.per_operator[op].classes)
+            pd.testing.assert_frame_equal(view.villages, other.per_operator[op].villages)
+            for kind, (zones, figures) in view.zones.items():
+                pd.testing.assert_frame_equal(zones, other.per_operator[op].zones[kind][0])
+                pd.testing.assert_frame_equal(figures, other.per_operator[op].zones[kind][1])
+        pd.testing.assert_frame_equal(a.needs_measurement, other.needs_measurement)
+        pd.testing.assert_frame_equal(a.fibre_plan.spurs, other.fibre_plan.spurs)
+        pd.testing.assert_frame_equal(a.fibre_plan.units, other.fibre_plan.units)
+        pd.testing.assert_frame_equal(a.measurement_plan.waypoints, other.measurement_plan.waypoints)
+        pd.testing.assert_frame_equal(a.scorecard_long, other.scorecard_long)
     assert len(a.needs_measurement) > 50 and a.fibre_plan.units["spurs"].iloc[0] > 0
+    assert len(a.operator_zones) and len(a.per_operator) >= 3 and len(a.measurement_plan.waypoints)
 
 
 def test_large_file_path_scans_blocks_and_workers_read_them(tmp_path):
@@ -815,7 +877,7 @@ config = config_mod.load_config(sys.argv[1])
 layers = pipeline.load_layers(config)
 stats, report = pipeline.ingest_measurements(meas.list_measurement_files(config.inputs.measurements), layers, config)
 # the forked child is still working when Ctrl-C comes
-""" + _slowed("pipeline._fibre_side_and_needs", 30) + """
+""" + _slowed("pipeline.layer_side", 30) + """
 try:
     print("analysing", flush=True)
     pipeline.analyse(layers, stats, config, report)
@@ -827,7 +889,8 @@ except KeyboardInterrupt:
 
 
 def test_ctrl_c_during_the_analysis_stops_its_forked_child(hand_project):
-    """Ctrl-C while the forked child works out the fibre side: the child ignores it, the main process stops it."""
+    """Ctrl-C while the forked child works out the layer side (pieces, fibre): the child ignores it, the main
+    process stops it."""
     _, out, err = _ctrl_c(_INTERRUPTED_ANALYSIS, hand_project, ready="analysing", after=1.5)
     assert "interrupted; processes left: 0" in out, (out, err)
     assert "Traceback" not in err, err

@@ -39,19 +39,34 @@ def _child(fn: Callable[..., Any], args: tuple, outbox) -> None:
     import signal
 
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the main process's: it stops this one (Forked.cancel)
+    signal.signal(signal.SIGTERM, _stopped)  # Forked.cancel: end as an error does, stopping this child's own children
     try:
-        value = fn(*args)
+        try:
+            value = fn(*args)
+        finally:
+            signal.signal(signal.SIGTERM, signal.SIG_DFL)  # fn is done: a stop now simply ends this process
         outbox.put(("ok", value, "", ""))
+    except _Stopped:
+        return
     except BaseException as err:  # everything goes back to the parent, which decides
         kind = "covgap" if isinstance(err, CovgapError) else type(err).__name__
         outbox.put(("error", kind, str(err), traceback.format_exc()))
+
+
+class _Stopped(BaseException):
+    """A child stopped by its parent (SIGTERM from :meth:`Forked.cancel`)."""
+
+
+def _stopped(signum, frame) -> None:
+    raise _Stopped()
 
 
 class Forked:
     """``fn(*args)`` running in a forked child; :meth:`result` waits for it, returns its value or raises its error.
 
     With ``inline=True`` (one core, or no ``fork`` on this platform) nothing is forked and
-    :meth:`result` calls ``fn(*args)`` itself. Used as a context manager, the child is
+    :meth:`result` calls ``fn(*args)`` itself. With ``with_children=True`` the child may fork
+    children of its own (it is not daemonic: use it as a context manager, which stops it). Used as a context manager, the child is
     stopped when the block ends without its result (an error, or Ctrl-C, in the work
     done meanwhile: the child's work is abandoned with it)::
 
@@ -60,7 +75,7 @@ class Forked:
             fibre = other.result()
     """
 
-    def __init__(self, fn: Callable[..., Any], *args: Any, inline: bool = False):
+    def __init__(self, fn: Callable[..., Any], *args: Any, inline: bool = False, with_children: bool = False):
         self._fn, self._args = fn, args
         self._proc: Any = None
         self._collected = False
@@ -71,12 +86,19 @@ class Forked:
         except ValueError:  # no fork on this platform: run it in :meth:`result`
             return
         self._outbox = ctx.Queue()
-        self._proc = ctx.Process(target=_child, args=(fn, args, self._outbox), daemon=True,
+        # Daemonic (ended with this process if it is never waited for), unless ``with_children``: a daemonic process
+        # may not start processes of its own (fn then runs its own Forked inline).
+        self._proc = ctx.Process(target=_child, args=(fn, args, self._outbox), daemon=not with_children,
                                  name=f"covgap-{getattr(fn, '__name__', 'child')}")
         self._proc.start()
         # This process only reads the queue: with its end closed, a child that dies in the middle of sending
         # ends the queue (EOFError in :meth:`result`) instead of leaving a message that never completes.
         cast(Any, self._outbox)._writer.close()
+
+    @property
+    def forked(self) -> bool:
+        """Whether ``fn`` runs in a child (else :meth:`result` runs it here)."""
+        return self._proc is not None
 
     def __enter__(self) -> Forked:
         return self

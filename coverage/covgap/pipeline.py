@@ -10,7 +10,10 @@ The data types (:class:`Layers`, :class:`ReadReport`, :class:`Results`) live in
 from __future__ import annotations
 
 import logging
+import os
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import geopandas as gpd
 import numpy as np
@@ -174,61 +177,147 @@ def ingest_measurements(files: list[Path], layers: Layers, config: Config, *,
     return stats, report
 
 
-def analyse(layers: Layers, stats: pd.DataFrame, config: Config, report: ReadReport | None = None) -> Results:
+@dataclass
+class LayerSide:
+    """What the analysis works out from the layers and the configuration alone: it never depends on
+    the measurements (:func:`layer_side`)."""
+
+    pieces: gpd.GeoDataFrame | None  # village ∩ cell pieces (villages.village_pieces); None: not sent back
+    road_graph: Any  # roads.RoadGraph, or None without a road layer
+    fibre_ind: pd.DataFrame  # the fibre figures of each village (fibre.compute_fibre_indicators)
+    reach: pd.DataFrame  # the fibre reach of each commune centre
+    fibre_plan: Any  # plans.FibrePlan
+
+
+def layer_side(layers: Layers, config: Config) -> LayerSide:
+    """The pieces of the villages cut by the grid, the road graph, the fibre figures of villages and commune
+    centres and the fibre plan: everything of the analysis that needs no measurement."""
+    pieces = villages_mod.village_pieces(layers.villages, layers.grid, layers.density)
+    road_graph = roads_mod.build_road_graph(layers.roads.geometry.to_numpy()) if layers.roads is not None else None
+    passed = None
+    if not one_process(config) and len(pieces) >= fibre_mod.TWO_PROCESS_PIECES:  # a province: the longest part
+        passed = fibre_mod.passed_areas_two_processes(pieces.geometry.to_numpy(), pieces["area_m2"].to_numpy(dtype=float),
+                                                      fibre_mod.route_lines(layers.fibre), config.fibre.drop_distance_m)
+    fibre_ind, reach, fibre_plan = _fibre_side(layers, pieces, road_graph, config, passed)
+    return LayerSide(pieces=pieces, road_graph=road_graph, fibre_ind=fibre_ind, reach=reach, fibre_plan=fibre_plan)
+
+
+#: The early layer side sends its village pieces back when the villages' boxes hold at most this many cells (an
+#: upper bound of the pieces: the sample's 25,722 pieces take 0.05 s to send); beyond, the main process cuts its
+#: own while the child works (a province's 191,766 took a second to send, and two to cut beside the child's).
+SHIPPED_PIECES_CELLS = 100_000
+
+
+def _ships_pieces(layers: Layers) -> bool:
+    """Whether a forked :func:`layer_side` sends its pieces back (see :data:`SHIPPED_PIECES_CELLS`)."""
+    grid = layers.grid
+    b = shapely.bounds(layers.villages.geometry.to_numpy())
+    ok = np.isfinite(b).all(axis=1)
+    cols = np.floor((b[ok, 2] - grid.x0) / grid.size) - np.floor((b[ok, 0] - grid.x0) / grid.size) + 1
+    rows = np.floor((grid.y0 - b[ok, 1]) / grid.size) - np.floor((grid.y0 - b[ok, 3]) / grid.size) + 1
+    return float(np.sum(cols * rows)) <= SHIPPED_PIECES_CELLS
+
+
+def _layer_side_in_child(layers: Layers, config: Config, parent: int, niceness: int = 0) -> LayerSide:
+    """:func:`layer_side` as a forked child works it out for the process ``parent``: at a lower priority
+    (``niceness``), its pieces sent back only when they are few (:func:`_ships_pieces`; else the main process
+    cuts its own meanwhile). Run in ``parent`` itself (one core: nothing forked), it is :func:`layer_side`."""
+    if os.getpid() == parent:
+        return layer_side(layers, config)
+    if niceness:
+        os.nice(niceness)
+    side = layer_side(layers, config)
+    if not _ships_pieces(layers):
+        side.pieces = None
+    return side
+
+
+def start_layer_side(layers: Layers, config: Config):
+    """:func:`layer_side` started now, in a forked child (:class:`covgap.forked.Forked`), for :func:`analyse`.
+
+    ``covgap run`` and ``refresh`` start it as soon as the layers are loaded: while the
+    measurements are read it takes the time a core is left idle (it runs at a lower
+    priority than the reading processes), and by the analysis it is done (a refresh of one
+    file reads it in one process: the other core works out this side meanwhile). Use it
+    as a context manager around the reading and the analysis, so an error or Ctrl-C there
+    stops it. With one core it is worked out in :func:`analyse` instead.
+    """
+    from covgap.forked import Forked
+
+    return Forked(_layer_side_in_child, layers, config, os.getpid(), LAYER_SIDE_NICENESS, inline=one_process(config),
+                  with_children=True)
+
+
+#: How much lower the priority of the early :func:`layer_side` is than the reading processes' (``nice``).
+LAYER_SIDE_NICENESS = 10
+
+
+def analyse(layers: Layers, stats: pd.DataFrame, config: Config, report: ReadReport | None = None, *,
+            early=None) -> Results:
     """Classes, dead zones, village indicators and scorecards from cell statistics (no I/O).
 
-    Two independent halves run side by side (:mod:`covgap.forked`; one after the other in this
-    process when only one core may be used): a forked child works out the fibre side (fibre
-    figures of villages and communes, the fibre plan: they never depend on the measurements)
-    and the village areas that need measuring, while this process delineates and describes
-    the gap zones (any operator and each one), the village signal figures and the
-    measurement plan.
+    The work runs on both cores (:mod:`covgap.forked`; all in this process when only one
+    core may be used). What needs no measurement (:func:`layer_side`) is worked out by a
+    forked child: ``early``, started by :func:`start_layer_side` while the measurements
+    were read, or else one started here, beside the classes of the cells. Then a second
+    child works out each operator's own gap zones and village figures and the village areas
+    that need measuring, while this process delineates and describes the gap zones of any
+    operator, the village signal figures and the measurement plan.
     """
     from covgap.forked import Forked
 
     grid = layers.grid
     sig = config.signal
-    op_view, op_hist = cellstats.operator_view(stats, covered_dbm=sig.covered_dbm, dead_dbm=sig.dead_dbm,
-                                               usable_3g_dbm=sig.usable_3g_dbm, usable_2g_dbm=sig.usable_2g_dbm,
-                                               min_samples=sig.min_samples, min_time_spread_hours=sig.min_time_spread_hours)
-    any_view = cellstats.best_operator_view(op_view)
-    classes = cellstats.class_raster(any_view, grid, layers.inside)
-    best_flat = np.full(grid.ncells, np.nan)
-    if not any_view.empty:
-        best_flat[any_view["cell"].to_numpy()] = any_view["rsrp_dbm_p50"].to_numpy(dtype=float)
-    best = np.where(layers.inside.ravel(), best_flat, np.nan).reshape(grid.nrows, grid.ncols)
-    pieces = villages_mod.village_pieces(layers.villages, grid, layers.density)
-    road_graph = roads_mod.build_road_graph(layers.roads.geometry.to_numpy()) if layers.roads is not None else None
     one_core = one_process(config)
-    passed = None
-    if not one_core and len(pieces) >= fibre_mod.TWO_PROCESS_PIECES:  # a province: the longest part, on both cores
-        passed = fibre_mod.passed_areas_two_processes(pieces.geometry.to_numpy(), pieces["area_m2"].to_numpy(dtype=float),
-                                                      fibre_mod.route_lines(layers.fibre), config.fibre.drop_distance_m)
-    # An error or Ctrl-C in the signal side: the child's work is abandoned with it (Forked stops it).
-    with Forked(_fibre_side_and_needs, layers, pieces, road_graph, classes, config, passed,
-                inline=one_core) as other_side:
-        described, zone_labels = _gap_zones(classes, layers, pieces, any_view, op_view, op_hist, config)
-        (zones, zone_ops), (no4g_zones, no4g_ops) = described["no_service"], described["no_4g"]
-        labels = zone_labels["no_service"]
+    with early if early is not None else Forked(_layer_side_in_child, layers, config, os.getpid(), inline=one_core,
+                                                with_children=True) as first:
+        op_view, op_hist = cellstats.operator_view(stats, covered_dbm=sig.covered_dbm, dead_dbm=sig.dead_dbm,
+                                                   usable_3g_dbm=sig.usable_3g_dbm, usable_2g_dbm=sig.usable_2g_dbm,
+                                                   min_samples=sig.min_samples, min_time_spread_hours=sig.min_time_spread_hours)
+        any_view = cellstats.best_operator_view(op_view)
+        classes = cellstats.class_raster(any_view, grid, layers.inside)
+        best_flat = np.full(grid.ncells, np.nan)
+        if not any_view.empty:
+            best_flat[any_view["cell"].to_numpy()] = any_view["rsrp_dbm_p50"].to_numpy(dtype=float)
+        best = np.where(layers.inside.ravel(), best_flat, np.nan).reshape(grid.nrows, grid.ncols)
         operators = sorted(op_view["operator"].unique().tolist()) if not op_view.empty else []
         partner_operators = _partner_operators(operators, layers.fibre)
+        side: LayerSide | None = None
+        if first.forked and not _ships_pieces(layers):  # many pieces: cut here while the child works (it keeps its own)
+            pieces = villages_mod.village_pieces(layers.villages, grid, layers.density)
+        else:
+            side = first.result()
+            pieces = side.pieces
+        assert pieces is not None
+        # The operators' own views are shared out: every other one to a second child (each takes about as long).
+        # An error or Ctrl-C in this process's part: the children's work is abandoned with it (Forked stops them).
+        theirs, ours = partner_operators[0::2], partner_operators[1::2]
+        with Forked(_operator_views_and_needs, op_view, op_hist, any_view, pieces, layers, theirs, classes,
+                    config, inline=one_core) as other_side:
+            described, zone_labels = _gap_zones(classes, layers, pieces, any_view, op_view, op_hist, config)
+            (zones, zone_ops), (no4g_zones, no4g_ops) = described["no_service"], described["no_4g"]
+            labels = zone_labels["no_service"]
 
-        vc = config.villages
-        signal_ind = villages_mod.compute_signal_indicators(layers.villages, pieces, classes, any_view, labels, grid,
-                                                            min_evidence_share=config.evidence.village_min_share,
-                                                            min_covered_share=vc.min_covered_share)
-        per_operator, operator_zones = _operator_views(op_view, op_hist, any_view, pieces, layers, partner_operators,
-                                                       config)
-        signal_villages = gpd.GeoDataFrame(pd.concat([layers.villages.reset_index(drop=True), signal_ind], axis=1),
-                                           geometry="geometry", crs=layers.crs)
-        measurement_plan = None
-        if road_graph is not None and len(road_graph.xy):
-            ev = config.evidence
-            measurement_plan = plans_mod.plan_measurements(
-                signal_villages, pieces, classes, grid, road_graph, start_xy=_plan_start(config, layers.communes),
-                level=config.report.level, km_per_day=config.plans.drive_km_per_day,
-                village_min_share=ev.village_min_share, area_min_share=ev.area_min_share)
-        fibre_ind, reach, fibre_plan, needs = other_side.result()
+            vc = config.villages
+            signal_ind = villages_mod.compute_signal_indicators(layers.villages, pieces, classes, any_view, labels, grid,
+                                                                min_evidence_share=config.evidence.village_min_share,
+                                                                min_covered_share=vc.min_covered_share)
+            our_views = _operator_views(op_view, op_hist, any_view, pieces, layers, ours, config)
+            if side is None:
+                side = first.result()
+            road_graph = side.road_graph
+            measurement_plan = None
+            if road_graph is not None and len(road_graph.xy):
+                signal_villages = gpd.GeoDataFrame(pd.concat([layers.villages.reset_index(drop=True), signal_ind], axis=1),
+                                                   geometry="geometry", crs=layers.crs)
+                ev = config.evidence
+                measurement_plan = plans_mod.plan_measurements(
+                    signal_villages, pieces, classes, grid, road_graph, start_xy=_plan_start(config, layers.communes),
+                    level=config.report.level, km_per_day=config.plans.drive_km_per_day,
+                    village_min_share=ev.village_min_share, area_min_share=ev.area_min_share)
+            their_views, needs = other_side.result()
+    fibre_ind, reach, fibre_plan = side.fibre_ind, side.reach, side.fibre_plan
+    per_operator, operator_zones = _joined_views(partner_operators, their_views, our_views)
     villages = pd.concat([layers.villages.reset_index(drop=True), signal_ind, fibre_ind], axis=1)
     villages = gpd.GeoDataFrame(villages, geometry="geometry", crs=layers.crs)
     communes = pd.concat([layers.communes.reset_index(drop=True), reach], axis=1)
@@ -264,10 +353,8 @@ def analyse(layers: Layers, stats: pd.DataFrame, config: Config, report: ReadRep
                    data_period=period, fibre_plan=fibre_plan, measurement_plan=measurement_plan)
 
 
-def _fibre_side_and_needs(layers: Layers, pieces: gpd.GeoDataFrame, road_graph, classes: np.ndarray, config: Config,
-                          passed_area: np.ndarray | None = None):
-    """The part of the analysis a forked child does: the fibre figures of villages and commune centres, the
-    fibre plan, and the village areas that need measuring: (village figures, commune reach, plan, areas).
+def _fibre_side(layers: Layers, pieces: gpd.GeoDataFrame, road_graph, config: Config, passed_area: np.ndarray | None = None):
+    """The fibre figures of villages and commune centres and the fibre plan: (village figures, commune reach, plan).
     ``passed_area``: the pieces' areas within the drop distance, when worked out already."""
     fib = config.fibre
     fibre_ind = fibre_mod.compute_fibre_indicators(layers.villages, pieces, layers.fibre,
@@ -280,8 +367,17 @@ def _fibre_side_and_needs(layers: Layers, pieces: gpd.GeoDataFrame, road_graph, 
                                       goal_share=fib.goal_share, drop_distance_m=fib.drop_distance_m,
                                       cost_per_m=fib.spur_cost_vnd_per_m, roads=road_graph,
                                       road_snap_m=config.plans.road_snap_m)
+    return fibre_ind, reach, fibre_plan
+
+
+def _operator_views_and_needs(op_view: pd.DataFrame, op_hist: np.ndarray, any_view: pd.DataFrame,
+                              pieces: gpd.GeoDataFrame, layers: Layers, operators: list[str], classes: np.ndarray,
+                              config: Config):
+    """The part of the analysis the second forked child does: the own views of some operators
+    (:func:`_operator_views`) and the village areas that need measuring."""
+    views = _operator_views(op_view, op_hist, any_view, pieces, layers, operators, config)
     needs = deadzones.needs_measurement_areas(classes, layers.grid, layers.villages, config.report.level)
-    return fibre_ind, reach, fibre_plan, needs
+    return views, needs
 
 
 def one_process(config: Config) -> bool:
@@ -375,6 +471,19 @@ def _operator_views(op_view: pd.DataFrame, op_hist: np.ndarray, any_view: pd.Dat
     return views, flat
 
 
+def _joined_views(operators: list[str], *parts: tuple[dict[str, OperatorView], gpd.GeoDataFrame]
+                  ) -> tuple[dict[str, OperatorView], gpd.GeoDataFrame]:
+    """The :func:`_operator_views` of some operators each, as one call on ``operators`` gives them (same order)."""
+    views = {op: part[0][op] for op in operators for part in parts if op in part[0]}
+    frames = [part[1] for part in parts if len(part[1])]
+    if not frames:
+        return views, parts[0][1]
+    flat = pd.concat(frames, ignore_index=True)
+    rank = {op: i for i, op in enumerate(operators)}
+    order = np.argsort(flat["operator"].map(rank).to_numpy(), kind="stable")
+    return views, gpd.GeoDataFrame(flat.iloc[order].reset_index(drop=True), geometry="geometry", crs=parts[0][1].crs)
+
+
 def _slug(text: str) -> str:
     """The operator part of a per-operator zone id: ``VIETTEL-DZ001``, ``VNPTVINA-N4G002``."""
     return names.slugify(text, sep="", max_len=8, default="OP").upper()
@@ -427,6 +536,6 @@ def run_pipeline(config: Config, *, now_s: float | None = None, villages: gpd.Ge
         log.warning("no measurement files found%s: the signal targets have no evidence yet",
                     "" if config.inputs.measurements else " ([inputs] measurements = [] names none)")
         return analyse(layers, cellstats.empty_stats(), config, ReadReport())
-    stats, report = ingest_measurements(files, layers, config, now_s=now_s)
-    results = analyse(layers, stats, config, report)
-    return results
+    with start_layer_side(layers, config) as early:  # worked out while the measurements are read
+        stats, report = ingest_measurements(files, layers, config, now_s=now_s)
+        return analyse(layers, stats, config, report, early=early)

@@ -104,7 +104,8 @@ def main() -> None:
     from covgap import cli
 
     def as_a_run(work: Path) -> None:
-        """What ``covgap run`` does after reading the rows: the analysis (its fibre side in a forked child),
+        """What ``covgap run`` does after reading the rows: the analysis (its layer side and half the operators' views
+        in forked children; a run starts the layer side before the reading, here it starts with the analysis),
         every output into a fresh folder swapped in atomically (the partner packages by a forked child
         meanwhile), then the map pages."""
         cfg = config.replace_output(dir=work / "out", maps_dir=work / "maps", lang=None)
@@ -124,7 +125,7 @@ def main() -> None:
     for label, t in rows:
         print(f"| {label} | {t:.2f} |")
     print(f"| sum: imports + load + analysis + all outputs + partners + map pages, one after another | {fixed:.2f} |")
-    print(f"| **analysis + every output + map pages, as a run does them** (both cores: fibre side and partner "
+    print(f"| **analysis + every output + map pages, as a run does them** (both cores: layer side, operator views and partner "
           f"packages in forked children; atomic swap) | **{as_run:.2f}** |")
 
 

@@ -644,6 +644,29 @@ def test_a_stopped_child_stops_its_own_children_quietly(tmp_path, capfd):
     assert "Traceback" not in capfd.readouterr().err
 
 
+def _deaf_to_stops():
+    import signal
+    import time
+
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)  # as a child stuck in a long C call, which never sees the stop
+    time.sleep(60)
+
+
+def test_a_child_that_does_not_stop_is_killed(monkeypatch):
+    """Forked.cancel gives a stopped child CANCEL_WAIT_S to end (and stop its own children), then kills it."""
+    import time
+
+    from covgap import forked
+
+    monkeypatch.setattr(forked, "CANCEL_WAIT_S", 0.5)
+    started = time.monotonic()
+    with pytest.raises(ZeroDivisionError):
+        with forked.Forked(_deaf_to_stops) as child:
+            time.sleep(0.3)
+            raise ZeroDivisionError("the work beside the child failed")
+    assert not child._proc.is_alive() and child._proc.exitcode == -9 and time.monotonic() - started < 10
+
+
 def test_analysis_in_two_processes_equals_one():
     """The fibre side and the needs-measurement areas worked out by a forked child (two cores) give
     the same results as everything in this process (``[engine] workers = 1``)."""

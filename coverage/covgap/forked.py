@@ -133,5 +133,12 @@ class Forked:
     def cancel(self) -> None:
         """Stop the child (the main process failed: its work is abandoned with the temporary folder)."""
         if self._proc is not None and self._proc.is_alive():
-            self._proc.terminate()
-            self._proc.join()
+            self._proc.terminate()  # the child stops its own children first (SIGTERM ends fn: see _child)
+            self._proc.join(timeout=CANCEL_WAIT_S)
+            if self._proc.is_alive():  # stuck in a long call that does not return to Python: ended outright
+                self._proc.kill()
+                self._proc.join()
+
+
+#: Seconds a stopped child has to stop its own children before it is killed outright.
+CANCEL_WAIT_S = 5.0

@@ -1122,20 +1122,26 @@ def test_a_batch_of_one_small_file_is_read_here_without_worker_processes(hand_pr
     assert started == [1]
 
 
+def _ten_small_files(folder):
+    """f00.csv … f09.csv: two of the hand-worked rows each."""
+    from conftest import hand_csv_lines
+
+    hand = hand_csv_lines()
+    files = []
+    for k in range(10):
+        path = folder / f"f{k:02d}.csv"
+        path.write_text("\n".join([hand[0]] + hand[1 + 2 * k:3 + 2 * k]) + "\n", encoding="utf-8")
+        files.append(path)
+    return files
+
+
 def test_a_worker_that_dies_on_a_small_file_refuses_what_it_held_and_the_others_go_on(hand_project, tmp_path, monkeypatch):
     """The process reading f03 is killed: f03 (and whatever that process held) is refused as an internal error,
     new processes read the files after it, the batch finishes; the files taken have the records one process gives."""
     import os
 
-    from conftest import hand_csv_lines
-
     config, layers = _hand_layers(hand_project)
-    hand = hand_csv_lines()
-    files = []
-    for k in range(10):
-        path = tmp_path / f"f{k:02d}.csv"
-        path.write_text("\n".join([hand[0]] + hand[1 + 2 * k:3 + 2 * k]) + "\n", encoding="utf-8")
-        files.append(path)
+    files = _ten_small_files(tmp_path)
     real = ingest.read_whole_file
     parent = os.getpid()
 
@@ -1166,15 +1172,9 @@ def test_a_worker_killed_while_it_sends_stops_only_itself(hand_project, tmp_path
     import os
     import threading
 
-    from conftest import hand_csv_lines
 
     config, layers = _hand_layers(hand_project)
-    hand = hand_csv_lines()
-    files = []
-    for k in range(10):
-        path = tmp_path / f"f{k:02d}.csv"
-        path.write_text("\n".join([hand[0]] + hand[1 + 2 * k:3 + 2 * k]) + "\n", encoding="utf-8")
-        files.append(path)
+    files = _ten_small_files(tmp_path)
     real_main, real_read = ingest._worker_main, ingest.read_whole_file
     parent = os.getpid()
     own: dict[str, object] = {}
@@ -1353,17 +1353,10 @@ def test_worker_processes_end_when_the_main_process_is_killed(hand_project):
     proc.kill()
     proc.wait(timeout=30)
 
-    def alive(pid: int) -> bool:
-        try:
-            with open(f"/proc/{pid}/stat") as fh:
-                return fh.read().rsplit(")", 1)[1].split()[0] != "Z"
-        except OSError:
-            return False
-
     deadline = time.monotonic() + 15
-    while any(alive(p) for p in pids) and time.monotonic() < deadline:
+    while any(_alive(p) for p in pids) and time.monotonic() < deadline:
         time.sleep(0.2)
-    left = [p for p in pids if alive(p)]
+    left = [p for p in pids if _alive(p)]
     for p in left:  # do not leave them behind if the test fails
         os.kill(p, signal.SIGKILL)
     assert left == []

@@ -176,37 +176,38 @@ def update_outputs(
                                 workers=workers, engine=config.engine)
         return RefreshOutcome(files=checked, store=store, full_rebuild=full_rebuild, dry_run=True)
 
-    # What the analysis needs of the layers alone is worked out meanwhile, by a forked child (pipeline.start_layer_side).
-    with pipeline.start_layer_side(layers, config) as early:
-        outcomes: list[FileOutcome] = []
-        try:
-            with outputs.atomic_output_dir(out_dir, overwrite=overwrite, inputs=inputs) as tmp:
-                new_folder = store_mod.store_dir(tmp)
-                new_folder.mkdir()
-                if not full_rebuild and owned and (old_folder / store_mod.MANIFEST).exists():
-                    store_mod.link_immutable_files(old_folder, new_folder)
-                outcomes = _ingest_batch(files, store, layers, ctx, folder=new_folder, progress=progress,
-                                         chunk_rows=chunk_rows, workers=workers, engine=config.engine)
-                _write_errors_log(outcomes, tmp)
-                taken = [o for o in outcomes if o.status == "taken"]
-                if not taken and files:
-                    if full_rebuild:
-                        refused = [o for o in outcomes if o.status == "refused"]
-                        raise InputError(files[0].parent if len(files) > 1 else files[0],
-                                         ["no measurement file could be used: " + "; ".join(o.message for o in refused)]
-                                         if refused else ["every measurement file is a copy of another"])
-                    raise _NothingNew
-                store.total = _merged_total(store.total, [o.stats if o.stats is not None else new_folder / o.record.stats_file
-                                                          for o in taken if o.record is not None])
-                store_mod.save_store(store, new_folder)
-                results = analyse_store(store, new_folder, layers, config, early=early,
-                                        refused=[(o.path.name, o.message) for o in outcomes if o.status == "refused"])
-                compared = owned and (out_dir / outputs.GPKG_NAME).is_file()
-                # None on a first run: nothing to compare with is not the same as "no change".
-                results.changes = compare_with_previous(out_dir, results) if compared else None
-                write(results, tmp)
-        except _NothingNew:  # (the layer side is stopped with it: its work is not needed)
-            return RefreshOutcome(files=outcomes, store=store, full_rebuild=full_rebuild, dry_run=False)
+    outcomes: list[FileOutcome] = []
+    try:
+        # What the analysis needs of the layers alone is worked out meanwhile by a forked child
+        # (pipeline.start_layer_side), stopped with the rest when the refresh fails or finds nothing new.
+        with (pipeline.start_layer_side(layers, config) as early,
+              outputs.atomic_output_dir(out_dir, overwrite=overwrite, inputs=inputs) as tmp):
+            new_folder = store_mod.store_dir(tmp)
+            new_folder.mkdir()
+            if not full_rebuild and owned and (old_folder / store_mod.MANIFEST).exists():
+                store_mod.link_immutable_files(old_folder, new_folder)
+            outcomes = _ingest_batch(files, store, layers, ctx, folder=new_folder, progress=progress,
+                                     chunk_rows=chunk_rows, workers=workers, engine=config.engine)
+            _write_errors_log(outcomes, tmp)
+            taken = [o for o in outcomes if o.status == "taken"]
+            if not taken and files:
+                if full_rebuild:
+                    refused = [o for o in outcomes if o.status == "refused"]
+                    raise InputError(files[0].parent if len(files) > 1 else files[0],
+                                     ["no measurement file could be used: " + "; ".join(o.message for o in refused)]
+                                     if refused else ["every measurement file is a copy of another"])
+                raise _NothingNew
+            store.total = _merged_total(store.total, [o.stats if o.stats is not None else new_folder / o.record.stats_file
+                                                      for o in taken if o.record is not None])
+            store_mod.save_store(store, new_folder)
+            results = analyse_store(store, new_folder, layers, config, early=early,
+                                    refused=[(o.path.name, o.message) for o in outcomes if o.status == "refused"])
+            compared = owned and (out_dir / outputs.GPKG_NAME).is_file()
+            # None on a first run: nothing to compare with is not the same as "no change".
+            results.changes = compare_with_previous(out_dir, results) if compared else None
+            write(results, tmp)
+    except _NothingNew:
+        return RefreshOutcome(files=outcomes, store=store, full_rebuild=full_rebuild, dry_run=False)
     return RefreshOutcome(files=outcomes, store=store, full_rebuild=full_rebuild, dry_run=False,
                           results=results, compared=compared,
                           changes=results.changes if results.changes is not None else pd.DataFrame(columns=CHANGE_COLUMNS))

@@ -118,3 +118,18 @@ def test_village_pieces_clipped_by_rectangles_equal_general_intersections():
     assert shapely.is_valid(got).all()
     np.testing.assert_allclose(shapely.area(got), shapely.area(shapely.intersection(boxes, village)), atol=1e-6)
     assert shapely.area(got).sum() == pytest.approx(village.area, rel=1e-12)
+
+
+def test_count_of_cells_in_boxes_is_the_length_of_cells_in_bounds():
+    """Grid.count_cells_in_bounds (vectorised, for the early layer side's choice) against the box's own cells."""
+    grid = make_grid((500_000.0, 1_600_000.0, 503_000.0, 1_602_000.0), size=100.0, crs=UTM)
+    rng = np.random.default_rng(7)
+    x = rng.uniform(499_000, 504_000, (300, 2))
+    y = rng.uniform(1_599_000, 1_603_000, (300, 2))
+    boxes = np.column_stack([x.min(axis=1), y.min(axis=1), x.max(axis=1), y.max(axis=1)])
+    boxes = np.vstack([boxes, [[500_100.0, 1_601_000.0, 500_100.0, 1_601_000.0],  # a point on an inner corner
+                               [505_000.0, 1_600_000.0, 506_000.0, 1_601_000.0]]])  # wholly outside
+    want = [len(grid.cells_in_bounds(tuple(b))) for b in boxes]
+    np.testing.assert_array_equal(grid.count_cells_in_bounds(boxes), want)
+    assert want[-1] == 0 and want[-2] == 1 and max(want) == grid.ncells
+    assert grid.count_cells_in_bounds(np.array([[np.nan] * 4])).tolist() == [0]

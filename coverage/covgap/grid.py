@@ -78,6 +78,17 @@ class Grid:
         rows, cols = np.meshgrid(np.arange(r0, r1 + 1), np.arange(c0, c1 + 1), indexing="ij")
         return (rows * self.ncols + cols).ravel().astype(np.int64)
 
+    def count_cells_in_bounds(self, bounds: np.ndarray) -> np.ndarray:
+        """``len(self.cells_in_bounds(b))`` for each row ``b`` of ``bounds`` (n × 4), at once; 0 for a box with NaN."""
+        b = np.asarray(bounds, dtype=float).reshape(-1, 4)
+        with np.errstate(invalid="ignore"):
+            c0 = np.maximum(0, np.floor((b[:, 0] - self.x0) / self.size))
+            c1 = np.minimum(self.ncols - 1, np.floor((b[:, 2] - self.x0) / self.size))
+            r0 = np.maximum(0, np.floor((self.y0 - b[:, 3]) / self.size))
+            r1 = np.minimum(self.nrows - 1, np.floor((self.y0 - b[:, 1]) / self.size))
+            n = np.clip(c1 - c0 + 1, 0, None) * np.clip(r1 - r0 + 1, 0, None)
+        return np.nan_to_num(n, nan=0.0).astype(np.int64)
+
 
 def make_grid(bounds: tuple[float, float, float, float], *, size: float, crs: CRS) -> Grid:
     """The grid covering ``bounds`` (working CRS), snapped to multiples of ``size``.

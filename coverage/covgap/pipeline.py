@@ -210,12 +210,8 @@ SHIPPED_PIECES_CELLS = 100_000
 
 def _ships_pieces(layers: Layers) -> bool:
     """Whether a forked :func:`layer_side` sends its pieces back (see :data:`SHIPPED_PIECES_CELLS`)."""
-    grid = layers.grid
-    b = shapely.bounds(layers.villages.geometry.to_numpy())
-    ok = np.isfinite(b).all(axis=1)
-    cols = np.floor((b[ok, 2] - grid.x0) / grid.size) - np.floor((b[ok, 0] - grid.x0) / grid.size) + 1
-    rows = np.floor((grid.y0 - b[ok, 1]) / grid.size) - np.floor((grid.y0 - b[ok, 3]) / grid.size) + 1
-    return float(np.sum(cols * rows)) <= SHIPPED_PIECES_CELLS
+    boxes = shapely.bounds(layers.villages.geometry.to_numpy())
+    return int(layers.grid.count_cells_in_bounds(boxes).sum()) <= SHIPPED_PIECES_CELLS
 
 
 def _layer_side_in_child(layers: Layers, config: Config, parent: int, niceness: int = 0) -> LayerSide:

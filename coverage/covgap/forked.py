@@ -66,9 +66,9 @@ class Forked:
 
     With ``inline=True`` (one core, or no ``fork`` on this platform) nothing is forked and
     :meth:`result` calls ``fn(*args)`` itself. With ``with_children=True`` the child may fork
-    children of its own (it is not daemonic: use it as a context manager, which stops it). Used as a context manager, the child is
-    stopped when the block ends without its result (an error, or Ctrl-C, in the work
-    done meanwhile: the child's work is abandoned with it)::
+    children of its own (it is not daemonic, so use it as a context manager). Used as a
+    context manager, the child is stopped when the block ends without its result (an error,
+    or Ctrl-C, in the work done meanwhile: the child's work is abandoned with it)::
 
         with Forked(fibre_side, layers) as other:
             signal = signal_side(layers)

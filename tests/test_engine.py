@@ -1135,6 +1135,40 @@ def _ten_small_files(folder):
     return files
 
 
+def _answers_after(seconds, *_context):
+    import time
+
+    time.sleep(seconds)
+    return f"slept {seconds}"
+
+
+def _answers_at_once(*_context):
+    return "at once"
+
+
+def test_tasks_of_two_kinds_answered_out_of_order_all_arrive(hand_project, monkeypatch):
+    """Tasks 0 and 2 go to one worker, task 1 to the other; task 1 is slow, so task 2's answer (another kind)
+    arrives first. It used to be dropped for not being of the awaited task's kind, and the batch waited for ever
+    (a `make benchmark` rebuild of a large file with duplicates and a small one hung on it)."""
+    import threading
+
+    config, layers = _hand_layers(hand_project)
+    monkeypatch.setitem(ingest._TASKS, "slow", lambda: _answers_after)
+    monkeypatch.setitem(ingest._TASKS, "quick", lambda: _answers_at_once)
+    ctx = ingest.read_context(layers, config, now_s=1_790_000_000)
+    got: list = []
+
+    def run() -> None:
+        with ingest.Batch(layers, ctx, workers=2) as batch:
+            got.extend(batch._run_in_workers([("slow", (0.0,), {}), ("slow", (1.5,), {}), ("quick", (), {})]))
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    thread.join(timeout=60)
+    assert not thread.is_alive(), "still waiting for the answer that came first"
+    assert got == ["slept 0.0", "slept 1.5", "at once"]
+
+
 def test_a_worker_that_dies_on_a_small_file_refuses_what_it_held_and_the_others_go_on(hand_project, tmp_path, monkeypatch):
     """The process reading f03 is killed: f03 (and whatever that process held) is refused as an internal error,
     new processes read the files after it, the batch finishes; the files taken have the records one process gives."""

@@ -1201,7 +1201,9 @@ class Batch:
                 sent += 1
             while done not in results:
                 msg = pool.get()
-                if msg[0] == tasks[done][0]:
+                # The answer to task msg[1], whichever comes first: another worker's later task may answer
+                # before this one (it was dropped when its kind differed from the awaited task's: a wait forever).
+                if isinstance(msg[1], int) and 0 <= msg[1] < sent and msg[0] == tasks[msg[1]][0]:
                     results[msg[1]] = msg[2:]
             got, error = results.pop(done)
             if error is not None:

@@ -821,8 +821,9 @@ class Batch:
         with several worker processes, small files (:meth:`_small`) are read whole by the workers,
         a few at a time, so a batch of many small files uses every core. Their results are taken
         in here in file order: rejected rows to ``on_rejected``, row keys to the batch's spool,
-        records in order. A worker that dies refuses the files it held; the others go on (on new
-        processes). ``files`` is consumed a few files ahead of the results.
+        records in order. A worker that dies refuses the file it was reading (the first of those it
+        held); the others it held are given to the workers left, and the batch goes on (on new
+        processes once none is left). ``files`` is consumed a few files ahead of the results.
 
         A batch of one file (a refresh of the file that just came in, most often) is read by
         :meth:`add`: a small one here, with no process to start and no result to send back
@@ -885,9 +886,14 @@ class Batch:
         pending = _Pending(path, sha256, self._next_pos, wid)
         self._next_pos += 1
         waiting.append(pending)
+        self._send(pending)
+
+    def _send(self, pending: _Pending) -> None:
+        """Give a file to its worker (``pending.wid``); if that worker died, :meth:`_receive` hears of it."""
+        assert self._pool is not None
         opts = dict(folder=self.folder, block_bytes=self.block_bytes, keep_rejected=self.on_rejected is not None)
-        self._in_flight[wid] += 1
-        pool.put(wid, ("file", pending.pos, (path, sha256), opts), unless_dead=True)
+        self._in_flight[pending.wid] += 1
+        self._pool.put(pending.wid, ("file", pending.pos, (pending.path, pending.sha256), opts), unless_dead=True)
 
     def _receive(self, waiting: deque[_Pending]) -> None:
         """Wait for one message of the file pool: a file's result, or a worker's death (its files refused)."""
@@ -902,13 +908,18 @@ class Batch:
         if msg[0] != "dead":  # left over from a file read by blocks and given up on
             return
         err = _died(self._pool.procs[msg[1]])
-        for p in waiting:
-            if p.wid == msg[1] and not p.done:
-                p.died, p.done = err, True
-                self._remove_partial(p)
+        held = [p for p in waiting if p.wid == msg[1] and not p.done]
         self._in_flight[msg[1]] = 0
+        if held:  # the first was being read when the worker died: refused; the others never began, read again
+            held[0].died, held[0].done = err, True
+            self._remove_partial(held[0])
         if len(self._pool.reported) == len(self._pool.procs):
             self._restart_pool()
+        for p in held[1:]:
+            self._remove_partial(p)  # (nothing, unless its answer was lost with the worker)
+            pool = self._file_pool()
+            p.wid = min((i for i in self._in_flight if i not in pool.reported), key=self._in_flight.__getitem__)
+            self._send(p)
 
     def _restart_pool(self) -> None:
         """After a worker died (and the others' files in hand came back): new processes for what follows."""

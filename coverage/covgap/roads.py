@@ -1,16 +1,22 @@
 """The road network as a graph, for the plans (fibre spurs along roads, the measurement drive).
 
 Pure functions: line geometries in, a :class:`RoadGraph` out; nothing is read or written.
+
+networkx is imported where a graph is built (0.1 s): a run without a road layer never needs it,
+and with one the graph is built by the analysis's layer side, in its own process (covgap.pipeline).
 """
 
 from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-import networkx as nx
 import numpy as np
 import shapely
+
+if TYPE_CHECKING:
+    import networkx as nx
 
 log = logging.getLogger(__name__)
 
@@ -46,6 +52,8 @@ def build_road_graph(lines, *, max_edge_m: float = MAX_EDGE_M) -> RoadGraph:
     -----
     Vertices are matched after rounding to 1 cm, so lines that meet end to end join.
     """
+    import networkx as nx
+
     geoms = [g for g in np.asarray(lines, dtype=object) if g is not None and not g.is_empty]
     if not geoms:
         return RoadGraph(graph=nx.Graph(), xy=np.zeros((0, 2)))
@@ -92,6 +100,8 @@ def contract(rg: RoadGraph, keep: set[int]) -> nx.Graph:
     unfolds back onto the roads with :func:`unfold`. Shortest paths between kept nodes are
     the same on both graphs; the folded one is an order of magnitude smaller.
     """
+    import networkx as nx
+
     g = rg.graph
     core = {n for n in g.nodes if g.degree(n) != 2} | {n for n in keep if n in g}
     out = nx.Graph()

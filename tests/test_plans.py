@@ -273,3 +273,73 @@ def test_plan_measurements_command_writes_gpx_that_gdal_reads(hand_project):
     rows = (folder / "waypoints.csv").read_text(encoding="utf-8").splitlines()
     assert rows[0] == "day,seq,lon,lat,village_id,name,unit,cell,households_in_cell" and ",V3,Thôn Ba," in rows[1]
     assert json.loads((folder / "summary.json").read_text(encoding="utf-8"))["households_decided"] == 40
+
+
+def _gpx_by_elementtree(plan, day: int, *, study: str) -> bytes:
+    """The reference: the day's GPX built and written by ElementTree (the former outputs.gpx_day)."""
+    import xml.etree.ElementTree as ET
+
+    ET.register_namespace("", outputs.GPX_NS)
+    q = lambda tag: f"{{{outputs.GPX_NS}}}{tag}"  # noqa: E731
+    root = ET.Element(q("gpx"), {"version": "1.1", "creator": f"covgap {outputs.__version__}"})
+    meta = ET.SubElement(root, q("metadata"))
+    ET.SubElement(meta, q("name")).text = f"{study}: measurement plan, day {day}"
+    wp = plan.waypoints[plan.waypoints["day"] == day].to_crs(4326)
+    for _, r in wp.iterrows():
+        pt = ET.SubElement(root, q("wpt"), {"lat": f"{r.geometry.y:.7f}", "lon": f"{r.geometry.x:.7f}"})
+        ET.SubElement(pt, q("name")).text = f"D{day}-{int(r['seq']):03d} {r['name']}"
+        ET.SubElement(pt, q("desc")).text = (f"village {r['village_id']} {r['name']} ({r['unit']}); "
+                                             f"{r['households_in_cell']:g} households in cell {int(r['cell'])}")
+        ET.SubElement(pt, q("sym")).text = "Waypoint"
+    line = plan.days.loc[plan.days["day"] == day]
+    line = line.to_crs(4326).geometry.iloc[0] if len(line) else None
+    trk = ET.SubElement(root, q("trk"))
+    ET.SubElement(trk, q("name")).text = f"Day {day}"
+    seg = ET.SubElement(trk, q("trkseg"))
+    if line is not None and not line.is_empty:
+        for x, y in line.coords:
+            ET.SubElement(seg, q("trkpt"), {"lat": f"{y:.7f}", "lon": f"{x:.7f}"})
+    ET.indent(root)
+    return ET.tostring(root, encoding="utf-8", xml_declaration=True) + b"\n"
+
+
+def _plan_of_days(names: list[str]):
+    """A measurement plan of three days: day 1 with the waypoints named ``names`` and a route, day 2 with one
+    waypoint and an empty route, day 3 with no waypoint and no route."""
+    from types import SimpleNamespace
+
+    import geopandas as gpd
+    import shapely
+
+    n = len(names)
+    waypoints = gpd.GeoDataFrame({
+        "day": [1] * n + [2], "seq": list(range(1, n + 2)), "village_id": [f"V{k}" for k in range(n + 1)],
+        "name": names + ["Thôn Cuối"], "unit": ["Nghĩa Hà & <Xã>"] * (n + 1),
+        "cell": [100 + k for k in range(n + 1)], "households_in_cell": [7.9, 3.0, 0.25, 12.0][:n] + [1.0]},
+        geometry=[shapely.Point(560_000 + 137.3 * k, 1_670_000 + 91.1 * k) for k in range(n + 1)], crs="EPSG:32649")
+    days = gpd.GeoDataFrame({"day": [1, 2]}, geometry=[
+        shapely.LineString([(560_000 + 10.7 * k, 1_670_000 + 3.3 * k * k) for k in range(40)]), shapely.LineString()],
+        crs="EPSG:32649")
+    return SimpleNamespace(waypoints=waypoints, days=days)
+
+
+def test_gpx_days_are_byte_for_byte_what_elementtree_writes():
+    """The GPX text writer against ElementTree, the independent writer it replaced: same bytes for every day
+    (waypoints, a route, an empty route, no route), with names and a study title holding &, <, >, quotes."""
+    plan = _plan_of_days(["Thôn Đại Sơn", 'Xóm "Mới" <A&B>', "Tổ 3 > 2"])
+    for day in (1, 2, 3):
+        assert outputs.gpx_day(plan, day, study='Tư Nghĩa "2026" & <x>') == \
+            _gpx_by_elementtree(plan, day, study='Tư Nghĩa "2026" & <x>'), day
+
+
+def test_a_name_with_a_control_character_still_gives_a_gpx_an_xml_reader_opens():
+    """A control character XML forbids (here U+0001 and U+FFFF in a village's name) is left out: ElementTree's
+    writer put it in as it was, and no XML reader would open the file."""
+    import xml.etree.ElementTree as ET
+
+    plan = _plan_of_days(["Thôn\x01 Một\uffff", "Hai\ttab"])
+    root = ET.fromstring(outputs.gpx_day(plan, 1, study="x\x02y"))
+    ns = {"g": outputs.GPX_NS}
+    assert [e.text for e in root.findall("g:wpt/g:name", ns)] == ["D1-001 Thôn Một", "D1-002 Hai\ttab"]
+    assert root.find("g:metadata/g:name", ns).text == "xy: measurement plan, day 1"
+    assert len(root.findall("g:trk/g:trkseg/g:trkpt", ns)) == 40

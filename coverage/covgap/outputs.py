@@ -12,6 +12,7 @@ import contextlib
 import json
 import logging
 import os
+import re
 import shutil
 import time
 from collections.abc import Iterable, Iterator
@@ -22,6 +23,7 @@ import geopandas as gpd
 import numpy as np
 import pandas as pd
 import rasterio
+import shapely
 
 from covgap import __version__
 from covgap.cellstats import CellClass
@@ -392,31 +394,50 @@ def measurement_waypoints_table(plan) -> pd.DataFrame:
 
 
 def gpx_day(plan, day: int, *, study: str) -> bytes:
-    """One day of the measurement plan as GPX 1.1: its waypoints (in order) and its route as a track."""
-    import xml.etree.ElementTree as ET
+    """One day of the measurement plan as GPX 1.1: its waypoints (in order) and its route as a track.
 
-    ET.register_namespace("", GPX_NS)
-    q = lambda tag: f"{{{GPX_NS}}}{tag}"  # noqa: E731
-    root = ET.Element(q("gpx"), {"version": "1.1", "creator": f"covgap {__version__}"})
-    meta = ET.SubElement(root, q("metadata"))
-    ET.SubElement(meta, q("name")).text = f"{study}: measurement plan, day {day}"
+    Written as text, element by element, in the layout of ElementTree's ``indent`` and ``tostring``
+    (a test compares the two): ElementTree took 0.1 s for the sample's five days, a tenth of the
+    outputs. Texts are escaped, and the control characters XML 1.0 forbids are left out of them
+    (a name holding one would make the whole file unreadable to a GPS application).
+    """
     wp = plan.waypoints[plan.waypoints["day"] == day].to_crs(4326)
-    for _, r in wp.iterrows():
-        pt = ET.SubElement(root, q("wpt"), {"lat": f"{r.geometry.y:.7f}", "lon": f"{r.geometry.x:.7f}"})
-        ET.SubElement(pt, q("name")).text = f"D{day}-{int(r['seq']):03d} {r['name']}"
-        ET.SubElement(pt, q("desc")).text = (f"village {r['village_id']} {r['name']} ({r['unit']}); "
-                                             f"{r['households_in_cell']:g} households in cell {int(r['cell'])}")
-        ET.SubElement(pt, q("sym")).text = "Waypoint"
+    out = ["<?xml version='1.0' encoding='utf-8'?>",
+           f'<gpx xmlns="{GPX_NS}" version="1.1" creator="{_xml_attr(f"covgap {__version__}")}">',
+           "  <metadata>", f"    <name>{_xml_text(f'{study}: measurement plan, day {day}')}</name>", "  </metadata>"]
+    xs, ys = shapely.get_x(wp.geometry.to_numpy()), shapely.get_y(wp.geometry.to_numpy())
+    columns = [wp[c].tolist() for c in ("seq", "name", "village_id", "unit", "households_in_cell", "cell")]
+    for x, y, (seq, name, village, unit, households, cell) in zip(xs, ys, zip(*columns)):
+        out += [f'  <wpt lat="{y:.7f}" lon="{x:.7f}">',
+                f"    <name>{_xml_text(f'D{day}-{int(seq):03d} {name}')}</name>",
+                f"    <desc>{_xml_text(f'village {village} {name} ({unit}); {households:g} households in cell {int(cell)}')}</desc>",
+                "    <sym>Waypoint</sym>", "  </wpt>"]
     line = plan.days.loc[plan.days["day"] == day]
     line = line.to_crs(4326).geometry.iloc[0] if len(line) else None
-    trk = ET.SubElement(root, q("trk"))
-    ET.SubElement(trk, q("name")).text = f"Day {day}"
-    seg = ET.SubElement(trk, q("trkseg"))
+    out += ["  <trk>", f"    <name>Day {day}</name>"]
     if line is not None and not line.is_empty:
-        for x, y in line.coords:
-            ET.SubElement(seg, q("trkpt"), {"lat": f"{y:.7f}", "lon": f"{x:.7f}"})
-    ET.indent(root)
-    return ET.tostring(root, encoding="utf-8", xml_declaration=True) + b"\n"
+        out.append("    <trkseg>")
+        out += [f'      <trkpt lat="{y:.7f}" lon="{x:.7f}" />' for x, y in shapely.get_coordinates(line)]
+        out.append("    </trkseg>")
+    else:
+        out.append("    <trkseg />")
+    out += ["  </trk>", "</gpx>", ""]
+    return "\n".join(out).encode("utf-8")
+
+
+#: Characters XML 1.0 does not allow in a document: C0 controls other than tab, line feed and carriage return,
+#: lone surrogates (they cannot be written as UTF-8 either), U+FFFE and U+FFFF.
+_XML_FORBIDDEN = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff\ufffe\uffff]")
+
+
+def _xml_text(text: str) -> str:
+    """Element text for an XML file: ``&``, ``<``, ``>`` escaped, forbidden control characters left out."""
+    return _XML_FORBIDDEN.sub("", text).replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
+def _xml_attr(text: str) -> str:
+    """An attribute value (in double quotes) for an XML file."""
+    return _xml_text(text).replace('"', "&quot;").replace("\n", "&#10;").replace("\r", "&#13;").replace("\t", "&#09;")
 
 
 def write_measurement_plan(results, folder: Path) -> list[Path]:

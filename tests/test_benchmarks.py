@@ -77,6 +77,7 @@ def test_stream_large_script_checks_the_duplicates(tmp_path):
 def test_refresh_large_script(tmp_path):
     out = _script("refresh_large.py", "--rows", 3000, "--share", 0.1, "--cache-dir", tmp_path)
     assert "refresh / rebuild = " in out and "rebuild: covgap run of big + new (3,300 rows)" in out
+    assert "watch: refresh of new in " in out and "watch refresh / rebuild = " in out
 
 
 def test_small_files_script_runs_covgap_on_a_folder_of_files(tmp_path):

@@ -10,6 +10,7 @@ from __future__ import annotations
 import functools
 import gc
 import logging
+import signal
 import sys
 import time
 from pathlib import Path
@@ -106,12 +107,13 @@ def output_options(func):
 
 
 def _execute(config: Config, paths: list[Path] | None = None, *, full_rebuild: bool = True, dry_run: bool = False,
-             wait: bool = False, overwrite: bool = False) -> int:
+             wait: bool = False, overwrite: bool = False, prepared=None) -> int:
     """Take measurement files into the store, rewrite every output atomically, print the summary and scorecard.
 
     The one "write everything" path of ``run``/``demo`` (``full_rebuild``: a new store
     from the configured files) and ``refresh`` (new files merged into the stored
-    statistics). Returns the exit status: 0, or 3 when some file was refused.
+    statistics). Returns the exit status: 0, or 3 when some file was refused. ``prepared``:
+    the layers and the layer side worked out beforehand (``watch``; covgap.refresh.prepare).
 
     The maps are redrawn after a new analysis, and also when they were drawn from
     other results than the output folder holds (a run killed after the swap).
@@ -126,7 +128,7 @@ def _execute(config: Config, paths: list[Path] | None = None, *, full_rebuild: b
     with outputs.output_lock(out_dir, wait=wait):
         outcome = refresh.update_outputs(config, paths, full_rebuild=full_rebuild, dry_run=dry_run,
                                          write_products=functools.partial(_write_products, rendered=rendered),
-                                         progress=_progress_bar, overwrite=overwrite)
+                                         progress=_progress_bar, overwrite=overwrite, prepared=prepared)
         written_maps = []
         if outcome.results is not None or (
                 not dry_run and not maps.maps_are_current(out_dir, Path(config.output.maps_dir))):
@@ -255,6 +257,80 @@ def refresh(paths: tuple[Path, ...], config_path: Path, dry_run: bool, wait: boo
     config = load_config(config_path).replace_output(dir=out_dir, maps_dir=maps_dir, lang=lang).replace_engine(engine)
     click.get_current_context().exit(_execute(config, list(paths) or None, full_rebuild=False, dry_run=dry_run,
                                               wait=wait, overwrite=overwrite))
+
+
+@main.command()
+@config_option
+@click.option("--every", "every_s", type=click.FloatRange(min=0.1), default=5.0, show_default=True,
+              help="Seconds between two looks at the measurement files.")
+@click.option("--settle", "settle_s", type=click.FloatRange(min=0.0), default=10.0, show_default=True,
+              help="Seconds a file must stay unchanged (size and time) before it is taken in, so that a file "
+                   "still being copied is not read half-written.")
+@output_options
+@engine_option
+def watch(config_path: Path, every_s: float, settle_s: float, out_dir: Path | None, maps_dir: Path | None,
+          lang: str | None, overwrite: bool, engine: str | None) -> None:
+    """Refresh the outputs whenever new measurement files arrive, until Ctrl-C (or SIGTERM).
+
+    Looks at the configured [inputs] measurements (files and folders) every few
+    seconds; files that are new or changed, once they have stopped changing, are
+    taken in as by refresh, and every output and map is rewritten. The layers and
+    what the analysis works out of them alone are loaded once (again when the
+    configuration or a layer changes), so each refresh costs the new files, the
+    analysis and the outputs only (docs/refresh.md, "Watching").
+    """
+    from covgap import measurements as meas, outputs, refresh as refresh_mod, watch as watch_mod
+
+    def current() -> Config:
+        return load_config(config_path).replace_output(dir=out_dir, maps_dir=maps_dir, lang=lang).replace_engine(engine)
+
+    config = current()  # a configuration that cannot be read stops the command at once
+    warned: set[Path] = set()
+
+    def inputs() -> tuple:
+        try:
+            now = current()
+        except CovgapError as err:  # being edited: loaded again once it changes
+            return (str(err), *watch_mod.inputs_state([config_path]))
+        return watch_mod.inputs_state([config_path] + [p for label, p in outputs.input_paths(now)
+                                                       if not label.startswith("[inputs] measurements")])
+
+    def prepare() -> tuple[Config, refresh_mod.Prepared]:
+        now = current()
+        return now, refresh_mod.prepare(now)
+
+    def files(prepared: tuple[Config, refresh_mod.Prepared]) -> list[Path]:
+        return meas.list_measurement_files(list(prepared[0].inputs.measurements), warned=warned)
+
+    def take(prepared: tuple[Config, refresh_mod.Prepared], paths: list[Path]) -> int:
+        click.echo(f"{time.strftime('%H:%M:%S')} {len(paths)} new or changed file(s): "
+                   + ", ".join(p.name for p in paths[:5]) + (" …" if len(paths) > 5 else ""))
+        busy["now"] = True
+        started = time.monotonic()
+        try:
+            status = _execute(prepared[0], paths, full_rebuild=False, overwrite=overwrite, prepared=prepared[1])
+        finally:
+            busy["now"] = False
+        click.echo(f"{time.strftime('%H:%M:%S')} refreshed in {time.monotonic() - started:.2f} s; watching.")
+        return status
+
+    def stop(signum, frame) -> None:  # a service manager's stop (SIGTERM) ends it as Ctrl-C does
+        raise KeyboardInterrupt
+
+    busy = {"now": False}
+    signal.signal(signal.SIGTERM, stop)
+    if not config.inputs.measurements:
+        raise CovgapError(f"{config_path}: [inputs] measurements names no file or folder to watch")
+    click.echo(f"Watching {', '.join(str(p) for p in config.inputs.measurements)} every {every_s:g} s "
+               f"(files taken in once unchanged for {settle_s:g} s); Ctrl-C to stop.")
+    try:
+        watch_mod.watch(inputs=inputs, prepare=prepare, files=files, refresh=take, echo=click.echo,
+                        every_s=every_s, settle_s=settle_s)
+    except KeyboardInterrupt:
+        if busy["now"]:
+            click.echo("Interrupted during a refresh; the outputs are those of the refresh before.", err=True)
+            click.get_current_context().exit(130)
+        click.echo("Stopped watching.")
 
 
 @main.command()

@@ -73,13 +73,16 @@ TEXT_SUFFIXES = (".csv", ".txt", ".tsv")
 REFUSED_SUFFIXES = (".zip", ".xlsx", ".xls")
 
 
-def list_measurement_files(paths: list[Path]) -> list[Path]:
+def list_measurement_files(paths: list[Path], *, warned: set[Path] | None = None) -> list[Path]:
     """Expand folders into the measurement files inside them, sorted by name.
 
     In a folder: ``*.csv``, ``*.txt``, ``*.tsv``, each also compressed (``.gz``,
     ``.bz2``, ``.xz``), and ``*.zip``, ``*.xlsx``, ``*.xls`` (which are refused with
     the way to fix them, rather than passed over in silence). A file named
     explicitly is always taken (and refused with a reason if it cannot be read).
+    Other files in a folder are passed over with a warning; with ``warned`` (the files
+    warned of already, added to), once only (``covgap watch`` lists the folders again
+    and again).
     """
     found: list[Path] = []
     for p in paths:
@@ -88,7 +91,9 @@ def list_measurement_files(paths: list[Path]) -> list[Path]:
             files = sorted(q for q in p.rglob("*") if q.is_file() and not q.name.startswith("."))
             found += [q for q in files if _is_measurement_file(q)]
             for q in files:
-                if not _is_measurement_file(q):  # said, not passed over in silence
+                if not _is_measurement_file(q) and (warned is None or q not in warned):  # said, not passed over in silence
+                    if warned is not None:
+                        warned.add(q)
                     log.warning("skipped %s: not a measurement file type (.csv, .txt, .tsv, also .gz/.bz2/.xz); "
                                 "rename it if it holds measurements", q)
         elif p.is_file():

@@ -485,6 +485,7 @@ def _worker_main(inbox, outboxes: list, ctx: meas.ReadContext, grid, crs: CRS, s
     import signal
 
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the main process's to handle: it stops the workers
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)  # stopped by it outright (not by a handler it forked with: covgap watch's)
     outbox = outboxes[wid]
     for other in outboxes:  # inherited by fork: the others' ends are theirs alone (they end when their worker dies)
         if other is not outbox:

@@ -244,6 +244,27 @@ def start_layer_side(layers: Layers, config: Config):
                   with_children=True)
 
 
+class ReadyLayerSide:
+    """A layer side worked out beforehand, in the form :func:`start_layer_side` gives one (for ``early`` of
+    :func:`analyse`): ``covgap watch`` works it out once for every refresh that follows (covgap.watch)."""
+
+    forked = False
+
+    def __init__(self, side: LayerSide):
+        if side.pieces is None:
+            raise ValueError("a layer side worked out beforehand must hold its village pieces")
+        self._side = side
+
+    def __enter__(self) -> ReadyLayerSide:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        pass
+
+    def result(self) -> LayerSide:
+        return self._side
+
+
 #: How much lower the priority of the early :func:`layer_side` is than the reading processes' (``nice``).
 LAYER_SIDE_NICENESS = 10
 

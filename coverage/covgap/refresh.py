@@ -82,6 +82,21 @@ class RefreshOutcome:
         return out
 
 
+@dataclass
+class Prepared:
+    """A configuration's layers and the analysis' layer side, loaded and worked out once for the refreshes that
+    follow (``covgap watch``; :func:`update_outputs`)."""
+
+    layers: pipeline.Layers
+    side: pipeline.LayerSide
+
+
+def prepare(config: Config) -> Prepared:
+    """The layers of ``config`` and what the analysis works out of them alone (:func:`covgap.pipeline.layer_side`)."""
+    layers = pipeline.load_layers(config)
+    return Prepared(layers=layers, side=pipeline.layer_side(layers, config))
+
+
 class _NothingNew(Exception):
     """Raised inside the temporary folder to abandon it: no file was taken in."""
 
@@ -99,6 +114,7 @@ def update_outputs(
     chunk_rows: int | None = None,
     overwrite: bool = False,
     workers: int | None = None,
+    prepared: Prepared | None = None,
 ) -> RefreshOutcome:
     """Take measurement files into the store and rewrite every output (caller holds the output lock).
 
@@ -126,6 +142,9 @@ def update_outputs(
         Lines per block at most (default: blocks of covgap.blocks.BLOCK_BYTES) and worker
         processes for large files (default: ``[engine] workers``, else the cores available; covgap.ingest.Batch).
         The engine (local or dask) is ``config.engine``.
+    prepared
+        The layers and the analysis' layer side of ``config``, worked out beforehand (:func:`prepare`:
+        ``covgap watch``); by default they are loaded, and worked out beside the reading.
 
     Returns
     -------
@@ -152,7 +171,7 @@ def update_outputs(
     # Only a folder covgap made holds a store and outputs to build on; another one (empty, or
     # replaced with --overwrite) is not read at all.
     owned = outputs.is_owned(out_dir)
-    layers = pipeline.load_layers(config)
+    layers = prepared.layers if prepared is not None else pipeline.load_layers(config)
     current = store_mod.fingerprint(layers, config)
     old_folder = store_mod.store_dir(out_dir)
     store = _open_store(out_dir, current, full_rebuild=full_rebuild or not owned)
@@ -180,7 +199,8 @@ def update_outputs(
     try:
         # What the analysis needs of the layers alone is worked out meanwhile by a forked child
         # (pipeline.start_layer_side), stopped with the rest when the refresh fails or finds nothing new.
-        with (pipeline.start_layer_side(layers, config) as early,
+        with (pipeline.ReadyLayerSide(prepared.side) if prepared is not None else pipeline.start_layer_side(layers, config)
+              as early,
               outputs.atomic_output_dir(out_dir, overwrite=overwrite, inputs=inputs) as tmp):
             new_folder = store_mod.store_dir(tmp)
             new_folder.mkdir()

@@ -286,7 +286,7 @@ def level_fields(levels: list[str]) -> dict[str, FieldSpec]:
 
 # --------------------------------------------------------------------------- layers (pure)
 def partner_layers(results, operator: str) -> dict[str, gpd.GeoDataFrame]:
-    """The six layers of one operator's package, full field names, working CRS: formatting only, every
+    """The seven layers of one operator's package, full field names, working CRS: formatting only, every
     figure comes from the analysis (``results.per_operator[operator]`` for the operator's own view).
 
     Parameters
@@ -301,6 +301,11 @@ def partner_layers(results, operator: str) -> dict[str, gpd.GeoDataFrame]:
     dict of layer name (``LAYERS``) → GeoDataFrame. Columns follow ``FIELDS`` and the
     configured administrative levels.
     """
+    return _in_order(_own_layers(results, operator), shared_layers(results))
+
+
+def _own_layers(results, operator: str) -> dict[str, gpd.GeoDataFrame]:
+    """The layers of :func:`partner_layers` that are the operator's own."""
     if operator not in results.per_operator:
         raise ValueError(f"operator {operator!r} is neither measured nor an owner of fibre routes: "
                          f"{results.partner_operators}")
@@ -309,10 +314,23 @@ def partner_layers(results, operator: str) -> dict[str, gpd.GeoDataFrame]:
         "dead_zones": _gap_zones_layer(results, operator, "no_service"),
         "no_4g_zones": _gap_zones_layer(results, operator, "no_4g"),
         "villages_without_4g": _villages_without_4g_layer(results, operator, levels),
+        "fibre_plan": _fibre_plan_layer(results, operator, levels),
+    }
+
+
+def _in_order(own: dict, shared: dict) -> dict:
+    """An operator's layers and the shared ones, in the package's order (:data:`LAYERS`)."""
+    return {name: own[name] if name in own else shared[name] for name in LAYERS}
+
+
+def shared_layers(results) -> dict[str, gpd.GeoDataFrame]:
+    """The layers of :func:`partner_layers` that are the same in every operator's package (worked out and
+    prepared once for all the packages of a run: :func:`write_partner_packages`)."""
+    levels = list(results.config.inputs.communes)
+    return {
         "needs_measurement": _needs_measurement_layer(results, levels),
         "villages_below_fibre_goal": _below_fibre_goal_layer(results, levels),
         "communes_without_fibre": _communes_without_fibre_layer(results),
-        "fibre_plan": _fibre_plan_layer(results, operator, levels),
     }
 
 
@@ -605,10 +623,11 @@ def write_partner_packages(results, folder: Path, *, generated: str | None = Non
     generated = generated or time.strftime("%Y-%m-%dT%H:%M:%S%z")
     inputs = input_hashes(results)
     zips = []
+    prepared: dict[str, gpd.GeoDataFrame] = {}  # the shared layers, prepared by the first package for the others
     for operator, slug in package_slugs(results.partner_operators).items():
         package = _inside(folder, slug)
         package.mkdir()
-        counts = write_partner_package(results, operator, package, generated=generated, inputs=inputs)
+        counts = write_partner_package(results, operator, package, generated=generated, inputs=inputs, prepared=prepared)
         zip_path = _inside(folder, f"{slug}.zip")
         zip_folder(package, zip_path)
         zips.append(zip_path)
@@ -618,16 +637,26 @@ def write_partner_packages(results, folder: Path, *, generated: str | None = Non
     return zips
 
 
-def write_partner_package(results, operator: str, package: Path, *, generated: str, inputs: list[tuple[str, str]] | None = None) -> dict[str, int]:
+def write_partner_package(results, operator: str, package: Path, *, generated: str, inputs: list[tuple[str, str]] | None = None,
+                          prepared: dict[str, gpd.GeoDataFrame] | None = None) -> dict[str, int]:
     """Write one operator's layers (Shapefiles + GeoPackage), fields.csv and README.txt into ``package``.
 
+    ``prepared``: the layers every package shares (:func:`shared_layers`), ready to write; filled in
+    when empty (by the first package of a run; a third of the work of each package after it).
     Returns the feature count of each layer.
     """
     package = Path(package)
     cfg = results.config
     crs = cfg.output.export_crs
     specs = {**FIELDS, **level_fields(list(cfg.inputs.communes))}
-    layers = {name: _prepare(layer, specs, crs) for name, layer in partner_layers(results, operator).items()}
+    own = {name: _prepare(layer, specs, crs) for name, layer in _own_layers(results, operator).items()}
+    if not prepared:
+        shared = {name: _prepare(layer, specs, crs) for name, layer in shared_layers(results).items()}
+        if prepared is not None:
+            prepared.update(shared)
+    else:
+        shared = prepared
+    layers = _in_order(own, shared)
     slug = package.name
     stamp_date, stamp_time = _stamps(results)
     gpkg = _inside(package, f"{slug}.gpkg")

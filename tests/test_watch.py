@@ -303,3 +303,55 @@ def test_a_refresh_with_the_layers_prepared_loads_nothing_again_and_leaves_them_
                                          write_products=outputs.write_outputs)
         assert outcome.results is not None and [f.status for f in outcome.files] == ["taken"]
     assert pickle.dumps((prepared.layers, prepared.side)) == before
+
+
+_PAUSING_WATCH = """
+import sys, time
+from covgap import cli, outputs
+fsync = outputs._fsync_tree
+calls = []
+
+def pausing(*a, **k):  # the second refresh pauses just before its swap
+    calls.append(1)
+    if len(calls) == 2:
+        print("covgap-test: paused", flush=True)
+        time.sleep(60)
+    return fsync(*a, **k)
+
+outputs._fsync_tree = pausing
+cli.main(args=sys.argv[1:], prog_name="covgap")
+"""
+
+
+def test_ctrl_c_during_a_refresh_ends_with_130_and_leaves_the_outputs_of_the_refresh_before(hand_project, tmp_path):
+    lines = hand_csv_lines()
+    project = hand_project.parent
+    inbox = project / "measurements"
+    (inbox / "hand.csv").write_text("\n".join(lines[:13]) + "\n", encoding="utf-8")
+    os.utime(inbox / "hand.csv", (time.time() - 60, time.time() - 60))
+    log = tmp_path / "watch.log"
+    with open(log, "w", encoding="utf-8") as fh:
+        proc = subprocess.Popen([sys.executable, "-c", _PAUSING_WATCH, "watch", "--config", str(hand_project),
+                                 "--every", "0.2", "--settle", "0.3"], cwd=project, stdout=fh, stderr=subprocess.STDOUT,
+                                text=True, env={**os.environ, "TMPDIR": str(tmp_path)})
+    out = project / "out"
+    said = lambda: log.read_text(encoding="utf-8")  # noqa: E731
+    try:
+        _wait_for(lambda: "refreshed in" in said(), "the first refresh", proc, log)
+        before = {p.relative_to(out).as_posix(): p.read_bytes() for p in sorted(out.rglob("*")) if p.is_file()}
+        (inbox / "more.csv").write_text("\n".join([lines[0], *lines[13:]]) + "\n", encoding="utf-8")
+        _wait_for(lambda: "covgap-test: paused" in said(), "the second refresh's pause", proc, log)
+        proc.send_signal(signal.SIGINT)
+        proc.wait(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    text = said()
+    assert proc.returncode == 130, text[-3000:]
+    assert "Interrupted during a refresh; the outputs are those of the refresh before." in text
+    assert "Traceback" not in text
+    after = {p.relative_to(out).as_posix(): p.read_bytes() for p in sorted(out.rglob("*")) if p.is_file()}
+    assert after == before
+    assert not [p.name for p in project.iterdir() if p.name.startswith((".out.tmp-", ".out.previous"))]
+    assert subprocess.run(["pgrep", "-f", str(hand_project)], capture_output=True).returncode == 1

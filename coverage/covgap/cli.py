@@ -309,8 +309,12 @@ def watch(config_path: Path, every_s: float, settle_s: float, out_dir: Path | No
         started = time.monotonic()
         try:
             status = _execute(prepared[0], paths, full_rebuild=False, overwrite=overwrite, prepared=prepared[1])
-        finally:
+        except KeyboardInterrupt:
+            raise  # still busy: the handler below says the refresh was interrupted
+        except BaseException:
             busy["now"] = False
+            raise
+        busy["now"] = False
         click.echo(f"{time.strftime('%H:%M:%S')} refreshed in {time.monotonic() - started:.2f} s; watching.")
         return status
 

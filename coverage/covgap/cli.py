@@ -296,6 +296,8 @@ def watch(config_path: Path, every_s: float, settle_s: float, out_dir: Path | No
                                                        if not label.startswith("[inputs] measurements")])
 
     def prepare() -> tuple[Config, refresh_mod.Prepared]:
+        import folium  # noqa: F401  (the map pages' scaffolding: imported once here, not by the first refresh)
+
         now = current()
         return now, refresh_mod.prepare(now)
 

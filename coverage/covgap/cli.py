@@ -277,7 +277,7 @@ def watch(config_path: Path, every_s: float, settle_s: float, out_dir: Path | No
     taken in as by refresh, and every output and map is rewritten. The layers and
     what the analysis works out of them alone are loaded once (again when the
     configuration or a layer changes), so each refresh costs the new files, the
-    analysis and the outputs only (docs/refresh.md, "Watching").
+    analysis and the outputs only (docs/refresh.md, "Watching a folder").
     """
     from covgap import measurements as meas, outputs, refresh as refresh_mod, watch as watch_mod
 

@@ -1,4 +1,4 @@
-"""``covgap watch``: refresh the outputs whenever new measurement files arrive (docs/refresh.md, "Watching").
+"""``covgap watch``: refresh the outputs whenever new measurement files arrive (docs/refresh.md, "Watching a folder").
 
 One process stays up: its imports, the layers and the analysis' layer side (what needs no
 measurement: village pieces, road graph, fibre figures and plan) are loaded once, so each

@@ -355,3 +355,33 @@ def test_ctrl_c_during_a_refresh_ends_with_130_and_leaves_the_outputs_of_the_ref
     assert after == before
     assert not [p.name for p in project.iterdir() if p.name.startswith((".out.tmp-", ".out.previous"))]
     assert subprocess.run(["pgrep", "-f", str(hand_project)], capture_output=True).returncode == 1
+
+
+def test_a_file_that_grows_is_taken_again_and_its_earlier_rows_do_not_count_twice(hand_project, no_maps, tmp_path):
+    """What watch does with a file rows are appended to: refresh takes the grown file in again (a new SHA-256);
+    its earlier rows are duplicates of the version taken before, and the statistics are those of a run on the
+    grown file alone."""
+    import pandas as pd
+    from click.testing import CliRunner
+
+    from covgap import cli
+
+    lines = hand_csv_lines()
+    inbox = hand_project.parent / "measurements"
+    log = inbox / "hand.csv"
+    log.write_text("\n".join(lines[:10]) + "\n", encoding="utf-8")
+    out = hand_project.parent / "out"
+
+    def covgap(*args) -> None:
+        res = CliRunner().invoke(cli.main, [str(a) for a in args])
+        assert res.exit_code == 0, res.output
+
+    covgap("refresh", "--config", hand_project, log)
+    with open(log, "a", encoding="utf-8") as fh:
+        fh.write("\n".join(lines[10:]) + "\n")
+    covgap("refresh", "--config", hand_project, log)
+    covgap("run", "--config", hand_project, "--out", tmp_path / "run", "--maps", tmp_path / "maps")
+    assert (out / "store" / "cells_total.parquet").read_bytes() == (tmp_path / "run" / "store" / "cells_total.parquet").read_bytes()
+    rejected = pd.read_csv(out / "rejected_rows.csv")
+    again = rejected[(rejected["reason"] == "duplicate_row")]
+    assert len(again) == 9 + 1  # the 9 rows of the first version, and the hand file's own planted duplicate

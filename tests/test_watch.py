@@ -385,3 +385,22 @@ def test_a_file_that_grows_is_taken_again_and_its_earlier_rows_do_not_count_twic
     rejected = pd.read_csv(out / "rejected_rows.csv")
     again = rejected[(rejected["reason"] == "duplicate_row")]
     assert len(again) == 9 + 1  # the 9 rows of the first version, and the hand file's own planted duplicate
+
+
+def test_outputs_locked_by_another_run_are_waited_for_and_then_refreshed(hand_project, tmp_path):
+    """Another covgap run holds the output lock: watch says so once, keeps the file waiting, and takes it in
+    once the lock is free; Ctrl-C then ends it with status 0 (the failed refresh does not count as one running)."""
+    from covgap import outputs
+
+    out = hand_project.parent / "out"
+    with outputs.output_lock(out):
+        proc, log = _start_watch(hand_project, tmp_path, "0")
+        _wait_for(lambda: "another covgap run" in log.read_text(encoding="utf-8"), "the lock's message", proc, log)
+        time.sleep(1.0)  # several looks meanwhile: the message is not repeated
+    _wait_for(lambda: "refreshed in" in log.read_text(encoding="utf-8"), "the refresh after the lock", proc, log)
+    proc.send_signal(signal.SIGINT)
+    proc.wait(timeout=60)
+    text = log.read_text(encoding="utf-8")
+    assert proc.returncode == 0 and text.rstrip().endswith("Stopped watching."), text[-3000:]
+    assert text.count("another covgap run") == 1
+    assert (out / "store" / "manifest.json").is_file()

@@ -830,14 +830,11 @@ class Batch:
         :meth:`add`: a small one here, with no process to start and no result to send back
         (0.4 s of a 1 % refresh, docs/benchmark.md), a large one by blocks on the workers.
         """
-        if self.workers < 2 or self._dask is not None or self.chunk_rows is not None:
-            for path, sha256 in files:
-                yield path, self._add_or_error(path, sha256)
-            return
         files = iter(files)
-        head = list(itertools.islice(files, 2))
-        if len(head) < 2:
-            for path, sha256 in head:
+        one_by_one = self.workers < 2 or self._dask is not None or self.chunk_rows is not None
+        head = [] if one_by_one else list(itertools.islice(files, 2))
+        if len(head) < 2:  # one process, or a batch of one file
+            for path, sha256 in itertools.chain(head, files):
                 yield path, self._add_or_error(path, sha256)
             return
         waiting: deque[_Pending] = deque()
@@ -876,9 +873,7 @@ class Batch:
     def _submit(self, waiting: deque[_Pending], path: Path, sha256: str | None) -> None:
         """Give a small file to the worker with the fewest files in hand (waiting for one to have room)."""
         while True:
-            pool = self._file_pool()
-            live = [i for i in self._in_flight if i not in pool.reported]
-            wid = min(live, key=self._in_flight.__getitem__)
+            wid = self._least_busy()
             if self._in_flight[wid] < FILES_PER_WORKER:
                 break
             self._receive(waiting)
@@ -888,6 +883,11 @@ class Batch:
         self._next_pos += 1
         waiting.append(pending)
         self._send(pending)
+
+    def _least_busy(self) -> int:
+        """The live worker with the fewest files in hand (the processes started, or started again, first)."""
+        pool = self._file_pool()
+        return min((i for i in self._in_flight if i not in pool.reported), key=self._in_flight.__getitem__)
 
     def _send(self, pending: _Pending) -> None:
         """Give a file to its worker (``pending.wid``); if that worker died, :meth:`_receive` hears of it."""
@@ -918,8 +918,7 @@ class Batch:
             self._restart_pool()
         for p in held[1:]:
             self._remove_partial(p)  # (nothing, unless its answer was lost with the worker)
-            pool = self._file_pool()
-            p.wid = min((i for i in self._in_flight if i not in pool.reported), key=self._in_flight.__getitem__)
+            p.wid = self._least_busy()
             self._send(p)
 
     def _restart_pool(self) -> None:

@@ -58,19 +58,21 @@ def watch_refresh(folder: Path, big: Path, new: Path, *, timeout_s: float = 600)
     with open(log, "w", encoding="utf-8") as fh:
         proc = subprocess.Popen([covgap_command(), "-q", "watch", "--config", str(config), "--every", "0.2",
                                  "--settle", "0.5"], cwd=folder, stdout=fh, stderr=subprocess.STDOUT, text=True)
+    done = re.compile(r"refreshed in ([0-9.]+) s")
+    end = time.monotonic() + timeout_s
+
+    def refreshed(count: int, what: str) -> list[str]:
+        """The times of the first ``count`` refreshes watch reported, once it has reported them."""
+        while len(times := done.findall(log.read_text(encoding="utf-8"))) < count:
+            if proc.poll() is not None or time.monotonic() > end:
+                raise SystemExit(f"covgap watch did not take {what} in:\n{log.read_text(encoding='utf-8')[-3000:]}")
+            time.sleep(0.2)
+        return times
+
     try:
-        done = re.compile(r"refreshed in ([0-9.]+) s")
-        end = time.monotonic() + timeout_s
-        while len(done.findall(log.read_text(encoding="utf-8"))) < 1:
-            if proc.poll() is not None or time.monotonic() > end:
-                raise SystemExit(f"covgap watch did not take big in:\n{log.read_text(encoding='utf-8')[-3000:]}")
-            time.sleep(0.2)
+        refreshed(1, "big")
         os.symlink(new, inbox / new.name)
-        while len(done.findall(log.read_text(encoding="utf-8"))) < 2:
-            if proc.poll() is not None or time.monotonic() > end:
-                raise SystemExit(f"covgap watch did not take new in:\n{log.read_text(encoding='utf-8')[-3000:]}")
-            time.sleep(0.2)
-        return float(done.findall(log.read_text(encoding="utf-8"))[1])
+        return float(refreshed(2, "new")[1])
     finally:
         if proc.poll() is None:
             proc.send_signal(signal.SIGINT)

@@ -642,7 +642,7 @@ def write_partner_package(results, operator: str, package: Path, *, generated: s
     """Write one operator's layers (Shapefiles + GeoPackage), fields.csv and README.txt into ``package``.
 
     ``prepared``: the layers every package shares (:func:`shared_layers`), ready to write; filled in
-    when empty (by the first package of a run; a third of the work of each package after it).
+    when empty (by the first package of a run; about 0.025 s of each package after it on the sample).
     Returns the feature count of each layer.
     """
     package = Path(package)

@@ -112,13 +112,6 @@ def watch(*, inputs: Callable[[], tuple], prepare: Callable[[], P], files: Calla
     prepared: P | None = None
     state: tuple | None = None
     last_error = ""
-
-    def show(error: str) -> None:
-        nonlocal last_error
-        if error != last_error:
-            echo(f"Error: {error}")
-        last_error = error
-
     looks = 0
     while cycles is None or looks < cycles:
         looks += 1
@@ -136,6 +129,8 @@ def watch(*, inputs: Callable[[], tuple], prepare: Callable[[], P], files: Calla
                     watcher.done(ready)
                 last_error = ""
         except CovgapError as err:
-            show(str(err))
+            if str(err) != last_error:  # shown once, not at every look
+                echo(f"Error: {err}")
+            last_error = str(err)
         if cycles is None or looks < cycles:
             sleep(every_s)

@@ -22,6 +22,8 @@ $(VENV)/.installed: pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -e .
+	# Compile the parser of large files once (numba caches it beside the code): no run pays it.
+	$(BIN)/python -c "from covgap import fastparse; fastparse.warm()"
 	touch $@
 
 $(VENV)/.installed-test: pyproject.toml $(VENV)/.installed

@@ -55,12 +55,12 @@ def child(mode: str, budget_ms: float, results: Path, config: Path) -> None:
     def name(block, source_file: str) -> Path:
         return results / f"{source_file}-{block.first_line}.pkl"
 
-    def recording(block, fmt, ctx, grid, crs, source_file, path=None):
-        res = real(block, fmt, ctx, grid, crs, source_file, path)
+    def recording(block, fmt, ctx, grid, crs, source_file, path=None, *, compiled=False):
+        res = real(block, fmt, ctx, grid, crs, source_file, path, compiled=compiled)
         name(block, source_file).write_bytes(pickle.dumps(res, protocol=5))
         return res
 
-    def budgeted(block, fmt, ctx, grid, crs, source_file, path=None):
+    def budgeted(block, fmt, ctx, grid, crs, source_file, path=None, *, compiled=False):
         started = time.process_time()
         res = pickle.loads(name(block, source_file).read_bytes())
         while time.process_time() - started < budget_ms / 1000:

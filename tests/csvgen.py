@@ -21,6 +21,7 @@ from __future__ import annotations
 import bz2
 import codecs
 import gzip
+import itertools
 import random
 import re
 from collections.abc import Sequence
@@ -262,20 +263,29 @@ def read_and_check(path, data: bytes, *, chunk_rows: int = 250_000) -> tuple[str
     """
     from collections import Counter
 
+    import pandas as pd
+
     from covgap import measurements as meas
     from covgap.errors import InputError
 
     ctx = meas.ReadContext(in_study_area=_in_box, now_s=NOW_S)
     expected = expected_rows(path.name, data)
     rows: list[int] = []
+    chunks = []
     try:
         fmt = meas.detect_format(path, ctx.mapping)
         for used, rejected in meas.read_measurement_chunks(path, ctx, chunk_rows=chunk_rows, fmt=fmt):
             assert set(rejected["reason"]) <= set(meas.REJECT_REASONS), set(rejected["reason"])
             rows += used["source_row"].tolist() + rejected["source_row"].tolist()
+            chunks.append((used, rejected))
     except InputError as err:
         assert str(err).startswith(f"{path}: "), str(err)
         return "refused", 0
+    # The compiled parser of large files (covgap.fastparse) must give the same rows, block by block.
+    again = meas.read_measurement_chunks(path, ctx, chunk_rows=chunk_rows, fmt=fmt, compiled=True)
+    for (used, rejected), (used_c, rejected_c) in itertools.zip_longest(chunks, again):
+        pd.testing.assert_frame_equal(used_c, used)
+        pd.testing.assert_frame_equal(rejected_c, rejected)
     if expected is None:  # not UTF-8/UTF-16 text, or a damaged archive, yet accepted
         return "accepted", max(len(rows), 1)
     got, want = Counter(rows), Counter(expected)

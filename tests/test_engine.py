@@ -1266,10 +1266,10 @@ def test_a_file_that_vanishes_or_hits_a_bug_is_refused_alone_with_the_reason_one
             path.unlink()
         return digest
 
-    def bug(block, fmt, ctx, grid, crs, source_file, path=None):
+    def bug(block, fmt, ctx, grid, crs, source_file, path=None, **kw):
         if source_file == "f04.csv":
             raise ZeroDivisionError("a bug")
-        return real_block(block, fmt, ctx, grid, crs, source_file, path)
+        return real_block(block, fmt, ctx, grid, crs, source_file, path, **kw)
 
     monkeypatch.setattr(outputs, "sha256_file", hash_then_vanish)
     monkeypatch.setattr(ingest, "process_block", bug)

@@ -19,7 +19,7 @@ from __future__ import annotations
 import hashlib
 import os
 import shutil
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -63,15 +63,23 @@ def _text_hash(values: list) -> np.ndarray:
                      for v in values], dtype=np.uint64)
 
 
-def measurement_keys(rows: pd.DataFrame) -> np.ndarray:
+def measurement_keys(rows: pd.DataFrame, *, row_keys: Callable | None = None) -> np.ndarray:
     """A 64-bit key per row of what makes a measurement the same measurement.
 
     ``rows`` are normalised rows (covgap.measurements): ``lon``, ``lat``, ``signal_dbm``,
     ``time_s`` and the categoricals (or strings) ``technology`` and ``operator``.
+    ``row_keys``: the same mixing compiled in one pass (covgap.fastkernel.row_keys).
     """
+    lon = np.round(np.clip(rows["lon"].to_numpy(dtype=float), -1e3, 1e3), 7)
+    lat = np.round(np.clip(rows["lat"].to_numpy(dtype=float), -1e3, 1e3), 7)
+    if row_keys is not None and len(rows):
+        op, tech = pd.Categorical(rows["operator"]), pd.Categorical(rows["technology"])
+        return row_keys(lon, lat, rows["signal_dbm"].to_numpy(dtype=float), rows["time_s"].to_numpy(dtype=float),
+                        np.asarray(op.codes, dtype=np.int64), _text_hash(list(op.categories)),
+                        np.asarray(tech.codes, dtype=np.int64), _text_hash(list(tech.categories)))
     with np.errstate(over="ignore"):
-        h = _mix(_bits(np.round(np.clip(rows["lon"].to_numpy(dtype=float), -1e3, 1e3), 7)) ^ np.uint64(0x9E3779B97F4A7C15))
-        h = _mix(h ^ _bits(np.round(np.clip(rows["lat"].to_numpy(dtype=float), -1e3, 1e3), 7)))
+        h = _mix(_bits(lon) ^ np.uint64(0x9E3779B97F4A7C15))
+        h = _mix(h ^ _bits(lat))
         h = _mix(h ^ _bits(rows["signal_dbm"].to_numpy(dtype=float)))
         h = _mix(h ^ _bits(rows["time_s"].to_numpy(dtype=float)))
         for col in ("operator", "technology"):

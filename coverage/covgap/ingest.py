@@ -36,7 +36,7 @@ import pandas as pd
 import shapely
 from pyproj import CRS, Transformer
 
-from covgap import blocks as blocks_mod, cellstats, dedupe, measurements as meas, store as store_mod
+from covgap import blocks as blocks_mod, cellstats, dedupe, fastparse, measurements as meas, store as store_mod
 from covgap.blocks import BLOCK_BYTES, Block, read_ref
 from covgap.config import Config, EngineConfig
 from covgap.errors import InputError
@@ -337,14 +337,27 @@ def raise_payload(path: Path, payload: tuple) -> NoReturn:
 
 
 def process_block(block: Block, fmt: meas.MeasurementFormat, ctx: meas.ReadContext, grid, crs: CRS,
-                  source_file: str, path: Path | None = None) -> BlockResult:
-    """Read, check and aggregate one block: a pure function of its inputs (runs in any process)."""
-    used, rejected = meas.read_block(block, fmt, ctx, source_file=source_file, path=path)
+                  source_file: str, path: Path | None = None, *, compiled: bool = False) -> BlockResult:
+    """Read, check and aggregate one block: a pure function of its inputs (runs in any process).
+    ``compiled``: parse it with covgap.fastparse if it can (a large file's block)."""
+    used, rejected = meas.read_block(block, fmt, ctx, source_file=source_file, path=path, compiled=compiled)
     if len(used) and "x" not in used:
         used = project_rows(used, crs)
-    partial = cellstats.partial_stats(used, grid) if len(used) else cellstats.partial_stats(_EMPTY_ROWS, grid)
-    return BlockResult(partial=partial, keys=dedupe.measurement_keys(used), lines=used["source_row"].to_numpy(dtype=np.int64),
+    module = fastparse.compiled() if compiled else None
+    partial = cellstats.partial_stats(used if len(used) else _EMPTY_ROWS, grid,
+                                      group_stats=module.group_stats if module is not None and len(used) else None)
+    keys = dedupe.measurement_keys(used, row_keys=module.row_keys if module is not None else None)
+    return BlockResult(partial=partial, keys=keys, lines=used["source_row"].to_numpy(dtype=np.int64),
                        rejected=rejected, n_read=len(used) + len(rejected), n_used=len(used))
+
+
+def _compiled(path: Path) -> bool:
+    """Whether a file's blocks are parsed by covgap.fastparse's compiled parser: a large plain file
+    (its start, about 0.4 s a process, is won back only on many blocks)."""
+    try:
+        return path.stat().st_size >= fastparse.MIN_FILE_BYTES
+    except OSError:
+        return False
 
 
 def _record(scanned, refs: list):
@@ -519,11 +532,11 @@ def _worker_main(inbox, outboxes: list, ctx: meas.ReadContext, grid, crs: CRS, s
             except Exception as err:
                 outbox.put((kind, file_pos, None, error_payload(err)))
             continue
-        _, file_pos, idx, block, length, fmt, name, path = msg
+        _, file_pos, idx, block, length, fmt, name, path, compiled = msg
         try:
             if length is not None:  # sent as a reference: read the bytes here
                 block = read_ref(path, block, length)
-            res = process_block(block, fmt, ctx, grid, crs, name, path)
+            res = process_block(block, fmt, ctx, grid, crs, name, path, compiled=compiled)
             assert res.partial is not None  # process_block always computes it
             accs.setdefault(file_pos, cellstats.CellAccumulator(grid)).add_partial(res.partial)
             spool.add(res.keys, dedupe.make_seq(file_pos, res.lines))
@@ -1006,8 +1019,10 @@ class Batch:
             return
         second = next(blocks, None)
         if second is None or self.workers < 2:  # one block (most files), or one core: no process to start
+            compiled = _compiled(path)
             for block in (first,) if second is None else itertools.chain((first, second), blocks):
-                yield process_block(block, fmt, self.ctx, layers.grid, layers.crs, path.name, path), len(block.data)
+                yield (process_block(block, fmt, self.ctx, layers.grid, layers.crs, path.name, path, compiled=compiled),
+                       len(block.data))
             return
         yield from self._results_parallel(path, fmt, pos, itertools.chain((first, second), blocks))
 
@@ -1018,6 +1033,7 @@ class Batch:
         sizes: dict[int, int] = {}
         sent = flushed = 0
         next_out = 0
+        compiled = _compiled(path)
         error = None
         partials = []
 
@@ -1042,7 +1058,7 @@ class Batch:
                 block, length = item if isinstance(item, tuple) else (item, len(item.data) if item.offset is not None else None)
                 sizes[sent] = length if length is not None else len(block.data)
                 pool.put(sent % n, ("block", pos, sent, block.ref() if length is not None else block, length,
-                                    fmt, path.name, path))
+                                    fmt, path.name, path, compiled))
                 sent += 1
                 while pool.has_message():
                     receive(pool.get())

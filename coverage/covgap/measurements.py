@@ -34,6 +34,7 @@ import re
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -131,6 +132,7 @@ def read_measurement_chunks(
     chunk_rows: int | None = None,
     fmt: MeasurementFormat | None = None,
     block_bytes: int = blocks_mod.BLOCK_BYTES,
+    compiled: bool = False,
 ) -> Iterator[tuple[pd.DataFrame, pd.DataFrame]]:
     """Stream a measurement file in blocks of whole lines: ``(used_rows, rejected_rows)`` per block.
 
@@ -145,11 +147,12 @@ def read_measurement_chunks(
     (``raw_fields``: the columns covgap read, as written, joined by the file's
     separator; for a malformed line, the line itself, cut at :data:`RAW_LINE_MAX_CHARS`).
     Memory stays bounded by the block (``block_bytes``, and ``chunk_rows`` lines if given).
+    ``compiled``: blocks parsed by covgap.fastparse where it can (see :func:`read_block`).
     """
     path = Path(path)
     fmt = fmt or detect_format(path, ctx.mapping)
     for block in _blocks_of(path, fmt, block_bytes=block_bytes, max_lines=chunk_rows):
-        yield read_block(block, fmt, ctx, source_file=path.name, path=path)
+        yield read_block(block, fmt, ctx, source_file=path.name, path=path, compiled=compiled)
 
 
 def _blocks_of(path: Path, fmt: MeasurementFormat, *, block_bytes: int, max_lines: int | None) -> Iterator[blocks_mod.Block]:
@@ -167,8 +170,20 @@ def _blocks_of(path: Path, fmt: MeasurementFormat, *, block_bytes: int, max_line
 
 
 def read_block(block: blocks_mod.Block, fmt: MeasurementFormat, ctx: ReadContext, *, source_file: str,
-               path: Path | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """One block of lines → ``(used_rows, rejected_rows)`` (see :func:`read_measurement_chunks`)."""
+               path: Path | None = None, compiled: bool = False) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """One block of lines → ``(used_rows, rejected_rows)`` (see :func:`read_measurement_chunks`).
+
+    ``compiled``: try covgap.fastparse's one-pass parser first (for the blocks of large files);
+    a block it does not take is read here as any other, with the same results.
+    """
+    if compiled:
+        from covgap import fastparse
+
+        got = fastparse.parse_block(block, fmt)
+        if got is not None:
+            parsed, text = got
+            numbers = np.arange(block.first_line, block.first_line + block.n_lines, dtype=np.int64)
+            return normalise_rows(text, fmt, ctx, source_file=source_file, source_rows=numbers, parsed=parsed)
     try:
         raw, numbers, malformed = parse_block(block, fmt)
     except UnicodeDecodeError as err:
@@ -366,12 +381,13 @@ _MISSING = pa.array(sorted(MISSING_TOKENS), type=pa.string())
 
 
 def normalise_rows(
-    raw: Mapping[str, pa.Array],
+    raw: Mapping[str, Any],
     fmt: MeasurementFormat,
     ctx: ReadContext,
     *,
     source_file: str,
     source_rows: np.ndarray,
+    parsed: Parsed | None = None,
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Turn the text of the columns read (pyarrow strings, by column name) into normalised rows: ``(used, rejected)``.
 
@@ -381,8 +397,12 @@ def normalise_rows(
     ``used`` has :data:`NORMALISED_COLUMNS` (``technology``, ``operator`` and
     ``source_file`` as categoricals), plus ``x``, ``y`` (working CRS) when the context
     can project (:attr:`ReadContext.locate`).
+
+    ``parsed``: the columns already converted (covgap.fastparse, a block parsed in one compiled
+    pass); ``raw`` then gives the text of the rows that need it only (rejected rows).
     """
     n = len(source_rows)
+    conv = parsed or _convert(raw, fmt, ctx)
     reason = np.zeros(n, dtype=np.int8)  # 0: used; k: the k-th reason of REJECT_REASONS
     details: list[tuple[np.ndarray, Callable[[np.ndarray], np.ndarray] | str]] = []
 
@@ -399,8 +419,7 @@ def normalise_rows(
         """The cleaned text of a column at some positions (for details only)."""
         return lambda pos: _clean(pd.Series(raw[column].take(pa.array(pos)).to_pylist(), dtype=object)).fillna("")
 
-    lat = _column_to_float(raw[fmt.lat], fmt.decimal_comma)
-    lon = _column_to_float(raw[fmt.lon], fmt.decimal_comma)
+    lat, lon = conv.lat, conv.lon
     lat_text, lon_text = text(fmt.lat), text(fmt.lon)
 
     def coord_text(pos: np.ndarray) -> np.ndarray:
@@ -419,8 +438,8 @@ def normalise_rows(
 
     # Technology: a code into TECHNOLOGIES; -1 not recognised.
     default_tech = TECHNOLOGIES.index(ctx.default_technology) if ctx.default_technology in TECHNOLOGIES else -1
-    if fmt.technology:
-        codes, uniques = _dictionary(raw[fmt.technology])
+    if fmt.technology and conv.technology is not None:
+        codes, uniques = conv.technology
         cleaned = _clean(uniques)
         known = cleaned.str.lower().map(TECHNOLOGY_ALIASES)
         # G-NetTrack's Level is RSRP, RSCP or RxLev by the technology: a row without one cannot be read.
@@ -433,7 +452,7 @@ def normalise_rows(
         tech = np.full(n, default_tech, dtype=np.int8)
 
     # Signal
-    sig = _column_to_float(raw[fmt.signal], fmt.decimal_comma)
+    sig = conv.signal
     no_sig = ~np.isfinite(sig)
     needs_level = ~np.isin(tech, [TECHNOLOGIES.index(t) for t in ("2G", "3G", "none")])
     reject(no_sig & needs_level, "missing_signal", labelled("signal=", fmt.signal))
@@ -447,8 +466,8 @@ def normalise_rows(
                                  f"{lo[i]:g}…{hi[i]:g}" for i in pos], dtype=object))
 
     # Operator: canonical names, worked out once per distinct spelling.
-    if fmt.operator:
-        codes, uniques = _dictionary(raw[fmt.operator])
+    if fmt.operator and conv.operator is not None:
+        codes, uniques = conv.operator
         names = normalise_operator(_clean(uniques), ctx.default_operator)
         op_codes, op_names = _recode(codes, names.to_numpy(dtype=object))
         op = pd.Categorical.from_codes(op_codes, categories=pd.Index(op_names))
@@ -456,8 +475,8 @@ def normalise_rows(
         op = pd.Categorical.from_codes(np.zeros(n, dtype=np.int8), categories=pd.Index([ctx.default_operator]))
 
     # Time
-    if fmt.timestamp:
-        time_s, present = parse_time_column(raw[fmt.timestamp], ctx.timezone)
+    if fmt.timestamp and conv.time is not None:
+        time_s, present = conv.time
         reject(present & ~np.isfinite(time_s), "unparseable_timestamp", labelled("timestamp=", fmt.timestamp))
         with np.errstate(invalid="ignore"):
             future = np.isfinite(time_s) & (time_s > ctx.now_s + 300)
@@ -502,6 +521,28 @@ def normalise_rows(
     return used, _rejected_frame(raw, fmt, reason, details, source_file, source_rows)
 
 
+@dataclass
+class Parsed:
+    """The columns of a block converted: numbers, technology and operator codes, times (see :func:`normalise_rows`)."""
+
+    lat: np.ndarray
+    lon: np.ndarray
+    signal: np.ndarray
+    technology: tuple[np.ndarray, pd.Series] | None  # codes, the distinct values as written
+    operator: tuple[np.ndarray, pd.Series] | None
+    time: tuple[np.ndarray, np.ndarray] | None  # Unix seconds (NaN where not parsed), present
+
+
+def _convert(raw: Mapping[str, pa.Array], fmt: MeasurementFormat, ctx: ReadContext) -> Parsed:
+    """The text of the columns read converted by pyarrow (and the text rules where a value is not plain)."""
+    return Parsed(lat=_column_to_float(raw[fmt.lat], fmt.decimal_comma),
+                  lon=_column_to_float(raw[fmt.lon], fmt.decimal_comma),
+                  signal=_column_to_float(raw[fmt.signal], fmt.decimal_comma),
+                  technology=_dictionary(raw[fmt.technology]) if fmt.technology else None,
+                  operator=_dictionary(raw[fmt.operator]) if fmt.operator else None,
+                  time=parse_time_column(raw[fmt.timestamp], ctx.timezone) if fmt.timestamp else None)
+
+
 def lines_at(block: blocks_mod.Block, lines: np.ndarray) -> list[str]:
     """The text of the lines of a block at the given line numbers (found by their line ends, not by parsing the block)."""
     idx = np.asarray(lines, dtype=np.int64) - block.first_line
@@ -538,7 +579,7 @@ def rows_of_lines(picked: list[str], lines: np.ndarray, fmt: MeasurementFormat, 
     return used, rejected
 
 
-def _raw_fields(raw: Mapping[str, pa.Array], fmt: MeasurementFormat, pos: np.ndarray) -> list[str]:
+def _raw_fields(raw: Mapping[str, Any], fmt: MeasurementFormat, pos: np.ndarray) -> list[str]:
     """The columns covgap read, as written, joined by the file's separator, at positions ``pos``."""
     if not len(pos):
         return []
@@ -548,7 +589,7 @@ def _raw_fields(raw: Mapping[str, pa.Array], fmt: MeasurementFormat, pos: np.nda
     return [fmt.separator.join(vals) for vals in zip(*parts)]
 
 
-def _rejected_frame(raw: Mapping[str, pa.Array], fmt: MeasurementFormat, reason: np.ndarray,
+def _rejected_frame(raw: Mapping[str, Any], fmt: MeasurementFormat, reason: np.ndarray,
                     details: list, source_file: str, source_rows: np.ndarray) -> pd.DataFrame:
     """The rejected rows with their reason, detail and the fields read, as written."""
     rej = np.flatnonzero(reason)

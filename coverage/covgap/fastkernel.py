@@ -1,0 +1,335 @@
+"""The compiled kernel of :mod:`covgap.fastparse` (numba): import it through :func:`covgap.fastparse.kernel`.
+
+Each function is compiled on first use and cached on disk by numba (``cache=True``).
+"""
+
+import numba
+import numpy as np
+
+njit = numba.njit(cache=True, nogil=True, boundscheck=False)
+_POW10 = np.array([10.0 ** k for k in range(16)])
+
+
+@njit
+def two(data, j):
+    a = data[j] - 48
+    b = data[j + 1] - 48
+    if a > 9 or b > 9:  # uint8 arithmetic: a byte below '0' wraps above 9
+        return -1
+    return a * 10 + b
+
+@njit
+def days_from_civil(y, m, d):
+    """Days since 1970-01-01 of a proleptic Gregorian date (H. Hinnant's algorithm)."""
+    if m <= 2:
+        y -= 1
+    era = y // 400
+    yoe = y - era * 400
+    mp = (m + 9) % 12
+    doy = (153 * mp + 2) // 5 + d - 1
+    doe = yoe * 365 + yoe // 4 - yoe // 100 + doy
+    return era * 146097 + doe - 719468
+
+@njit
+def timestamp(data, f0, f1):
+    """``YYYY-MM-DD[T ]HH:MM:SS`` and ``Z`` or ``±HH:MM`` → (Unix seconds, True); else (nan, False)."""
+    n = f1 - f0
+    if n != 20 and n != 25:
+        return np.nan, False
+    if data[f0 + 4] != 45 or data[f0 + 7] != 45 or data[f0 + 13] != 58 or data[f0 + 16] != 58:
+        return np.nan, False
+    t = data[f0 + 10]
+    if t != 84 and t != 32:
+        return np.nan, False
+    hi, lo = two(data, f0), two(data, f0 + 2)
+    mo, d = two(data, f0 + 5), two(data, f0 + 8)
+    hh, mi, ss = two(data, f0 + 11), two(data, f0 + 14), two(data, f0 + 17)
+    if hi < 19 or hi > 21 or lo < 0 or mo < 1 or mo > 12 or d < 1 or hh < 0 or hh > 23 or mi < 0 or mi > 59 \
+            or ss < 0 or ss > 59:
+        return np.nan, False
+    y = hi * 100 + lo
+    leap = (y % 4 == 0 and y % 100 != 0) or y % 400 == 0
+    dim = 31
+    if mo == 2:
+        dim = 29 if leap else 28
+    elif mo == 4 or mo == 6 or mo == 9 or mo == 11:
+        dim = 30
+    if d > dim:
+        return np.nan, False
+    off = 0
+    if n == 20:
+        if data[f0 + 19] != 90:  # Z
+            return np.nan, False
+    else:
+        s = data[f0 + 19]
+        if (s != 43 and s != 45) or data[f0 + 22] != 58:
+            return np.nan, False
+        oh, om = two(data, f0 + 20), two(data, f0 + 23)
+        if oh < 0 or oh > 14 or om < 0 or om > 59:
+            return np.nan, False
+        off = oh * 3600 + om * 60
+        if s == 45:
+            off = -off
+    return float(days_from_civil(y, mo, d) * 86400 + hh * 3600 + mi * 60 + ss - off), True
+
+@njit
+def spelling(w0, w1, n, f0, k, words, first, count):
+    """The position of a technology's or operator's spelling (its bytes packed in ``w0``, ``w1``, its
+    length ``n``, where it starts ``f0``) among the block's, added if new; −1 when there are too many."""
+    for p in range(count[k]):
+        if words[k, p, 0] == w0 and words[k, p, 1] == w1 and words[k, p, 2] == np.uint64(n):
+            return p
+    p = count[k]
+    if p >= words.shape[1]:
+        return -1
+    words[k, p, 0] = w0
+    words[k, p, 1] = w1
+    words[k, p, 2] = np.uint64(n)
+    first[k, p] = f0
+    count[k] = p + 1
+    return p
+
+
+@njit
+def parse(data, n_lines, sep, roles, lat, lon, sig, tsec, codes, starts, words, first, count):
+    """Read ``n_lines`` lines of ``data``; the number of lines read, or the first that is not plain.
+
+    One pass: a number's digits add up while its field is scanned, a time is checked at its
+    fixed places (every one of its bytes is looked at, so no separator hides in it), and a
+    technology or operator is packed into two words while scanned.
+    """
+    ncols = len(roles)
+    size = len(data)
+    i = 0
+    for line in range(n_lines):
+        starts[line] = i
+        col = 0
+        while True:
+            if col >= ncols:
+                return line
+            role = roles[col]
+            if role == 1 or role == 2 or role == 3:
+                neg = False
+                if i < size and data[i] == 45:
+                    neg = True
+                    i += 1
+                m = 0
+                digits = 0
+                int_digits = 0
+                frac = -1
+                while i < size:
+                    c = data[i]
+                    if c == sep or c == 10:
+                        break
+                    d = np.int64(c) - 48
+                    if d >= 0 and d <= 9:
+                        m = m * 10 + d
+                        digits += 1
+                        if frac >= 0:
+                            frac += 1
+                        else:
+                            int_digits += 1
+                    elif c == 46 and frac < 0:
+                        frac = 0
+                    else:
+                        return line
+                    i += 1
+                if digits == 0 and frac < 0 and not neg:
+                    v = np.nan  # empty: missing, as pyarrow's reader makes it
+                elif int_digits == 0 or frac == 0 or digits > 15:
+                    return line
+                else:
+                    v = float(m)
+                    if frac > 0:
+                        v = v / _POW10[frac]
+                    if neg:
+                        v = -v
+                if role == 1:
+                    lat[line] = v
+                elif role == 2:
+                    lon[line] = v
+                else:
+                    sig[line] = v
+            elif role == 6:
+                w = 20 if i + 19 < size and data[i + 19] == 90 else 25  # ...Z, or an offset
+                if i + w > size or (i + w < size and data[i + w] != sep and data[i + w] != 10):
+                    return line
+                v, ok = timestamp(data, i, i + w)
+                if not ok:
+                    return line
+                tsec[line] = v
+                i += w
+            elif role == 4 or role == 5:
+                f0 = i
+                w0 = np.uint64(0)
+                w1 = np.uint64(0)
+                while i < size:
+                    c = data[i]
+                    if c == sep or c == 10:
+                        break
+                    if c >= 128 or c == 34 or c == 13:
+                        return line
+                    j = i - f0
+                    if j < 8:
+                        w0 |= np.uint64(c) << np.uint64(8 * j)
+                    elif j < 16:
+                        w1 |= np.uint64(c) << np.uint64(8 * (j - 8))
+                    else:
+                        return line
+                    i += 1
+                p = spelling(w0, w1, i - f0, f0, role - 4, words, first, count)
+                if p < 0:
+                    return line
+                codes[role - 4, line] = p
+            else:
+                while i < size:
+                    c = data[i]
+                    if c == sep or c == 10:
+                        break
+                    if c >= 128 or c == 34 or c == 13:
+                        return line
+                    i += 1
+            col += 1
+            if i >= size or data[i] == 10:
+                break
+            if data[i] != sep:  # a time ends at its fixed width: the next byte must end the field
+                return line
+            i += 1
+        if col != ncols:
+            return line
+        if i >= size:  # the last line, without its end
+            if line != n_lines - 1:
+                return line + 1
+        else:
+            i += 1
+    starts[n_lines] = i
+    if i != size:
+        return n_lines - 1 if n_lines else 0
+    return n_lines
+
+
+@njit
+def _slot(key, mask):
+    """A key's first place in an open-addressing table of ``mask + 1`` places (SplitMix64's finaliser)."""
+    h = np.uint64(key)
+    h ^= h >> np.uint64(30)
+    h *= np.uint64(0xBF58476D1CE4E5B9)
+    h ^= h >> np.uint64(27)
+    h *= np.uint64(0x94D049BB133111EB)
+    h ^= h >> np.uint64(31)
+    return np.int64(h & np.uint64(mask))
+
+
+@njit
+def _table_size(n):
+    size = 16
+    while size < 2 * n:
+        size *= 2
+    return size
+
+
+@njit
+def group_stats(cell, op, tech, n_ops, n_tech, t, sig, dbm_min, dbm_max):
+    """The statistics of rows by group (cell, operator, technology), groups and (group, bin) pairs in the
+    order they first appear, as ``pandas.factorize`` numbers them (see covgap.cellstats.partial_stats).
+    Rows of cell −1 are left out. ``(group keys, counts, first and last times, pair keys, pair counts)``."""
+    n = len(cell)
+    size = _table_size(n)
+    mask = size - 1
+    slots = np.full(size, -1, np.int64)
+    keys = np.empty(n, np.int64)
+    group = np.empty(n, np.int64)
+    ng = 0
+    for r in range(n):
+        c = cell[r]
+        if c < 0:
+            group[r] = -1
+            continue
+        key = (c * n_ops + op[r]) * n_tech + tech[r]
+        h = _slot(key, mask)
+        while True:
+            g = slots[h]
+            if g < 0:
+                slots[h] = ng
+                keys[ng] = key
+                g = ng
+                ng += 1
+                break
+            if keys[g] == key:
+                break
+            h = (h + 1) & mask
+        group[r] = g
+    count = np.zeros(ng, np.int64)
+    tmin = np.full(ng, np.nan)
+    tmax = np.full(ng, np.nan)
+    nbins = dbm_max - dbm_min + 1
+    pslots = np.full(size, -1, np.int64)
+    pkeys = np.empty(n, np.int64)
+    pcount = np.zeros(n, np.int64)
+    npairs = 0
+    for r in range(n):
+        g = group[r]
+        if g < 0:
+            continue
+        count[g] += 1
+        tv = t[r]
+        if not np.isnan(tv):  # np.fmin and np.fmax: a NaN gives way to a number
+            if np.isnan(tmin[g]) or tv < tmin[g]:
+                tmin[g] = tv
+            if np.isnan(tmax[g]) or tv > tmax[g]:
+                tmax[g] = tv
+        s = sig[r]
+        if np.isfinite(s):
+            s = min(max(np.rint(s), dbm_min), dbm_max)  # clipped as a float, then made an integer
+            key = g * nbins + (np.int64(s) - dbm_min)
+            h = _slot(key, mask)
+            while True:
+                p = pslots[h]
+                if p < 0:
+                    pslots[h] = npairs
+                    pkeys[npairs] = key
+                    p = npairs
+                    npairs += 1
+                    break
+                if pkeys[p] == key:
+                    break
+                h = (h + 1) & mask
+            pcount[p] += 1
+    return keys[:ng].copy(), count, tmin, tmax, pkeys[:npairs].copy(), pcount[:npairs].copy()
+
+
+@njit
+def _mix(x):
+    x ^= x >> np.uint64(30)
+    x *= np.uint64(0xBF58476D1CE4E5B9)
+    x ^= x >> np.uint64(27)
+    x *= np.uint64(0x94D049BB133111EB)
+    return x ^ (x >> np.uint64(31))
+
+
+@njit
+def _bits(bits, values, r):
+    """A float's IEEE bits, with one NaN and one zero (covgap.dedupe._bits)."""
+    v = values[r]
+    if np.isnan(v):
+        return np.uint64(0x7FF8000000000000)
+    if v == 0.0:
+        return np.uint64(0)
+    return bits[r]
+
+
+@njit
+def row_keys(lon, lat, sig, t, op, op_hash, tech, tech_hash):
+    """covgap.dedupe.measurement_keys of rows whose coordinates are already clipped and rounded, one pass."""
+    n = len(lon)
+    out = np.empty(n, np.uint64)
+    lon_bits, lat_bits = lon.view(np.uint64), lat.view(np.uint64)
+    sig_bits, t_bits = sig.view(np.uint64), t.view(np.uint64)
+    for r in range(n):
+        h = _mix(_bits(lon_bits, lon, r) ^ np.uint64(0x9E3779B97F4A7C15))
+        h = _mix(h ^ _bits(lat_bits, lat, r))
+        h = _mix(h ^ _bits(sig_bits, sig, r))
+        h = _mix(h ^ _bits(t_bits, t, r))
+        h = _mix(h ^ op_hash[op[r]])
+        out[r] = _mix(h ^ tech_hash[tech[r]])
+    return out

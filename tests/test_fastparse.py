@@ -1,0 +1,260 @@
+"""The compiled parser of large files (covgap.fastparse) against covgap.measurements' reader.
+
+The compiled parser takes a block only when every line is plain; then the used and rejected
+rows (values, reasons, details, fields as written) must be exactly those of the reader it
+stands in for, and a block it does not take must be read by that reader as before.
+"""
+
+from __future__ import annotations
+
+import calendar
+
+import numpy as np
+import pandas as pd
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from pyproj import CRS
+
+from covgap import blocks, fastparse, ingest, measurements as meas
+from tests.conftest import cell_centre_lonlat
+
+SETTINGS = settings(max_examples=400, deadline=None, derandomize=True, database=None,
+                    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+
+COLUMNS = ["timestamp", "lat", "lon", "operator", "technology", "rsrp"]
+
+
+def _fmt(columns=COLUMNS, **kw) -> meas.MeasurementFormat:
+    base = dict(name="generic", separator=",", lat="lat", lon="lon", signal="rsrp", technology="technology",
+                operator="operator", timestamp="timestamp", columns=tuple(columns))
+    base.update(kw)
+    return meas.MeasurementFormat(**base)
+
+
+def _ctx() -> meas.ReadContext:
+    return meas.ReadContext(in_study_area=lambda lon, lat: (np.asarray(lat) > 14.95) & (np.asarray(lon) < 108.85),
+                            now_s=1_790_000_000)
+
+
+def _block(text: str, first_line: int = 2) -> blocks.Block:
+    data = text.encode("utf-8")
+    return blocks.Block(data, first_line, blocks.count_lines(data))
+
+
+def test_the_compiled_parser_loads_here():
+    """numba loads beside this checkout (its coverage/ folder hidden from it): without it every test
+    below would compare the reader with itself."""
+    assert fastparse.kernel() is not None
+    assert fastparse.warm()
+
+
+def test_a_plain_block_gives_the_values_worked_out_by_hand():
+    block = _block("2023-01-01 00:00:00+07:00,15.037435,108.65748,Viettel,LTE,-114\n"
+                   "2024-02-29T23:59:59Z,-0.5,7,45204,no service,\n"
+                   "1999-12-31 12:30:00-05:30,00015.250,108.000001,MobiFone,UMTS,-75.25\n"
+                   "2023-01-01 00:00:00+07:00,15.037435,108.65748,Viettel,LTE,-114")  # the last line without its end
+    got = fastparse.parse_block(block, _fmt())
+    assert got is not None
+    parsed, text = got
+    np.testing.assert_array_equal(parsed.lat, [15.037435, -0.5, 15.25, 15.037435])
+    np.testing.assert_array_equal(parsed.lon, [108.65748, 7.0, 108.000001, 108.65748])
+    np.testing.assert_array_equal(parsed.signal[[0, 2, 3]], [-114.0, -75.25, -114.0])
+    assert np.isnan(parsed.signal[1])
+    # 2023-01-01 00:00 at +07:00 is 2022-12-31 17:00 UTC; 1999-12-31 12:30 at −05:30 is 18:00 UTC.
+    want = [calendar.timegm((2022, 12, 31, 17, 0, 0)), calendar.timegm((2024, 2, 29, 23, 59, 59)),
+            calendar.timegm((1999, 12, 31, 18, 0, 0)), calendar.timegm((2022, 12, 31, 17, 0, 0))]
+    assert parsed.time is not None
+    np.testing.assert_array_equal(parsed.time[0], want)
+    assert parsed.technology is not None and parsed.operator is not None
+    codes, spellings = parsed.technology
+    assert list(spellings) == ["LTE", "no service", "UMTS"] and codes.tolist() == [0, 1, 2, 0]
+    codes, spellings = parsed.operator
+    assert list(spellings) == ["Viettel", "45204", "MobiFone"] and codes.tolist() == [0, 1, 2, 0]
+    assert text["lon"].take(np.array([2, 1])).to_pylist() == ["108.000001", "7"]
+    assert text["timestamp"].take(np.array([1])).to_pylist() == ["2024-02-29T23:59:59Z"]
+
+
+@pytest.mark.parametrize("line", [
+    "2023-01-01 00:00:00+07:00,15.1,108.7,Viettel,LTE,-114,",  # a trailing separator
+    "2023-01-01 00:00:00+07:00,15.1,108.7,Viettel,LTE",  # a field short
+    "2023-01-01 00:00:00+07:00,15.1,108.7,Viettel,LTE,-114\r",  # \r
+    "2023-01-01 00:00:00+07:00,15.1,108.7,\"Viettel\",LTE,-114",  # a quote
+    "2023-01-01 00:00:00+07:00,15.1,108.7,Viettél,LTE,-114",  # outside ASCII
+    "2023-01-01 00:00:00+07:00,15.1,108.7,Viettel,LTE,-",  # a missing-value token
+    "2023-01-01 00:00:00+07:00,1e1,108.7,Viettel,LTE,-114",  # another number shape
+    "2023-01-01 00:00:00+07:00,.5,108.7,Viettel,LTE,-114",
+    "2023-01-01 00:00:00+07:00,5.,108.7,Viettel,LTE,-114",
+    "2023-01-01 00:00:00+07:00,+5,108.7,Viettel,LTE,-114",
+    "2023-01-01 00:00:00+07:00, 15.1,108.7,Viettel,LTE,-114",
+    "2023-01-01 00:00:00+07:00,15.1234567890123456,108.7,Viettel,LTE,-114",  # 18 digits: not exact as an integer
+    "2023-02-29 00:00:00+07:00,15.1,108.7,Viettel,LTE,-114",  # no such day
+    "2023-01-01 24:00:00+07:00,15.1,108.7,Viettel,LTE,-114",
+    "2023-01-01 00:00:00.5+07:00,15.1,108.7,Viettel,LTE,-114",  # a fraction of a second
+    "2023-01-01 00:00:00,15.1,108.7,Viettel,LTE,-114",  # local time: the time zone's rules
+    "2023-01-01 00:00:00+0700,15.1,108.7,Viettel,LTE,-114",
+    "1850-01-01 00:00:00+07:00,15.1,108.7,Viettel,LTE,-114",
+    "1767225600,15.1,108.7,Viettel,LTE,-114",
+    "2023-01-01 00:00:00+07:00,15.1,108.7,Viettel Mobile Telecom Corp,LTE,-114",  # more than 16 bytes
+    "",  # a blank line
+])
+def test_a_block_with_one_line_that_is_not_plain_goes_to_the_reader(line):
+    good = "2023-01-01 00:00:00+07:00,15.1,108.7,Viettel,LTE,-114"
+    block = _block("\n".join([good, line, good]) + "\n")
+    assert fastparse.parse_block(block, _fmt()) is None
+    assert fastparse.parse_block(_block("\n".join([good, good]) + "\n"), _fmt()) is not None
+    ctx = _ctx()
+    want = meas.read_block(block, _fmt(), ctx, source_file="f.csv")
+    got = meas.read_block(block, _fmt(), ctx, source_file="f.csv", compiled=True)
+    pd.testing.assert_frame_equal(got[0], want[0])
+    pd.testing.assert_frame_equal(got[1], want[1])
+
+
+def test_formats_the_parser_does_not_take():
+    assert fastparse.roles_of(_fmt(separator="\t")) is None
+    assert fastparse.roles_of(_fmt(decimal_comma=True, separator=";")) is None
+    assert fastparse.roles_of(_fmt(columns=["lat", "lon", "rsrp"], technology=None, operator=None, timestamp=None)) is not None
+    assert fastparse.roles_of(_fmt(lon="lat")) is None  # one column read as two things
+
+
+def _digits(max_int: int, max_frac: int):
+    return st.tuples(st.booleans(), st.integers(0, 10 ** max_int - 1), st.integers(0, max_frac),
+                     st.integers(0, 2 ** 60)).map(
+        lambda t: ("-" if t[0] else "") + str(t[1]) + ("." + str(t[3]).zfill(t[2])[-t[2]:] if t[2] else ""))
+
+
+PLAIN_NUMBER = st.one_of(_digits(3, 12), _digits(16, 3), st.sampled_from(["", "-0", "0", "0.000", "007.50", "-140", "-44"]))
+PLAIN_TIME = st.tuples(
+    st.datetimes(min_value=pd.Timestamp("1900-01-01").to_pydatetime(), max_value=pd.Timestamp("2199-12-31").to_pydatetime()),
+    st.sampled_from(["T", " "]), st.sampled_from(["Z", "+07:00", "-05:30", "+14:00", "+00:00", "-00:00"])).map(
+    lambda t: t[0].strftime(f"%Y-%m-%d{t[1]}%H:%M:%S") + t[2])
+ODD = st.sampled_from(["-", "NaN", " 15", "1e3", "+5", "15.", "", "2026-03-14 08:00", "1767225600", "x"])
+PLAIN_ROW = st.fixed_dictionaries({
+    "lat": st.one_of(st.floats(14.9, 15.2).map(lambda v: f"{v:.6f}"), PLAIN_NUMBER),
+    "lon": st.one_of(st.floats(108.7, 108.9).map(lambda v: f"{v:.6f}"), PLAIN_NUMBER),
+    "rsrp": st.one_of(st.integers(-150, -30).map(str), PLAIN_NUMBER),
+    "technology": st.sampled_from(["LTE", "4G", "3G", "UMTS", "GSM", "NR", "no service", "", "-", "6G", "lte", "NA"]),
+    "operator": st.sampled_from(["Viettel", "45204", "vina", "MobiFone", "", "Acme", "04", "N/A"]),
+    "timestamp": st.one_of(PLAIN_TIME, st.just("2099-01-01T00:00:00Z")),
+})
+
+
+@SETTINGS
+@given(st.lists(PLAIN_ROW, min_size=1, max_size=30), st.lists(st.tuples(st.integers(0, 29), st.sampled_from(COLUMNS), ODD),
+                                                              max_size=2),
+       st.sampled_from([",", ";"]), st.booleans(), st.booleans())
+def test_the_compiled_parser_gives_the_rows_of_the_reader(rows, odd, sep, extra_column, last_end):
+    """Whatever the values, the rows used and rejected (values, reasons, details, fields) are the reader's."""
+    columns = COLUMNS + (["note"] if extra_column else [])
+    for i, column, value in odd:
+        if i < len(rows):
+            rows[i] = dict(rows[i], **{column: value})
+    text = "\n".join(sep.join([r.get(c, "x y") for c in columns]) for r in rows) + ("\n" if last_end else "")
+    block = _block(text, first_line=7)
+    fmt = _fmt(columns, separator=sep)
+    ctx = _ctx()
+    want = meas.read_block(block, fmt, ctx, source_file="f.csv")
+    got = meas.read_block(block, fmt, ctx, source_file="f.csv", compiled=True)
+    pd.testing.assert_frame_equal(got[0], want[0])
+    pd.testing.assert_frame_equal(got[1], want[1])
+    if not odd:  # plain lines: the parser took them (else this test would compare the reader with itself)
+        long = any(len(r[c].lstrip("-").replace(".", "")) > 15 for r in rows for c in ("lat", "lon", "rsrp"))
+        assert (fastparse.parse_block(block, fmt) is None) == long
+
+
+def _write_large(path, n: int) -> tuple[int, int]:
+    """A file of plain lines in the hand project's cells, with rows each check rejects; (rows, bytes)."""
+    lines = ["timestamp,lat,lon,operator,technology,rsrp_dbm"]
+    rng = np.random.default_rng(5)
+    for k in range(n):
+        row, col = int(rng.integers(0, 3)), int(rng.integers(0, 6))
+        lon, lat = cell_centre_lonlat(row, col)
+        lon += float(rng.uniform(-0.0004, 0.0004))
+        lat += float(rng.uniform(-0.0004, 0.0004))
+        tech = ["LTE", "UMTS", "no service", "GSM"][k % 4]
+        dbm = "" if tech == "no service" else str(int(rng.integers(-125, -60)))
+        ts = f"2026-03-0{1 + k % 5} 1{k % 10}:{k % 60:02d}:{(k * 7) % 60:02d}+07:00"
+        lines.append(f"{ts},{lat:.6f},{lon:.6f},{['Viettel', 'MobiFone', '45202'][k % 3]},{tech},{dbm}")
+    lines[10] = lines[3]  # duplicate_row
+    lines[20] = "2026-03-03 10:01:00+07:00,21.028500,105.854200,Viettel,LTE,-90"  # outside the study area
+    lines[30] = lines[30].rsplit(",", 1)[0] + ",-30" if ",LTE," in lines[30] else lines[30]
+    lines[40] = "2099-01-01T00:00:00Z" + lines[40][lines[40].index(","):]  # future
+    data = ("\n".join(lines) + "\n").encode("ascii")
+    path.write_bytes(data)
+    return n, len(data)
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_a_large_file_read_by_the_compiled_parser_gives_the_same_store(hand_project, tmp_path, monkeypatch, workers):
+    """A file over the size limit, on the worker processes or one: statistics, rejected rows and keys byte for byte."""
+    from covgap import config as config_mod, pipeline
+
+    config = config_mod.load_config(hand_project)
+    layers = pipeline.load_layers(config)
+    src = tmp_path / "large.csv"
+    _, size = _write_large(src, 3000)
+    taken = []
+    real = fastparse.parse_block
+
+    def spy(block, fmt):
+        got = real(block, fmt)
+        taken.append(got is not None)
+        return got
+
+    results = {}
+    for label, limit in (("reader", size + 1), ("compiled", size)):
+        monkeypatch.setattr(fastparse, "MIN_FILE_BYTES", limit)
+        monkeypatch.setattr(fastparse, "parse_block", spy)
+        ctx = ingest.read_context(layers, config, now_s=1_790_000_000)
+        folder = tmp_path / label
+        with ingest.Batch(layers, ctx, folder=folder, block_bytes=16 << 10, workers=workers) as batch:
+            batch.add(src, "3" * 64)
+            (record,) = batch.finish(keys_folder=folder / "row_keys")
+        results[label] = (record, {p.relative_to(folder).as_posix(): p.read_bytes() for p in folder.rglob("*") if p.is_file()})
+    (one, one_files), (many, many_files) = results["reader"], results["compiled"]
+    assert (many.rows_read, many.rows_used, many.rejected_by_reason) == (one.rows_read, one.rows_used, one.rejected_by_reason)
+    assert one.rows_read == 3000
+    assert {k: one.rejected_by_reason.get(k) for k in ("duplicate_row", "outside_study_area", "future_timestamp")} == {
+        "duplicate_row": 1, "outside_study_area": 1, "future_timestamp": 1}
+    assert many_files == one_files
+    if workers == 1:  # in this process: the blocks went through the compiled parser, every one taken
+        assert taken and all(taken)
+
+
+@SETTINGS
+@given(st.lists(st.tuples(st.integers(-1, 40), st.integers(0, 2), st.integers(0, 4),
+                          st.one_of(st.just(float("nan")), st.integers(1_700_000_000, 1_700_000_100).map(float)),
+                          st.one_of(st.just(float("nan")), st.floats(-200, 0), st.sampled_from([-90.5, -91.5, -44.5, 1e300]))),
+                min_size=0, max_size=200))
+def test_compiled_group_statistics_equal_pandas_hashing(rows):
+    """Groups and (group, bin) pairs in the same order, the same counts, times and bins as pandas.factorize's."""
+    from covgap import cellstats
+    from covgap.grid import Grid
+
+    frame = pd.DataFrame(rows, columns=["cell", "op", "tech", "time_s", "signal_dbm"])
+    frame["operator"] = pd.Categorical.from_codes(frame.pop("op"), categories=["Viettel", "MobiFone", "Vinaphone"])
+    frame["technology"] = pd.Categorical.from_codes(frame.pop("tech"), categories=list(meas.TECHNOLOGIES))
+    grid = Grid(x0=0.0, y0=0.0, size=100.0, nrows=10, ncols=10, crs=CRS.from_epsg(32649))
+    want = cellstats.partial_stats(frame, grid)
+    got = cellstats.partial_stats(frame, grid, group_stats=fastparse.compiled().group_stats)
+    for name in ("cell", "operator", "technology", "n", "tmin", "tmax", "hist_group", "hist_bin", "hist_count"):
+        np.testing.assert_array_equal(getattr(got, name), getattr(want, name), err_msg=name)
+        assert getattr(got, name).dtype == getattr(want, name).dtype, name
+    assert (got.operators, got.technologies) == (want.operators, want.technologies)
+
+
+@SETTINGS
+@given(st.lists(st.tuples(st.sampled_from([108.1234567, 108.12345674, -0.0, 0.0, float("nan"), 2000.0, -5e3]),
+                          st.floats(-90, 90), st.one_of(st.just(float("nan")), st.floats(-140, -44), st.just(-0.0)),
+                          st.one_of(st.just(float("nan")), st.integers(0, 2 ** 33).map(float)),
+                          st.integers(0, 2), st.integers(0, 4)), min_size=0, max_size=100))
+def test_compiled_row_keys_equal_the_numpy_ones(rows):
+    from covgap import dedupe
+
+    frame = pd.DataFrame(rows, columns=["lon", "lat", "signal_dbm", "time_s", "op", "tech"])
+    frame["operator"] = pd.Categorical.from_codes(frame.pop("op"), categories=["Viettel", "MobiFone", "Vinaphone"])
+    frame["technology"] = pd.Categorical.from_codes(frame.pop("tech"), categories=list(meas.TECHNOLOGIES))
+    want = dedupe.measurement_keys(frame)
+    got = dedupe.measurement_keys(frame, row_keys=fastparse.compiled().row_keys)
+    np.testing.assert_array_equal(got, want)
+    assert got.dtype == want.dtype == np.uint64

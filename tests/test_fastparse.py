@@ -258,3 +258,43 @@ def test_compiled_row_keys_equal_the_numpy_ones(rows):
     got = dedupe.measurement_keys(frame, row_keys=fastparse.compiled().row_keys)
     np.testing.assert_array_equal(got, want)
     assert got.dtype == want.dtype == np.uint64
+
+
+def test_after_make_install_warms_it_a_large_file_compiles_nothing(tmp_path):
+    """``make install`` runs fastparse.warm(); then a reading process loads every compiled function from
+    numba's cache for the types a real block gives (pandas may hand out read-only arrays: they are made
+    writable first), so no run pays a compilation (about 2.5 s a process)."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    env = dict(os.environ, NUMBA_CACHE_DIR=str(tmp_path / "numba-cache"))
+    env.pop("COVGAP_NO_FASTPARSE", None)
+    subprocess.run([sys.executable, "-c", "from covgap import fastparse; assert fastparse.warm()"], env=env, cwd=root,
+                   check=True, timeout=300)
+    script = """
+import numpy as np
+from covgap import blocks, config, fastparse, ingest, measurements as meas, pipeline
+cfg = config.load_config("data/sample/covgap.toml")
+layers = pipeline.load_layers(cfg)
+ctx = ingest.read_context(layers, cfg)
+lines = [f"2026-03-0{1 + k % 5} 10:{k % 60:02d}:00+07:00,{15.09 + k * 1e-5:.6f},{108.70 + k * 2e-5:.6f},"
+         f"{['Viettel', 'MobiFone'][k % 2]},{['LTE', 'UMTS', 'no service'][k % 3]},{'' if k % 3 == 2 else -70 - k % 50}"
+         for k in range(2000)]
+data = ("\\n".join(lines) + "\\n").encode()
+fmt = meas.MeasurementFormat(name="generic", separator=",", lat="lat", lon="lon", signal="rsrp", technology="tech",
+                             operator="op", timestamp="time", columns=("time", "lat", "lon", "op", "tech", "rsrp"))
+block = blocks.Block(data, 2, 2000)
+assert fastparse.parse_block(block, fmt) is not None
+res = ingest.process_block(block, fmt, ctx, layers.grid, layers.crs, "f.csv", compiled=True)
+assert res.n_used > 1500, res.n_used
+module = fastparse.compiled()
+misses = {name: sum(getattr(module, name).stats.cache_misses.values()) for name in ("parse", "group_stats", "row_keys")}
+hits = {name: sum(getattr(module, name).stats.cache_hits.values()) for name in ("parse", "group_stats", "row_keys")}
+assert not any(misses.values()) and all(hits.values()), (misses, hits)
+print("ok")
+"""
+    out = subprocess.run([sys.executable, "-c", script], env=env, cwd=root, capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0 and out.stdout.strip() == "ok", out.stderr[-3000:]

@@ -17,7 +17,7 @@ from typing import cast
 import numpy as np
 import pandas as pd
 
-from covgap.grid import Grid
+from covgap.grid import Grid, writable
 
 DBM_MIN = -140
 DBM_MAX = -44
@@ -128,9 +128,10 @@ def partial_stats(rows: pd.DataFrame, grid: Grid, *, group_stats: Callable | Non
         op = pd.Categorical(rows["operator"])
         tech = pd.Categorical(rows["technology"])
         n_ops, n_tech = max(len(op.categories), 1), max(len(tech.categories), 1)
+        w = writable  # the types the compiled function is cached for
         uniq, n, tmin, tmax, huniq, hcount = group_stats(
-            cell, np.asarray(op.codes, dtype=np.int64), np.asarray(tech.codes, dtype=np.int64), n_ops, n_tech,
-            rows["time_s"].to_numpy(dtype=float), rows["signal_dbm"].to_numpy(dtype=float), DBM_MIN, DBM_MAX)
+            w(cell, np.int64), w(op.codes, np.int64), w(tech.codes, np.int64), n_ops, n_tech,
+            w(rows["time_s"], np.float64), w(rows["signal_dbm"], np.float64), DBM_MIN, DBM_MAX)
         return PartialStats(cell=uniq // (n_ops * n_tech), operator=(uniq // n_tech) % n_ops, technology=uniq % n_tech,
                             operators=list(op.categories), technologies=list(tech.categories), n=n, tmin=tmin, tmax=tmax,
                             hist_group=huniq // NBINS, hist_bin=huniq % NBINS, hist_count=hcount)

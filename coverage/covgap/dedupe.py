@@ -26,6 +26,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from covgap.grid import writable
+
 #: Partitions by the top bits of the key; a 10⁸-row batch holds 1.6 GB of spooled pairs, 25 MB per partition.
 PARTITIONS = 64
 _SHIFT = np.uint64(64 - 6)
@@ -74,9 +76,10 @@ def measurement_keys(rows: pd.DataFrame, *, row_keys: Callable | None = None) ->
     lat = np.round(np.clip(rows["lat"].to_numpy(dtype=float), -1e3, 1e3), 7)
     if row_keys is not None and len(rows):
         op, tech = pd.Categorical(rows["operator"]), pd.Categorical(rows["technology"])
-        return row_keys(lon, lat, rows["signal_dbm"].to_numpy(dtype=float), rows["time_s"].to_numpy(dtype=float),
-                        np.asarray(op.codes, dtype=np.int64), _text_hash(list(op.categories)),
-                        np.asarray(tech.codes, dtype=np.int64), _text_hash(list(tech.categories)))
+        w = writable  # the types the compiled function is cached for
+        return row_keys(w(lon, np.float64), w(lat, np.float64), w(rows["signal_dbm"], np.float64),
+                        w(rows["time_s"], np.float64), w(op.codes, np.int64), _text_hash(list(op.categories)),
+                        w(tech.codes, np.int64), _text_hash(list(tech.categories)))
     with np.errstate(over="ignore"):
         h = _mix(_bits(lon) ^ np.uint64(0x9E3779B97F4A7C15))
         h = _mix(h ^ _bits(lat))

@@ -16,6 +16,13 @@ from affine import Affine
 from pyproj import CRS
 
 
+
+def writable(a, dtype) -> np.ndarray:
+    """``a`` as a C-contiguous writable array of ``dtype``, copied only if it is not one: what the compiled
+    functions of covgap.fastkernel are given (numba caches them for these types; a read-only array, as
+    pandas may hand out, would make it compile them again)."""
+    return np.require(np.asarray(a), dtype=dtype, requirements=["C", "W"])
+
 @dataclass(frozen=True)
 class Grid:
     """A grid of ``nrows`` × ``ncols`` square cells of side ``size`` metres.

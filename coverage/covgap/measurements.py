@@ -27,6 +27,7 @@ Normalised rows have the columns of :data:`NORMALISED_COLUMNS`:
 from __future__ import annotations
 
 import csv
+import functools
 import io
 import itertools
 import logging
@@ -440,12 +441,9 @@ def normalise_rows(
     default_tech = TECHNOLOGIES.index(ctx.default_technology) if ctx.default_technology in TECHNOLOGIES else -1
     if fmt.technology and conv.technology is not None:
         codes, uniques = conv.technology
-        cleaned = _clean(uniques)
-        known = cleaned.str.lower().map(TECHNOLOGY_ALIASES)
         # G-NetTrack's Level is RSRP, RSCP or RxLev by the technology: a row without one cannot be read.
         missing_code = default_tech if fmt.name != "gnettrack" else -1
-        per_unique = np.array([TECHNOLOGIES.index(t) if isinstance(t, str) else (missing_code if pd.isna(c) else -1)
-                               for t, c in zip(known, cleaned)], dtype=np.int8)
+        per_unique = _cached(_technology_codes, tuple(uniques), missing_code)
         tech = per_unique[codes] if len(per_unique) else np.full(n, -1, dtype=np.int8)
         reject(tech < 0, "unknown_technology", labelled("technology=", fmt.technology))
     else:
@@ -468,9 +466,9 @@ def normalise_rows(
     # Operator: canonical names, worked out once per distinct spelling.
     if fmt.operator and conv.operator is not None:
         codes, uniques = conv.operator
-        names = normalise_operator(_clean(uniques), ctx.default_operator)
-        op_codes, op_names = _recode(codes, names.to_numpy(dtype=object))
-        op = pd.Categorical.from_codes(op_codes, categories=pd.Index(op_names))
+        per_unique, op_names = _cached(_operator_codes, tuple(uniques), ctx.default_operator)
+        op = pd.Categorical.from_codes((per_unique[codes] if len(codes) else codes).astype(np.int32),
+                                       categories=pd.Index(op_names))
     else:
         op = pd.Categorical.from_codes(np.zeros(n, dtype=np.int8), categories=pd.Index([ctx.default_operator]))
 
@@ -507,17 +505,18 @@ def normalise_rows(
 
     used_mask = reason == 0
     keep = np.flatnonzero(used_mask) if not used_mask.all() else slice(None)
-    used = pd.DataFrame({
+    columns = {
         "lon": lon[keep], "lat": lat[keep], "signal_dbm": sig[keep],
         "technology": pd.Categorical.from_codes(tech[keep], categories=pd.Index(list(TECHNOLOGIES))),
         "operator": op[keep],
         "time_s": time_s[keep],
         "source_file": pd.Categorical.from_codes(np.zeros(int(used_mask.sum()), dtype=np.int8), categories=pd.Index([source_file])),
         "source_row": source_rows[keep],
-    })
+    }
     if x is not None and y is not None:
-        used["x"] = x[keep]
-        used["y"] = y[keep]
+        columns["x"] = x[keep]
+        columns["y"] = y[keep]
+    used = pd.DataFrame(columns)
     return used, _rejected_frame(raw, fmt, reason, details, source_file, source_rows)
 
 
@@ -593,13 +592,13 @@ def _rejected_frame(raw: Mapping[str, Any], fmt: MeasurementFormat, reason: np.n
                     details: list, source_file: str, source_rows: np.ndarray) -> pd.DataFrame:
     """The rejected rows with their reason, detail and the fields read, as written."""
     rej = np.flatnonzero(reason)
-    detail = pd.Series("", index=np.arange(len(reason)), dtype=object)
+    detail = np.full(len(rej), "", dtype=object)  # the rejected rows' only (not one per row of the block)
     for pos, what in details:
-        detail.iloc[pos] = what(pos) if callable(what) else what
+        detail[np.searchsorted(rej, pos)] = what(pos) if callable(what) else what
     raw_fields = _raw_fields(raw, fmt, rej)
     return pd.DataFrame({"source_file": source_file, "source_row": source_rows[rej],
                          "reason": np.array(_REASON_LIST, dtype=object)[reason[rej] - 1] if len(rej) else [],
-                         "detail": detail.to_numpy()[rej], "raw_fields": pd.Series(raw_fields, dtype=object)})
+                         "detail": detail, "raw_fields": pd.Series(raw_fields, dtype=object)})
 
 
 def _dictionary(arr: pa.Array) -> tuple[np.ndarray, pd.Series]:
@@ -608,10 +607,40 @@ def _dictionary(arr: pa.Array) -> tuple[np.ndarray, pd.Series]:
     return enc.indices.to_numpy(zero_copy_only=False).astype(np.int64), pd.Series(enc.dictionary.to_pylist(), dtype=object)
 
 
-def _recode(codes: np.ndarray, values: np.ndarray) -> tuple[np.ndarray, list]:
-    """Codes into the distinct values of ``values`` (several spellings may give one name)."""
-    new_codes, cats = pd.factorize(values)
-    return (new_codes[codes] if len(codes) else codes).astype(np.int32), list(cats)
+#: Sets of spellings up to this many are remembered (a file's handful); a column of junk, one spelling a
+#: row, is worked out block by block and not kept.
+CACHED_SPELLINGS = 64
+
+
+def _cached(work: Callable, spellings: tuple, arg: Any) -> Any:
+    return _cached_work(work, spellings, arg) if len(spellings) <= CACHED_SPELLINGS else work(spellings, arg)
+
+
+@functools.lru_cache(maxsize=256)
+def _cached_work(work: Callable, spellings: tuple, arg: Any) -> Any:
+    return work(spellings, arg)
+
+
+def _technology_codes(spellings: tuple, missing_code: int) -> np.ndarray:
+    """The code into :data:`TECHNOLOGIES` of each distinct spelling of a block (−1: not recognised;
+    ``missing_code`` for a missing value). Worked out once per set of spellings (:func:`_cached`): a
+    file's blocks share it."""
+    cleaned = _clean(pd.Series(list(spellings), dtype=object))
+    known = cleaned.str.lower().map(TECHNOLOGY_ALIASES)
+    out = np.array([TECHNOLOGIES.index(t) if isinstance(t, str) else (missing_code if pd.isna(c) else -1)
+                    for t, c in zip(known, cleaned)], dtype=np.int8)
+    out.flags.writeable = False  # shared by every block with these spellings
+    return out
+
+
+def _operator_codes(spellings: tuple, default: str) -> tuple[np.ndarray, tuple]:
+    """``(code of each distinct spelling into the names, the canonical names)``: several spellings may give
+    one name (:func:`normalise_operator`). Worked out once per set of spellings (:func:`_cached`)."""
+    names = normalise_operator(_clean(pd.Series(list(spellings), dtype=object)), default)
+    codes, cats = pd.factorize(names.to_numpy(dtype=object))
+    codes = np.asarray(codes, dtype=np.int64)
+    codes.flags.writeable = False
+    return codes, tuple(cats)
 
 
 def _column_to_float(arr: pa.Array, decimal_comma: bool) -> np.ndarray:

@@ -90,13 +90,41 @@ def spelling(w0, w1, n, f0, k, words, first, count):
     return p
 
 
+#: A byte's class for the scan (:func:`parse`): ordinary, the end of a field (``\n``; the separator is
+#: added per call), or one the parser leaves to pyarrow's reader (a quote, ``\r``, outside ASCII).
+ORDINARY, FIELD_END, NOT_PLAIN = 0, 1, 2
+
+
+def byte_classes(sep: int) -> np.ndarray:
+    """The class of each byte value for a file whose separator is ``sep``."""
+    cls = np.zeros(256, np.uint8)
+    cls[128:] = NOT_PLAIN
+    cls[34] = cls[13] = NOT_PLAIN
+    cls[10] = cls[sep] = FIELD_END
+    return cls
+
+
 @njit
-def parse(data, n_lines, sep, roles, lat, lon, sig, tsec, codes, starts, words, first, count):
+def _digits(data, i, size, m):
+    """Digits from ``i`` on: ``(position after them, the number with them appended to m, how many)``."""
+    k = 0
+    while i < size:
+        d = np.int64(data[i]) - 48
+        if d < 0 or d > 9:
+            break
+        m = m * 10 + d
+        i += 1
+        k += 1
+    return i, m, k
+
+
+@njit
+def parse(data, n_lines, cls, roles, lat, lon, sig, tsec, codes, starts, words, first, count):
     """Read ``n_lines`` lines of ``data``; the number of lines read, or the first that is not plain.
 
     One pass: a number's digits add up while its field is scanned, a time is checked at its
     fixed places (every one of its bytes is looked at, so no separator hides in it), and a
-    technology or operator is packed into two words while scanned.
+    technology or operator is packed into two words while scanned. ``cls``: :func:`byte_classes`.
     """
     ncols = len(roles)
     size = len(data)
@@ -109,34 +137,22 @@ def parse(data, n_lines, sep, roles, lat, lon, sig, tsec, codes, starts, words, 
                 return line
             role = roles[col]
             if role == 1 or role == 2 or role == 3:
+                f0 = i
                 neg = False
                 if i < size and data[i] == 45:
                     neg = True
                     i += 1
-                m = 0
-                digits = 0
-                int_digits = 0
-                frac = -1
-                while i < size:
-                    c = data[i]
-                    if c == sep or c == 10:
-                        break
-                    d = np.int64(c) - 48
-                    if d >= 0 and d <= 9:
-                        m = m * 10 + d
-                        digits += 1
-                        if frac >= 0:
-                            frac += 1
-                        else:
-                            int_digits += 1
-                    elif c == 46 and frac < 0:
-                        frac = 0
-                    else:
+                i, m, whole = _digits(data, i, size, 0)
+                frac = 0
+                if i < size and data[i] == 46:
+                    i, m, frac = _digits(data, i + 1, size, m)
+                    if frac == 0:  # "5.": another shape
                         return line
-                    i += 1
-                if digits == 0 and frac < 0 and not neg:
+                if i < size and cls[data[i]] != FIELD_END:
+                    return line
+                if i == f0:
                     v = np.nan  # empty: missing, as pyarrow's reader makes it
-                elif int_digits == 0 or frac == 0 or digits > 15:
+                elif whole == 0 or whole + frac > 15:
                     return line
                 else:
                     v = float(m)
@@ -152,7 +168,7 @@ def parse(data, n_lines, sep, roles, lat, lon, sig, tsec, codes, starts, words, 
                     sig[line] = v
             elif role == 6:
                 w = 20 if i + 19 < size and data[i + 19] == 90 else 25  # ...Z, or an offset
-                if i + w > size or (i + w < size and data[i + w] != sep and data[i + w] != 10):
+                if i + w > size or (i + w < size and cls[data[i + w]] != FIELD_END):
                     return line
                 v, ok = timestamp(data, i, i + w)
                 if not ok:
@@ -165,9 +181,10 @@ def parse(data, n_lines, sep, roles, lat, lon, sig, tsec, codes, starts, words, 
                 w1 = np.uint64(0)
                 while i < size:
                     c = data[i]
-                    if c == sep or c == 10:
+                    k = cls[c]
+                    if k == FIELD_END:
                         break
-                    if c >= 128 or c == 34 or c == 13:
+                    if k == NOT_PLAIN:
                         return line
                     j = i - f0
                     if j < 8:
@@ -183,18 +200,16 @@ def parse(data, n_lines, sep, roles, lat, lon, sig, tsec, codes, starts, words, 
                 codes[role - 4, line] = p
             else:
                 while i < size:
-                    c = data[i]
-                    if c == sep or c == 10:
+                    k = cls[data[i]]
+                    if k == FIELD_END:
                         break
-                    if c >= 128 or c == 34 or c == 13:
+                    if k == NOT_PLAIN:
                         return line
                     i += 1
             col += 1
             if i >= size or data[i] == 10:
                 break
-            if data[i] != sep:  # a time ends at its fixed width: the next byte must end the field
-                return line
-            i += 1
+            i += 1  # the separator (the only other end of a field)
         if col != ncols:
             return line
         if i >= size:  # the last line, without its end

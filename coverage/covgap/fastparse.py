@@ -29,6 +29,7 @@ The property tests compare the two readers row for row (tests/test_fastparse.py)
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import sys
@@ -128,7 +129,7 @@ def _try(module: Any) -> bool:
     roles = np.array([LAT, LON, SIGNAL, TECHNOLOGY, OPERATOR, TIME], dtype=np.int8)
     out = _Outputs(1)
     one = np.ones(1, dtype=np.int64)
-    read = module.parse(data, 1, ord(","), roles, *out.arrays())
+    read = module.parse(data, 1, module.byte_classes(ord(",")), roles, *out.arrays())
     groups = module.group_stats(one, one, one, 2, 2, out.time, out.sig, -140, -44)
     keys = module.row_keys(out.lon, out.lat, out.sig, out.time, one - 1, one.astype(np.uint64), one - 1,
                            one.astype(np.uint64))
@@ -151,6 +152,11 @@ class _Outputs:
 
     def arrays(self) -> tuple:
         return (self.lat, self.lon, self.sig, self.time, self.codes, self.starts, self.words, self.first, self.count)
+
+
+@functools.lru_cache(maxsize=8)
+def _classes(sep: int) -> np.ndarray:
+    return compiled().byte_classes(sep)
 
 
 def roles_of(fmt) -> np.ndarray | None:
@@ -186,7 +192,7 @@ def parse_block(block, fmt) -> tuple[Parsed, BlockText] | None:
         return None
     data = np.frombuffer(block.data, dtype=np.uint8)
     out = _Outputs(block.n_lines)
-    read = k(data, block.n_lines, ord(fmt.separator), roles, *out.arrays())
+    read = k(data, block.n_lines, _classes(ord(fmt.separator)), roles, *out.arrays())
     if read != block.n_lines:
         return None
     n = block.n_lines

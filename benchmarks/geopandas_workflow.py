@@ -35,7 +35,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from gen import CACHE_DIR, cached_measurements  # noqa: E402
-from measure import SAMPLE, load, machine, measure, run_covgap, run_stage, write_project  # noqa: E402
+from measure import SAMPLE, load, machine, measure, run_covgap, run_stage, warm_page_cache, write_project  # noqa: E402
 
 #: Issue 11: covgap run at least this many times faster than the workflow, by rows.
 RUN_TARGETS = {5_000_000: 5.0, 20_000_000: 10.0}
@@ -84,9 +84,13 @@ def compare(rows: int, *, seed: int, cache_dir: Path) -> dict[str, Any]:
     folder = Path(tempfile.mkdtemp(prefix="covgap-bench-"))
     try:
         config = write_project(folder, [csv_path])
+        warm_page_cache(csv_path)  # before each step: the same start for all (measure.warm_page_cache)
         floor = run_stage("parse-floor", csv_path)
+        warm_page_cache(csv_path)
         ingest = run_stage("ingest", config)
+        warm_page_cache(csv_path)
         flow = measure([sys.executable, __file__, "--only-workflow", str(csv_path)])
+        warm_page_cache(csv_path)
         run = run_covgap(config)
     finally:
         shutil.rmtree(folder, ignore_errors=True)

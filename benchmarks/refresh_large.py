@@ -30,7 +30,16 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from gen import CACHE_DIR, cached_measurements, load_seed_rows  # noqa: E402
-from measure import Measurement, covgap_command, load, machine, measure, run_covgap, write_project  # noqa: E402
+from measure import (  # noqa: E402
+    Measurement,
+    covgap_command,
+    load,
+    machine,
+    measure,
+    run_covgap,
+    warm_page_cache,
+    write_project,
+)
 
 TARGET_SHARE = 0.10
 
@@ -109,6 +118,7 @@ def main() -> None:
         ]
         results = []
         for label, step in steps:
+            warm_page_cache(big, new)  # the same start for every step (measure.warm_page_cache)
             m = step()
             results.append((label, m))
             print(f"{label}: {m.wall_s:.1f} s ({m.cpu_s:.1f} s CPU), peak {m.peak_mib:,.0f} MiB", flush=True)

@@ -22,7 +22,7 @@ covgap.measurements' reader, which knows every other case:
   of each appear in the block (their meaning is worked out in Python, once per spelling).
 
 numba is imported only when a large file is read (:data:`MIN_FILE_BYTES`): its import and the
-cached kernel cost about 0.4 s, which a small file would not win back. Without numba (or if it
+cached functions cost about 0.3 s in each reading process, which a smaller file does not win back. Without numba (or if it
 fails to load) every block goes to covgap.measurements' reader, with the same results.
 The property tests compare the two readers row for row (tests/test_fastparse.py).
 """
@@ -44,9 +44,11 @@ from covgap.measurements import Parsed
 
 log = logging.getLogger(__name__)
 
-#: Files at least this large are read by the compiled parser (about 16 blocks: its start, about
-#: 0.4 s in each reading process, is then won back; docs/benchmark.md "The eighth session").
-MIN_FILE_BYTES = 256 << 20
+#: Files at least this large are read by the compiled parser: 32 blocks. It saves about 33 ms of CPU a
+#: block and costs about 0.29 s to load in each of the two reading processes, so it breaks even at
+#: about 18 blocks; measured, a 318 MiB file (5M rows, 20 blocks) ran 0.1 s slower with it and a
+#: 1.27 GB one (80 blocks) 1.1 s faster (docs/benchmark.md, "The eighth session").
+MIN_FILE_BYTES = 512 << 20
 #: Distinct technology or operator spellings a block may hold (a file holds a handful).
 MAX_DISTINCT = 64
 #: Field roles in the kernel's column table.

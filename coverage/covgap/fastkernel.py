@@ -236,11 +236,30 @@ def _slot(key, mask):
 
 
 @njit
-def _table_size(n):
+def _find(slots, keys, key, count):
+    """``key``'s number in an open-addressing table (:func:`_table`: ``slots`` hold numbers into ``keys``),
+    added as number ``count`` if new: ``(its number, the count of keys after)``."""
+    mask = len(slots) - 1
+    h = _slot(key, mask)
+    while True:
+        g = slots[h]
+        if g < 0:
+            slots[h] = count
+            keys[count] = key
+            return count, count + 1
+        if keys[g] == key:
+            return g, count
+        h = (h + 1) & mask
+
+
+@njit
+def _table(n):
+    """An empty table for up to ``n`` keys: ``(slots, keys)``, at least twice as many slots (a power of
+    two), so it is never more than half full."""
     size = 16
     while size < 2 * n:
         size *= 2
-    return size
+    return np.full(size, -1, np.int64), np.empty(n, np.int64)
 
 
 @njit
@@ -249,10 +268,7 @@ def group_stats(cell, op, tech, n_ops, n_tech, t, sig, dbm_min, dbm_max):
     order they first appear, as ``pandas.factorize`` numbers them (see covgap.cellstats.partial_stats).
     Rows of cell −1 are left out. ``(group keys, counts, first and last times, pair keys, pair counts)``."""
     n = len(cell)
-    size = _table_size(n)
-    mask = size - 1
-    slots = np.full(size, -1, np.int64)
-    keys = np.empty(n, np.int64)
+    slots, keys = _table(n)
     group = np.empty(n, np.int64)
     ng = 0
     for r in range(n):
@@ -260,26 +276,12 @@ def group_stats(cell, op, tech, n_ops, n_tech, t, sig, dbm_min, dbm_max):
         if c < 0:
             group[r] = -1
             continue
-        key = (c * n_ops + op[r]) * n_tech + tech[r]
-        h = _slot(key, mask)
-        while True:
-            g = slots[h]
-            if g < 0:
-                slots[h] = ng
-                keys[ng] = key
-                g = ng
-                ng += 1
-                break
-            if keys[g] == key:
-                break
-            h = (h + 1) & mask
-        group[r] = g
+        group[r], ng = _find(slots, keys, (c * n_ops + op[r]) * n_tech + tech[r], ng)
     count = np.zeros(ng, np.int64)
     tmin = np.full(ng, np.nan)
     tmax = np.full(ng, np.nan)
     nbins = dbm_max - dbm_min + 1
-    pslots = np.full(size, -1, np.int64)
-    pkeys = np.empty(n, np.int64)
+    pslots, pkeys = _table(n)
     pcount = np.zeros(n, np.int64)
     npairs = 0
     for r in range(n):
@@ -296,19 +298,7 @@ def group_stats(cell, op, tech, n_ops, n_tech, t, sig, dbm_min, dbm_max):
         s = sig[r]
         if np.isfinite(s):
             s = min(max(np.rint(s), dbm_min), dbm_max)  # clipped as a float, then made an integer
-            key = g * nbins + (np.int64(s) - dbm_min)
-            h = _slot(key, mask)
-            while True:
-                p = pslots[h]
-                if p < 0:
-                    pslots[h] = npairs
-                    pkeys[npairs] = key
-                    p = npairs
-                    npairs += 1
-                    break
-                if pkeys[p] == key:
-                    break
-                h = (h + 1) & mask
+            p, npairs = _find(pslots, pkeys, g * nbins + (np.int64(s) - dbm_min), npairs)
             pcount[p] += 1
     return keys[:ng].copy(), count, tmin, tmax, pkeys[:npairs].copy(), pcount[:npairs].copy()
 

@@ -17,6 +17,7 @@ from hypothesis import strategies as st
 from pyproj import CRS
 
 from covgap import blocks, fastparse, ingest, measurements as meas
+from covgap.errors import InputError
 from tests.conftest import cell_centre_lonlat
 
 SETTINGS = settings(max_examples=400, deadline=None, derandomize=True, database=None,
@@ -175,13 +176,19 @@ def _write_large(path, n: int) -> tuple[int, int]:
         dbm = "" if tech == "no service" else str(int(rng.integers(-125, -60)))
         ts = f"2026-03-0{1 + k % 5} 1{k % 10}:{k % 60:02d}:{(k * 7) % 60:02d}+07:00"
         lines.append(f"{ts},{lat:.6f},{lon:.6f},{['Viettel', 'MobiFone', '45202'][k % 3]},{tech},{dbm}")
-    lines[10] = lines[3]  # duplicate_row
+    for k in range(10, n, 53):  # duplicate_row: rows repeated further on, in many blocks
+        lines[k] = lines[k - 7]
+    lines[-1] = lines[1]  # the last line too
     lines[20] = "2026-03-03 10:01:00+07:00,21.028500,105.854200,Viettel,LTE,-90"  # outside the study area
     lines[30] = lines[30].rsplit(",", 1)[0] + ",-30" if ",LTE," in lines[30] else lines[30]
     lines[40] = "2099-01-01T00:00:00Z" + lines[40][lines[40].index(","):]  # future
     data = ("\n".join(lines) + "\n").encode("ascii")
     path.write_bytes(data)
     return n, len(data)
+
+
+def _planted_duplicates(n: int) -> int:
+    return len(range(10, n, 53)) + 1
 
 
 @pytest.mark.parametrize("workers", [1, 2])
@@ -195,11 +202,20 @@ def test_a_large_file_read_by_the_compiled_parser_gives_the_same_store(hand_proj
     _, size = _write_large(src, 3000)
     taken = []
     real = fastparse.parse_block
+    by_index = []
+    real_by_index = ingest._lines_by_index
 
     def spy(block, fmt):
         got = real(block, fmt)
         taken.append(got is not None)
         return got
+
+    def spy_by_index(*args):
+        got = real_by_index(*args)
+        by_index.append(len(got))
+        return got
+
+    monkeypatch.setattr(ingest, "_lines_by_index", spy_by_index)
 
     results = {}
     for label, limit in (("reader", size + 1), ("compiled", size)):
@@ -214,11 +230,15 @@ def test_a_large_file_read_by_the_compiled_parser_gives_the_same_store(hand_proj
     (one, one_files), (many, many_files) = results["reader"], results["compiled"]
     assert (many.rows_read, many.rows_used, many.rejected_by_reason) == (one.rows_read, one.rows_used, one.rejected_by_reason)
     assert one.rows_read == 3000
-    assert {k: one.rejected_by_reason.get(k) for k in ("duplicate_row", "outside_study_area", "future_timestamp")} == {
-        "duplicate_row": 1, "outside_study_area": 1, "future_timestamp": 1}
+    assert {k: one.rejected_by_reason.get(k) for k in ("outside_study_area", "future_timestamp")} == {
+        "outside_study_area": 1, "future_timestamp": 1}
+    # The copies of used rows (a copy of a row rejected for its level is rejected for its level too).
+    dups = one.rejected_by_reason["duplicate_row"]
+    assert 40 <= dups <= _planted_duplicates(3000)
     assert many_files == one_files
-    if workers == 1:  # in this process: the blocks went through the compiled parser, every one taken
-        assert taken and all(taken)
+    if workers == 1:  # in this process: the blocks went through the compiled parser, every one taken, and
+        assert taken and all(taken)  # the duplicate rows were read again by its line index
+        assert sum(by_index) == dups
 
 
 @SETTINGS
@@ -298,3 +318,24 @@ print("ok")
 """
     out = subprocess.run([sys.executable, "-c", script], env=env, cwd=root, capture_output=True, text=True, timeout=300)
     assert out.returncode == 0 and out.stdout.strip() == "ok", out.stderr[-3000:]
+
+
+def test_lines_read_again_by_a_line_index_are_those_of_the_block(tmp_path):
+    """A block's lines found through every LINE_INDEX_STEP-th line start: the text lines_at gives, the
+    last line of a file without its end included; a file cut short since is refused, not misread."""
+    rng = np.random.default_rng(3)
+    lines = [",".join(str(v) for v in rng.integers(0, 10 ** rng.integers(1, 12), 4)) for _ in range(1000)]
+    data = ("\n".join(lines)).encode()  # no end on the last line
+    path = tmp_path / "f.csv"
+    path.write_bytes(b"a,b,c,d\n" + data)
+    block = blocks.Block(data, 2, 1000, offset=8)
+    starts = np.r_[0, np.flatnonzero(np.frombuffer(data, dtype=np.uint8) == 10) + 1, len(data)]
+    index = starts[:-1:ingest.LINE_INDEX_STEP]
+    wanted = np.unique(np.r_[rng.integers(2, 1002, 200), 2, 65, 66, 1001])
+    with open(path, "rb") as fh:
+        got = ingest._lines_by_index(fh, path, block.ref(), len(data), index, wanted)
+    assert got == meas.lines_at(block, wanted)
+    assert got[-1] == lines[-1] and got[0] == lines[0] + "\n"
+    path.write_bytes(b"a,b,c,d\n" + data[:-500])
+    with open(path, "rb") as fh, pytest.raises(InputError, match="changed while it was being read"):
+        ingest._lines_by_index(fh, path, block.ref(), len(data), index, wanted)

@@ -10,8 +10,8 @@ old ones (DESIGN.md §3.2, §5). Percentiles come out of the histogram.
 from __future__ import annotations
 
 import enum
-from dataclasses import dataclass
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import cast
 
 import numpy as np

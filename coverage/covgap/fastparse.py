@@ -218,7 +218,7 @@ class BlockText(Mapping):
 
     def __init__(self, data: bytes, starts: np.ndarray, fmt):
         self._data = data
-        self._starts = starts
+        self.starts = starts  # where each line starts in the block, and where the last ends
         self._sep = fmt.separator.encode("ascii")
         self._index = {c: fmt.columns.index(c) for c in (fmt.lat, fmt.lon, fmt.signal, fmt.technology, fmt.operator,
                                                          fmt.timestamp) if c}
@@ -233,7 +233,7 @@ class BlockText(Mapping):
         return len(self._index)
 
     def field(self, row: int, j: int) -> str:
-        line = self._data[self._starts[row]:self._starts[row + 1]].rstrip(b"\n")
+        line = self._data[self.starts[row]:self.starts[row + 1]].rstrip(b"\n")
         return line.split(self._sep)[j].decode("ascii")
 
 

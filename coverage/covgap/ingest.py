@@ -312,6 +312,9 @@ class BlockResult:
     rejected: pd.DataFrame
     n_read: int
     n_used: int
+    #: ``(first line, where every LINE_INDEX_STEP-th line starts in the block)``: a block the compiled parser
+    #: read; its duplicate rows are then read again by those places, not by reading the block again.
+    line_index: tuple[int, np.ndarray] | None = None
 
     @classmethod
     def statistics_only(cls, partial: cellstats.PartialStats) -> BlockResult:
@@ -340,7 +343,13 @@ def process_block(block: Block, fmt: meas.MeasurementFormat, ctx: meas.ReadConte
                   source_file: str, path: Path | None = None, *, compiled: bool = False) -> BlockResult:
     """Read, check and aggregate one block: a pure function of its inputs (runs in any process).
     ``compiled``: parse it with covgap.fastparse if it can (a large file's block)."""
-    used, rejected = meas.read_block(block, fmt, ctx, source_file=source_file, path=path, compiled=compiled)
+    got = meas.read_block_compiled(block, fmt, ctx, source_file=source_file) if compiled else None
+    line_index = None
+    if got is not None:
+        used, rejected, starts = got
+        line_index = (block.first_line, starts[:-1:LINE_INDEX_STEP].astype(np.int64))
+    else:
+        used, rejected = meas.read_block(block, fmt, ctx, source_file=source_file, path=path)
     if len(used) and "x" not in used:
         used = project_rows(used, crs)
     module = fastparse.compiled() if compiled else None
@@ -348,12 +357,17 @@ def process_block(block: Block, fmt: meas.MeasurementFormat, ctx: meas.ReadConte
                                       group_stats=module.group_stats if module is not None and len(used) else None)
     keys = dedupe.measurement_keys(used, row_keys=module.row_keys if module is not None else None)
     return BlockResult(partial=partial, keys=keys, lines=used["source_row"].to_numpy(dtype=np.int64),
-                       rejected=rejected, n_read=len(used) + len(rejected), n_used=len(used))
+                       rejected=rejected, n_read=len(used) + len(rejected), n_used=len(used), line_index=line_index)
+
+
+#: Every this many lines of a block the compiled parser read, where the line starts is kept (BlockResult).
+LINE_INDEX_STEP = 64
 
 
 def _compiled(path: Path) -> bool:
-    """Whether a file's blocks are parsed by covgap.fastparse's compiled parser: a large plain file
-    (its start, about 0.4 s a process, is won back only on many blocks)."""
+    """Whether a file's blocks are parsed by covgap.fastparse's compiled parser: a file of
+    :data:`covgap.fastparse.MIN_FILE_BYTES` or more (its start, about 0.3 s a reading process, is won
+    back only on many blocks)."""
     try:
         return path.stat().st_size >= fastparse.MIN_FILE_BYTES
     except OSError:
@@ -582,6 +596,8 @@ class _Taken:
     record: FileRecord
     stats: pd.DataFrame | None
     refs: list = field(default_factory=list)  # (block without bytes, length) of each block, for a plain file
+    #: first line of a block → where every LINE_INDEX_STEP-th line of it starts (blocks the compiled parser read)
+    line_index: dict[int, np.ndarray] = field(default_factory=dict)
     unwritten: bool = False  # its statistics (in memory) are not in the store folder yet: finish() writes them
 
 
@@ -783,6 +799,7 @@ class Batch:
         tally = _Tally()
         acc = cellstats.CellAccumulator(self.layers.grid)
         refs: list[tuple[Block, int]] = []
+        line_index: dict[int, np.ndarray] = {}
         bar_cm = self.progress(path.name, size) if self.progress else contextlib.nullcontext(None)
         try:
             with bar_cm as bar:
@@ -790,6 +807,8 @@ class Batch:
                 for res, nbytes in self._results(path, fmt, pos, refs, hasher):
                     _take_block(res, tally, acc, writer, self.on_rejected)
                     self.spool.add(res.keys, dedupe.make_seq(pos, res.lines))
+                    if res.line_index is not None:
+                        line_index[res.line_index[0]] = res.line_index[1]
                     if bar is not None and done < size:
                         step = min(size - done, nbytes)
                         bar.update(step)
@@ -819,12 +838,12 @@ class Batch:
             # Small statistics stay in memory (many small files: no read back) and are written by finish(),
             # once, after their duplicates are taken out; large ones are written now and read again.
             record.stats_file = store_mod.file_stats_path(sha256)
-            self._take(_Taken(pos, path, fmt, record, stats, refs, unwritten=True))
+            self._take(_Taken(pos, path, fmt, record, stats, refs, line_index, unwritten=True))
         elif self.folder is not None:
             record.stats_file = store_mod.write_file_stats(stats, self.folder, sha256)
-            self.taken.append(_Taken(pos, path, fmt, record, None, refs))
+            self.taken.append(_Taken(pos, path, fmt, record, None, refs, line_index))
         else:
-            self.taken.append(_Taken(pos, path, fmt, record, stats, refs))
+            self.taken.append(_Taken(pos, path, fmt, record, stats, refs, line_index))
         log.info("%s (%s): %d rows read, %d used, %d rejected", path.name, fmt.name, tally.n_read, tally.n_used, tally.n_rej)
         return record
 
@@ -1277,6 +1296,56 @@ def _blocks_again(taken: _Taken, lo: int, hi: int, *, block_bytes: int, chunk_ro
             yield read_ref(taken.path, ref, length)
 
 
+def _lines_again(taken: _Taken, lines: np.ndarray, *, block_bytes: int, chunk_rows: int | None) -> Iterator[list[str]]:
+    """The text of a file's lines ``lines`` (sorted), block by block: where the compiled parser kept a
+    block's line index (:data:`LINE_INDEX_STEP`), only the few KiB around each line are read; other
+    blocks are read again whole and their line ends found (:func:`covgap.measurements.lines_at`)."""
+    lo, hi = int(lines[0]), int(lines[-1])
+    if taken.refs and taken.line_index:
+        with open(taken.path, "rb") as fh:
+            for ref, length in taken.refs:
+                last = ref.first_line + ref.n_lines - 1
+                if last < lo:
+                    continue
+                if ref.first_line > hi:
+                    break
+                wanted = lines[(lines >= ref.first_line) & (lines <= last)]
+                index = taken.line_index.get(ref.first_line)
+                if not len(wanted):
+                    continue
+                if index is None:
+                    yield meas.lines_at(read_ref(taken.path, ref, length), wanted)
+                else:
+                    yield _lines_by_index(fh, taken.path, ref, length, index, wanted)
+        return
+    for block in _blocks_again(taken, lo, hi, block_bytes=block_bytes, chunk_rows=chunk_rows):
+        last = block.first_line + block.n_lines - 1
+        if last < lo:
+            continue
+        if block.first_line > hi:
+            break
+        yield meas.lines_at(block, lines[(lines >= block.first_line) & (lines <= last)])
+
+
+def _lines_by_index(fh, path: Path, ref: Block, length: int, index: np.ndarray, wanted: np.ndarray) -> list[str]:
+    """The text of lines ``wanted`` of a block (each with its line end, as :func:`covgap.measurements.lines_at`
+    gives it), read by the block's line index: the stretch of LINE_INDEX_STEP lines holding each."""
+    rel = wanted - ref.first_line
+    anchor = rel // LINE_INDEX_STEP
+    out: list[str] = []
+    for a in np.unique(anchor).tolist():
+        start = int(index[a])
+        end = int(index[a + 1]) if a + 1 < len(index) else length
+        fh.seek((ref.offset or 0) + start)
+        chunk = fh.read(end - start)
+        window = chunk.split(b"\n")
+        for k in (rel[anchor == a] - a * LINE_INDEX_STEP).tolist():
+            if len(chunk) != end - start or k >= len(window) - 1 + (0 if chunk.endswith(b"\n") else 1):
+                raise InputError(path, ["changed while it was being read; read it again when it is complete"])
+            out.append(window[k].decode("utf-8") + ("\n" if k < len(window) - 1 else ""))
+    return out
+
+
 def take_out_rows(taken: _Taken, lines: np.ndarray, ctx: meas.ReadContext, grid, crs: CRS, *, folder: Path | None,
                   block_bytes: int, chunk_rows: int | None) -> tuple[FileRecord, pd.DataFrame | None, pd.DataFrame]:
     """The rows at ``lines`` of a file moved from its statistics to its rejected rows (duplicate_row):
@@ -1309,14 +1378,8 @@ def duplicate_rows(taken: _Taken, lines: np.ndarray, ctx: meas.ReadContext, grid
         at += len(picked)
         picked = []
 
-    lo, hi = int(lines[0]), int(lines[-1])
-    for block in _blocks_again(taken, lo, hi, block_bytes=block_bytes, chunk_rows=chunk_rows):
-        last = block.first_line + block.n_lines - 1
-        if last < lo:
-            continue
-        if block.first_line > hi:
-            break
-        picked += meas.lines_at(block, lines[(lines >= block.first_line) & (lines <= last)])
+    for text in _lines_again(taken, lines, block_bytes=block_bytes, chunk_rows=chunk_rows):
+        picked += text
         if len(picked) >= TAKE_OUT_LINES:  # many duplicates (a file repeating another): memory stays bounded
             parse()
     if at + len(picked) != len(lines):  # the file changed under us between the two reads

@@ -178,13 +178,9 @@ def read_block(block: blocks_mod.Block, fmt: MeasurementFormat, ctx: ReadContext
     a block it does not take is read here as any other, with the same results.
     """
     if compiled:
-        from covgap import fastparse
-
-        got = fastparse.parse_block(block, fmt)
+        got = read_block_compiled(block, fmt, ctx, source_file=source_file)
         if got is not None:
-            parsed, text = got
-            numbers = np.arange(block.first_line, block.first_line + block.n_lines, dtype=np.int64)
-            return normalise_rows(text, fmt, ctx, source_file=source_file, source_rows=numbers, parsed=parsed)
+            return got[0], got[1]
     try:
         raw, numbers, malformed = parse_block(block, fmt)
     except UnicodeDecodeError as err:
@@ -197,6 +193,21 @@ def read_block(block: blocks_mod.Block, fmt: MeasurementFormat, ctx: ReadContext
         rejected = pd.concat([rejected, malformed], ignore_index=True) if len(rejected) else malformed
         rejected = rejected.sort_values("source_row", kind="mergesort").reset_index(drop=True)
     return used, rejected
+
+
+def read_block_compiled(block: blocks_mod.Block, fmt: MeasurementFormat, ctx: ReadContext, *,
+                        source_file: str) -> tuple[pd.DataFrame, pd.DataFrame, np.ndarray] | None:
+    """A block read by covgap.fastparse's compiled parser: ``(used_rows, rejected_rows, where each line starts
+    in the block and where the last ends)``, or None if the parser does not take it (:func:`read_block` does)."""
+    from covgap import fastparse
+
+    got = fastparse.parse_block(block, fmt)
+    if got is None:
+        return None
+    parsed, text = got
+    numbers = np.arange(block.first_line, block.first_line + block.n_lines, dtype=np.int64)
+    used, rejected = normalise_rows(text, fmt, ctx, source_file=source_file, source_rows=numbers, parsed=parsed)
+    return used, rejected, text.starts
 
 
 def _wanted_columns(fmt: MeasurementFormat) -> list[str]:

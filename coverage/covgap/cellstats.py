@@ -124,44 +124,44 @@ def partial_stats(rows: pd.DataFrame, grid: Grid, *, group_stats: Callable | Non
     that hashing and counting (covgap.fastkernel.group_stats), the same result in one pass.
     """
     cell = rows["cell"].to_numpy(dtype=np.int64) if "cell" in rows else grid.cell_of(rows["x"].to_numpy(), rows["y"].to_numpy())
-    if group_stats is not None:
-        op = pd.Categorical(rows["operator"])
-        tech = pd.Categorical(rows["technology"])
-        n_ops, n_tech = max(len(op.categories), 1), max(len(tech.categories), 1)
-        w = writable  # the types the compiled function is cached for
-        uniq, n, tmin, tmax, huniq, hcount = group_stats(
-            w(cell, np.int64), w(op.codes, np.int64), w(tech.codes, np.int64), n_ops, n_tech,
-            w(rows["time_s"], np.float64), w(rows["signal_dbm"], np.float64), DBM_MIN, DBM_MAX)
-        return PartialStats(cell=uniq // (n_ops * n_tech), operator=(uniq // n_tech) % n_ops, technology=uniq % n_tech,
-                            operators=list(op.categories), technologies=list(tech.categories), n=n, tmin=tmin, tmax=tmax,
-                            hist_group=huniq // NBINS, hist_bin=huniq % NBINS, hist_count=hcount)
-    keep = cell >= 0
-    if not keep.all():
-        rows, cell = rows.loc[keep], cell[keep]
+    if group_stats is None:  # the compiled counting leaves out the rows off the grid itself
+        keep = cell >= 0
+        if not keep.all():
+            rows, cell = rows.loc[keep], cell[keep]
     op = pd.Categorical(rows["operator"])
     tech = pd.Categorical(rows["technology"])
     n_ops, n_tech = max(len(op.categories), 1), max(len(tech.categories), 1)
-    key = (cell * n_ops + np.asarray(op.codes, dtype=np.int64)) * n_tech + np.asarray(tech.codes, dtype=np.int64)
+    op_codes, tech_codes = np.asarray(op.codes, dtype=np.int64), np.asarray(tech.codes, dtype=np.int64)
+    t = rows["time_s"].to_numpy(dtype=float)
+    sig = rows["signal_dbm"].to_numpy(dtype=float)
+    if group_stats is not None:
+        w = writable  # the types the compiled function is cached for
+        uniq, n, tmin, tmax, huniq, hcount = group_stats(w(cell, np.int64), w(op_codes, np.int64), w(tech_codes, np.int64),
+                                                         n_ops, n_tech, w(t, np.float64), w(sig, np.float64), DBM_MIN, DBM_MAX)
+    else:
+        uniq, n, tmin, tmax, huniq, hcount = _group_counts((cell * n_ops + op_codes) * n_tech + tech_codes, t, sig)
+    return PartialStats(cell=uniq // (n_ops * n_tech), operator=(uniq // n_tech) % n_ops, technology=uniq % n_tech,
+                        operators=list(op.categories), technologies=list(tech.categories), n=n, tmin=tmin, tmax=tmax,
+                        hist_group=huniq // NBINS, hist_bin=huniq % NBINS, hist_count=hcount)
+
+
+def _group_counts(key: np.ndarray, t: np.ndarray, sig: np.ndarray) -> tuple[np.ndarray, ...]:
+    """What :func:`partial_stats` counts per group key (by pandas' hashing): ``(group keys, counts, first and
+    last times, (group, bin) pair keys, their counts)``, groups and pairs in the order they first appear."""
     codes, uniq = pd.factorize(key, sort=False)
     ng = len(uniq)
     n = np.bincount(codes, minlength=ng)
-    t = rows["time_s"].to_numpy(dtype=float)
     tmin = np.full(ng, np.nan)
     tmax = np.full(ng, np.nan)
     if np.isfinite(t).any():
         np.fmin.at(tmin, codes, t)
         np.fmax.at(tmax, codes, t)
-    sig = rows["signal_dbm"].to_numpy(dtype=float)
     has = np.isfinite(sig)
     bins = np.clip(np.rint(sig[has]), DBM_MIN, DBM_MAX).astype(np.int64) - DBM_MIN
     hcodes, huniq = pd.factorize(codes[has].astype(np.int64) * NBINS + bins, sort=False)
     hcount = np.bincount(hcodes, minlength=len(huniq))
-    uniq = np.asarray(uniq, dtype=np.int64)
-    huniq = np.asarray(huniq, dtype=np.int64)
-    return PartialStats(cell=uniq // (n_ops * n_tech), operator=(uniq // n_tech) % n_ops, technology=uniq % n_tech,
-                        operators=list(op.categories), technologies=list(tech.categories), n=n.astype(np.int64),
-                        tmin=tmin, tmax=tmax, hist_group=huniq // NBINS, hist_bin=huniq % NBINS,
-                        hist_count=hcount.astype(np.int64))
+    return (np.asarray(uniq, dtype=np.int64), n.astype(np.int64), tmin, tmax, np.asarray(huniq, dtype=np.int64),
+            hcount.astype(np.int64))
 
 
 #: Group keys are ``cell * LABELS + label`` (label: an (operator, technology) pair's number).

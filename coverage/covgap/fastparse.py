@@ -40,7 +40,7 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
-from covgap.measurements import Parsed
+from covgap.measurements import Parsed, _wanted_columns
 
 log = logging.getLogger(__name__)
 
@@ -220,8 +220,7 @@ class BlockText(Mapping):
         self._data = data
         self.starts = starts  # where each line starts in the block, and where the last ends
         self._sep = fmt.separator.encode("ascii")
-        self._index = {c: fmt.columns.index(c) for c in (fmt.lat, fmt.lon, fmt.signal, fmt.technology, fmt.operator,
-                                                         fmt.timestamp) if c}
+        self._index = {c: fmt.columns.index(c) for c in _wanted_columns(fmt)}
 
     def __getitem__(self, column: str) -> _Column:
         return _Column(self, self._index[column])

@@ -1286,45 +1286,32 @@ def _by_blocks(taken: _Taken, lines: np.ndarray, n: int) -> list[np.ndarray]:
     return [part for part in np.split(lines, cuts) if len(part)]
 
 
-def _blocks_again(taken: _Taken, lo: int, hi: int, *, block_bytes: int, chunk_rows: int | None):
-    """The blocks of a file again, from line ``lo`` to ``hi``; of a plain file only those (by their offsets)."""
-    if not taken.refs:
-        yield from meas._blocks_of(taken.path, taken.fmt, block_bytes=block_bytes, max_lines=chunk_rows)
-        return
-    for ref, length in taken.refs:
-        if ref.first_line + ref.n_lines - 1 >= lo and ref.first_line <= hi:
-            yield read_ref(taken.path, ref, length)
-
-
 def _lines_again(taken: _Taken, lines: np.ndarray, *, block_bytes: int, chunk_rows: int | None) -> Iterator[list[str]]:
-    """The text of a file's lines ``lines`` (sorted), block by block: where the compiled parser kept a
-    block's line index (:data:`LINE_INDEX_STEP`), only the few KiB around each line are read; other
-    blocks are read again whole and their line ends found (:func:`covgap.measurements.lines_at`)."""
+    """The text of a file's lines ``lines`` (sorted), block by block. A plain file's blocks holding
+    some are read by their offsets; where the compiled parser kept a block's line index
+    (:data:`LINE_INDEX_STEP`), only the few KiB around each line are read, else the block is read
+    again whole and its line ends found (:func:`covgap.measurements.lines_at`). Other files are read
+    again from their start."""
     lo, hi = int(lines[0]), int(lines[-1])
-    if taken.refs and taken.line_index:
-        with open(taken.path, "rb") as fh:
-            for ref, length in taken.refs:
-                last = ref.first_line + ref.n_lines - 1
-                if last < lo:
-                    continue
-                if ref.first_line > hi:
-                    break
-                wanted = lines[(lines >= ref.first_line) & (lines <= last)]
-                index = taken.line_index.get(ref.first_line)
-                if not len(wanted):
-                    continue
-                if index is None:
-                    yield meas.lines_at(read_ref(taken.path, ref, length), wanted)
-                else:
-                    yield _lines_by_index(fh, taken.path, ref, length, index, wanted)
+    if not taken.refs:
+        for block in meas._blocks_of(taken.path, taken.fmt, block_bytes=block_bytes, max_lines=chunk_rows):
+            last = block.first_line + block.n_lines - 1
+            if last < lo:
+                continue
+            if block.first_line > hi:
+                break
+            yield meas.lines_at(block, lines[(lines >= block.first_line) & (lines <= last)])
         return
-    for block in _blocks_again(taken, lo, hi, block_bytes=block_bytes, chunk_rows=chunk_rows):
-        last = block.first_line + block.n_lines - 1
-        if last < lo:
-            continue
-        if block.first_line > hi:
-            break
-        yield meas.lines_at(block, lines[(lines >= block.first_line) & (lines <= last)])
+    with open(taken.path, "rb") as fh:
+        for ref, length in taken.refs:
+            wanted = lines[np.searchsorted(lines, ref.first_line):np.searchsorted(lines, ref.first_line + ref.n_lines)]
+            if not len(wanted):
+                continue
+            index = taken.line_index.get(ref.first_line)
+            if index is None:
+                yield meas.lines_at(read_ref(taken.path, ref, length), wanted)
+            else:
+                yield _lines_by_index(fh, taken.path, ref, length, index, wanted)
 
 
 def _lines_by_index(fh, path: Path, ref: Block, length: int, index: np.ndarray, wanted: np.ndarray) -> list[str]:

@@ -314,10 +314,22 @@ def test_the_fast_projection_in_other_utm_zones_gives_the_exact_cells(epsg, cent
     assert 0 < inside.sum() < len(inside)
 
 
-@pytest.mark.parametrize("threads", [1, 2])
+def _partitions_by(how, monkeypatch) -> dict:
+    """find_duplicates' options for partitions worked on one after another, by two threads, or each by
+    dedupe.partition_duplicates with the compiled sort (as the reading processes do: from files alone)."""
+    if how != "compiled":
+        return {"threads": how}
+    from covgap import fastparse
+
+    assert fastparse.compiled() is not None
+    monkeypatch.setattr(dedupe, "COMPILED_SORT_MIN", 0)
+    return {"map_partitions": lambda args: [dedupe.partition_duplicates(*a) for a in args]}
+
+
+@pytest.mark.parametrize("threads", [1, 2, "compiled"])
 def test_duplicates_are_found_across_blocks_files_and_the_store(tmp_path, monkeypatch, threads):
     """Keys spooled to disk (a tiny memory budget) give the duplicates worked out by hand, with the
-    partitions worked on one after another or by two threads."""
+    partitions worked on one after another, by two threads, or as the reading processes do."""
     monkeypatch.setattr(dedupe, "SPOOL_MEMORY_BYTES", 16)
     rows = pd.DataFrame({"lon": [108.8, 108.8, 108.8, 108.81], "lat": [15.0, 15.0, 15.0, 15.0],
                          "signal_dbm": [-90.0, -90.0, -91.0, -90.0], "technology": ["4G"] * 4,
@@ -330,14 +342,15 @@ def test_duplicates_are_found_across_blocks_files_and_the_store(tmp_path, monkey
     spool.add(keys[3:], dedupe.make_seq(2, np.array([9])))  # file 2, refused: ignored
     stored_dir = tmp_path / "stored"
     stored_dir.mkdir()
-    dups = dedupe.find_duplicates(spool, dedupe.StoredKeys(None), drop_files={2}, new_folder=stored_dir, threads=threads)
+    dups = dedupe.find_duplicates(spool, dedupe.StoredKeys(None), drop_files={2}, new_folder=stored_dir,
+                                  **_partitions_by(threads, monkeypatch))
     assert [(f, ls.tolist()) for f, ls in dedupe.split_seq(dups)] == [(0, [3]), (1, [2])]
     assert dedupe.StoredKeys(stored_dir).count() == 3
     # A later batch: the store's keys count as earlier rows.
     later = dedupe.KeySpool(tmp_path / "later")
     (tmp_path / "later").mkdir()
     later.add(keys[2:], dedupe.make_seq(0, np.array([5, 6])))
-    dups = dedupe.find_duplicates(later, dedupe.StoredKeys(stored_dir), threads=threads)
+    dups = dedupe.find_duplicates(later, dedupe.StoredKeys(stored_dir), **_partitions_by(threads, monkeypatch))
     assert [(f, ls.tolist()) for f, ls in dedupe.split_seq(dups)] == [(0, [5, 6])]
 
 
@@ -862,7 +875,7 @@ def test_group_lower_median_equals_the_per_group_reference(pairs):
         assert (np.isnan(got[g]) if expected is None else got[g] == expected)
 
 
-@pytest.mark.parametrize("threads", [1, 2])
+@pytest.mark.parametrize("threads", [1, 2, "compiled"])
 def test_refreshes_add_key_runs_and_merge_them_past_the_limit(tmp_path, monkeypatch, threads):
     """Each batch adds its new keys as one sorted run per partition (earlier files hard-linked); a key in any
     run is a duplicate; past MAX_RUNS a partition's runs are merged into one file with the same keys."""
@@ -878,7 +891,7 @@ def test_refreshes_add_key_runs_and_merge_them_past_the_limit(tmp_path, monkeypa
         (tmp_path / f"spool{batch}").mkdir()
         spool.add(batch_keys, dedupe.make_seq(0, np.arange(len(batch_keys))))
         new = tmp_path / f"keys{batch}"
-        dups = dedupe.find_duplicates(spool, stored, new_folder=new, threads=threads)
+        dups = dedupe.find_duplicates(spool, stored, new_folder=new, **_partitions_by(threads, monkeypatch))
         assert [(f, lines.tolist()) for f, lines in dedupe.split_seq(dups)] == (
             [(0, list(range(500, 500 + len(repeat))))] if len(repeat) else [])
         everything = np.concatenate([everything, keys])

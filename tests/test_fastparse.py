@@ -16,7 +16,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from pyproj import CRS
 
-from covgap import blocks, fastparse, ingest, measurements as meas
+from covgap import blocks, dedupe, fastparse, ingest, measurements as meas
 from covgap.errors import InputError
 from tests.conftest import cell_centre_lonlat
 
@@ -220,6 +220,9 @@ def test_a_large_file_read_by_the_compiled_parser_gives_the_same_store(hand_proj
     results = {}
     for label, limit in (("reader", size + 1), ("compiled", size)):
         monkeypatch.setattr(fastparse, "MIN_FILE_BYTES", limit)
+        if label == "compiled":  # the duplicates searched by the reading processes, by their compiled sort
+            monkeypatch.setattr(ingest, "DUPLICATES_IN_WORKERS_BYTES", 0)
+            monkeypatch.setattr(dedupe, "COMPILED_SORT_MIN", 0)
         monkeypatch.setattr(fastparse, "parse_block", spy)
         ctx = ingest.read_context(layers, config, now_s=1_790_000_000)
         folder = tmp_path / label
@@ -236,6 +239,7 @@ def test_a_large_file_read_by_the_compiled_parser_gives_the_same_store(hand_proj
     dups = one.rejected_by_reason["duplicate_row"]
     assert 40 <= dups <= _planted_duplicates(3000)
     assert many_files == one_files
+    assert sum(name.startswith("row_keys/") for name in one_files) == dedupe.PARTITIONS
     if workers == 1:  # in this process: the blocks went through the compiled parser, every one taken, and
         assert taken and all(taken)  # the duplicate rows were read again by its line index
         assert sum(by_index) == dups
@@ -318,6 +322,28 @@ print("ok")
 """
     out = subprocess.run([sys.executable, "-c", script], env=env, cwd=root, capture_output=True, text=True, timeout=300)
     assert out.returncode == 0 and out.stdout.strip() == "ok", out.stderr[-3000:]
+
+
+@SETTINGS
+@given(st.lists(st.integers(0, 2**64 - 1), max_size=300), st.integers(0, 64), st.integers(1, 5))
+def test_the_compiled_sort_of_keys_equals_numpy_s(keys, same_high_bits, repeat):
+    """Whatever the keys (hashes, few distinct values, equal high bits, repeats), the same order as np.sort."""
+    a = np.array(keys, dtype=np.uint64)
+    if same_high_bits < 64:  # the keys of one partition share their top bits
+        a = (a & np.uint64((1 << (64 - same_high_bits)) - 1)) if same_high_bits else a
+    a = np.tile(a, repeat)
+    np.testing.assert_array_equal(fastparse.compiled().sort_keys(a), np.sort(a))
+
+
+def test_the_compiled_sort_of_a_partition_of_hashes():
+    """A partition as dedupe sorts it: 200,000 hashes of one top, some repeated, and a crowded bucket."""
+    rng = np.random.default_rng(3)
+    a = rng.integers(0, 2**58, 200_000, dtype=np.uint64) | np.uint64(37 << 58)
+    a[:5000] = a[5000:10000]  # repeats
+    a[10000:12000] = a[12000]  # a crowded bucket: 2,001 equal keys
+    got = fastparse.compiled().sort_keys(a)
+    np.testing.assert_array_equal(got, np.sort(a))
+    assert got.dtype == np.uint64 and len(got) == len(a)
 
 
 def test_lines_read_again_by_a_line_index_are_those_of_the_block(tmp_path):

@@ -19,7 +19,7 @@ from __future__ import annotations
 import hashlib
 import os
 import shutil
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -176,7 +176,7 @@ class StoredKeys:
     def partition(self, p: int) -> np.ndarray:
         """Every key of partition ``p``, sorted."""
         runs = self.runs(p)
-        return np.sort(np.concatenate(runs)) if len(runs) > 1 else (runs[0] if runs else np.empty(0, dtype=np.uint64))
+        return sort_keys(np.concatenate(runs)) if len(runs) > 1 else (runs[0] if runs else np.empty(0, dtype=np.uint64))
 
     def count(self) -> int:
         """How many keys (read from the file headers, not the data)."""
@@ -191,7 +191,7 @@ def _write_partition(stored: StoredKeys, p: int, fresh: np.ndarray, new_folder: 
     runs would be more than :data:`MAX_RUNS`."""
     files = stored.files(p)
     if len(fresh) and len(files) + 1 > MAX_RUNS:  # merged only when a run is added (an empty partition is given no runs)
-        merged = np.sort(np.concatenate([*runs, fresh]))
+        merged = sort_keys(np.concatenate([*runs, fresh]))
         np.save(new_folder / f"{p:02d}.npy", merged.astype(np.uint64, copy=False))
         return
     for path in files:
@@ -203,14 +203,17 @@ def _write_partition(stored: StoredKeys, p: int, fresh: np.ndarray, new_folder: 
 
 
 def find_duplicates(spool: KeySpool, stored: StoredKeys, *, drop_files: set[int] = frozenset(),  # type: ignore[assignment]
-                    new_folder: Path | None = None, threads: int = 1) -> np.ndarray:
+                    new_folder: Path | None = None, threads: int = 1,
+                    map_partitions: Callable[[list[tuple]], Iterable[np.ndarray | None]] | None = None) -> np.ndarray:
     """Sequence numbers of the duplicate rows of the batch, sorted; the keys of the rows kept go
     into ``new_folder`` (the stored keys plus the batch's: :class:`StoredKeys`).
 
     ``drop_files``: positions in the batch of files refused after some of their rows were
     spooled; their pairs are ignored. ``threads``: partitions worked on at once (they are
     independent, and numpy's sorts and binary searches run outside the GIL); memory holds
-    that many partitions.
+    that many partitions. ``map_partitions``, if given, does the partitions instead: it is given
+    the arguments of :func:`partition_duplicates` for each and returns their results in order
+    (covgap.ingest: the reading processes, whose compiled sort is loaded).
     """
     spool.flush()  # all on disk: memory holds one partition (per thread) at a time
     if new_folder is not None:
@@ -219,7 +222,10 @@ def find_duplicates(spool: KeySpool, stored: StoredKeys, *, drop_files: set[int]
     def one(p: int) -> np.ndarray | None:
         return _partition_duplicates(spool, stored, p, drop_files, new_folder)
 
-    if threads <= 1:
+    if map_partitions is not None:
+        found = list(map_partitions([(spool.folder, stored.folder, p, set(drop_files), new_folder)
+                                     for p in range(PARTITIONS)]))
+    elif threads <= 1:
         found = [one(p) for p in range(PARTITIONS)]
     else:
         pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="covgap-dedupe")
@@ -231,6 +237,28 @@ def find_duplicates(spool: KeySpool, stored: StoredKeys, *, drop_files: set[int]
         pool.shutdown()
     dups = [d for d in found if d is not None]
     return np.sort(np.concatenate(dups)) if dups else np.empty(0, dtype=np.uint64)
+
+
+def partition_duplicates(spool_folder: Path, stored_folder: Path | None, p: int, drop_files: set[int],
+                         new_folder: Path | None) -> np.ndarray | None:
+    """The duplicates of partition ``p`` of the pairs spooled (on disk) in ``spool_folder`` against the keys
+    stored in ``stored_folder``, None if it has none; writes its kept keys (another process may do it)."""
+    return _partition_duplicates(KeySpool(spool_folder), StoredKeys(stored_folder), p, drop_files, new_folder)
+
+
+#: Keys from which :func:`sort_keys` uses the compiled sort (where it is loaded).
+COMPILED_SORT_MIN = 4096
+
+
+def sort_keys(keys: np.ndarray) -> np.ndarray:
+    """Row keys sorted: by the compiled sort for hashes when this process has loaded covgap.fastkernel
+    (a reading process of a large file), else by ``np.sort``; the same result."""
+    from covgap import fastparse
+
+    module = fastparse.loaded()
+    if module is None or len(keys) < COMPILED_SORT_MIN:
+        return np.sort(keys)
+    return module.sort_keys(writable(keys, np.uint64))
 
 
 def _partition_duplicates(spool: KeySpool, stored: StoredKeys, p: int, drop_files: set[int],
@@ -245,7 +273,7 @@ def _partition_duplicates(spool: KeySpool, stored: StoredKeys, p: int, drop_file
             _write_partition(stored, p, np.empty(0, dtype=np.uint64), new_folder, [])
         return None
     runs = stored.runs(p)
-    keys = np.sort(pairs["key"])
+    keys = sort_keys(pairs["key"])
     first = np.ones(len(keys), dtype=bool)
     first[1:] = keys[1:] != keys[:-1]
     seen = _in_runs(runs, keys)

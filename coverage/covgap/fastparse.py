@@ -92,7 +92,7 @@ def _import_kernel() -> Any:
 
 
 def compiled() -> Any:
-    """The compiled functions (covgap.fastkernel: ``parse``, ``group_stats``, ``row_keys``), loaded on first
+    """The compiled functions (covgap.fastkernel: ``parse``, ``group_stats``, ``row_keys``, ``sort_keys``), loaded on first
     use, or None without numba. Each is run once here on a line of its own (:func:`_try`), so numba loads
     it from its cache (or compiles it) now, and a failure to compile falls back to pyarrow's reader
     instead of failing a block."""
@@ -109,6 +109,12 @@ def compiled() -> Any:
         except Exception as err:  # no numba here, or it cannot compile: the reader of covgap.measurements does it all
             log.info("the compiled parser is not available (%s); blocks are read by pyarrow", err)
             _failed = True
+    return _module
+
+
+def loaded() -> Any:
+    """The compiled functions if this process has loaded them already (a reading process of a large file),
+    else None: for work that is worth doing by them only where they cost no load (covgap.dedupe.sort_keys)."""
     return _module
 
 
@@ -135,7 +141,9 @@ def _try(module: Any) -> bool:
     groups = module.group_stats(one, one, one, 2, 2, out.time, out.sig, -140, -44)
     keys = module.row_keys(out.lon, out.lat, out.sig, out.time, one - 1, one.astype(np.uint64), one - 1,
                            one.astype(np.uint64))
-    return bool(read == 1 and out.lat[0] == 15.1 and len(groups[0]) == 1 and len(keys) == 1)
+    ordered = module.sort_keys(np.array([3, 1, 2] * 3, dtype=np.uint64))
+    return bool(read == 1 and out.lat[0] == 15.1 and len(groups[0]) == 1 and len(keys) == 1
+                and ordered.tolist() == [1, 1, 1, 2, 2, 2, 3, 3, 3])
 
 
 class _Outputs:

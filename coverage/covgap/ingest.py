@@ -563,7 +563,8 @@ def _worker_main(inbox, outboxes: list, ctx: meas.ReadContext, grid, crs: CRS, s
 
 #: The whole-file tasks of the worker processes (looked up when run: the tests replace some).
 _TASKS: dict[str, Callable[[], Callable[..., Any]]] = {"file": lambda: read_whole_file, "takeout": lambda: take_out_rows,
-                                                       "duprows": lambda: duplicate_rows, "stats": lambda: _write_stats}
+                                                       "duprows": lambda: duplicate_rows, "stats": lambda: _write_stats,
+                                                       "dups": lambda: _partition_duplicates}
 
 
 class _WorkerError(Exception):
@@ -1134,8 +1135,15 @@ class Batch:
         if self._pool is not None:
             self._pool.sync()
         # With Dask, the duplicate search runs on the client once the workers are done: its own cores.
+        # Many keys are searched by the reading processes (each sorts its partitions by the compiled
+        # sort once it has loaded it), few here, in threads.
+        by_workers = None
+        if self._pool is not None and _spooled_bytes(self._spool_dir) >= DUPLICATES_IN_WORKERS_BYTES:
+            def by_workers(args: list[tuple]) -> Iterator[np.ndarray | None]:
+                return self._run_in_workers([("dups", a, {}) for a in args])
         dups = dedupe.find_duplicates(self.spool, self.stored, drop_files=self._dropped, new_folder=keys_folder,
-                                      threads=self.workers if self._dask is None else default_workers())
+                                      threads=self.workers if self._dask is None else default_workers(),
+                                      map_partitions=by_workers)
         shutil.rmtree(self._spool_dir, ignore_errors=True)
         by_pos = {t.pos: t for t in self.taken}
         todo = [(by_pos[pos], lines) for pos, lines in dedupe.split_seq(dups)]
@@ -1253,10 +1261,30 @@ class Batch:
                     results[msg[1]] = msg[2:]
             got, error = results.pop(done)
             if error is not None:
-                raise_payload(tasks[done][1][0].path if tasks[done][0] in ("takeout", "duprows") else Path(str(self.folder)),
-                              error)
+                kind, args = tasks[done][:2]
+                raise_payload(args[0].path if kind in ("takeout", "duprows") else args[4] or args[0] if kind == "dups"
+                              else Path(str(self.folder)), error)
             yield pickle.loads(got)
             done += 1
+
+
+#: Spooled row keys (16 bytes a row) from which the duplicate search is done by the reading processes: 1M rows.
+DUPLICATES_IN_WORKERS_BYTES = 16 << 20
+
+
+def _spooled_bytes(folder: Path) -> int:
+    """Bytes of the pairs spooled to disk in ``folder`` (the reading processes' and this one's, once flushed)."""
+    total = 0
+    for path in folder.glob("*.bin"):
+        with contextlib.suppress(OSError):
+            total += path.stat().st_size
+    return total
+
+
+def _partition_duplicates(spool_folder: Path, stored_folder: Path | None, p: int, drop_files: set[int],
+                          new_folder: Path | None, ctx: meas.ReadContext, grid, crs: CRS) -> np.ndarray | None:
+    """covgap.dedupe.partition_duplicates as a task of a reading process."""
+    return dedupe.partition_duplicates(spool_folder, stored_folder, p, drop_files, new_folder)
 
 
 def _write_stats(stats: pd.DataFrame, sha256: str, ctx: meas.ReadContext, grid, crs: CRS, *, folder: Path) -> str:

@@ -335,6 +335,25 @@ def test_the_compiled_sort_of_keys_equals_numpy_s(keys, same_high_bits, repeat):
     np.testing.assert_array_equal(fastparse.compiled().sort_keys(a), np.sort(a))
 
 
+def test_spooled_pairs_are_those_of_numpy(tmp_path, monkeypatch):
+    """KeySpool.add by the compiled partitioning: the same pairs, in the same order, in each partition."""
+    rng = np.random.default_rng(5)
+    keys = rng.integers(0, 2**64, 20_000, dtype=np.uint64)
+    keys[:300] = keys[300:600]  # equal keys keep their order
+    seqs = rng.permutation(20_000).astype(np.uint64)
+    spools = []
+    for loaded in (True, False):
+        monkeypatch.setattr(fastparse, "_module", fastparse.compiled() if loaded else None)
+        spool = dedupe.KeySpool(tmp_path, "c" if loaded else "n")
+        spool.add(keys[:15_000], seqs[:15_000])
+        spool.add(keys[15_000:], seqs[15_000:])
+        spools.append(spool)
+    for p in range(dedupe.PARTITIONS):
+        compiled, numpy_made = (np.concatenate(s._buffers[p]) for s in spools)
+        assert compiled.dtype == dedupe.SPOOL_DTYPE
+        np.testing.assert_array_equal(compiled, numpy_made)
+
+
 def test_the_compiled_sort_of_a_partition_of_hashes():
     """A partition as dedupe sorts it: 200,000 hashes of one top, some repeated, and a crowded bucket."""
     rng = np.random.default_rng(3)
@@ -344,6 +363,54 @@ def test_the_compiled_sort_of_a_partition_of_hashes():
     got = fastparse.compiled().sort_keys(a)
     np.testing.assert_array_equal(got, np.sort(a))
     assert got.dtype == np.uint64 and len(got) == len(a)
+
+
+@pytest.mark.parametrize("where", ["sample", "java"])
+def test_the_compiled_locate_gives_the_numpy_answers_bit_for_bit(monkeypatch, where):
+    """Projection, cell test and boundary test in one compiled pass: the same x, y (to the bit) and inside/outside
+    answers as the numpy code, for points on and near cell edges, on the boundary, outside the fast projection's
+    box, and not coordinates at all."""
+    from pathlib import Path
+    from types import SimpleNamespace
+
+    import shapely
+    from pyproj import CRS, Transformer
+
+    from covgap import config as config_mod, pipeline
+    from covgap.grid import make_grid
+
+    if where == "sample":
+        layers = pipeline.load_layers(config_mod.load_config(Path(__file__).resolve().parents[1] / "data" / "sample"
+                                                             / "covgap.toml"))
+    else:  # south of the equator, UTM 49S
+        crs = CRS("EPSG:32749")
+        cx, cy = Transformer.from_crs("EPSG:4326", crs, always_xy=True).transform(111.2, -7.4)
+        area = shapely.Polygon([(cx - 9000, cy - 7000), (cx + 11000, cy - 6000), (cx + 8000, cy + 9000),
+                                (cx - 10000, cy + 5000)])
+        layers = SimpleNamespace(crs=crs, grid=make_grid(area.bounds, size=100.0, crs=crs), study_area=area)
+    locate = ingest.StudyAreaLocator(layers)
+    assert locate.fast is not None
+    g = layers.grid
+    rng = np.random.default_rng(11)
+    n = 50_000
+    offsets = rng.choice([0.0, 1e-7, -1e-7, 5e-4, -5e-4, 2e-3, -2e-3, 30.0], n)
+    x = np.r_[g.x0 + rng.integers(-3, g.ncols + 3, n) * g.size + offsets,
+              rng.uniform(g.x0 - 5000, g.x0 + g.ncols * g.size + 5000, n)]
+    y = np.r_[g.y0 - rng.integers(-3, g.nrows + 3, n) * g.size + offsets,
+              rng.uniform(g.y0 - g.nrows * g.size - 5000, g.y0 + 5000, n)]
+    on = shapely.line_interpolate_point(layers.study_area.boundary, rng.uniform(0, layers.study_area.boundary.length, 3000))
+    x, y = np.r_[x, shapely.get_x(on)], np.r_[y, shapely.get_y(on)]
+    lon, lat = (np.asarray(a) for a in Transformer.from_crs(layers.crs, "EPSG:4326", always_xy=True).transform(x, y))
+    lon = np.r_[lon, [np.nan, 200.0, 108.8, np.inf, -181.0, 0.0]]
+    lat = np.r_[lat, [15.0, 15.0, -95.0, 15.0, np.nan, 0.0]]
+    assert fastparse.compiled() is not None
+    got = locate(lon, lat)
+    monkeypatch.setattr(fastparse, "_module", None)  # the numpy code
+    want = locate(lon, lat)
+    for a, b in zip(got, want):
+        np.testing.assert_array_equal(a, b)
+    inside = want[0]
+    assert 0 < inside.sum() < len(inside)
 
 
 def test_lines_read_again_by_a_line_index_are_those_of_the_block(tmp_path):

@@ -111,13 +111,21 @@ class KeySpool:
     def add(self, keys: np.ndarray, seqs: np.ndarray) -> None:
         if not len(keys):
             return
-        pairs = np.empty(len(keys), dtype=SPOOL_DTYPE)
-        pairs["key"] = keys
-        pairs["seq"] = seqs
-        part = (pairs["key"] >> _SHIFT).astype(np.uint8)
-        order = np.argsort(part, kind="stable")  # a radix sort for 8-bit values
-        pairs, part = pairs[order], part[order]
-        bounds = np.searchsorted(part, np.arange(PARTITIONS + 1))
+        from covgap import fastparse
+
+        module = fastparse.loaded()
+        if module is not None and len(keys) >= COMPILED_SORT_MIN:  # the same pairs in the same order, in two passes
+            ordered, bounds = module.spool_pairs(writable(keys, np.uint64), writable(seqs, np.uint64), int(_SHIFT),
+                                                 PARTITIONS)
+            pairs = ordered.view(SPOOL_DTYPE).reshape(len(keys))
+        else:
+            pairs = np.empty(len(keys), dtype=SPOOL_DTYPE)
+            pairs["key"] = keys
+            pairs["seq"] = seqs
+            part = (pairs["key"] >> _SHIFT).astype(np.uint8)
+            order = np.argsort(part, kind="stable")  # a radix sort for 8-bit values
+            pairs, part = pairs[order], part[order]
+            bounds = np.searchsorted(part, np.arange(PARTITIONS + 1))
         for p in range(PARTITIONS):
             if bounds[p + 1] > bounds[p]:
                 self._buffers[p].append(pairs[bounds[p]:bounds[p + 1]])

@@ -387,3 +387,98 @@ def sort_keys(keys):
                 m -= 1
             out[m + 1] = v
     return out
+
+
+@njit
+def spool_pairs(keys, seqs, shift, n_parts):
+    """``(key, seq)`` pairs ordered by partition (the key's bits from ``shift`` up), in their order within
+    one, as an ``(n, 2)`` array, and where each partition starts (and the last ends): what
+    covgap.dedupe.KeySpool.add makes of them by a stable argsort, in two passes."""
+    n = len(keys)
+    s = np.uint64(shift)
+    bounds = np.zeros(n_parts + 1, np.int64)
+    for i in range(n):
+        bounds[np.int64(keys[i] >> s) + 1] += 1
+    for p in range(n_parts):
+        bounds[p + 1] += bounds[p]
+    pos = bounds[:n_parts].copy()
+    out = np.empty((n, 2), np.uint64)
+    for i in range(n):
+        p = np.int64(keys[i] >> s)
+        j = pos[p]
+        out[j, 0] = keys[i]
+        out[j, 1] = seqs[i]
+        pos[p] = j + 1
+    return out, bounds
+
+
+#: Points projected together by :func:`locate`: each step of Horner's rule runs over them (vectorised).
+LOCATE_CHUNK = 256
+
+
+@njit
+def locate(lon, lat, cx, cy, origin, grid, box, area_box, tol, kinds):
+    """covgap.ingest.StudyAreaLocator's projection and cell test in one pass, for the points the polynomial
+    projection may answer: ``(x, y, kind, exact)``. ``kind`` is 0 outside the study area, 1 inside, 2 to be
+    tested exactly (a boundary cell, or off the grid in the area's box); ``exact`` marks the points to
+    be projected again exactly (near a cell edge, outside ``box``, not a number), whose ``kind`` is
+    left for that. The same arithmetic, in the same order, as the numpy code it stands for:
+    ``cx[i, j]`` is the coefficient of u**i * v**j (j <= degree - i), evaluated by Horner's rule, a
+    chunk of points at a time (a step of it depends on the one before: point after point, each
+    would wait for it). ``origin``: (lon0, lat0, x0, y0); ``grid``: (x0, y0, size, nrows, ncols);
+    ``box`` and ``area_box``: (west, south, east, north) in degrees and (minx, miny, maxx, maxy) in metres."""
+    n = len(lon)
+    degree = cx.shape[0] - 1
+    lon0, lat0, px0, py0 = origin[0], origin[1], origin[2], origin[3]
+    gx0, gy0, size = grid[0], grid[1], grid[2]
+    nrows, ncols = grid[3], grid[4]
+    west, south, east, north = box[0], box[1], box[2], box[3]
+    x = np.empty(n)
+    y = np.empty(n)
+    kind = np.zeros(n, np.uint8)
+    exact = np.zeros(n, np.bool_)
+    u = np.empty(LOCATE_CHUNK)
+    v = np.empty(LOCATE_CHUNK)
+    ax = np.empty(LOCATE_CHUNK)
+    ay = np.empty(LOCATE_CHUNK)
+    xs = np.empty(LOCATE_CHUNK)
+    ys = np.empty(LOCATE_CHUNK)
+    for s in range(0, n, LOCATE_CHUNK):
+        m = min(LOCATE_CHUNK, n - s)
+        for k in range(m):
+            u[k] = lon[s + k] - lon0
+            v[k] = lat[s + k] - lat0
+            xs[k] = 0.0
+            ys[k] = 0.0
+        for i in range(degree, -1, -1):
+            top_x, top_y = cx[i, degree - i], cy[i, degree - i]
+            for k in range(m):
+                ax[k] = top_x
+                ay[k] = top_y
+            for j in range(degree - i - 1, -1, -1):
+                c_x, c_y = cx[i, j], cy[i, j]
+                for k in range(m):
+                    ax[k] = ax[k] * v[k] + c_x
+                    ay[k] = ay[k] * v[k] + c_y
+            for k in range(m):
+                xs[k] = xs[k] * u[k] + ax[k]
+                ys[k] = ys[k] * u[k] + ay[k]
+        for k in range(m):
+            r = s + k
+            xr = xs[k] + px0
+            yr = ys[k] + py0
+            x[r] = xr
+            y[r] = yr
+            cu = (xr - gx0) / size
+            cv = (gy0 - yr) / size
+            if not (abs(cu - np.rint(cu)) > tol and abs(cv - np.rint(cv)) > tol and lon[r] >= west
+                    and lon[r] <= east and lat[r] >= south and lat[r] <= north):
+                exact[r] = True
+                continue
+            col = np.floor(cu)
+            row = np.floor(cv)
+            if col >= 0 and col < ncols and row >= 0 and row < nrows:
+                kind[r] = kinds[np.int64(row * ncols + col)]
+            elif xr >= area_box[0] and xr <= area_box[2] and yr >= area_box[1] and yr <= area_box[3]:
+                kind[r] = 2
+    return x, y, kind, exact

@@ -92,7 +92,7 @@ def _import_kernel() -> Any:
 
 
 def compiled() -> Any:
-    """The compiled functions (covgap.fastkernel: ``parse``, ``group_stats``, ``row_keys``, ``sort_keys``), loaded on first
+    """The compiled functions (covgap.fastkernel: ``parse``, ``group_stats``, ``row_keys``, ``sort_keys``, ``spool_pairs``), loaded on first
     use, or None without numba. Each is run once here on a line of its own (:func:`_try`), so numba loads
     it from its cache (or compiles it) now, and a failure to compile falls back to pyarrow's reader
     instead of failing a block."""
@@ -142,8 +142,10 @@ def _try(module: Any) -> bool:
     keys = module.row_keys(out.lon, out.lat, out.sig, out.time, one - 1, one.astype(np.uint64), one - 1,
                            one.astype(np.uint64))
     ordered = module.sort_keys(np.array([3, 1, 2] * 3, dtype=np.uint64))
+    spooled, bounds = module.spool_pairs(ordered, ordered, 1, 2)
     return bool(read == 1 and out.lat[0] == 15.1 and len(groups[0]) == 1 and len(keys) == 1
-                and ordered.tolist() == [1, 1, 1, 2, 2, 2, 3, 3, 3])
+                and ordered.tolist() == [1, 1, 1, 2, 2, 2, 3, 3, 3] and bounds.tolist() == [0, 3, 9]
+                and spooled[:, 0].tolist() == [1, 1, 1, 2, 2, 2, 3, 3, 3])
 
 
 class _Outputs:

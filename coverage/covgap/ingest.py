@@ -40,6 +40,7 @@ from covgap import blocks as blocks_mod, cellstats, dedupe, fastparse, measureme
 from covgap.blocks import BLOCK_BYTES, Block, read_ref
 from covgap.config import Config, EngineConfig
 from covgap.errors import InputError
+from covgap.grid import writable
 from covgap.model import Layers
 from covgap.store import FileRecord, RejectedWriter, sha256_file
 
@@ -86,11 +87,35 @@ class StudyAreaLocator:
         self.kind = np.where(grown, 2, np.where(centre_in, 1, 0)).astype(np.uint8).ravel()  # 0 out, 1 in, 2 exact
         self.bounds = self.area.bounds
         self.fast = _fast_projection(layers.crs, grid, self.to_work)
+        self._tables: tuple | None = None  # the arguments of the compiled locate, made on its first use
 
     def __call__(self, lon: np.ndarray, lat: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         lon = np.asarray(lon, dtype=float)
         lat = np.asarray(lat, dtype=float)
-        x, y, exact = self._project(lon, lat)
+        module = fastparse.loaded() if self.fast is not None else None
+        exact: np.ndarray | None
+        if module is not None and len(lon):  # a process that has loaded the compiled functions: one pass
+            x, y, kind, exact = self._compiled(module, lon, lat)
+            again = np.flatnonzero(exact)
+            if len(again):  # the fast projection's doubtful points, as _project does them
+                xa, ya = self._exact(lon[again], lat[again])
+                kind[again] = self._kind(lon[again], lat[again], xa, ya)
+                x[again], y[again] = xa, ya
+        else:
+            x, y, exact = self._project(lon, lat)
+            kind = self._kind(lon, lat, x, y)
+        inside = kind == 1
+        edge = np.flatnonzero(kind == 2)
+        if len(edge):
+            if exact is not None:  # the boundary test takes the exact coordinates
+                again = edge[~exact[edge]]
+                x[again], y[again] = self._exact(lon[again], lat[again])
+            inside[edge] = shapely.contains_xy(self.area, x[edge], y[edge])
+        return inside, x, y
+
+    def _kind(self, lon: np.ndarray, lat: np.ndarray, x: np.ndarray, y: np.ndarray) -> np.ndarray:
+        """0 outside, 1 inside, 2 to be tested exactly, of points at working-CRS ``x``, ``y`` (set to NaN, in
+        place, where ``lon``, ``lat`` are not coordinates)."""
         with np.errstate(invalid="ignore"):
             ok = (np.abs(lat) <= 90) & (np.abs(lon) <= 180)
         x[~ok] = np.nan
@@ -100,14 +125,23 @@ class StudyAreaLocator:
         minx, miny, maxx, maxy = self.bounds
         with np.errstate(invalid="ignore"):  # off the grid (by round-off) yet in the area's box: test exactly
             kind[(cell < 0) & (x >= minx) & (x <= maxx) & (y >= miny) & (y <= maxy)] = 2
-        inside = kind == 1
-        edge = np.flatnonzero(kind == 2)
-        if len(edge):
-            if exact is not None:  # the boundary test takes the exact coordinates
-                again = edge[~exact[edge]]
-                x[again], y[again] = self._exact(lon[again], lat[again])
-            inside[edge] = shapely.contains_xy(self.area, x[edge], y[edge])
-        return inside, x, y
+        return kind
+
+    def _compiled(self, module: Any, lon: np.ndarray, lat: np.ndarray) -> tuple[np.ndarray, ...]:
+        """covgap.fastkernel.locate: :meth:`_project` and :meth:`_kind` in one pass, but for the points the
+        fast projection leaves to the exact one (``exact``: their ``kind`` is still to be worked out)."""
+        if self._tables is None:
+            assert self.fast is not None
+            fast, box = self.fast
+            table = np.zeros((2, fast.degree + 1, fast.degree + 1))
+            for k, coefficients in enumerate((fast.cx, fast.cy)):
+                for i, row in enumerate(coefficients):
+                    table[k, i, :len(row)] = row
+            g = self.grid
+            self._tables = (table[0], table[1], np.array([fast.lon0, fast.lat0, fast.x0, fast.y0]),
+                            np.array([g.x0, g.y0, g.size, g.nrows, g.ncols], dtype=float), np.array(box, dtype=float),
+                            np.array(self.bounds, dtype=float), EDGE_GUARD_M / g.size, self.kind)
+        return module.locate(writable(lon, np.float64), writable(lat, np.float64), *self._tables)
 
     def _exact(self, lon: np.ndarray, lat: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         x, y = self.to_work.transform(lon, lat)

@@ -299,24 +299,31 @@ def test_after_make_install_warms_it_a_large_file_compiles_nothing(tmp_path):
     subprocess.run([sys.executable, "-c", "from covgap import fastparse; assert fastparse.warm()"], env=env, cwd=root,
                    check=True, timeout=300)
     script = """
+import tempfile
+from pathlib import Path
 import numpy as np
-from covgap import blocks, config, fastparse, ingest, measurements as meas, pipeline
+from covgap import blocks, cellstats, config, dedupe, fastparse, ingest, measurements as meas, pipeline
 cfg = config.load_config("data/sample/covgap.toml")
 layers = pipeline.load_layers(cfg)
 ctx = ingest.read_context(layers, cfg)
-lines = [f"2026-03-0{1 + k % 5} 10:{k % 60:02d}:00+07:00,{15.09 + k * 1e-5:.6f},{108.70 + k * 2e-5:.6f},"
+lines = [f"2026-03-0{1 + k % 5} 10:{k % 60:02d}:00+07:00,{15.09 + k % 3000 * 1e-5:.6f},{108.70 + k % 3000 * 2e-5:.6f},"
          f"{['Viettel', 'MobiFone'][k % 2]},{['LTE', 'UMTS', 'no service'][k % 3]},{'' if k % 3 == 2 else -70 - k % 50}"
-         for k in range(2000)]
+         for k in range(9000)]
 data = ("\\n".join(lines) + "\\n").encode()
 fmt = meas.MeasurementFormat(name="generic", separator=",", lat="lat", lon="lon", signal="rsrp", technology="tech",
                              operator="op", timestamp="time", columns=("time", "lat", "lon", "op", "tech", "rsrp"))
-block = blocks.Block(data, 2, 2000)
+block = blocks.Block(data, 2, 9000)
 assert fastparse.parse_block(block, fmt) is not None
 res = ingest.process_block(block, fmt, ctx, layers.grid, layers.crs, "f.csv", compiled=True)
-assert res.n_used > 1500, res.n_used
+assert res.n_used > 4096, res.n_used
+# What a reading process does with a block's results: its statistics added, its keys spooled, later sorted.
+cellstats.CellAccumulator(layers.grid).add_partial(res.partial)
+dedupe.KeySpool(Path(tempfile.mkdtemp())).add(res.keys, dedupe.make_seq(0, res.lines))
+assert len(dedupe.sort_keys(res.keys)) == res.n_used
 module = fastparse.compiled()
-misses = {name: sum(getattr(module, name).stats.cache_misses.values()) for name in ("parse", "group_stats", "row_keys")}
-hits = {name: sum(getattr(module, name).stats.cache_hits.values()) for name in ("parse", "group_stats", "row_keys")}
+names = ("parse", "group_stats", "row_keys", "locate", "accumulate", "rehash", "spool_pairs", "sort_keys")
+misses = {name: sum(getattr(module, name).stats.cache_misses.values()) for name in names}
+hits = {name: sum(getattr(module, name).stats.cache_hits.values()) for name in names}
 assert not any(misses.values()) and all(hits.values()), (misses, hits)
 print("ok")
 """
@@ -333,6 +340,42 @@ def test_the_compiled_sort_of_keys_equals_numpy_s(keys, same_high_bits, repeat):
         a = (a & np.uint64((1 << (64 - same_high_bits)) - 1)) if same_high_bits else a
     a = np.tile(a, repeat)
     np.testing.assert_array_equal(fastparse.compiled().sort_keys(a), np.sort(a))
+
+
+@SETTINGS
+@given(st.lists(st.lists(st.tuples(st.integers(-1, 30), st.integers(0, 2), st.integers(0, 4),
+                                   st.one_of(st.just(float("nan")), st.integers(1_700_000_000, 1_700_000_100).map(float)),
+                                   st.one_of(st.just(float("nan")), st.floats(-150, -30))),
+                         min_size=0, max_size=60), min_size=1, max_size=6),
+       st.lists(st.booleans(), min_size=6, max_size=6))
+def test_the_compiled_accumulator_gives_the_statistics_of_numpy(blocks_rows, compiled_at):
+    """Blocks added to a cell accumulator through the compiled hash table, through the sorted index, or some
+    through each (in any order): the same statistics, groups in the same places, as numpy's alone."""
+    from unittest import mock
+
+    from covgap import cellstats
+    from covgap.grid import Grid
+
+    grid = Grid(x0=0.0, y0=0.0, size=100.0, nrows=5, ncols=6, crs=CRS.from_epsg(32649))
+    operators = ["Viettel", "MobiFone", "Vinaphone"]
+    parts = []
+    for rows in blocks_rows:
+        frame = pd.DataFrame(rows, columns=["cell", "op", "tech", "time_s", "signal_dbm"])
+        frame["x"] = (frame["cell"] % 6) * 100.0 + 50.0
+        frame["y"] = -(frame.pop("cell") // 6) * 100.0 - 50.0 + np.where(frame.index % 7 == 0, 1e6, 0)  # some off the grid
+        frame["operator"] = pd.Categorical.from_codes(frame.pop("op"), categories=operators[::-1] if len(parts) % 2 else operators)
+        frame["technology"] = pd.Categorical.from_codes(frame.pop("tech"), categories=list(meas.TECHNOLOGIES))
+        parts.append(cellstats.partial_stats(frame, grid))
+    module = fastparse.compiled()
+    plain, mixed = cellstats.CellAccumulator(grid), cellstats.CellAccumulator(grid)
+    for part, compiled in zip(parts, compiled_at):
+        with mock.patch.object(fastparse, "_module", None):
+            plain.add_partial(part)
+        with mock.patch.object(fastparse, "_module", module if compiled else None):
+            mixed.add_partial(part)
+    assert mixed.size == plain.size
+    np.testing.assert_array_equal(mixed._keys[:mixed.size], plain._keys[:plain.size])
+    pd.testing.assert_frame_equal(mixed.to_stats(), plain.to_stats())
 
 
 def test_spooled_pairs_are_those_of_numpy(tmp_path, monkeypatch):

@@ -157,9 +157,15 @@ def test_config_reference_is_current():
     assert path.read_text(encoding="utf-8") == describe_config(), "regenerate with: covgap config-doc > docs/configuration.md"
 
 
-def test_streaming_accumulator_equals_aggregating_all_rows_at_once():
-    """cellstats.CellAccumulator (chunk by chunk, in place) against the independent reference (all rows)."""
+@pytest.mark.parametrize("compiled", [False, True])
+def test_streaming_accumulator_equals_aggregating_all_rows_at_once(monkeypatch, compiled):
+    """cellstats.CellAccumulator (chunk by chunk, in place; groups found by its sorted index, or by the compiled
+    hash table of a process that has loaded covgap.fastkernel) against the independent reference (all rows)."""
+    from covgap import fastparse
     from covgap.cellstats import CellAccumulator
+
+    monkeypatch.setattr(fastparse, "_module", fastparse.compiled() if compiled else None)
+    assert (fastparse.loaded() is not None) == compiled
 
     grid = make_grid((0, 0, 1000, 1000), size=100, crs=CRS.from_epsg(32649))
     rows = _rows(2000, 4)

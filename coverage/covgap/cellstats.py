@@ -183,8 +183,9 @@ class CellAccumulator:
     def __init__(self, grid):
         self.grid = grid
         self.labels: dict[tuple[str, str], int] = {}  # (operator, technology) → label
-        self._sorted_keys = np.empty(0, dtype=np.int64)
+        self._sorted_keys: np.ndarray | None = np.empty(0, dtype=np.int64)  # None: to be made from the keys
         self._sorted_pos = np.empty(0, dtype=np.int64)
+        self._slots: np.ndarray | None = None  # the hash table of covgap.fastkernel.accumulate, when it is used
         self._keys = np.empty(0, dtype=np.int64)
         self._n = np.empty(0, dtype=np.int64)
         self._hist = np.empty((0, NBINS), dtype=HIST_DTYPE)
@@ -206,15 +207,41 @@ class CellAccumulator:
                          dtype=np.int64)
         if len(self.labels) >= LABELS:
             raise ValueError(f"more than {LABELS} operator and technology pairs")
-        pos = self._lookup(part.cell * LABELS + table[part.operator * n_tech + part.technology])
+        key = part.cell * LABELS + table[part.operator * n_tech + part.technology]
+        from covgap import fastparse
+
+        module = fastparse.loaded()
+        if module is not None:  # where the compiled functions are loaded (a reading process of a large file)
+            self._add_compiled(module, key, part)
+            return
+        pos = self._lookup(key)
         self._n[pos] += part.n
         self._tmin[pos] = np.fmin(self._tmin[pos], part.tmin)
         self._tmax[pos] = np.fmax(self._tmax[pos], part.tmax)
         if len(part.hist_count):  # (group, bin) pairs are distinct within a block: a plain fancy-index add
             self._hist[pos[part.hist_group], part.hist_bin] += part.hist_count.astype(HIST_DTYPE)
 
+    def _add_compiled(self, module, key: np.ndarray, part: PartialStats) -> None:
+        """:meth:`add_partial` by covgap.fastkernel.accumulate, its groups found through a hash table of
+        their keys (:attr:`_slots`, never more than half full) instead of the sorted index."""
+        self._grow(self.size + len(key))
+        need = 2 * (self.size + len(key))
+        if self._slots is None or len(self._slots) < need:
+            n_slots = 1 << max(need - 1, 1 << 12).bit_length()
+            self._slots = module.rehash(self._keys, self.size, n_slots)
+        w = writable
+        self.size = module.accumulate(self._slots, self._keys, self.size, self._n, self._tmin, self._tmax, self._hist,
+                                      w(key, np.int64), w(part.n, np.int64), w(part.tmin, np.float64),
+                                      w(part.tmax, np.float64), w(part.hist_group, np.int64), w(part.hist_bin, np.int64),
+                                      w(part.hist_count, np.int64))
+        self._sorted_keys = None  # stale: made again from the keys if the sorted index is needed
+
     def _lookup(self, key: np.ndarray) -> np.ndarray:
         """Row positions of group keys (distinct within the call), adding rows for new ones."""
+        if self._sorted_keys is None:  # groups were added through the hash table
+            self._sorted_pos = np.argsort(self._keys[:self.size], kind="stable")
+            self._sorted_keys = self._keys[:self.size][self._sorted_pos]
+        self._slots = None  # stale: made again from the keys if the hash table is needed
         pos = np.full(len(key), -1, dtype=np.int64)
         if len(self._sorted_keys):
             at = np.minimum(np.searchsorted(self._sorted_keys, key), len(self._sorted_keys) - 1)

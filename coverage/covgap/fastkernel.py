@@ -482,3 +482,40 @@ def locate(lon, lat, cx, cy, origin, grid, box, area_box, tol, kinds):
             elif xr >= area_box[0] and xr <= area_box[2] and yr >= area_box[1] and yr <= area_box[3]:
                 kind[r] = 2
     return x, y, kind, exact
+
+
+@njit
+def rehash(keys, size, n_slots):
+    """An open-addressing table (:func:`_find`) of ``n_slots`` places (a power of two) for the first ``size``
+    of ``keys``, which are distinct: covgap.cellstats.CellAccumulator's index of its groups."""
+    slots = np.full(n_slots, -1, np.int64)
+    mask = n_slots - 1
+    for g in range(size):
+        h = _slot(keys[g], mask)
+        while slots[h] >= 0:
+            h = (h + 1) & mask
+        slots[h] = g
+    return slots
+
+
+@njit
+def accumulate(slots, keys, size, n, tmin, tmax, hist, part_keys, part_n, part_tmin, part_tmax, hist_group, hist_bin,
+               hist_count):
+    """covgap.cellstats.CellAccumulator.add_partial: a block's groups found (or added, in their order) in the
+    table ``slots`` of ``keys``, their counts added, times taken min and max as ``np.fmin`` and ``np.fmax``
+    do, and their histogram entries added. The arrays have room for every group of the block; returns
+    the count of groups after."""
+    pos = np.empty(len(part_keys), np.int64)
+    for g in range(len(part_keys)):
+        p, size = _find(slots, keys, part_keys[g], size)
+        pos[g] = p
+        n[p] += part_n[g]
+        t = part_tmin[g]
+        if np.isnan(tmin[p]) or t < tmin[p]:
+            tmin[p] = t
+        t = part_tmax[g]
+        if np.isnan(tmax[p]) or t > tmax[p]:
+            tmax[p] = t
+    for h in range(len(hist_group)):
+        hist[pos[hist_group[h]], hist_bin[h]] += hist_count[h]
+    return size

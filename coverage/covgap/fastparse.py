@@ -92,9 +92,10 @@ def _import_kernel() -> Any:
 
 
 def compiled() -> Any:
-    """The compiled functions (covgap.fastkernel: ``parse``, ``group_stats``, ``row_keys``, ``sort_keys``, ``spool_pairs``), loaded on first
-    use, or None without numba. Each is run once here on a line of its own (:func:`_try`), so numba loads
-    it from its cache (or compiles it) now, and a failure to compile falls back to pyarrow's reader
+    """The compiled functions (covgap.fastkernel: ``parse``, ``group_stats``, ``row_keys``, ``locate``,
+    ``sort_keys``, ``spool_pairs``, ``accumulate``, ``rehash``), loaded on first use, or None without numba.
+    Each is run once here on a line of its own (:func:`_try`), so numba loads it from its cache (or
+    compiles it) now, and a failure to compile falls back to pyarrow's reader
     instead of failing a block."""
     global _module, _failed
     if _module is None and not _failed:
@@ -143,9 +144,19 @@ def _try(module: Any) -> bool:
                            one.astype(np.uint64))
     ordered = module.sort_keys(np.array([3, 1, 2] * 3, dtype=np.uint64))
     spooled, bounds = module.spool_pairs(ordered, ordered, 1, 2)
+    box = np.array([100.0, 10.0, 110.0, 20.0])  # a grid of one cell, 1 m wide, at the polynomial's origin
+    located = module.locate(out.lon, out.lat, np.zeros((2, 2)), np.zeros((2, 2)), np.array([108.8, 15.1, 0.5, -0.5]),
+                            np.array([0.0, 0.0, 1.0, 1.0, 1.0]), box, box, 0.1, np.ones(1, dtype=np.uint8))
+    from covgap import cellstats  # the accumulator's compiled adding, with the types it is given
+
+    acc = cellstats.CellAccumulator(None)
+    acc._add_compiled(module, one * 7, cellstats.PartialStats(
+        cell=one, operator=one - 1, technology=one - 1, operators=["Viettel"], technologies=["4G"], n=one * 2,
+        tmin=out.time, tmax=out.time, hist_group=one - 1, hist_bin=one * 3, hist_count=one * 2))
     return bool(read == 1 and out.lat[0] == 15.1 and len(groups[0]) == 1 and len(keys) == 1
                 and ordered.tolist() == [1, 1, 1, 2, 2, 2, 3, 3, 3] and bounds.tolist() == [0, 3, 9]
-                and spooled[:, 0].tolist() == [1, 1, 1, 2, 2, 2, 3, 3, 3])
+                and spooled[:, 0].tolist() == [1, 1, 1, 2, 2, 2, 3, 3, 3] and acc.size == 1 and acc._n[0] == 2
+                and acc._hist[0, 3] == 2 and located[2].tolist() == [1] and not located[3][0])
 
 
 class _Outputs:

@@ -93,6 +93,40 @@ def test_run_on_the_hand_project_prints_the_scorecard(hand_project, tmp_path):
     assert "48.0%" in result.output  # 96 of 200 households passed by fibre
 
 
+def test_a_run_whose_map_scaffolding_child_fails_renders_it_itself(hand_project, tmp_path, monkeypatch):
+    """The child that renders the maps' scaffolding at the start of a run fails (here: made to): the run renders
+    it itself and writes the same pages; a dry run starts no such child."""
+    from covgap import forked, mappage
+
+    monkeypatch.setattr(mappage, "_PREPARED", {})
+    mappage._skeleton.cache_clear()
+    mappage._scaffolding.cache_clear()
+    started = []
+    real_init = forked.Forked.__init__
+
+    def spy(self, fn, *args, **kwargs):
+        started.append(getattr(fn, "__name__", ""))
+        real_init(self, fn, *args, **kwargs)
+
+    def broken():
+        raise RuntimeError("no folium here")
+
+    monkeypatch.setattr(forked.Forked, "__init__", spy)
+    monkeypatch.setattr(mappage, "scaffoldings", broken)
+    result = CliRunner().invoke(main, ["-q", "run", "--config", str(hand_project), "--out", str(tmp_path / "o"),
+                                       "--maps", str(tmp_path / "m"), "--lang", "en"])
+    assert result.exit_code == 0, result.output
+    assert started[0] == "broken" and not mappage._PREPARED
+    pages = sorted(p.name for p in (tmp_path / "m").glob("*.html"))
+    assert "index.html" in pages and len(pages) >= 2
+    assert "covgapStart(" in (tmp_path / "m" / "index.html").read_text(encoding="utf-8")
+    started.clear()
+    result = CliRunner().invoke(main, ["-q", "refresh", "--dry-run", "--config", str(hand_project), "--out",
+                                       str(tmp_path / "o"), "--maps", str(tmp_path / "m")])
+    assert result.exit_code in (0, 3), result.output
+    assert "broken" not in started
+
+
 def test_bad_config_value_is_one_line_naming_file_key_value_and_range(hand_project):
     toml = hand_project.read_text(encoding="utf-8")
     hand_project.write_text(toml.replace('crs = "EPSG:32649"', 'crs = "EPSG:32649"\ntimezone = "Mars/Olympus"')

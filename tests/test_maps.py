@@ -297,6 +297,34 @@ def test_shared_assets_are_hash_named_files_of_the_maps_folder_that_every_page_l
     assert page["shared"] is True and "strings" not in page and "communes" not in page["layers"]
 
 
+@pytest.mark.parametrize("assets", ["inline", "shared"])
+def test_pages_are_filled_in_from_a_scaffolding_another_process_rendered(results, monkeypatch, assets):
+    """The scaffolding a child process renders (covgap.cli starts one at the start of every run) gives the pages
+    this process's own rendering gives, but for folium's random element names: inline assets, or the shared
+    files' references in their places (escaped as before)."""
+    from covgap.forked import Forked
+
+    data = maps.map_layers(results)
+    monkeypatch.setattr(mappage, "_PREPARED", {})
+
+    def pages() -> dict[str, str]:
+        mappage._skeleton.cache_clear()
+        mappage._scaffolding.cache_clear()
+        rendered = maps.render_maps(data, lang="vi", assets=assets).pages
+        return {name: re.sub(r"\b([a-z_]+)_[0-9a-f]{32}\b", r"\1_ID", html) for name, html in rendered.items()}
+
+    here = pages()
+    assert not mappage.has_scaffoldings() or not mappage._PREPARED
+    prepared = Forked(mappage.scaffoldings).result()
+    assert set(prepared) == {(False, mappage.inline_texts()), (True, None)}
+    mark = "<!-- rendered by the child -->"
+    mappage.use_scaffoldings({key: html.replace("<head>", "<head>" + mark, 1) for key, html in prepared.items()})
+    assert mappage.has_scaffoldings()
+    there = pages()
+    assert all(html.count(mark) == 1 for html in there.values())
+    assert {name: html.replace(mark, "") for name, html in there.items()} == here
+
+
 def test_auto_assets_inline_for_few_pages_and_shared_for_many(results, tmp_path):
     data = maps.map_layers(results)
     assert maps.assets_mode("auto", 5) == "inline" and maps.assets_mode("auto", 13) == "shared"

@@ -14,6 +14,7 @@ import signal
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import click
 
@@ -125,9 +126,10 @@ def _execute(config: Config, paths: list[Path] | None = None, *, full_rebuild: b
     out_dir = Path(config.output.dir)
     outputs.check_output_locations(config, paths or (), overwrite=overwrite)
     rendered: dict = {}  # the map pages, rendered while the partner packages are written (_write_products)
-    with outputs.output_lock(out_dir, wait=wait):
+    with outputs.output_lock(out_dir, wait=wait), _scaffolding_child(config, dry_run) as scaffolding:
         outcome = refresh.update_outputs(config, paths, full_rebuild=full_rebuild, dry_run=dry_run,
-                                         write_products=functools.partial(_write_products, rendered=rendered),
+                                         write_products=functools.partial(_write_products, rendered=rendered,
+                                                                          scaffolding=scaffolding),
                                          progress=_progress_bar, overwrite=overwrite, prepared=prepared)
         written_maps = []
         if outcome.results is not None or (
@@ -165,21 +167,41 @@ def _results_of(out: Path, config: Config):
     return pipeline.run_pipeline(config)
 
 
-def _write_products(results, folder: Path, rendered: dict | None = None) -> None:
+def _scaffolding_child(config: Config, dry_run: bool) -> Any:
+    """folium's map page scaffolding (covgap.mappage.scaffoldings) rendered by a forked child from the start of
+    a run, while this process loads the layers on the other core: importing folium is some 0.4 s a run.
+    Nothing for a dry run, or where this process has the scaffolding already (``covgap watch``)."""
+    import contextlib
+
+    from covgap import mappage, pipeline
+    from covgap.forked import Forked
+
+    if dry_run or mappage.has_scaffoldings():
+        return contextlib.nullcontext(None)
+    return Forked(mappage.scaffoldings, inline=pipeline.one_process(config))
+
+
+def _write_products(results, folder: Path, rendered: dict | None = None, scaffolding: Any = None) -> None:
     """Everything that goes into the (temporary) output folder: tables, GeoPackage, GeoTIFFs, partner packages.
 
     The partner packages are written by a forked child meanwhile (covgap.forked): the second core.
     With ``rendered``, the map pages are rendered too, from the display layers just written,
     while the child finishes (``rendered["maps"]``; they are written only once the outputs are
     in place, by :func:`_write_maps`). Pages that cannot be rendered are left to it, which
-    says why at the same point as before.
+    says why at the same point as before. ``scaffolding``: the child rendering the pages'
+    scaffolding (:func:`_scaffolding_child`); if it failed, the scaffolding is rendered here.
     """
-    from covgap import maps, outputs, partners, pipeline
+    from covgap import mappage, maps, outputs, partners, pipeline
     from covgap.forked import Forked
 
     with Forked(partners.write_partner_packages, results, folder / "partners",
                 inline=pipeline.one_process(results.config)) as packages:  # an error or Ctrl-C stops it too
         outputs.write_outputs(results, folder)
+        if scaffolding is not None:
+            try:
+                mappage.use_scaffoldings(scaffolding.result())
+            except Exception as err:  # rendered here instead, where a real problem is reported as before
+                log.debug("the map scaffolding from the child process is not used: %s", err)
         if rendered is not None:
             out = results.config.output
             try:

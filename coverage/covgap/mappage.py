@@ -190,7 +190,7 @@ def render_html(page: dict, *, assets: dict[str, str] | None = None, strings: di
     values = {"TITLE": escape_html(title, quote=True), "CENTRE": json.dumps(_centre_of(page)),
               "DATA": json_for_script(pack_layers(page))}
     if assets is None:  # the texts are part of the cache's key: new vendored files, a new scaffolding
-        skeleton = _skeleton(None, (*leaflet_assets(), _template_text("map.css"), _template_text("map.js")))
+        skeleton = _skeleton(None, inline_texts())
     else:
         skeleton = _skeleton(tuple(sorted(assets.items())), None)
     return _SLOT.sub(lambda m: values[m.group(1)], skeleton)
@@ -202,13 +202,60 @@ _SLOT = re.compile(r"@@covgap-(TITLE|CENTRE|DATA)@@")
 _SKELETON_CENTRE = [11.123457, 22.765432]
 
 
+#: Where the scaffolding leaves a shared file's reference, in shared mode (:func:`_scaffolding`).
+_ASSET_SLOT = "@@covgap-ASSET-{}@@"
+#: Scaffoldings rendered by another process (:func:`scaffoldings`), by :func:`_scaffolding`'s arguments.
+_PREPARED: dict[tuple[bool, tuple[str, str, str, str] | None], str] = {}
+
+
+def inline_texts() -> tuple[str, str, str, str]:
+    """What a self-contained page inlines: Leaflet's CSS and JS, covgap's ``map.css`` and ``map.js``."""
+    return (*leaflet_assets(), _template_text("map.css"), _template_text("map.js"))
+
+
+def scaffoldings() -> dict[tuple[bool, tuple[str, str, str, str] | None], str]:
+    """folium's scaffolding of both kinds of page (self-contained, and loading shared files), by the
+    arguments of :func:`_scaffolding`: rendered by a child process while the run reads and analyses
+    (covgap.cli: importing folium takes some 0.4 s), and handed back by :func:`use_scaffoldings`."""
+    return {key: _scaffolding(*key) for key in ((False, inline_texts()), (True, None))}
+
+
+def has_scaffoldings() -> bool:
+    """Whether this process has rendered or been given the scaffoldings already."""
+    return bool(_PREPARED) or _scaffolding.cache_info().currsize > 0
+
+
+def use_scaffoldings(prepared: dict[tuple[bool, tuple[str, str, str, str] | None], str]) -> None:
+    """Take the scaffoldings another process rendered (:func:`scaffoldings`): the pages are filled in from them."""
+    _PREPARED.update(prepared)
+
+
 @functools.lru_cache(maxsize=4)
 def _skeleton(assets: tuple[tuple[str, str], ...] | None, inline: tuple[str, str, str, str] | None) -> str:
-    """The HTML every page shares, rendered by folium once: slots for the title, centre and page data.
+    """The HTML every page shares: slots for the title, centre and page data.
 
-    ``assets``: the shared files' references (role, ``assets/<name>``); else ``inline``: Leaflet's CSS
-    and JS and covgap's ``map.css`` and ``map.js``, put in the page.
+    ``assets``: the shared files' references (role, ``assets/<name>``), put in the scaffolding's
+    places for them; else ``inline``: Leaflet's CSS and JS and covgap's ``map.css`` and ``map.js``,
+    put in the page.
     """
+    key = (assets is not None, None if assets is not None else inline)
+    html = _PREPARED.get(key) or _scaffolding(*key)
+    if any(html.count(f"@@covgap-{k}@@") != 1 for k in ("TITLE", "CENTRE", "DATA")):
+        raise OutputError("the map page scaffolding is not as expected (a page's place for its title, centre or data)")
+    if assets is not None:
+        for role, ref in assets:
+            slot = _ASSET_SLOT.format(role)
+            if html.count(slot) != 1:
+                raise OutputError("the map page scaffolding is not as expected (a shared file's place)")
+            html = html.replace(slot, escape_html(ref, quote=True))
+    check_self_contained(html, "the map pages' scaffolding", allowed=frozenset(dict(assets).values()) if assets else frozenset())
+    return html
+
+
+@functools.lru_cache(maxsize=4)
+def _scaffolding(shared: bool, inline: tuple[str, str, str, str] | None) -> str:
+    """The page rendered by folium once, with slots for the title, centre and page data, and in shared
+    mode for the shared files' references (:data:`_ASSET_SLOT`); else with ``inline`` put in it."""
     import folium
     from branca.element import Element, MacroElement
     from jinja2 import Template
@@ -238,11 +285,10 @@ def _skeleton(assets: tuple[tuple[str, str], ...] | None, inline: tuple[str, str
         figure.header.add_child(_Raw(f"<script>{js}</script>"), name="leaflet_js")
         figure.header.add_child(_Raw(f"<style>{map_css}</style>"), name="covgap_css")
         figure.header.add_child(_Raw(f"<script>{map_js}</script>"), name="covgap_js")
-    elif assets is not None:
-        refs = dict(assets)
+    elif shared:
         for role in ASSET_ROLES:
-            ref = escape_html(refs[role], quote=True)
-            tag = f'<link rel="stylesheet" href="{ref}" />' if ref.endswith(".css") else f'<script src="{ref}"></script>'
+            ref = _ASSET_SLOT.format(role)
+            tag = f'<link rel="stylesheet" href="{ref}" />' if role.endswith("_css") else f'<script src="{ref}"></script>'
             figure.header.add_child(_Raw(tag), name=role)
     figure.header.add_child(_Raw('<script type="application/json" id="covgap-data">@@covgap-DATA@@</script>'),
                             name="covgap_data")
@@ -254,11 +300,9 @@ def _skeleton(assets: tuple[tuple[str, str], ...] | None, inline: tuple[str, str
     html = figure.render()
     centre = json.dumps(_SKELETON_CENTRE)
     if html.count(centre) != 1 or any(html.count(f"@@covgap-{k}@@") != 1 for k in ("TITLE", "DATA")) \
-            or _SLOT.sub("", html).count("@@covgap-"):
+            or _SLOT.sub("", html).count("@@covgap-") != (len(ASSET_ROLES) if shared else 0):
         raise OutputError("the map page scaffolding from folium is not as expected (folium version?)")
-    html = html.replace(centre, "@@covgap-CENTRE@@")
-    check_self_contained(html, "the map pages' scaffolding", allowed=frozenset(dict(assets).values()) if assets else frozenset())
-    return html
+    return html.replace(centre, "@@covgap-CENTRE@@")
 
 
 def _centre_of(page: dict) -> list[float]:

@@ -8,6 +8,7 @@ stands in for, and a block it does not take must be read by that reader as befor
 from __future__ import annotations
 
 import calendar
+import functools
 
 import numpy as np
 import pandas as pd
@@ -50,6 +51,21 @@ def test_the_compiled_parser_loads_here():
     assert fastparse.warm()
 
 
+def test_times_of_one_date_after_another_are_read_whole():
+    """Lines of the same date one after another (the compiled parser then reads only the time of day): another
+    time, another offset, ``T`` for the space, ``Z``, another date, all worked out by hand."""
+    times = ["2023-01-01 00:00:00+07:00", "2023-01-01 13:45:10+07:00", "2023-01-01T13:45:10+07:00",
+             "2023-01-01 13:45:10+07:30", "2023-01-01 13:45:10-07:30", "2023-01-01 23:59:59Z", "2023-01-01 00:00:01Z",
+             "2023-01-02 00:00:01Z", "2023-01-01 00:00:01Z", "2023-01-01 00:00:01+00:00"]
+    block = _block("".join(f"{t},15.1,108.7,Viettel,LTE,-100\n" for t in times))
+    got = fastparse.parse_block(block, _fmt())
+    assert got is not None and got[0].time is not None
+    utc = [(2022, 12, 31, 17, 0, 0), (2023, 1, 1, 6, 45, 10), (2023, 1, 1, 6, 45, 10), (2023, 1, 1, 6, 15, 10),
+           (2023, 1, 1, 21, 15, 10), (2023, 1, 1, 23, 59, 59), (2023, 1, 1, 0, 0, 1), (2023, 1, 2, 0, 0, 1),
+           (2023, 1, 1, 0, 0, 1), (2023, 1, 1, 0, 0, 1)]
+    np.testing.assert_array_equal(got[0].time[0], [calendar.timegm(t) for t in utc])
+
+
 def test_a_plain_block_gives_the_values_worked_out_by_hand():
     block = _block("2023-01-01 00:00:00+07:00,15.037435,108.65748,Viettel,LTE,-114\n"
                    "2024-02-29T23:59:59Z,-0.5,7,45204,no service,\n"
@@ -90,7 +106,11 @@ def test_a_plain_block_gives_the_values_worked_out_by_hand():
     "2023-01-01 00:00:00+07:00, 15.1,108.7,Viettel,LTE,-114",
     "2023-01-01 00:00:00+07:00,15.1234567890123456,108.7,Viettel,LTE,-114",  # 18 digits: not exact as an integer
     "2023-02-29 00:00:00+07:00,15.1,108.7,Viettel,LTE,-114",  # no such day
-    "2023-01-01 24:00:00+07:00,15.1,108.7,Viettel,LTE,-114",
+    "2023-01-01 24:00:00+07:00,15.1,108.7,Viettel,LTE,-114",  # the date of the line before: only the time is read
+    "2023-01-01 0a:00:00+07:00,15.1,108.7,Viettel,LTE,-114",
+    "2023-01-01x00:00:00+07:00,15.1,108.7,Viettel,LTE,-114",
+    "2023-01-01 00:60:00+07:00,15.1,108.7,Viettel,LTE,-114",
+    "2023-01-01 00:00:00+07:60,15.1,108.7,Viettel,LTE,-114",
     "2023-01-01 00:00:00.5+07:00,15.1,108.7,Viettel,LTE,-114",  # a fraction of a second
     "2023-01-01 00:00:00,15.1,108.7,Viettel,LTE,-114",  # local time: the time zone's rules
     "2023-01-01 00:00:00+0700,15.1,108.7,Viettel,LTE,-114",
@@ -161,6 +181,72 @@ def test_the_compiled_parser_gives_the_rows_of_the_reader(rows, odd, sep, extra_
     if not odd:  # plain lines: the parser took them (else this test would compare the reader with itself)
         long = any(len(r[c].lstrip("-").replace(".", "")) > 15 for r in rows for c in ("lat", "lon", "rsrp"))
         assert (fastparse.parse_block(block, fmt) is None) == long
+
+
+@functools.lru_cache(maxsize=1)
+def _sample_layers():
+    """The sample district's layers and configuration, loaded once for the property tests below."""
+    from pathlib import Path
+
+    from covgap import config as config_mod, pipeline
+
+    config = config_mod.load_config(Path(__file__).resolve().parents[1] / "data" / "sample" / "covgap.toml")
+    return pipeline.load_layers(config), config
+
+
+@functools.lru_cache(maxsize=1)
+def _sample_points() -> list[tuple[str, str]]:
+    """Points of the sample district's box as the CSV writes them (lat, lon): most inside the district."""
+    import shapely
+    from pyproj import Transformer
+
+    layers, _ = _sample_layers()
+    minx, miny, maxx, maxy = layers.study_area.bounds
+    rng = np.random.default_rng(17)
+    x, y = rng.uniform(minx, maxx, 400), rng.uniform(miny, maxy, 400)
+    inside = shapely.contains_xy(layers.study_area, x, y)
+    x, y = np.r_[x[inside][:150], x[~inside][:30]], np.r_[y[inside][:150], y[~inside][:30]]
+    lon, lat = Transformer.from_crs(layers.crs, "EPSG:4326", always_xy=True).transform(x, y)
+    return [(f"{a:.6f}", f"{o:.6f}") for a, o in zip(lat, lon)]
+
+
+DISTRICT_ROW = st.fixed_dictionaries({
+    "point": st.integers(0, 179),
+    "rsrp": st.one_of(st.integers(-150, -30).map(str), st.just("")),
+    "technology": st.sampled_from(["LTE", "4G", "UMTS", "GSM", "NR", "no service", "6G"]),
+    "operator": st.sampled_from(["Viettel", "45204", "vina", "MobiFone", "Acme"]),
+    "timestamp": st.one_of(st.integers(1_600_000_000, 1_780_000_000).map(
+        lambda t: pd.Timestamp(t, unit="s").strftime("%Y-%m-%d %H:%M:%S+07:00")), PLAIN_TIME),
+})
+
+
+@settings(max_examples=150, deadline=None, derandomize=True, database=None,
+          suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+@given(st.lists(DISTRICT_ROW, min_size=1, max_size=60), st.integers(0, 5))
+def test_a_block_counted_from_its_columns_gives_the_result_of_its_rows(rows, repeats):
+    """process_block of a plain block, counted from its columns by the compiled functions (no frame of the used
+    rows), against the reader's rows counted by pandas and numpy: statistics, keys, lines and rejected rows."""
+    layers, config = _sample_layers()
+    points = _sample_points()
+    rows = [dict(r, lat=points[r["point"]][0], lon=points[r["point"]][1]) for r in rows]
+    rows = rows + rows[:repeats]  # some rows twice: the same keys
+    text = "\n".join(",".join(r[c] for c in COLUMNS) for r in rows) + "\n"
+    block = _block(text, first_line=5)
+    fmt = _fmt()
+    ctx = ingest.read_context(layers, config, now_s=1_790_000_000)
+    assert fastparse.compiled() is not None
+    got = ingest.process_block(block, fmt, ctx, layers.grid, layers.crs, "f.csv", compiled=True)
+    want = ingest.process_block(block, fmt, ctx, layers.grid, layers.crs, "f.csv", compiled=False)
+    assert (got.n_read, got.n_used) == (want.n_read, want.n_used)
+    np.testing.assert_array_equal(got.keys, want.keys)
+    np.testing.assert_array_equal(got.lines, want.lines)
+    pd.testing.assert_frame_equal(got.rejected, want.rejected)
+    for name, value in vars(want.partial).items():
+        if isinstance(value, np.ndarray):
+            np.testing.assert_array_equal(getattr(got.partial, name), value, err_msg=name)
+        else:
+            assert list(getattr(got.partial, name)) == list(value), name
+    assert fastparse.parse_block(block, fmt) is not None and got.line_index is not None  # the compiled parser took it
 
 
 def _write_large(path, n: int) -> tuple[int, int]:

@@ -128,12 +128,17 @@ def partial_stats(rows: pd.DataFrame, grid: Grid, *, group_stats: Callable | Non
         keep = cell >= 0
         if not keep.all():
             rows, cell = rows.loc[keep], cell[keep]
-    op = pd.Categorical(rows["operator"])
-    tech = pd.Categorical(rows["technology"])
+    return partial_stats_of(cell, pd.Categorical(rows["operator"]), pd.Categorical(rows["technology"]),
+                            rows["time_s"].to_numpy(dtype=float), rows["signal_dbm"].to_numpy(dtype=float),
+                            group_stats=group_stats)
+
+
+def partial_stats_of(cell: np.ndarray, op: pd.Categorical, tech: pd.Categorical, t: np.ndarray, sig: np.ndarray, *,
+                     group_stats: Callable | None = None) -> PartialStats:
+    """:func:`partial_stats` of rows given as their columns: cells (−1: not counted; the pandas counting
+    wants none), operators, technologies, times and levels."""
     n_ops, n_tech = max(len(op.categories), 1), max(len(tech.categories), 1)
     op_codes, tech_codes = np.asarray(op.codes, dtype=np.int64), np.asarray(tech.codes, dtype=np.int64)
-    t = rows["time_s"].to_numpy(dtype=float)
-    sig = rows["signal_dbm"].to_numpy(dtype=float)
     if group_stats is not None:
         w = writable  # the types the compiled function is cached for
         uniq, n, tmin, tmax, huniq, hcount = group_stats(w(cell, np.int64), w(op_codes, np.int64), w(tech_codes, np.int64),

@@ -72,14 +72,12 @@ def measurement_keys(rows: pd.DataFrame, *, row_keys: Callable | None = None) ->
     ``time_s`` and the categoricals (or strings) ``technology`` and ``operator``.
     ``row_keys``: the same mixing compiled in one pass (covgap.fastkernel.row_keys).
     """
+    if row_keys is not None and len(rows):
+        return keys_of(rows["lon"].to_numpy(dtype=float), rows["lat"].to_numpy(dtype=float),
+                       rows["signal_dbm"].to_numpy(dtype=float), rows["time_s"].to_numpy(dtype=float),
+                       pd.Categorical(rows["operator"]), pd.Categorical(rows["technology"]), row_keys=row_keys)
     lon = np.round(np.clip(rows["lon"].to_numpy(dtype=float), -1e3, 1e3), 7)
     lat = np.round(np.clip(rows["lat"].to_numpy(dtype=float), -1e3, 1e3), 7)
-    if row_keys is not None and len(rows):
-        op, tech = pd.Categorical(rows["operator"]), pd.Categorical(rows["technology"])
-        w = writable  # the types the compiled function is cached for
-        return row_keys(w(lon, np.float64), w(lat, np.float64), w(rows["signal_dbm"], np.float64),
-                        w(rows["time_s"], np.float64), w(op.codes, np.int64), _text_hash(list(op.categories)),
-                        w(tech.codes, np.int64), _text_hash(list(tech.categories)))
     with np.errstate(over="ignore"):
         h = _mix(_bits(lon) ^ np.uint64(0x9E3779B97F4A7C15))
         h = _mix(h ^ _bits(lat))
@@ -90,6 +88,16 @@ def measurement_keys(rows: pd.DataFrame, *, row_keys: Callable | None = None) ->
             codes = np.asarray(cat.codes, dtype=np.int64)
             h = _mix(h ^ _text_hash(list(cat.categories))[codes] if len(codes) else h)
     return h
+
+
+def keys_of(lon: np.ndarray, lat: np.ndarray, sig: np.ndarray, t: np.ndarray, op: pd.Categorical, tech: pd.Categorical, *,
+            row_keys: Callable) -> np.ndarray:
+    """:func:`measurement_keys` of rows given as their columns, by the compiled mixing (``row_keys``)."""
+    lon = np.round(np.clip(lon, -1e3, 1e3), 7)
+    lat = np.round(np.clip(lat, -1e3, 1e3), 7)
+    w = writable  # the types the compiled function is cached for
+    return row_keys(w(lon, np.float64), w(lat, np.float64), w(sig, np.float64), w(t, np.float64), w(op.codes, np.int64),
+                    _text_hash(list(op.categories)), w(tech.codes, np.int64), _text_hash(list(tech.categories)))
 
 
 class KeySpool:

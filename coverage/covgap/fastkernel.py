@@ -73,6 +73,40 @@ def timestamp(data, f0, f1):
     return float(days_from_civil(y, mo, d) * 86400 + hh * 3600 + mi * 60 + ss - off), True
 
 @njit
+def timestamp_after(data, f0, f1, memo):
+    """:func:`timestamp`, sooner for a time whose date and offset are the bytes of the last one read (a log's
+    rows come in time order): then only its ``[T ]HH:MM:SS`` is read and checked. ``memo``: where that last
+    valid time starts in ``data`` (−1: none yet), its length, and its Unix seconds less its hours,
+    minutes and seconds."""
+    n = f1 - f0
+    p = memo[0]
+    if p >= 0 and memo[1] == n:
+        same = True
+        for k in range(10):
+            if data[p + k] != data[f0 + k]:
+                same = False
+                break
+        if same:
+            for k in range(19, n):
+                if data[p + k] != data[f0 + k]:
+                    same = False
+                    break
+        if same:  # the date and the offset checked already: the rest as timestamp() checks it
+            t = data[f0 + 10]
+            if (t == 84 or t == 32) and data[f0 + 13] == 58 and data[f0 + 16] == 58:
+                hh, mi, ss = two(data, f0 + 11), two(data, f0 + 14), two(data, f0 + 17)
+                if 0 <= hh <= 23 and 0 <= mi <= 59 and 0 <= ss <= 59:
+                    return float(memo[2] + hh * 3600 + mi * 60 + ss), True
+            return np.nan, False
+    v, ok = timestamp(data, f0, f1)
+    if ok:
+        memo[0] = f0
+        memo[1] = n
+        memo[2] = np.int64(v) - (two(data, f0 + 11) * 3600 + two(data, f0 + 14) * 60 + two(data, f0 + 17))
+    return v, ok
+
+
+@njit
 def spelling(w0, w1, n, f0, k, words, first, count):
     """The position of a technology's or operator's spelling (its bytes packed in ``w0``, ``w1``, its
     length ``n``, where it starts ``f0``) among the block's, added if new; −1 when there are too many."""
@@ -128,6 +162,7 @@ def parse(data, n_lines, cls, roles, lat, lon, sig, tsec, codes, starts, words, 
     """
     ncols = len(roles)
     size = len(data)
+    memo = np.full(3, -1, np.int64)  # the last valid time (timestamp_after)
     i = 0
     for line in range(n_lines):
         starts[line] = i
@@ -170,7 +205,7 @@ def parse(data, n_lines, cls, roles, lat, lon, sig, tsec, codes, starts, words, 
                 w = 20 if i + 19 < size and data[i + 19] == 90 else 25  # ...Z, or an offset
                 if i + w > size or (i + w < size and cls[data[i + w]] != FIELD_END):
                     return line
-                v, ok = timestamp(data, i, i + w)
+                v, ok = timestamp_after(data, i, i + w, memo)
                 if not ok:
                     return line
                 tsec[line] = v

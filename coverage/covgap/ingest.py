@@ -377,11 +377,14 @@ def process_block(block: Block, fmt: meas.MeasurementFormat, ctx: meas.ReadConte
                   source_file: str, path: Path | None = None, *, compiled: bool = False) -> BlockResult:
     """Read, check and aggregate one block: a pure function of its inputs (runs in any process).
     ``compiled``: parse it with covgap.fastparse if it can (a large file's block)."""
-    got = meas.read_block_compiled(block, fmt, ctx, source_file=source_file) if compiled else None
+    got = meas.read_block_columns(block, fmt, ctx, source_file=source_file) if compiled else None
     line_index = None
     if got is not None:
-        used, rejected, starts = got
+        columns, rejected, starts = got
         line_index = (block.first_line, starts[:-1:LINE_INDEX_STEP].astype(np.int64))
+        if columns.x is not None and columns.y is not None:  # counted from the columns: no frame of the used rows
+            return _block_result_of_columns(columns, rejected, grid, line_index)
+        used = columns.frame()
     else:
         used, rejected = meas.read_block(block, fmt, ctx, source_file=source_file, path=path)
     if len(used) and "x" not in used:
@@ -392,6 +395,28 @@ def process_block(block: Block, fmt: meas.MeasurementFormat, ctx: meas.ReadConte
     keys = dedupe.measurement_keys(used, row_keys=module.row_keys if module is not None else None)
     return BlockResult(partial=partial, keys=keys, lines=used["source_row"].to_numpy(dtype=np.int64),
                        rejected=rejected, n_read=len(used) + len(rejected), n_used=len(used), line_index=line_index)
+
+
+def _block_result_of_columns(columns: meas.UsedColumns, rejected: pd.DataFrame, grid, line_index) -> BlockResult:
+    """:func:`process_block`'s result from a block's columns (covgap.measurements.UsedColumns), by the compiled
+    functions: the lines not used get no cell, so the compiled counting leaves them out, and their keys
+    are dropped. The same statistics and keys as from the frame of the used rows (tested)."""
+    module = fastparse.compiled()
+    assert module is not None and columns.x is not None and columns.y is not None
+    cell = grid.cell_of(columns.x, columns.y)
+    cell[~columns.used] = -1
+    tech = columns.technology_categorical()
+    if columns.n_used:
+        partial = cellstats.partial_stats_of(cell, columns.operator, tech, columns.time_s, columns.signal_dbm,
+                                             group_stats=module.group_stats)
+        keys = dedupe.keys_of(columns.lon, columns.lat, columns.signal_dbm, columns.time_s, columns.operator, tech,
+                              row_keys=module.row_keys)[columns.keep]
+    else:
+        partial = cellstats.partial_stats(_EMPTY_ROWS, grid)
+        keys = np.empty(0, dtype=np.uint64)
+    n_used = columns.n_used
+    return BlockResult(partial=partial, keys=keys, lines=columns.source_row[columns.keep].astype(np.int64, copy=False),
+                       rejected=rejected, n_read=n_used + len(rejected), n_used=n_used, line_index=line_index)
 
 
 #: Every this many lines of a block the compiled parser read, where the line starts is kept (BlockResult).

@@ -199,6 +199,14 @@ def read_block_compiled(block: blocks_mod.Block, fmt: MeasurementFormat, ctx: Re
                         source_file: str) -> tuple[pd.DataFrame, pd.DataFrame, np.ndarray] | None:
     """A block read by covgap.fastparse's compiled parser: ``(used_rows, rejected_rows, where each line starts
     in the block and where the last ends)``, or None if the parser does not take it (:func:`read_block` does)."""
+    got = read_block_columns(block, fmt, ctx, source_file=source_file)
+    return None if got is None else (got[0].frame(), got[1], got[2])
+
+
+def read_block_columns(block: blocks_mod.Block, fmt: MeasurementFormat, ctx: ReadContext, *,
+                       source_file: str) -> tuple[UsedColumns, pd.DataFrame, np.ndarray] | None:
+    """:func:`read_block_compiled` with the used rows left in their columns (:class:`UsedColumns`): a reading
+    process counts them from there without copying them out into a frame."""
     from covgap import fastparse
 
     got = fastparse.parse_block(block, fmt)
@@ -206,7 +214,7 @@ def read_block_compiled(block: blocks_mod.Block, fmt: MeasurementFormat, ctx: Re
         return None
     parsed, text = got
     numbers = np.arange(block.first_line, block.first_line + block.n_lines, dtype=np.int64)
-    used, rejected = normalise_rows(text, fmt, ctx, source_file=source_file, source_rows=numbers, parsed=parsed)
+    used, rejected = normalise_columns(text, fmt, ctx, source_file=source_file, source_rows=numbers, parsed=parsed)
     return used, rejected, text.starts
 
 
@@ -403,6 +411,67 @@ def normalise_rows(
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Turn the text of the columns read (pyarrow strings, by column name) into normalised rows: ``(used, rejected)``.
 
+    :func:`normalise_columns`, with the used rows made a frame (:meth:`UsedColumns.frame`).
+    """
+    used, rejected = normalise_columns(raw, fmt, ctx, source_file=source_file, source_rows=source_rows, parsed=parsed)
+    return used.frame(), rejected
+
+
+@dataclass
+class UsedColumns:
+    """The normalised columns of every line of a block, and which lines are used (``keep``: their positions, or
+    every line): what :func:`normalise_columns` gives before the used rows are copied out into a frame."""
+
+    lon: np.ndarray
+    lat: np.ndarray
+    signal_dbm: np.ndarray
+    technology: np.ndarray  # int8 positions in TECHNOLOGIES (−1: unknown)
+    operator: pd.Categorical
+    time_s: np.ndarray
+    source_file: str
+    source_row: np.ndarray
+    x: np.ndarray | None  # working-CRS coordinates (NaN where not located), when the context projects
+    y: np.ndarray | None
+    keep: np.ndarray | slice
+    used: np.ndarray  # bool per line
+
+    @property
+    def n_used(self) -> int:
+        return int(self.used.sum())
+
+    def technology_categorical(self) -> Any:
+        return pd.Categorical.from_codes(self.technology, categories=pd.Index(list(TECHNOLOGIES)))
+
+    def frame(self) -> pd.DataFrame:
+        """The used rows: :data:`NORMALISED_COLUMNS`, plus ``x``, ``y`` when located."""
+        keep = self.keep
+        columns = {
+            "lon": self.lon[keep], "lat": self.lat[keep], "signal_dbm": self.signal_dbm[keep],
+            "technology": pd.Categorical.from_codes(self.technology[keep], categories=pd.Index(list(TECHNOLOGIES))),
+            "operator": self.operator[keep],
+            "time_s": self.time_s[keep],
+            "source_file": pd.Categorical.from_codes(np.zeros(self.n_used, dtype=np.int8),
+                                                     categories=pd.Index([self.source_file])),
+            "source_row": self.source_row[keep],
+        }
+        if self.x is not None and self.y is not None:
+            columns["x"] = self.x[keep]
+            columns["y"] = self.y[keep]
+        return pd.DataFrame(columns)
+
+
+def normalise_columns(
+    raw: Mapping[str, Any],
+    fmt: MeasurementFormat,
+    ctx: ReadContext,
+    *,
+    source_file: str,
+    source_rows: np.ndarray,
+    parsed: Parsed | None = None,
+) -> tuple[UsedColumns, pd.DataFrame]:
+    """Turn the text of the columns read (pyarrow strings, by column name) into normalised columns of every line,
+    with which lines are used, and the rejected rows: ``(used, rejected)``.
+
     Numbers and times are converted by pyarrow where every value of the block is plain;
     a column holding anything else (spaces, quotes, ``-`` for missing, mixed time shapes)
     is converted by the text rules (:func:`_clean` and pandas), value by value the same.
@@ -516,18 +585,8 @@ def normalise_rows(
 
     used_mask = reason == 0
     keep = np.flatnonzero(used_mask) if not used_mask.all() else slice(None)
-    columns = {
-        "lon": lon[keep], "lat": lat[keep], "signal_dbm": sig[keep],
-        "technology": pd.Categorical.from_codes(tech[keep], categories=pd.Index(list(TECHNOLOGIES))),
-        "operator": op[keep],
-        "time_s": time_s[keep],
-        "source_file": pd.Categorical.from_codes(np.zeros(int(used_mask.sum()), dtype=np.int8), categories=pd.Index([source_file])),
-        "source_row": source_rows[keep],
-    }
-    if x is not None and y is not None:
-        columns["x"] = x[keep]
-        columns["y"] = y[keep]
-    used = pd.DataFrame(columns)
+    used = UsedColumns(lon=lon, lat=lat, signal_dbm=sig, technology=tech, operator=op, time_s=time_s,
+                       source_file=source_file, source_row=source_rows, x=x, y=y, keep=keep, used=used_mask)
     return used, _rejected_frame(raw, fmt, reason, details, source_file, source_rows)
 
 

@@ -7,6 +7,7 @@ reused. The scripts run as a user runs them, in a subprocess, with their cache i
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -63,6 +64,10 @@ def test_same_seed_same_bytes_and_the_cache_is_reused(tmp_path, seeds):
 def test_geopandas_workflow_script(tmp_path):
     out = _script("geopandas_workflow.py", "--rows", 3000, "--cache-dir", tmp_path)
     assert "| 3,000 |" in out and "workflow / covgap" in out and "ingest / floor" in out
+    # covgap run three times, the median compared.
+    runs = [float(v) for v in re.search(r"covgap run ([0-9.]+) s \(median of ([0-9.]+) / ([0-9.]+) / ([0-9.]+) s\)",
+                                        out).groups()]
+    assert runs[0] == sorted(runs[1:])[1]
     # covgap's reader found exactly the planted bad rows.
     assert "rejected duplicate_row 3 (planted 3), dbm_out_of_range 2 (planted 2)" in out
 

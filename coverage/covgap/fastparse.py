@@ -44,11 +44,11 @@ from covgap.measurements import Parsed, _wanted_columns
 
 log = logging.getLogger(__name__)
 
-#: Files at least this large are read by the compiled parser: 32 blocks. It saves about 33 ms of CPU a
-#: block and costs about 0.29 s to load in each of the two reading processes, so it breaks even at
-#: about 18 blocks; measured, a 318 MiB file (5M rows, 20 blocks) ran 0.1 s slower with it and a
-#: 1.27 GB one (80 blocks) 1.1 s faster (docs/benchmark.md, "The eighth session").
-MIN_FILE_BYTES = 512 << 20
+#: Files at least this large are read by the compiled parser: 16 blocks. Loading it costs about 0.29 s in
+#: each of the two reading processes. Measured alternately (docs/benchmark.md, "The ninth session"),
+#: with it a 318 MiB file (5M rows, 20 blocks) ran 4.51–4.75 s against 5.04–5.57 s without; a 127 MiB
+#: one (8 blocks) 3.68–3.92 s against 3.64–4.11 s, and a 64 MiB one no faster either.
+MIN_FILE_BYTES = 256 << 20
 #: Distinct technology or operator spellings a block may hold (a file holds a handful).
 MAX_DISTINCT = 64
 #: Field roles in the kernel's column table.

@@ -76,8 +76,7 @@ def measurement_keys(rows: pd.DataFrame, *, row_keys: Callable | None = None) ->
         return keys_of(rows["lon"].to_numpy(dtype=float), rows["lat"].to_numpy(dtype=float),
                        rows["signal_dbm"].to_numpy(dtype=float), rows["time_s"].to_numpy(dtype=float),
                        pd.Categorical(rows["operator"]), pd.Categorical(rows["technology"]), row_keys=row_keys)
-    lon = np.round(np.clip(rows["lon"].to_numpy(dtype=float), -1e3, 1e3), 7)
-    lat = np.round(np.clip(rows["lat"].to_numpy(dtype=float), -1e3, 1e3), 7)
+    lon, lat = _place(rows["lon"].to_numpy(dtype=float)), _place(rows["lat"].to_numpy(dtype=float))
     with np.errstate(over="ignore"):
         h = _mix(_bits(lon) ^ np.uint64(0x9E3779B97F4A7C15))
         h = _mix(h ^ _bits(lat))
@@ -90,13 +89,16 @@ def measurement_keys(rows: pd.DataFrame, *, row_keys: Callable | None = None) ->
     return h
 
 
+def _place(degrees: np.ndarray) -> np.ndarray:
+    """A coordinate as a key holds it: to 1e-7° (clipped first, so no huge value overflows the rounding)."""
+    return np.round(np.clip(degrees, -1e3, 1e3), 7)
+
+
 def keys_of(lon: np.ndarray, lat: np.ndarray, sig: np.ndarray, t: np.ndarray, op: pd.Categorical, tech: pd.Categorical, *,
             row_keys: Callable) -> np.ndarray:
     """:func:`measurement_keys` of rows given as their columns, by the compiled mixing (``row_keys``)."""
-    lon = np.round(np.clip(lon, -1e3, 1e3), 7)
-    lat = np.round(np.clip(lat, -1e3, 1e3), 7)
     w = writable  # the types the compiled function is cached for
-    return row_keys(w(lon, np.float64), w(lat, np.float64), w(sig, np.float64), w(t, np.float64), w(op.codes, np.int64),
+    return row_keys(w(_place(lon), np.float64), w(_place(lat), np.float64), w(sig, np.float64), w(t, np.float64), w(op.codes, np.int64),
                     _text_hash(list(op.categories)), w(tech.codes, np.int64), _text_hash(list(tech.categories)))
 
 

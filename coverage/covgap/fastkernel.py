@@ -376,6 +376,18 @@ def row_keys(lon, lat, sig, t, op, op_hash, tech, tech_hash):
 
 
 @njit
+def _bucket_starts(keys, shift, mask, nb):
+    """Where each of ``nb`` buckets starts in a counting sort of ``keys`` by their bits ``(key >> shift) & mask``,
+    and where the last ends (:func:`sort_keys`, :func:`spool_pairs`)."""
+    starts = np.zeros(nb + 1, np.int64)
+    for i in range(len(keys)):
+        starts[np.int64((keys[i] >> shift) & mask) + 1] += 1
+    for j in range(nb):
+        starts[j + 1] += starts[j]
+    return starts
+
+
+@njit
 def sort_keys(keys):
     """``keys`` (uint64) sorted; fast when they are hashes (covgap.dedupe's row keys). Above the highest bit
     in which two keys differ all are the same; the keys are scattered into buckets by the bits just
@@ -398,11 +410,7 @@ def sort_keys(keys):
     shift = np.uint64(high - b)
     mask = np.uint64((np.int64(1) << b) - 1)
     nb = np.int64(1) << b
-    starts = np.zeros(nb + 1, np.int64)
-    for i in range(n):
-        starts[np.int64((keys[i] >> shift) & mask) + 1] += 1
-    for j in range(nb):
-        starts[j + 1] += starts[j]
+    starts = _bucket_starts(keys, shift, mask, nb)
     pos = starts[:nb].copy()
     for i in range(n):
         k = keys[i]
@@ -426,16 +434,12 @@ def sort_keys(keys):
 
 @njit
 def spool_pairs(keys, seqs, shift, n_parts):
-    """``(key, seq)`` pairs ordered by partition (the key's bits from ``shift`` up), in their order within
-    one, as an ``(n, 2)`` array, and where each partition starts (and the last ends): what
-    covgap.dedupe.KeySpool.add makes of them by a stable argsort, in two passes."""
+    """``(key, seq)`` pairs ordered by partition (the key's bits from ``shift`` up; ``n_parts``, a power of
+    two, of them), in their order within one, as an ``(n, 2)`` array, and where each partition starts
+    (and the last ends): what covgap.dedupe.KeySpool.add makes of them by a stable argsort, in two passes."""
     n = len(keys)
     s = np.uint64(shift)
-    bounds = np.zeros(n_parts + 1, np.int64)
-    for i in range(n):
-        bounds[np.int64(keys[i] >> s) + 1] += 1
-    for p in range(n_parts):
-        bounds[p + 1] += bounds[p]
+    bounds = _bucket_starts(keys, s, np.uint64(n_parts - 1), n_parts)
     pos = bounds[:n_parts].copy()
     out = np.empty((n, 2), np.uint64)
     for i in range(n):
@@ -524,12 +528,8 @@ def rehash(keys, size, n_slots):
     """An open-addressing table (:func:`_find`) of ``n_slots`` places (a power of two) for the first ``size``
     of ``keys``, which are distinct: covgap.cellstats.CellAccumulator's index of its groups."""
     slots = np.full(n_slots, -1, np.int64)
-    mask = n_slots - 1
-    for g in range(size):
-        h = _slot(keys[g], mask)
-        while slots[h] >= 0:
-            h = (h + 1) & mask
-        slots[h] = g
+    for g in range(size):  # each key new to the table: added as number g, where it already is in keys
+        _find(slots, keys, keys[g], g)
     return slots
 
 

@@ -406,7 +406,8 @@ def _block_result_of_columns(columns: meas.UsedColumns, rejected: pd.DataFrame, 
     cell = grid.cell_of(columns.x, columns.y)
     cell[~columns.used] = -1
     tech = columns.technology_categorical()
-    if columns.n_used:
+    n_used = columns.n_used
+    if n_used:
         partial = cellstats.partial_stats_of(cell, columns.operator, tech, columns.time_s, columns.signal_dbm,
                                              group_stats=module.group_stats)
         keys = dedupe.keys_of(columns.lon, columns.lat, columns.signal_dbm, columns.time_s, columns.operator, tech,
@@ -414,7 +415,6 @@ def _block_result_of_columns(columns: meas.UsedColumns, rejected: pd.DataFrame, 
     else:
         partial = cellstats.partial_stats(_EMPTY_ROWS, grid)
         keys = np.empty(0, dtype=np.uint64)
-    n_used = columns.n_used
     return BlockResult(partial=partial, keys=keys, lines=columns.source_row[columns.keep].astype(np.int64, copy=False),
                        rejected=rejected, n_read=n_used + len(rejected), n_used=n_used, line_index=line_index)
 

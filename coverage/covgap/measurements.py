@@ -178,9 +178,9 @@ def read_block(block: blocks_mod.Block, fmt: MeasurementFormat, ctx: ReadContext
     a block it does not take is read here as any other, with the same results.
     """
     if compiled:
-        got = read_block_compiled(block, fmt, ctx, source_file=source_file)
+        got = read_block_columns(block, fmt, ctx, source_file=source_file)
         if got is not None:
-            return got[0], got[1]
+            return got[0].frame(), got[1]
     try:
         raw, numbers, malformed = parse_block(block, fmt)
     except UnicodeDecodeError as err:
@@ -195,18 +195,12 @@ def read_block(block: blocks_mod.Block, fmt: MeasurementFormat, ctx: ReadContext
     return used, rejected
 
 
-def read_block_compiled(block: blocks_mod.Block, fmt: MeasurementFormat, ctx: ReadContext, *,
-                        source_file: str) -> tuple[pd.DataFrame, pd.DataFrame, np.ndarray] | None:
-    """A block read by covgap.fastparse's compiled parser: ``(used_rows, rejected_rows, where each line starts
-    in the block and where the last ends)``, or None if the parser does not take it (:func:`read_block` does)."""
-    got = read_block_columns(block, fmt, ctx, source_file=source_file)
-    return None if got is None else (got[0].frame(), got[1], got[2])
-
-
 def read_block_columns(block: blocks_mod.Block, fmt: MeasurementFormat, ctx: ReadContext, *,
                        source_file: str) -> tuple[UsedColumns, pd.DataFrame, np.ndarray] | None:
-    """:func:`read_block_compiled` with the used rows left in their columns (:class:`UsedColumns`): a reading
-    process counts them from there without copying them out into a frame."""
+    """A block read by covgap.fastparse's compiled parser: ``(used, rejected_rows, where each line starts in the
+    block and where the last ends)``, the used rows left in their columns (:class:`UsedColumns`: a reading
+    process counts them from there without copying them out into a frame); None if the parser does not
+    take it (:func:`read_block` reads it then)."""
     from covgap import fastparse
 
     got = fastparse.parse_block(block, fmt)

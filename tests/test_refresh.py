@@ -314,6 +314,30 @@ def test_a_full_rebuild_with_no_usable_file_fails_and_keeps_previous_outputs(han
     assert tree(out) == before
 
 
+def test_a_store_that_cannot_be_written_stops_the_refresh_and_keeps_previous_outputs(hand_project, no_maps,
+                                                                                    monkeypatch):
+    """The store's files are written by a forked child beside the analysis (refresh._write_store): the child
+    inherits this patch, fails as a full disk would, and the refresh stops with the previous outputs intact."""
+    from covgap import store as store_mod
+
+    a, b = split_hand_file(hand_project)
+    out = hand_project.parent / "out"
+    assert covgap("refresh", "--config", hand_project, a).exit_code == 0
+    before = tree(out)
+
+    def full_disk(*args, **kwargs):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(store_mod, "save_store", full_disk)
+    res = covgap("refresh", "--config", hand_project, b)
+    assert res.exit_code != 0 and "No space left on device" in res.output, res.output
+    assert "Traceback" not in res.output
+    assert tree(out) == before and not list(out.parent.glob(".out.tmp-*"))
+    monkeypatch.undo()
+    assert covgap("refresh", "--config", hand_project, b).exit_code == 0
+    assert [r["name"] for r in read_manifest(out)["files"]] == ["a.csv", "b.csv"]
+
+
 def test_store_built_on_another_grid_is_refused(hand_project, no_maps):
     assert covgap("refresh", "--config", hand_project).exit_code == 0
     text = hand_project.read_text(encoding="utf-8").replace("[signal]", "[grid]\ncell_size_m = 50\n\n[signal]")

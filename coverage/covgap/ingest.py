@@ -1186,10 +1186,12 @@ class Batch:
                 taken.stats, taken.unwritten = None, False
         self.taken.append(taken)
 
-    def finish(self, keys_folder: Path | None = None) -> list[FileRecord]:
+    def finish(self, keys_folder: Path | None = None, *, write_kept: bool = True) -> list[FileRecord]:
         """Find the exact duplicates of the batch and take them out; returns the records of the files taken.
 
         ``keys_folder``: where the keys of every row kept (the stored ones and this batch's) are written.
+        ``write_kept=False``: the statistics kept in memory are not written to the store folder
+        here; the caller writes them (:meth:`unwritten_stats`).
         """
         if self._pool is not None:
             self._pool.sync()
@@ -1217,12 +1219,18 @@ class Batch:
         else:
             for taken, lines in todo:
                 self._take_out(taken, lines)
-        self._write_statistics(in_workers)
+        if write_kept:
+            self._write_statistics(in_workers)
         if self._pool is not None:
             self._pool.close()
             self._pool = None
         self.duplicates = len(dups)
         return [t.record for t in self.taken]
+
+    def unwritten_stats(self) -> list[tuple[pd.DataFrame, str]]:
+        """``(statistics, sha256)`` of each file whose statistics are in memory only (after ``finish(write_kept=False)``),
+        for :func:`covgap.store.write_file_stats`."""
+        return [(t.stats, t.record.sha256) for t in self.taken if t.unwritten and t.stats is not None]
 
     def _write_statistics(self, in_workers: bool) -> None:
         """Write the statistics kept in memory to the store folder (by the worker processes when there are many)."""

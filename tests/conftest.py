@@ -150,6 +150,16 @@ maps_dir = "maps"
     return d / "covgap.toml"
 
 
+@pytest.fixture(autouse=True)
+def compiled_parser_as_before(monkeypatch):
+    """Each test starts with the compiled parser loaded or not as the test before found it: a process that has
+    loaded it reads every file with it (covgap.ingest._compiled), so a test that loads it (covgap watch's
+    prepare, tests/test_fastparse.py) must not change which reader the tests after it exercise."""
+    from covgap import fastparse
+
+    monkeypatch.setattr(fastparse, "_module", fastparse._module)
+
+
 @pytest.fixture
 def no_maps(monkeypatch):
     """Skip drawing the HTML maps (tested in their own modules); returns the results each draw was asked for."""

@@ -305,6 +305,38 @@ def test_a_refresh_with_the_layers_prepared_loads_nothing_again_and_leaves_them_
     assert pickle.dumps((prepared.layers, prepared.side)) == before
 
 
+def test_a_process_that_prepared_reads_even_small_files_with_the_compiled_parser_to_the_same_results(
+        hand_project, no_maps, monkeypatch, tmp_path):
+    """``covgap watch`` loads the compiled parser once (refresh.prepare); then every file it reads goes through it,
+    small ones too, with the same outputs and store as the reader of a process that has not loaded it."""
+    import pandas as pd
+
+    from covgap import fastparse, outputs, refresh
+    from covgap.config import load_config
+
+    config = load_config(hand_project)
+    monkeypatch.setattr(fastparse, "_module", None)
+    plain = config.replace_output(dir=tmp_path / "plain")
+    refresh.update_outputs(plain, full_rebuild=True, write_products=outputs.write_outputs)
+    assert fastparse.loaded() is None  # a small file: the reader, no compiled parser loaded
+
+    prepared = refresh.prepare(config)
+    if fastparse.loaded() is None:
+        pytest.skip("numba is not available here")
+    parsed = []
+    real = fastparse.parse_block
+    monkeypatch.setattr(fastparse, "parse_block", lambda *a, **k: parsed.append(1) or real(*a, **k))
+    compiled = config.replace_output(dir=tmp_path / "compiled")
+    refresh.update_outputs(compiled, full_rebuild=True, write_products=outputs.write_outputs, prepared=prepared)
+    assert parsed  # the small file went through the compiled parser
+    names = sorted(p.relative_to(tmp_path / "plain") for p in (tmp_path / "plain").rglob("*.csv"))
+    assert names and names == sorted(p.relative_to(tmp_path / "compiled") for p in (tmp_path / "compiled").rglob("*.csv"))
+    for name in names:
+        assert (tmp_path / "plain" / name).read_bytes() == (tmp_path / "compiled" / name).read_bytes(), name
+    pd.testing.assert_frame_equal(pd.read_parquet(tmp_path / "plain" / "store" / "cells_total.parquet"),
+                                  pd.read_parquet(tmp_path / "compiled" / "store" / "cells_total.parquet"))
+
+
 _PAUSING_WATCH = """
 import sys, time
 from covgap import cli, outputs

@@ -426,7 +426,10 @@ LINE_INDEX_STEP = 64
 def _compiled(path: Path) -> bool:
     """Whether a file's blocks are parsed by covgap.fastparse's compiled parser: a file of
     :data:`covgap.fastparse.MIN_FILE_BYTES` or more (its start, about 0.3 s a reading process, is won
-    back only on many blocks)."""
+    back only on many blocks), or any file once this process has loaded it (``covgap watch`` loads it
+    when it starts, and the reading processes it forks have it too)."""
+    if fastparse.loaded() is not None:
+        return True
     try:
         return path.stat().st_size >= fastparse.MIN_FILE_BYTES
     except OSError:

@@ -834,6 +834,7 @@ class Batch:
         self.taken: list[_Taken] = []
         self._kept_rows = 0  # rows of the statistics kept in memory (KEEP_STATS_TOTAL_ROWS)
         self._dropped: set[int] = set()
+        self._unwritten: Unwritten | None = None  # what finish(write_kept=False) leaves to the caller
         self._next_pos = 0
         self._pool: _Workers | None = None
         self._in_flight: dict[int, int] = {}  # small files in the hands of each worker process
@@ -1193,8 +1194,9 @@ class Batch:
         """Find the exact duplicates of the batch and take them out; returns the records of the files taken.
 
         ``keys_folder``: where the keys of every row kept (the stored ones and this batch's) are written.
-        ``write_kept=False``: the statistics kept in memory are not written to the store folder
-        here; the caller writes them (:meth:`unwritten_stats`).
+        ``write_kept=False``: the statistics kept in memory, and the duplicate rows this process takes
+        out of a file, are not written to the store folder here; the caller writes them
+        (:meth:`unwritten`), while it does other work.
         """
         if self._pool is not None:
             self._pool.sync()
@@ -1211,6 +1213,7 @@ class Batch:
         shutil.rmtree(self._spool_dir, ignore_errors=True)
         by_pos = {t.pos: t for t in self.taken}
         todo = [(by_pos[pos], lines) for pos, lines in dedupe.split_seq(dups)]
+        self._unwritten = None if write_kept or self.folder is None else Unwritten()
         in_workers = self.workers > 1 and self._dask is None
         if self._dask is not None:  # each file's duplicates read again on the Dask workers, some blocks a task
             for taken, lines in todo:
@@ -1230,10 +1233,12 @@ class Batch:
         self.duplicates = len(dups)
         return [t.record for t in self.taken]
 
-    def unwritten_stats(self) -> list[tuple[pd.DataFrame, str]]:
-        """``(statistics, sha256)`` of each file whose statistics are in memory only (after ``finish(write_kept=False)``),
-        for :func:`covgap.store.write_file_stats`."""
-        return [(t.stats, t.record.sha256) for t in self.taken if t.unwritten and t.stats is not None]
+    def unwritten(self) -> Unwritten:
+        """What ``finish(write_kept=False)`` left unwritten: the statistics kept in memory, the duplicate rows taken
+        out here."""
+        left = self._unwritten or Unwritten()
+        left.stats = [(t.stats, t.record.sha256) for t in self.taken if t.unwritten and t.stats is not None]
+        return left
 
     def _write_statistics(self, in_workers: bool) -> None:
         """Write the statistics kept in memory to the store folder (by the worker processes when there are many)."""
@@ -1258,7 +1263,7 @@ class Batch:
         """Move the rows at ``lines`` of a file from its statistics to its rejected rows (duplicate_row)."""
         self._apply_take_out(taken, take_out_rows(taken, lines, self.ctx, self.layers.grid, self.layers.crs,
                                                   folder=self.folder, block_bytes=self.block_bytes,
-                                                  chunk_rows=self.chunk_rows))
+                                                  chunk_rows=self.chunk_rows, unwritten=self._unwritten))
 
     def _apply_take_out(self, taken: _Taken, result: tuple[FileRecord, pd.DataFrame | None, pd.DataFrame]) -> None:
         record, stats, dup_rejected = result
@@ -1305,7 +1310,7 @@ class Batch:
         minus = cellstats.merge_stats(*(m for m, _ in results))
         dup_rejected = pd.concat([r for _, r in results], ignore_index=True)
         self._apply_take_out(taken, apply_take_out(taken, sum(len(lines) for lines in parts), minus, dup_rejected,
-                                                   folder=self.folder))
+                                                   folder=self.folder, unwritten=self._unwritten))
 
     def _run_in_workers(self, tasks: list[tuple[str, tuple, dict]]) -> Iterator[Any]:
         """The results of ``(kind, args, options)`` tasks done by the worker processes, a few at a time, in order.
@@ -1432,14 +1437,15 @@ def _lines_by_index(fh, path: Path, ref: Block, length: int, index: np.ndarray, 
 
 
 def take_out_rows(taken: _Taken, lines: np.ndarray, ctx: meas.ReadContext, grid, crs: CRS, *, folder: Path | None,
-                  block_bytes: int, chunk_rows: int | None) -> tuple[FileRecord, pd.DataFrame | None, pd.DataFrame]:
+                  block_bytes: int, chunk_rows: int | None,
+                  unwritten: Unwritten | None = None) -> tuple[FileRecord, pd.DataFrame | None, pd.DataFrame]:
     """The rows at ``lines`` of a file moved from its statistics to its rejected rows (duplicate_row):
     ``(new record, statistics to keep in memory or None, the rows as rejected rows)``; the store's files are rewritten.
 
     In any process (a worker's task when many files have duplicates); ``taken`` is not changed.
     """
     minus, dup_rejected = duplicate_rows(taken, lines, ctx, grid, crs, block_bytes=block_bytes, chunk_rows=chunk_rows)
-    return apply_take_out(taken, len(lines), minus, dup_rejected, folder=folder)
+    return apply_take_out(taken, len(lines), minus, dup_rejected, folder=folder, unwritten=unwritten)
 
 
 def duplicate_rows(taken: _Taken, lines: np.ndarray, ctx: meas.ReadContext, grid, crs: CRS, *,
@@ -1475,9 +1481,10 @@ def duplicate_rows(taken: _Taken, lines: np.ndarray, ctx: meas.ReadContext, grid
 
 
 def apply_take_out(taken: _Taken, k: int, minus: pd.DataFrame, dup_rejected: pd.DataFrame, *,
-                   folder: Path | None) -> tuple[FileRecord, pd.DataFrame | None, pd.DataFrame]:
+                   folder: Path | None, unwritten: Unwritten | None = None) -> tuple[FileRecord, pd.DataFrame | None, pd.DataFrame]:
     """``k`` duplicate rows of a file (their statistics ``minus``) moved from its statistics to its rejected
-    rows: see :func:`take_out_rows`."""
+    rows: see :func:`take_out_rows`. With ``unwritten``, the rows are added to the file's rejected rows
+    by :meth:`Unwritten.write` later (the record names that file already)."""
     stats = cellstats.subtract_stats(_stats_of(taken, folder), minus)
     rec = replace(taken.record)
     rec.rows_used -= k
@@ -1488,8 +1495,29 @@ def apply_take_out(taken: _Taken, k: int, minus: pd.DataFrame, dup_rejected: pd.
         if not taken.unwritten:  # written already (large): written again; else finish() writes them once
             (folder / rec.stats_file).unlink()
             rec.stats_file = store_mod.write_file_stats(stats, folder, rec.sha256)
-        rec.rejected_file = store_mod.add_rejected_rows(folder, rec.sha256, rec.name, rec.rejected_file, dup_rejected)
+        if unwritten is not None and not dup_rejected.empty:
+            unwritten.rejected.append((rec.sha256, rec.name, rec.rejected_file, dup_rejected))
+            rec.rejected_file = rec.rejected_file or store_mod.rejected_path(rec.sha256, rec.name)
+        else:
+            rec.rejected_file = store_mod.add_rejected_rows(folder, rec.sha256, rec.name, rec.rejected_file, dup_rejected)
     return rec, (stats if folder is None or taken.unwritten else None), dup_rejected
+
+
+@dataclass
+class Unwritten:
+    """What a batch left for its caller to write into the store folder (``Batch.finish(write_kept=False)``), so that
+    the caller can write it beside other work (covgap.refresh: a forked child, while the analysis runs)."""
+
+    #: ``(statistics, sha256)`` of the files whose statistics are in memory only
+    stats: list[tuple[pd.DataFrame, str]] = field(default_factory=list)
+    #: ``(sha256, name, rejected file before, rows)``: duplicate rows to add to a file's rejected rows, in order
+    rejected: list[tuple[str, str, str, pd.DataFrame]] = field(default_factory=list)
+
+    def write(self, folder: Path) -> None:
+        for stats, sha256 in self.stats:
+            store_mod.write_file_stats(stats, folder, sha256)
+        for sha256, name, rel_path, rows in self.rejected:
+            store_mod.add_rejected_rows(folder, sha256, name, rel_path, rows)
 
 
 #: The duplicate rows of a file are parsed again this many lines at a time (at least a block's, at once).

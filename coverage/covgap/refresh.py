@@ -214,7 +214,7 @@ def update_outputs(
             new_folder.mkdir()
             if not full_rebuild and owned and (old_folder / store_mod.MANIFEST).exists():
                 store_mod.link_immutable_files(old_folder, new_folder)
-            unwritten: list[tuple[pd.DataFrame, str]] = []
+            unwritten = ingest.Unwritten()
             outcomes = _ingest_batch(files, store, layers, ctx, folder=new_folder, progress=progress,
                                      chunk_rows=chunk_rows, workers=workers, engine=config.engine, unwritten=unwritten)
             _write_errors_log(outcomes, tmp)
@@ -229,7 +229,7 @@ def update_outputs(
             store.total = _merged_total(store.total, [o.stats if o.stats is not None else new_folder / o.record.stats_file
                                                       for o in taken if o.record is not None])
             # The store's files are written by a forked child while this process analyses: the analysis needs the
-            # statistics in memory only (0.15 s of each run at 2·10⁷ rows, docs/benchmark.md).
+            # statistics in memory only (0.3 s of each run at 2·10⁷ rows, docs/benchmark.md).
             with Forked(_write_store, store, new_folder, unwritten, inline=pipeline.one_process(config)) as storing:
                 results = analyse_store(store, new_folder, layers, config, early=early,
                                         refused=[(o.path.name, o.message) for o in outcomes if o.status == "refused"])
@@ -265,11 +265,10 @@ def _merged_total(total: pd.DataFrame, parts: list[pd.DataFrame | Path]) -> pd.D
     return cellstats.merge_stats(total, *group) if group else total
 
 
-def _write_store(store: Store, folder: Path, unwritten: list[tuple[pd.DataFrame, str]]) -> None:
-    """The statistics of the files of the batch not written yet (``(statistics, sha256)``), then the total and the
-    manifest (:func:`covgap.store.save_store`)."""
-    for stats, sha256 in unwritten:
-        store_mod.write_file_stats(stats, folder, sha256)
+def _write_store(store: Store, folder: Path, unwritten: ingest.Unwritten) -> None:
+    """What the batch left unwritten (statistics, duplicate rows), then the total and the manifest
+    (:func:`covgap.store.save_store`)."""
+    unwritten.write(folder)
     store_mod.save_store(store, folder)
 
 
@@ -308,13 +307,13 @@ def analyse_store(store: Store, folder: Path, layers: pipeline.Layers, config: C
 def _ingest_batch(files: list[Path], store: Store, layers: pipeline.Layers, ctx: meas.ReadContext, *,
                   folder: Path | None, progress: ProgressFactory | None, chunk_rows: int | None,
                   workers: int | None = None, engine: EngineConfig | None = None,
-                  unwritten: list[tuple[pd.DataFrame, str]] | None = None) -> list[FileOutcome]:
+                  unwritten: ingest.Unwritten | None = None) -> list[FileOutcome]:
     """Hash, skip, read or refuse each file, then find the duplicates of the batch and of the store.
 
     Taken files are appended to ``store.files``; with a ``folder``, their statistics,
-    rejected rows and the new row keys (``row_keys/``) are written there. With a list
-    ``unwritten``, the statistics kept in memory are not written but put in it, ``(statistics,
-    sha256)`` of each file (:meth:`covgap.ingest.Batch.unwritten_stats`), for the caller to write.
+    rejected rows and the new row keys (``row_keys/``) are written there; but with ``unwritten``, the
+    statistics kept in memory and the duplicate rows taken out by this process are put in it instead
+    (:meth:`covgap.ingest.Batch.unwritten`), for the caller to write.
     """
     outcomes: list[FileOutcome | None] = []  # None: being read, filled in file order
     batch: dict[str, Path] = {}
@@ -374,7 +373,8 @@ def _ingest_batch(files: list[Path], store: Store, layers: pipeline.Layers, ctx:
         reader.finish(keys_folder=folder / store_mod.KEYS_DIR if folder is not None else None,
                       write_kept=unwritten is None)
         if unwritten is not None:
-            unwritten += reader.unwritten_stats()
+            left = reader.unwritten()
+            unwritten.stats, unwritten.rejected = left.stats, left.rejected
         done = [o for o in outcomes if o is not None]
         assert len(done) == len(outcomes), "the reader answers for every file it is given"
         kept = {t.record.sha256: t.stats for t in reader.taken}

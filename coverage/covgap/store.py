@@ -301,6 +301,11 @@ class RejectedWriter:
         self.rows = 0
 
 
+def rejected_path(sha256: str, name: str) -> str:
+    """Where (relative to the store) a file's rejected rows are written: :class:`RejectedWriter`'s name for them."""
+    return RejectedWriter(Path("."), sha256, name)._rel
+
+
 def add_rejected_rows(folder: Path, sha256: str, name: str, rel_path: str, rows: pd.DataFrame) -> str:
     """Add rows to a file's rejected rows (made if it has none), keeping them in line order; returns its path."""
     if rows.empty:

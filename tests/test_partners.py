@@ -311,6 +311,24 @@ def test_same_input_same_bytes_except_readme(viet_results, tmp_path):
         assert diff and all(start <= i < end or _in_central_crc(za, i) for i in diff)
 
 
+def test_shared_layers_copied_from_the_first_package_are_what_writing_them_gives(viet_results, tmp_path):
+    """The layers every package shares are written by the first package and copied by the others
+    (write_partner_packages): each copy is the bytes a package written on its own has."""
+    partners.write_partner_packages(viet_results, tmp_path / "all", generated="2026-01-01T00:00:00+0700")
+    slugs = partners.package_slugs(viet_results.partner_operators)
+    assert len(slugs) >= 2
+    shared = list(partners.shared_layers(viet_results))
+    for operator, slug in list(slugs.items())[1:]:  # the packages that copied them
+        alone = tmp_path / "alone" / slug
+        alone.mkdir(parents=True)
+        partners.write_partner_package(viet_results, operator, alone, generated="2026-01-01T00:00:00+0700")
+        in_all = sorted(p.name for p in (tmp_path / "all" / slug).iterdir())
+        assert in_all == sorted(p.name for p in alone.iterdir())
+        for name in in_all:
+            assert (tmp_path / "all" / slug / name).read_bytes() == (alone / name).read_bytes(), (slug, name)
+        assert {p.stem for p in alone.iterdir() if p.suffix == ".shp"} >= set(shared)
+
+
 def _in_central_crc(zip_path: Path, offset: int) -> bool:
     """Is ``offset`` inside README.txt's CRC-32 in the central directory (the only other place it differs)?"""
     data = zip_path.read_bytes()

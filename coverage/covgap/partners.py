@@ -29,6 +29,7 @@ import hashlib
 import io
 import logging
 import re
+import shutil
 import time
 import zipfile
 from dataclasses import dataclass
@@ -600,6 +601,10 @@ def _inside(folder: Path, name: str) -> Path:
     return path
 
 
+#: The files of one layer in a package: the Shapefile's own, and the QGIS style beside it.
+SHAPEFILE_PARTS = (".shp", ".shx", ".dbf", ".prj", ".cpg", ".qml")
+
+
 def write_partner_packages(results, folder: Path, *, generated: str | None = None) -> list[Path]:
     """Write one package folder and one zip per operator into ``folder``.
 
@@ -624,10 +629,12 @@ def write_partner_packages(results, folder: Path, *, generated: str | None = Non
     inputs = input_hashes(results)
     zips = []
     prepared: dict[str, gpd.GeoDataFrame] = {}  # the shared layers, prepared by the first package for the others
+    written: dict[str, Path] = {}  # ... and their shapefiles, written by it and copied by the others
     for operator, slug in package_slugs(results.partner_operators).items():
         package = _inside(folder, slug)
         package.mkdir()
-        counts = write_partner_package(results, operator, package, generated=generated, inputs=inputs, prepared=prepared)
+        counts = write_partner_package(results, operator, package, generated=generated, inputs=inputs, prepared=prepared,
+                                       written=written)
         zip_path = _inside(folder, f"{slug}.zip")
         zip_folder(package, zip_path)
         zips.append(zip_path)
@@ -638,12 +645,15 @@ def write_partner_packages(results, folder: Path, *, generated: str | None = Non
 
 
 def write_partner_package(results, operator: str, package: Path, *, generated: str, inputs: list[tuple[str, str]] | None = None,
-                          prepared: dict[str, gpd.GeoDataFrame] | None = None) -> dict[str, int]:
+                          prepared: dict[str, gpd.GeoDataFrame] | None = None,
+                          written: dict[str, Path] | None = None) -> dict[str, int]:
     """Write one operator's layers (Shapefiles + GeoPackage), fields.csv and README.txt into ``package``.
 
     ``prepared``: the layers every package shares (:func:`shared_layers`), ready to write; filled in
     when empty (by the first package of a run; about 0.025 s of each package after it on the sample).
-    Returns the feature count of each layer.
+    ``written``: where the shared layers' shapefiles were written already (layer name → package folder),
+    copied from there instead of written again (the same bytes: the .dbf's date is the data's, not the
+    clock's); filled in as they are written. Returns the feature count of each layer.
     """
     package = Path(package)
     cfg = results.config
@@ -669,6 +679,16 @@ def write_partner_package(results, operator: str, package: Path, *, generated: s
     write_layer_styles(gpkg, list(layers), stamp=stamp_time)
     rows = []
     for name, layer in layers.items():
+        for full in layer.columns:
+            if full != "geometry":
+                s = specs[full]
+                rows.append([name, s.short, full, _TYPE_NAMES[s.kind], s.unit, s.vi, s.en])
+        if written is not None and name in written:  # a shared layer another package has written: the same files
+            for ext in SHAPEFILE_PARTS:
+                source = _inside(written[name], f"{name}{ext}")
+                if source.exists():
+                    shutil.copyfile(source, _inside(package, f"{name}{ext}"))
+            continue
         short = layer.rename(columns={c: specs[c].short for c in layer.columns if c != "geometry"})
         dates = False
         for col, full in zip(short.columns, layer.columns):
@@ -683,10 +703,8 @@ def write_partner_package(results, operator: str, package: Path, *, generated: s
                                 geometry_type=gtype, promote_to_multi=gtype == "MultiPolygon",
                                 layer_options={"DBF_DATE_LAST_UPDATE": stamp_date}, use_arrow=dates)
         _inside(package, f"{name}.qml").write_text(layer_qml(name), encoding="utf-8")  # QGIS opens it with the .shp
-        for full in layer.columns:
-            if full != "geometry":
-                s = specs[full]
-                rows.append([name, s.short, full, _TYPE_NAMES[s.kind], s.unit, s.vi, s.en])
+        if written is not None and name in shared:
+            written[name] = package
     write_fields_csv(rows, _inside(package, "fields.csv"))
     counts = {name: len(layer) for name, layer in layers.items()}
     readme = partner_readme(results, operator, counts=counts, generated=generated,

@@ -252,6 +252,18 @@ class BlockText(Mapping):
     def __len__(self) -> int:
         return len(self._index)
 
+    def joined(self, positions: np.ndarray, columns: list[str]) -> list[str]:
+        """The fields ``columns`` of the lines at ``positions``, joined by the separator as written (each line
+        split once: the raw fields of a block's rejected rows, covgap.measurements._raw_fields)."""
+        idx = [self._index[c] for c in columns]
+        sep = self._sep
+        pos = np.asarray(positions, dtype=np.int64)
+        out = []
+        for a, b in zip(self.starts[pos].tolist(), self.starts[pos + 1].tolist()):
+            parts = self._data[a:b].rstrip(b"\n").split(sep)
+            out.append(sep.join([parts[j] for j in idx]).decode("ascii"))
+        return out
+
     def field(self, row: int, j: int) -> str:
         line = self._data[self.starts[row]:self.starts[row + 1]].rstrip(b"\n")
         return line.split(self._sep)[j].decode("ascii")

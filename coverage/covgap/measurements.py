@@ -647,6 +647,9 @@ def _raw_fields(raw: Mapping[str, Any], fmt: MeasurementFormat, pos: np.ndarray)
     if not len(pos):
         return []
     read_cols = [c for c in dict.fromkeys(fmt.columns) if c in raw] or list(raw)
+    joined = getattr(raw, "joined", None)  # a block the compiled parser read: cut from its bytes, a line at a time
+    if joined is not None:
+        return joined(pos, read_cols)
     take = pa.array(np.asarray(pos, dtype=np.int64))
     parts = [raw[c].take(take).to_pylist() for c in read_cols]
     return [fmt.separator.join(vals) for vals in zip(*parts)]

@@ -117,6 +117,21 @@ def test_merging_many_parts_equals_aggregating_all_rows(sizes, seed, repeat_a_pa
     pd.testing.assert_frame_equal(merged, whole, check_dtype=False)
 
 
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.tuples(st.integers(0, 2**40), st.sampled_from(["Viettel", "MobiFone", "", None]),
+                          st.sampled_from(["4G", "3G", "2G"])), min_size=1, max_size=60))
+def test_statistics_keys_are_numbered_as_multiindex_factorize_numbers_them(keys):
+    """cellstats._factorize_keys (each column factorized, the codes combined) numbers the groups and finds their
+    first rows as pd.MultiIndex.factorize does; a missing key (None) takes the general way."""
+    frame = pd.DataFrame(keys, columns=cellstats.KEY_COLUMNS)
+    codes, first = cellstats._factorize_keys(frame)
+    expected, uniques = pd.MultiIndex.from_frame(frame).factorize()
+    np.testing.assert_array_equal(codes, expected)
+    assert len(first) == len(uniques)
+    assert [tuple(frame.iloc[i]) for i in first.tolist()] == [tuple(frame.iloc[i]) for i in
+                                                              [int(np.flatnonzero(expected == g)[0]) for g in range(len(uniques))]]
+
+
 def test_grid_binning_by_arithmetic_matches_polygons():
     import shapely
 

@@ -12,7 +12,6 @@ from __future__ import annotations
 import enum
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import cast
 
 import numpy as np
 import pandas as pd
@@ -363,8 +362,9 @@ def merge_stats(*parts: pd.DataFrame | None) -> pd.DataFrame:
         return empty_stats()
     if len(given) == 1 and not given[0].duplicated(KEY_COLUMNS).any():
         return sort_stats(given[0].copy())
-    codes, uniques = pd.MultiIndex.from_frame(pd.concat([p[KEY_COLUMNS] for p in given], ignore_index=True)).factorize()
-    groups = len(uniques)
+    keys = pd.concat([p[KEY_COLUMNS] for p in given], ignore_index=True)
+    codes, first = _factorize_keys(keys)
+    groups = len(first)
     n = np.zeros(groups, dtype=np.int64)
     hist = np.zeros((groups, NBINS), dtype=HIST_DTYPE)
     t_first = np.full(groups, np.nan)
@@ -384,8 +384,9 @@ def merge_stats(*parts: pd.DataFrame | None) -> pd.DataFrame:
         hist[at] += part_hist
         t_first[at] = np.fmin(t_first[at], part["t_first_s"].to_numpy(dtype=float))
         t_last[at] = np.fmax(t_last[at], part["t_last_s"].to_numpy(dtype=float))
-    keys = cast(pd.MultiIndex, uniques).to_frame(index=False)
-    keys.columns = KEY_COLUMNS
+    # Each key column as an index of its values infers its dtype (strings: pandas' string dtype), as the
+    # levels of pd.MultiIndex.factorize did: the merged statistics are the same frame as before.
+    keys = pd.DataFrame({c: pd.Index(keys[c].to_numpy()[first].tolist()) for c in KEY_COLUMNS})
     merged = pd.concat(
         [keys, pd.DataFrame({"n_samples": n, "t_first_s": t_first, "t_last_s": t_last}),
          pd.DataFrame(hist, columns=HIST_COLUMNS)],
@@ -393,6 +394,28 @@ def merge_stats(*parts: pd.DataFrame | None) -> pd.DataFrame:
     )
     merged["cell"] = merged["cell"].astype(np.int64)
     return sort_stats(merged)
+
+
+def _factorize_keys(keys: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+    """``(group of each row, the row where each group first appears)`` for rows keyed by :data:`KEY_COLUMNS`,
+    groups numbered in the order they first appear (as ``pd.MultiIndex.factorize`` numbers them, which builds a
+    tuple a row: half of a refresh's merge). Each column is factorized, and the codes combined into one integer."""
+    combined = np.zeros(len(keys), dtype=np.int64)
+    for col in KEY_COLUMNS:
+        codes, uniques = pd.factorize(keys[col])
+        if (codes < 0).any() or len(uniques) and combined.max(initial=0) > (np.iinfo(np.int64).max - len(uniques)) // len(uniques):
+            found, uniq = pd.MultiIndex.from_frame(keys).factorize()  # a missing key, or too many: the general way
+            return found, _first_rows(found, len(uniq))
+        combined = combined * len(uniques) + codes
+    group, uniq = pd.factorize(combined)
+    return group, _first_rows(group, len(uniq))
+
+
+def _first_rows(group: np.ndarray, groups: int) -> np.ndarray:
+    """Where each of ``groups`` groups (numbered in the order they first appear in ``group``) first appears."""
+    first = np.empty(groups, dtype=np.int64)
+    first[group[::-1]] = np.arange(len(group) - 1, -1, -1)
+    return first
 
 
 def sort_stats(stats: pd.DataFrame) -> pd.DataFrame:

@@ -9,6 +9,8 @@ point-in-polygon test, one process, keys in memory.
 from __future__ import annotations
 
 import hashlib
+import os
+import sys
 
 import numpy as np
 import pandas as pd
@@ -550,6 +552,58 @@ def test_forked_child_returns_its_value_and_inline_runs_here():
     assert Forked(os.getpid, inline=True).result() == os.getpid()
 
 
+_KILLED_PARENT = """
+import sys, time
+from covgap.forked import Forked
+
+def big(seconds):
+    time.sleep(seconds)
+    return "x" * 1_000_000  # more than a pipe holds: sent only while the parent reads
+
+child = Forked(big, float(sys.argv[1]))
+print(child._proc.pid, flush=True)
+time.sleep(120)
+"""
+
+
+def _gone(pid: int) -> bool:
+    """The process has ended (or is a zombie no one has reaped yet)."""
+    try:
+        with open(f"/proc/{pid}/status", encoding="utf-8") as fh:
+            return any(line.split()[1] == "Z" for line in fh if line.startswith("State:"))
+    except FileNotFoundError:
+        return True
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="/proc and PR_SET_PDEATHSIG")
+@pytest.mark.parametrize("work_s", [0.0, 30.0])
+def test_a_forked_helper_ends_when_its_parent_is_killed_outright(work_s):
+    """A run killed with SIGKILL (or by the out-of-memory killer) leaves no helper process behind: neither one
+    still working (30 s of work) nor one done with a value larger than the pipe holds, which would wait for
+    a reader for ever (covgap.forked._child)."""
+    import signal
+    import subprocess
+    import time
+
+    parent = subprocess.Popen([sys.executable, "-c", _KILLED_PARENT, str(work_s)], stdout=subprocess.PIPE, text=True)
+    try:
+        child = int(parent.stdout.readline())
+        time.sleep(1.0)  # the child has its value and is sending it, or is at work
+        assert not _gone(child)
+        parent.send_signal(signal.SIGKILL)
+        parent.wait(timeout=30)
+        deadline = time.monotonic() + 10
+        while not _gone(child) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        gone = _gone(child)
+        if not gone:
+            os.kill(child, signal.SIGKILL)
+        assert gone, "the helper outlived its parent"
+    finally:
+        if parent.poll() is None:
+            parent.kill()
+
+
 def _sleeps(seconds):
     import time
 
@@ -578,7 +632,7 @@ def test_forked_block_stops_the_child_when_the_work_beside_it_fails():
         assert child._proc is None
 
 
-def _dies_in_the_middle_of_sending(fn, args, outbox) -> None:
+def _dies_in_the_middle_of_sending(fn, args, outbox, parent=None) -> None:
     """A forked child killed while it sends its value: the start of a message, never its end."""
     import os
     import struct

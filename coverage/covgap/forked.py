@@ -17,7 +17,9 @@ from __future__ import annotations
 
 import logging
 import multiprocessing
+import os
 import queue
+import threading
 import traceback
 from collections.abc import Callable
 from typing import Any, cast
@@ -35,9 +37,14 @@ class ForkedError(RuntimeError):
         self.trace = trace
 
 
-def _child(fn: Callable[..., Any], args: tuple, outbox) -> None:
+def _child(fn: Callable[..., Any], args: tuple, outbox, parent: int | None) -> None:
     import signal
 
+    if parent is not None:
+        _end_with_parent(parent)
+    # The queue's reading end, inherited by fork, is the parent's alone: were the parent gone, a large value
+    # would otherwise fill the pipe with no one to read it, and this process wait at its exit for ever.
+    outbox._reader.close()
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the main process's: it stops this one (Forked.cancel)
     signal.signal(signal.SIGTERM, _stopped)  # Forked.cancel: end as an error does, stopping this child's own children
     try:
@@ -51,6 +58,28 @@ def _child(fn: Callable[..., Any], args: tuple, outbox) -> None:
     except BaseException as err:  # everything goes back to the parent, which decides
         kind = "covgap" if isinstance(err, CovgapError) else type(err).__name__
         outbox.put(("error", kind, str(err), traceback.format_exc()))
+
+
+def _end_with_parent(parent: int) -> None:
+    """Ask Linux to end this process when its parent ends (``PR_SET_PDEATHSIG``): a main process killed
+    outright (SIGKILL, the out-of-memory killer) leaves no helper behind, writing into a temporary folder
+    no one will use. Elsewhere, or if the call fails, nothing (the closed queue end above still lets the
+    child end once its work is done). Only for a child forked by the parent's main thread: Linux sends
+    the signal when the *thread* that forked ends."""
+    import ctypes
+    import signal
+    import sys
+
+    if not sys.platform.startswith("linux"):
+        return
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        if libc.prctl(1, int(signal.SIGKILL), 0, 0, 0) != 0:  # 1: PR_SET_PDEATHSIG
+            return
+    except (OSError, AttributeError):
+        return
+    if os.getppid() != parent:  # the parent ended before the request: end now
+        os._exit(1)
 
 
 class _Stopped(BaseException):
@@ -88,7 +117,8 @@ class Forked:
         self._outbox = ctx.Queue()
         # Daemonic (ended with this process if it is never waited for), unless ``with_children``: a daemonic process
         # may not start processes of its own (fn then runs its own Forked inline).
-        self._proc = ctx.Process(target=_child, args=(fn, args, self._outbox), daemon=not with_children,
+        parent = os.getpid() if threading.current_thread() is threading.main_thread() else None
+        self._proc = ctx.Process(target=_child, args=(fn, args, self._outbox, parent), daemon=not with_children,
                                  name=f"covgap-{getattr(fn, '__name__', 'child')}")
         self._proc.start()
         # This process only reads the queue: with its end closed, a child that dies in the middle of sending

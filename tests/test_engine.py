@@ -604,6 +604,46 @@ def test_a_forked_helper_ends_when_its_parent_is_killed_outright(work_s):
             parent.kill()
 
 
+_KILLED_READER_PARENT = """
+import sys, tempfile, time
+from pathlib import Path
+from covgap import ingest
+
+ingest._TASKS["big"] = lambda: (lambda *args, **opts: "x" * 2_000_000)  # a reply larger than a pipe holds
+workers = ingest._Workers(1, None, None, None, Path(tempfile.mkdtemp()))
+print(workers.procs[0].pid, flush=True)
+workers.put(0, ("big", 0, (), {}))
+time.sleep(120)  # never reads the reply
+"""
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="/proc and PR_SET_PDEATHSIG")
+def test_a_reading_process_ends_when_the_main_process_is_killed_outright():
+    """A reading process whose reply is larger than a pipe holds, its main process killed outright, ends (it had
+    waited for ever at its exit for the reply to be read: covgap.ingest._worker_main)."""
+    import signal
+    import subprocess
+    import time
+
+    parent = subprocess.Popen([sys.executable, "-c", _KILLED_READER_PARENT], stdout=subprocess.PIPE, text=True)
+    try:
+        worker = int(parent.stdout.readline())
+        time.sleep(1.5)  # the worker has its reply and is sending it
+        assert not _gone(worker)
+        parent.send_signal(signal.SIGKILL)
+        parent.wait(timeout=30)
+        deadline = time.monotonic() + 10
+        while not _gone(worker) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        gone = _gone(worker)
+        if not gone:
+            os.kill(worker, signal.SIGKILL)
+        assert gone, "the reading process outlived the main process"
+    finally:
+        if parent.poll() is None:
+            parent.kill()
+
+
 def _sleeps(seconds):
     import time
 
@@ -1284,9 +1324,9 @@ def test_a_worker_killed_while_it_sends_stops_only_itself(hand_project, tmp_path
     parent = os.getpid()
     own: dict[str, object] = {}
 
-    def worker_main(inbox, outboxes, *args):
-        own["outbox"] = outboxes[args[-1]]  # (in the worker process: its own queue)
-        return real_main(inbox, outboxes, *args)
+    def worker_main(inbox, outboxes, ctx, grid, crs, spool_dir, wid, *rest):
+        own["outbox"] = outboxes[wid]  # (in the worker process: its own queue)
+        return real_main(inbox, outboxes, ctx, grid, crs, spool_dir, wid, *rest)
 
     def killed_while_sending(path, *args, **kw):
         if path.name == "f03.csv" and os.getpid() != parent:

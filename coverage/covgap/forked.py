@@ -41,7 +41,7 @@ def _child(fn: Callable[..., Any], args: tuple, outbox, parent: int | None) -> N
     import signal
 
     if parent is not None:
-        _end_with_parent(parent)
+        end_with_parent(parent)
     # The queue's reading end, inherited by fork, is the parent's alone: were the parent gone, a large value
     # would otherwise fill the pipe with no one to read it, and this process wait at its exit for ever.
     outbox._reader.close()
@@ -60,7 +60,7 @@ def _child(fn: Callable[..., Any], args: tuple, outbox, parent: int | None) -> N
         outbox.put(("error", kind, str(err), traceback.format_exc()))
 
 
-def _end_with_parent(parent: int) -> None:
+def end_with_parent(parent: int) -> None:
     """Ask Linux to end this process when its parent ends (``PR_SET_PDEATHSIG``): a main process killed
     outright (SIGKILL, the out-of-memory killer) leaves no helper behind, writing into a temporary folder
     no one will use. Elsewhere, or if the call fails, nothing (the closed queue end above still lets the

@@ -23,6 +23,7 @@ import pickle
 import queue
 import shutil
 import tempfile
+import threading
 import time
 import traceback
 from collections import deque
@@ -475,7 +476,9 @@ class _Workers:
         mp = multiprocessing.get_context("fork")
         self.inboxes = [mp.Queue(maxsize=2) for _ in range(n)]
         self.outboxes: list[Any] = [mp.Queue() for _ in range(n)]  # (their ends, _reader and _writer, are used)
-        self.procs = [mp.Process(target=_worker_main, args=(self.inboxes[i], self.outboxes, ctx, grid, crs, spool_dir, i),
+        parent = os.getpid() if threading.current_thread() is threading.main_thread() else None  # (forked.end_with_parent)
+        self.procs = [mp.Process(target=_worker_main, args=(self.inboxes[i], self.outboxes, ctx, grid, crs, spool_dir, i,
+                                                            parent),
                                  daemon=True, name=f"covgap-reader-{i}") for i in range(n)]
         for proc in self.procs:
             proc.start()
@@ -568,10 +571,16 @@ def _died(proc) -> RuntimeError:
     return RuntimeError(f"a reading process ended unexpectedly (exit code {proc.exitcode}; killed, or out of memory?)")
 
 
-def _worker_main(inbox, outboxes: list, ctx: meas.ReadContext, grid, crs: CRS, spool_dir: Path, wid: int) -> None:
+def _worker_main(inbox, outboxes: list, ctx: meas.ReadContext, grid, crs: CRS, spool_dir: Path, wid: int,
+                 parent_pid: int | None = None) -> None:
     """A reading process: blocks in, per-block results and per-file statistics out (on ``outboxes[wid]``, its
-    own); row keys to its own spool."""
+    own); row keys to its own spool. It ends with the main process (``parent_pid``: covgap.forked.end_with_parent)."""
     import signal
+
+    from covgap.forked import end_with_parent
+
+    if parent_pid is not None:
+        end_with_parent(parent_pid)
 
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the main process's to handle: it stops the workers
     signal.signal(signal.SIGTERM, signal.SIG_DFL)  # stopped by it outright (not by a handler it forked with: covgap watch's)
@@ -579,6 +588,9 @@ def _worker_main(inbox, outboxes: list, ctx: meas.ReadContext, grid, crs: CRS, s
     for other in outboxes:  # inherited by fork: the others' ends are theirs alone (they end when their worker dies)
         if other is not outbox:
             other._writer.close()
+    # ... and this one's reading end the main process's: were it gone, a large result would fill the pipe with no one
+    # to read it, and this process wait at its exit for ever.
+    outbox._reader.close()
     accs: dict[int, cellstats.CellAccumulator] = {}
     spool = dedupe.KeySpool(spool_dir, f"w{wid}")
     parent = os.getppid()

@@ -575,33 +575,40 @@ def _gone(pid: int) -> bool:
         return True
 
 
-@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="/proc and PR_SET_PDEATHSIG")
-@pytest.mark.parametrize("work_s", [0.0, 30.0])
-def test_a_forked_helper_ends_when_its_parent_is_killed_outright(work_s):
-    """A run killed with SIGKILL (or by the out-of-memory killer) leaves no helper process behind: neither one
-    still working (30 s of work) nor one done with a value larger than the pipe holds, which would wait for
-    a reader for ever (covgap.forked._child)."""
+def _outlives_its_parent(script: str, *args: str, settle_s: float) -> bool:
+    """Run ``script`` (which prints the pid of a process it starts), kill it outright after ``settle_s``, and say
+    whether that process is still there 10 s later (it is then killed here)."""
     import signal
     import subprocess
     import time
 
-    parent = subprocess.Popen([sys.executable, "-c", _KILLED_PARENT, str(work_s)], stdout=subprocess.PIPE, text=True)
+    parent = subprocess.Popen([sys.executable, "-c", script, *args], stdout=subprocess.PIPE, text=True)
     try:
         child = int(parent.stdout.readline())
-        time.sleep(1.0)  # the child has its value and is sending it, or is at work
+        time.sleep(settle_s)
         assert not _gone(child)
         parent.send_signal(signal.SIGKILL)
         parent.wait(timeout=30)
         deadline = time.monotonic() + 10
         while not _gone(child) and time.monotonic() < deadline:
             time.sleep(0.1)
-        gone = _gone(child)
-        if not gone:
-            os.kill(child, signal.SIGKILL)
-        assert gone, "the helper outlived its parent"
+        if _gone(child):
+            return False
+        os.kill(child, signal.SIGKILL)
+        return True
     finally:
         if parent.poll() is None:
             parent.kill()
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="/proc and PR_SET_PDEATHSIG")
+@pytest.mark.parametrize("work_s", [0.0, 30.0])
+def test_a_forked_helper_ends_when_its_parent_is_killed_outright(work_s):
+    """A run killed with SIGKILL (or by the out-of-memory killer) leaves no helper process behind: neither one
+    still working (30 s of work) nor one done with a value larger than the pipe holds, which would wait for
+    a reader for ever (covgap.forked._child)."""
+    # (after 1 s the child has its value and is sending it, or is at work)
+    assert not _outlives_its_parent(_KILLED_PARENT, str(work_s), settle_s=1.0), "the helper outlived its parent"
 
 
 _KILLED_READER_PARENT = """
@@ -621,27 +628,7 @@ time.sleep(120)  # never reads the reply
 def test_a_reading_process_ends_when_the_main_process_is_killed_outright():
     """A reading process whose reply is larger than a pipe holds, its main process killed outright, ends (it had
     waited for ever at its exit for the reply to be read: covgap.ingest._worker_main)."""
-    import signal
-    import subprocess
-    import time
-
-    parent = subprocess.Popen([sys.executable, "-c", _KILLED_READER_PARENT], stdout=subprocess.PIPE, text=True)
-    try:
-        worker = int(parent.stdout.readline())
-        time.sleep(1.5)  # the worker has its reply and is sending it
-        assert not _gone(worker)
-        parent.send_signal(signal.SIGKILL)
-        parent.wait(timeout=30)
-        deadline = time.monotonic() + 10
-        while not _gone(worker) and time.monotonic() < deadline:
-            time.sleep(0.1)
-        gone = _gone(worker)
-        if not gone:
-            os.kill(worker, signal.SIGKILL)
-        assert gone, "the reading process outlived the main process"
-    finally:
-        if parent.poll() is None:
-            parent.kill()
+    assert not _outlives_its_parent(_KILLED_READER_PARENT, settle_s=1.5), "the reading process outlived the main process"
 
 
 def _sleeps(seconds):

@@ -10,6 +10,7 @@ old ones (DESIGN.md §3.2, §5). Percentiles come out of the histogram.
 from __future__ import annotations
 
 import enum
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -400,12 +401,13 @@ def _factorize_keys(keys: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
     """``(group of each row, the row where each group first appears)`` for rows keyed by :data:`KEY_COLUMNS`,
     groups numbered in the order they first appear (as ``pd.MultiIndex.factorize`` numbers them, which builds a
     tuple a row: half of a refresh's merge). Each column is factorized, and the codes combined into one integer."""
+    columns = [pd.factorize(keys[col]) for col in KEY_COLUMNS]
+    if any((codes < 0).any() for codes, _ in columns) or \
+            math.prod(max(len(uniques), 1) for _, uniques in columns) > np.iinfo(np.int64).max:
+        found, uniq = pd.MultiIndex.from_frame(keys).factorize()  # a missing key, or too many: the general way
+        return found, _first_rows(found, len(uniq))
     combined = np.zeros(len(keys), dtype=np.int64)
-    for col in KEY_COLUMNS:
-        codes, uniques = pd.factorize(keys[col])
-        if (codes < 0).any() or len(uniques) and combined.max(initial=0) > (np.iinfo(np.int64).max - len(uniques)) // len(uniques):
-            found, uniq = pd.MultiIndex.from_frame(keys).factorize()  # a missing key, or too many: the general way
-            return found, _first_rows(found, len(uniq))
+    for codes, uniques in columns:
         combined = combined * len(uniques) + codes
     group, uniq = pd.factorize(combined)
     return group, _first_rows(group, len(uniq))

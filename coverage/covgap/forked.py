@@ -60,12 +60,17 @@ def _child(fn: Callable[..., Any], args: tuple, outbox, parent: int | None) -> N
         outbox.put(("error", kind, str(err), traceback.format_exc()))
 
 
+def parent_to_end_with() -> int | None:
+    """This process's id, for a child it forks now to end with it (:func:`end_with_parent`); None when this is not the
+    main thread: Linux ends the child when the *thread* that forked it ends."""
+    return os.getpid() if threading.current_thread() is threading.main_thread() else None
+
+
 def end_with_parent(parent: int) -> None:
     """Ask Linux to end this process when its parent ends (``PR_SET_PDEATHSIG``): a main process killed
     outright (SIGKILL, the out-of-memory killer) leaves no helper behind, writing into a temporary folder
     no one will use. Elsewhere, or if the call fails, nothing (the closed queue end above still lets the
-    child end once its work is done). Only for a child forked by the parent's main thread: Linux sends
-    the signal when the *thread* that forked ends."""
+    child end once its work is done). ``parent``: :func:`parent_to_end_with`, in the parent."""
     import ctypes
     import signal
     import sys
@@ -117,7 +122,7 @@ class Forked:
         self._outbox = ctx.Queue()
         # Daemonic (ended with this process if it is never waited for), unless ``with_children``: a daemonic process
         # may not start processes of its own (fn then runs its own Forked inline).
-        parent = os.getpid() if threading.current_thread() is threading.main_thread() else None
+        parent = parent_to_end_with()
         self._proc = ctx.Process(target=_child, args=(fn, args, self._outbox, parent), daemon=not with_children,
                                  name=f"covgap-{getattr(fn, '__name__', 'child')}")
         self._proc.start()

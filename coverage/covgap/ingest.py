@@ -23,7 +23,6 @@ import pickle
 import queue
 import shutil
 import tempfile
-import threading
 import time
 import traceback
 from collections import deque
@@ -37,7 +36,7 @@ import pandas as pd
 import shapely
 from pyproj import CRS, Transformer
 
-from covgap import blocks as blocks_mod, cellstats, dedupe, fastparse, measurements as meas, store as store_mod
+from covgap import blocks as blocks_mod, cellstats, dedupe, fastparse, forked, measurements as meas, store as store_mod
 from covgap.blocks import BLOCK_BYTES, Block, read_ref
 from covgap.config import Config, EngineConfig
 from covgap.errors import InputError
@@ -476,7 +475,7 @@ class _Workers:
         mp = multiprocessing.get_context("fork")
         self.inboxes = [mp.Queue(maxsize=2) for _ in range(n)]
         self.outboxes: list[Any] = [mp.Queue() for _ in range(n)]  # (their ends, _reader and _writer, are used)
-        parent = os.getpid() if threading.current_thread() is threading.main_thread() else None  # (forked.end_with_parent)
+        parent = forked.parent_to_end_with()
         self.procs = [mp.Process(target=_worker_main, args=(self.inboxes[i], self.outboxes, ctx, grid, crs, spool_dir, i,
                                                             parent),
                                  daemon=True, name=f"covgap-reader-{i}") for i in range(n)]
@@ -577,10 +576,8 @@ def _worker_main(inbox, outboxes: list, ctx: meas.ReadContext, grid, crs: CRS, s
     own); row keys to its own spool. It ends with the main process (``parent_pid``: covgap.forked.end_with_parent)."""
     import signal
 
-    from covgap.forked import end_with_parent
-
     if parent_pid is not None:
-        end_with_parent(parent_pid)
+        forked.end_with_parent(parent_pid)
 
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the main process's to handle: it stops the workers
     signal.signal(signal.SIGTERM, signal.SIG_DFL)  # stopped by it outright (not by a handler it forked with: covgap watch's)
@@ -846,7 +843,7 @@ class Batch:
         self.taken: list[_Taken] = []
         self._kept_rows = 0  # rows of the statistics kept in memory (KEEP_STATS_TOTAL_ROWS)
         self._dropped: set[int] = set()
-        self._unwritten: Unwritten | None = None  # what finish(write_kept=False) leaves to the caller
+        self._unwritten: Unwritten | None = None  # what finish(unwritten=) leaves to the caller
         self._next_pos = 0
         self._pool: _Workers | None = None
         self._in_flight: dict[int, int] = {}  # small files in the hands of each worker process
@@ -1202,13 +1199,13 @@ class Batch:
                 taken.stats, taken.unwritten = None, False
         self.taken.append(taken)
 
-    def finish(self, keys_folder: Path | None = None, *, write_kept: bool = True) -> list[FileRecord]:
+    def finish(self, keys_folder: Path | None = None, *, unwritten: Unwritten | None = None) -> list[FileRecord]:
         """Find the exact duplicates of the batch and take them out; returns the records of the files taken.
 
         ``keys_folder``: where the keys of every row kept (the stored ones and this batch's) are written.
-        ``write_kept=False``: the statistics kept in memory, and the duplicate rows this process takes
-        out of a file, are not written to the store folder here; the caller writes them
-        (:meth:`unwritten`), while it does other work.
+        ``unwritten``: the statistics kept in memory, and the duplicate rows this process takes out of a
+        file, are put in it instead of written to the store folder here; the caller writes them
+        (:meth:`Unwritten.write`), while it does other work.
         """
         if self._pool is not None:
             self._pool.sync()
@@ -1225,7 +1222,7 @@ class Batch:
         shutil.rmtree(self._spool_dir, ignore_errors=True)
         by_pos = {t.pos: t for t in self.taken}
         todo = [(by_pos[pos], lines) for pos, lines in dedupe.split_seq(dups)]
-        self._unwritten = None if write_kept or self.folder is None else Unwritten()
+        self._unwritten = unwritten if self.folder is not None else None
         in_workers = self.workers > 1 and self._dask is None
         if self._dask is not None:  # each file's duplicates read again on the Dask workers, some blocks a task
             for taken, lines in todo:
@@ -1237,20 +1234,15 @@ class Batch:
         else:
             for taken, lines in todo:
                 self._take_out(taken, lines)
-        if write_kept:
+        if self._unwritten is None:
             self._write_statistics(in_workers)
+        else:
+            self._unwritten.stats += [(t.stats, t.record.sha256) for t in self.taken if t.unwritten and t.stats is not None]
         if self._pool is not None:
             self._pool.close()
             self._pool = None
         self.duplicates = len(dups)
         return [t.record for t in self.taken]
-
-    def unwritten(self) -> Unwritten:
-        """What ``finish(write_kept=False)`` left unwritten: the statistics kept in memory, the duplicate rows taken
-        out here."""
-        left = self._unwritten or Unwritten()
-        left.stats = [(t.stats, t.record.sha256) for t in self.taken if t.unwritten and t.stats is not None]
-        return left
 
     def _write_statistics(self, in_workers: bool) -> None:
         """Write the statistics kept in memory to the store folder (by the worker processes when there are many)."""
@@ -1517,7 +1509,7 @@ def apply_take_out(taken: _Taken, k: int, minus: pd.DataFrame, dup_rejected: pd.
 
 @dataclass
 class Unwritten:
-    """What a batch left for its caller to write into the store folder (``Batch.finish(write_kept=False)``), so that
+    """What a batch left for its caller to write into the store folder (``Batch.finish(unwritten=)``), so that
     the caller can write it beside other work (covgap.refresh: a forked child, while the analysis runs)."""
 
     #: ``(statistics, sha256)`` of the files whose statistics are in memory only

@@ -441,7 +441,7 @@ class UsedColumns:
         keep = self.keep
         columns = {
             "lon": self.lon[keep], "lat": self.lat[keep], "signal_dbm": self.signal_dbm[keep],
-            "technology": pd.Categorical.from_codes(self.technology[keep], categories=pd.Index(list(TECHNOLOGIES))),
+            "technology": self.technology_categorical()[keep],
             "operator": self.operator[keep],
             "time_s": self.time_s[keep],
             "source_file": pd.Categorical.from_codes(np.zeros(self.n_used, dtype=np.int8),

@@ -313,7 +313,7 @@ def _ingest_batch(files: list[Path], store: Store, layers: pipeline.Layers, ctx:
     Taken files are appended to ``store.files``; with a ``folder``, their statistics,
     rejected rows and the new row keys (``row_keys/``) are written there; but with ``unwritten``, the
     statistics kept in memory and the duplicate rows taken out by this process are put in it instead
-    (:meth:`covgap.ingest.Batch.unwritten`), for the caller to write.
+    (:meth:`covgap.ingest.Batch.finish`), for the caller to write.
     """
     outcomes: list[FileOutcome | None] = []  # None: being read, filled in file order
     batch: dict[str, Path] = {}
@@ -370,11 +370,7 @@ def _ingest_batch(files: list[Path], store: Store, layers: pipeline.Layers, ctx:
                 log.debug("%s", trace)
             else:
                 outcomes[at] = FileOutcome(path, sha, "would take" if folder is None else "taken", record=got)
-        reader.finish(keys_folder=folder / store_mod.KEYS_DIR if folder is not None else None,
-                      write_kept=unwritten is None)
-        if unwritten is not None:
-            left = reader.unwritten()
-            unwritten.stats, unwritten.rejected = left.stats, left.rejected
+        reader.finish(keys_folder=folder / store_mod.KEYS_DIR if folder is not None else None, unwritten=unwritten)
         done = [o for o in outcomes if o is not None]
         assert len(done) == len(outcomes), "the reader answers for every file it is given"
         kept = {t.record.sha256: t.stats for t in reader.taken}

@@ -246,21 +246,16 @@ class RejectedWriter:
         self._name = name
         # Without the SHA-256 yet (a file hashed while it is read), a temporary name in the batch's
         # own folder until :meth:`name_by` gives the file its name.
-        self._rel = self._rel_for(sha256) if sha256 is not None else f"{REJECTED_DIR}/.reading-{uuid.uuid4().hex}.csv"
+        self._rel = rejected_path(sha256, name) if sha256 is not None else f"{REJECTED_DIR}/.reading-{uuid.uuid4().hex}.csv"
         self.path = folder / self._rel
         self._fh: TextIO | None = None
         self._created = False  # this writer made self.path (the only file discard() may delete)
         self.rows = 0
 
-    def _rel_for(self, sha256: str) -> str:
-        safe = "".join(ch if ch.isalnum() or ch in "._-" else "_" for ch in self._name)
-        rel = f"{REJECTED_DIR}/{sha256[:12]}_{safe}"
-        return rel if rel.lower().endswith(".csv") else rel + ".csv"
-
     def name_by(self, sha256: str) -> None:
         """Give the rows written so far (under a temporary name) the file's name, once its SHA-256 is known."""
         self.close()
-        rel = self._rel_for(sha256)
+        rel = rejected_path(sha256, self._name)
         if self._created:
             final = self.folder / rel
             if final.exists():  # two files of one content are never both taken in: not covgap's file to replace
@@ -302,8 +297,10 @@ class RejectedWriter:
 
 
 def rejected_path(sha256: str, name: str) -> str:
-    """Where (relative to the store) a file's rejected rows are written: :class:`RejectedWriter`'s name for them."""
-    return RejectedWriter(Path("."), sha256, name)._rel
+    """Where (relative to the store) the rejected rows of the file ``name`` of this SHA-256 are written."""
+    safe = "".join(ch if ch.isalnum() or ch in "._-" else "_" for ch in name)
+    rel = f"{REJECTED_DIR}/{sha256[:12]}_{safe}"
+    return rel if rel.lower().endswith(".csv") else rel + ".csv"
 
 
 def add_rejected_rows(folder: Path, sha256: str, name: str, rel_path: str, rows: pd.DataFrame) -> str:
@@ -311,7 +308,7 @@ def add_rejected_rows(folder: Path, sha256: str, name: str, rel_path: str, rows:
     if rows.empty:
         return rel_path
     writer = RejectedWriter(folder, sha256, name)
-    path = folder / (rel_path or writer._rel)
+    path = folder / (rel_path or rejected_path(sha256, name))
     if rel_path:
         old = pd.read_csv(path, dtype={"source_file": str, "reason": str, "detail": str, "raw_fields": str},
                           keep_default_na=False, na_filter=False, encoding="utf-8")
